@@ -1,0 +1,17 @@
+"""The ``galaxymorph`` command line: a thin layer over the library.
+
+Each topic's commands live in their own module here and are registered below.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from galaxymorph.cli import schemas
+
+app = typer.Typer(
+    help="Detailed galaxy morphology with Bayesian deep learning.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(schemas.app, name="schemas")
