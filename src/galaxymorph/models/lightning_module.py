@@ -1,0 +1,81 @@
+"""What one training step is: Dirichlet-Multinomial loss of the votes, logged per question."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from galaxymorph.losses import DirichletMultinomialLoss
+from galaxymorph.models.galaxy_model import GalaxyModel
+
+__all__ = ["GalaxyLightningModule", "warmup_cosine"]
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate factor: linear warm-up from ~0 to 1, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class GalaxyLightningModule(L.LightningModule):
+    """Trains a :class:`GalaxyModel` with AdamW, optional warm-up + cosine schedule.
+
+    Logs ``{train,val}/loss`` (mean over galaxies of the NLL summed over questions)
+    and ``{train,val}/loss_<question>`` (each question's share, so they add up to
+    the total; a question not provided for a galaxy counts 0 there).
+    """
+
+    def __init__(
+        self,
+        model: GalaxyModel,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        cosine: bool = True,
+        warmup_fraction: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = DirichletMultinomialLoss(model.schema, reduction="none")
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.cosine = cosine
+        self.warmup_fraction = warmup_fraction
+        self.question_names = model.schema.question_names
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        concentrations = self.model(batch["image"])
+        per_question = self.loss(concentrations.float(), batch["votes"]).mean(dim=0)
+        loss = per_question.sum()
+        batch_size = batch["image"].shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=batch_size, sync_dist=not on_step)
+        self.log_dict(
+            {f"{stage}/loss_{q}": v for q, v in zip(self.question_names, per_question.detach())},
+            on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True,
+        )
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        if not self.cosine or not math.isfinite(total):
+            return optimizer
+        total = int(total)
+        warmup = int(self.warmup_fraction * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
