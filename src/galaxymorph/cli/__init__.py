@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from galaxymorph.cli import schemas
+from galaxymorph.cli import train
 
 app = typer.Typer(
     help="Detailed galaxy morphology with Bayesian deep learning.",
@@ -15,3 +16,4 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(schemas.app, name="schemas")
+app.command()(train.train)
