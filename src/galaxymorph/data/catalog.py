@@ -1,0 +1,197 @@
+"""Read a catalogue and check it once, at the edge, against a schema.
+
+A catalogue is a CSV/Parquet file (or DataFrame) with ``id_str``, ``file_loc``
+(relative paths are relative to the catalogue's folder) and one vote-count
+column per schema answer. A question whose columns are *all* NaN for a galaxy
+was not provided (valid: it costs nothing in the loss); a question only partly
+NaN is invalid. Every problem becomes one line ``row, id_str, reason`` in a CSV
+report; the caller chooses to fail (:class:`CatalogError`) or to skip the bad
+rows (they stay listed in the report and in a warning, never dropped silently).
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from galaxymorph.data.images import check_image
+from galaxymorph.schema import Schema, get_schema
+
+__all__ = ["CatalogError", "CatalogWarning", "read_catalogue", "resolve_paths", "vote_columns"]
+
+REQUIRED = ("id_str", "file_loc")
+_SHOWN = 5
+
+
+class CatalogError(ValueError):
+    """The catalogue has problems; the message counts them, shows the first few and names the report."""
+
+
+class CatalogWarning(UserWarning):
+    """Rows were skipped (``on_error="skip"``); the report file lists each one."""
+
+
+def vote_columns(schema: Schema) -> list[str]:
+    """The catalogue's vote-count columns, in model output order."""
+    return list(schema.answers)
+
+
+def _load_table(catalogue: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path | None]:
+    if isinstance(catalogue, pd.DataFrame):
+        return catalogue.copy(), None
+    path = Path(catalogue)
+    if not path.is_file():
+        raise CatalogError(f"catalogue file not found: {path}")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path), path
+    if path.suffix.lower() in (".csv", ".gz", ".txt"):
+        return pd.read_csv(path, dtype={"id_str": str, "file_loc": str}, keep_default_na=True), path
+    raise CatalogError(f"{path}: unknown catalogue format {path.suffix!r}; use .csv or .parquet")
+
+
+def _check_columns(df: pd.DataFrame, wanted: list[str], name: str) -> None:
+    missing = [c for c in wanted if c not in df.columns]
+    if not missing:
+        return
+    have = [str(c) for c in df.columns]
+    hints = []
+    for col in missing[:_SHOWN]:
+        close = difflib.get_close_matches(col, have, n=3, cutoff=0.5)
+        hints.append(f"  {col}: closest existing {close}" if close else f"  {col}: no similar column")
+    more = f"\n  ... and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+    raise CatalogError(
+        f"catalogue {name} lacks {len(missing)} required column(s):\n" + "\n".join(hints) + more
+        + "\nRename the columns (vote columns are '<question>_<answer>', see `galaxymorph schemas show`)."
+    )
+
+
+def resolve_paths(file_loc: pd.Series, root: Path) -> pd.Series:
+    """Relative ``file_loc`` values are taken relative to ``root`` (the catalogue's folder)."""
+    return file_loc.map(lambda p: str(p if Path(p).is_absolute() else root / p))
+
+
+def _vote_problems(df: pd.DataFrame, schema: Schema) -> dict[int, list[str]]:
+    """Row position -> reasons, for non-numeric, partly NaN, negative or non-integer votes."""
+    problems: dict[int, list[str]] = {}
+    raw = df[vote_columns(schema)]
+    numeric = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    not_number = raw.notna().to_numpy() & np.isnan(numeric)
+    for question, cols in zip(schema.questions, schema.slices):
+        block = numeric[:, cols]
+        nan = np.isnan(block)
+        partial = nan.any(axis=1) & ~nan.all(axis=1) & ~not_number[:, cols].any(axis=1)
+        names = np.array(question.columns)
+        for i in np.flatnonzero(partial):
+            problems.setdefault(i, []).append(
+                f"question {question.name} partly NaN ({', '.join(names[nan[i]])}); give all its answers or none"
+            )
+    for i, j in zip(*np.nonzero(not_number)):
+        problems.setdefault(i, []).append(f"{raw.columns[j]} is not a number ({raw.iat[i, j]!r})")
+    with np.errstate(invalid="ignore"):
+        negative = numeric < 0
+        fractional = np.abs(numeric - np.round(numeric)) > 1e-6
+    for kind, mask in (("negative", negative), ("not a whole number of votes", fractional)):
+        for i, j in zip(*np.nonzero(mask)):
+            problems.setdefault(i, []).append(f"{raw.columns[j]} = {numeric[i, j]:g} is {kind}")
+    return problems
+
+
+def _id_problems(ids: pd.Series) -> dict[int, list[str]]:
+    problems: dict[int, list[str]] = {}
+    first_seen: dict[str, int] = {}
+    for i, value in enumerate(ids):
+        if pd.isna(value) or str(value).strip() == "":
+            problems.setdefault(i, []).append("id_str is empty")
+            continue
+        if value in first_seen:
+            problems.setdefault(i, []).append(f"duplicate id_str (first on row {first_seen[value]})")
+        else:
+            first_seen[value] = i
+    return problems
+
+
+def _image_problems(paths: pd.Series) -> dict[int, list[str]]:
+    problems: dict[int, list[str]] = {}
+    for i, path in enumerate(paths):
+        reason = check_image(path) if isinstance(path, str) and path.strip() else "file_loc is empty"
+        if reason:
+            problems.setdefault(i, []).append(reason)
+    return problems
+
+
+def write_report(problems: list[tuple[int, str, str]], path: Path) -> None:
+    """One CSV line per problem: ``row`` (0-based data row), ``id_str``, ``reason``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(problems, columns=["row", "id_str", "reason"]).to_csv(path, index=False)
+
+
+def read_catalogue(
+    catalogue: str | Path | pd.DataFrame,
+    schema: Schema | str,
+    on_error: Literal["raise", "skip"] = "raise",
+    report_path: str | Path | None = None,
+    check_images: bool = True,
+    root: str | Path | None = None,
+) -> pd.DataFrame:
+    """Read and validate a catalogue; returns it with absolute ``file_loc`` and float votes.
+
+    Args:
+        catalogue: CSV/Parquet path, or a DataFrame.
+        schema: the decision tree whose answers name the vote columns.
+        on_error: ``"raise"`` a :class:`CatalogError`, or ``"skip"`` bad rows (with a
+            :class:`CatalogWarning`); either way every problem is in the report.
+        report_path: CSV of problems; default ``<catalogue>.problems.csv`` beside the
+            file (``catalogue.problems.csv`` in ``root``/the working folder for DataFrames).
+        check_images: check each image exists and its header parses (cheap, no decode).
+        root: folder that relative ``file_loc`` are relative to (default: the catalogue's).
+
+    Example:
+        >>> df = read_catalogue("catalogue.parquet", "gz_decals_dr5", on_error="skip")  # doctest: +SKIP
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    schema = get_schema(schema) if isinstance(schema, str) else schema
+    df, path = _load_table(catalogue)
+    name = str(path) if path else "(DataFrame)"
+    _check_columns(df, [*REQUIRED, *vote_columns(schema)], name)
+    root = Path(root) if root is not None else (path.parent if path else Path.cwd())
+    if report_path is None:
+        report_path = path.with_name(path.stem + ".problems.csv") if path else root / "catalogue.problems.csv"
+    report_path = Path(report_path)
+
+    df = df.reset_index(drop=True)
+    df["id_str"] = df["id_str"].map(lambda v: v if pd.isna(v) else str(v))
+    df["file_loc"] = resolve_paths(df["file_loc"].astype(str), root).where(df["file_loc"].notna(), None)
+
+    found: dict[int, list[str]] = {}
+    checks = [_id_problems(df["id_str"]), _vote_problems(df, schema)]
+    if check_images:
+        checks.append(_image_problems(df["file_loc"]))
+    for check in checks:
+        for i, reasons in check.items():
+            found.setdefault(i, []).extend(reasons)
+
+    if found:
+        lines = [(i, str(df.at[i, "id_str"]), reason) for i in sorted(found) for reason in found[i]]
+        write_report(lines, report_path)
+        shown = "\n".join(f"  row {i} id_str={ident}: {reason}" for i, ident, reason in lines[:_SHOWN])
+        more = f"\n  ... {len(lines) - _SHOWN} more" if len(lines) > _SHOWN else ""
+        summary = f"{len(found)} of {len(df)} rows of catalogue {name} have problems ({len(lines)} in all):\n{shown}{more}"
+        if on_error == "raise":
+            raise CatalogError(
+                f"{summary}\nFull list: {report_path}. Fix those rows, or skip them with on_error='skip' "
+                "(--on-error skip); skipped rows stay listed in the report."
+            )
+        warnings.warn(f"skipped {summary}\nFull list: {report_path}", CatalogWarning, stacklevel=2)
+        df = df.drop(index=sorted(found)).reset_index(drop=True)
+        df.attrs["skipped"] = [ident for _, ident, _ in lines]
+
+    votes = vote_columns(schema)
+    df[votes] = df[votes].apply(pd.to_numeric).astype(np.float32)
+    df.attrs["report_path"] = str(report_path) if found else None
+    return df

@@ -1,0 +1,279 @@
+"""Batches for training, validation, testing and prediction, from shards or a catalogue.
+
+Loaders yield uint8 images so workers only copy bytes; the float conversion and
+augmentation run on the whole batch in ``on_after_batch_transfer`` (on the
+training device), random for training and deterministic otherwise.
+
+Shards stream through ``webdataset`` (bounded memory: a shuffle buffer, not the
+data set); shards are split between DDP ranks and between loader workers, so each
+galaxy is read once per epoch. With several ranks the training stream is
+resampled to an equal number of batches per rank (DDP needs equal step counts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, Dataset
+
+from galaxymorph.data.catalog import read_catalogue, resolve_paths, vote_columns
+from galaxymorph.data.images import FITS_SUFFIXES, FitsStretch, ImageReadError, load_image
+from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, read_manifest, shard_paths
+from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
+from galaxymorph.schema import Schema, get_schema
+
+__all__ = ["CatalogueDataset", "GalaxyDataModule", "PredictImages", "collate", "collate_predict", "iter_catalogue_images"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", *FITS_SUFFIXES)
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Samples with uint8 HWC images -> ``{"image": uint8 (B, C, H, W), "votes": (B, A), "id_str": [...]}``."""
+    images = torch.from_numpy(np.stack([s["image"] for s in samples])).permute(0, 3, 1, 2)
+    return {
+        "image": images,  # channels_last memory layout, which CPU convolutions prefer
+        "votes": torch.from_numpy(np.stack([s["votes"] for s in samples]).astype(np.float32)),
+        "id_str": [s["id_str"] for s in samples],
+    }
+
+
+class CatalogueDataset(Dataset):
+    """Map-style dataset over validated catalogue rows, decoding images on the fly (or once, ``in_memory``)."""
+
+    def __init__(self, df: pd.DataFrame, schema: Schema, prep: Preprocessing, stretch: FitsStretch | None = None, in_memory: bool = False):
+        self.paths = df["file_loc"].tolist()
+        self.ids = df["id_str"].tolist()
+        self.votes = df[vote_columns(schema)].to_numpy(np.float32)
+        self.prep, self.stretch = prep, stretch
+        self.cache = [self._load(i) for i in range(len(self))] if in_memory else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _load(self, i: int) -> np.ndarray:
+        return load_image(self.paths[i], self.prep.stored_size, self.prep.channels, self.prep.source_crop, self.stretch)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        image = self.cache[i] if self.cache is not None else self._load(i)
+        return {"image": image, "votes": self.votes[i], "id_str": self.ids[i]}
+
+
+class GalaxyDataModule(L.LightningDataModule):
+    """Lightning data over a shard directory (streamed) or a catalogue (small data).
+
+    Args:
+        source: a shard directory (with ``manifest.json``), or a catalogue file / DataFrame.
+        schema: needed for a catalogue; read from the manifest for shards.
+        preprocessing: for shards, defaults to the manifest's (its stored pixels are fixed);
+            for a catalogue, defaults to ``Preprocessing()``.
+        image_size: model input size, overriding ``preprocessing.image_size``.
+        batch_size, num_workers: as for ``DataLoader``.
+        shuffle_buffer: samples held for shuffling a shard stream (bounds memory).
+        seed: shard order / shuffle seed, and for a catalogue the split seed.
+        val_fraction, test_fraction: split of a catalogue (hash of id_str, as for shards).
+        on_error: for a catalogue, ``"raise"`` or ``"skip"`` bad rows (see ``read_catalogue``).
+        in_memory: for a catalogue, decode every image once and keep it in RAM.
+
+    Example:
+        >>> dm = GalaxyDataModule("shards/", batch_size=64, num_workers=2, image_size=64)  # doctest: +SKIP
+        >>> trainer.fit(model, datamodule=dm)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: str | Path | pd.DataFrame,
+        schema: Schema | str | None = None,
+        preprocessing: Preprocessing | None = None,
+        image_size: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        shuffle_buffer: int = 2000,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        on_error: str = "raise",
+        in_memory: bool = False,
+        stretch: FitsStretch | None = None,
+    ):
+        super().__init__()
+        self.source = source
+        self.is_shards = not isinstance(source, pd.DataFrame) and (Path(source) / "manifest.json").is_file()
+        if self.is_shards:
+            self.manifest = read_manifest(source)
+            self.schema = Schema.from_dict(self.manifest["schema"])
+            if schema is not None and (get_schema(schema) if isinstance(schema, str) else schema) != self.schema:
+                raise ValueError(f"schema {getattr(schema, 'name', schema)!r} differs from the shards' ({self.schema.name})")
+            stored = Preprocessing.from_dict(self.manifest["preprocessing"])
+            prep = preprocessing or stored
+            if (prep.stored_size, prep.source_crop) != (stored.stored_size, stored.source_crop):
+                raise ValueError(f"shards hold {stored.stored_size} px at source_crop {stored.source_crop}; preprocessing says otherwise")
+        else:
+            if schema is None:
+                raise ValueError("a catalogue source needs a schema (e.g. schema='gz2')")
+            self.schema = get_schema(schema) if isinstance(schema, str) else schema
+            prep = preprocessing or Preprocessing()
+        if image_size is not None:
+            prep = Preprocessing.from_dict({**prep.to_dict(), "image_size": image_size})
+        self.preprocessing = prep
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.on_error, self.in_memory, self.stretch = on_error, in_memory, stretch
+        self._train_transform = train_transform(prep)
+        self._eval_transform = eval_transform(prep)
+        self._datasets: dict[str, Dataset] = {}
+
+    # --- catalogue mode ---------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.is_shards or self._datasets:
+            return
+        df = read_catalogue(self.source, self.schema, on_error=self.on_error)
+        split = assign_splits(df["id_str"], self.seed, self.val_fraction, self.test_fraction)
+        for name in SPLITS:
+            part = df[split == name].reset_index(drop=True)
+            self._datasets[name] = CatalogueDataset(part, self.schema, self.preprocessing, self.stretch, self.in_memory)
+
+    def split_size(self, split: str) -> int:
+        """Number of galaxies in a split (from the manifest, or the catalogue after ``setup``)."""
+        if self.is_shards:
+            return self.manifest["splits"][split]["count"]
+        self.setup()
+        return len(self._datasets[split])
+
+    # --- loaders --------------------------------------------------------------
+    def _shard_loader(self, split: str, train: bool) -> DataLoader:
+        urls = shard_paths(self.source, split, self.manifest)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if train and world > 1:
+            per_rank = max(1, self.split_size(split) // (world * self.batch_size))
+            dataset = wds.WebDataset(urls, resampled=True, shardshuffle=True, nodesplitter=None, seed=self.seed)
+        else:
+            dataset = wds.WebDataset(
+                urls,
+                shardshuffle=len(urls) if train else False,
+                nodesplitter=wds.split_by_node,
+                workersplitter=wds.split_by_worker,
+                empty_check=False,
+                seed=self.seed,
+            )
+        if train:
+            dataset = dataset.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 500))
+        dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=not (train and world > 1))
+        if train and world > 1:
+            dataset = dataset.with_epoch(per_rank)
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if self.is_shards:
+            return self._shard_loader(split, train)
+        self.setup()
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self._datasets[split], batch_size=self.batch_size, shuffle=train, generator=generator,
+            num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    # --- transforms -------------------------------------------------------------
+    def transform_batch(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
+        """uint8 batch -> model batch: random augmentation if ``train``, else the deterministic transform."""
+        transform = self._train_transform if train else self._eval_transform
+        return {**batch, "image": transform(batch["image"])}
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        training = self.trainer is not None and self.trainer.training
+        return self.transform_batch(batch, train=training)
+
+
+class PredictImages(Dataset):
+    """Images to predict on, with failures reported instead of raised.
+
+    Each item is ``{"id_str", "image": uint8 (C, S, S), "error": "" or the reason}``;
+    a failed image gives zeros and its error, so one bad file never stops a long run.
+    Build it from a catalogue (``id_str`` + ``file_loc``; votes not needed) or a folder.
+    """
+
+    def __init__(self, ids: list[str], paths: list[str], prep: Preprocessing, stretch: FitsStretch | None = None):
+        self.ids, self.paths, self.prep, self.stretch = list(ids), list(paths), prep, stretch
+
+    @classmethod
+    def from_catalogue(cls, catalogue: str | Path | pd.DataFrame, prep: Preprocessing, stretch: FitsStretch | None = None) -> "PredictImages":
+        """``id_str`` + ``file_loc`` columns; relative paths are relative to the catalogue's folder."""
+        if isinstance(catalogue, pd.DataFrame):
+            df, root = catalogue, Path.cwd()
+        else:
+            path = Path(catalogue)
+            df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path, dtype={"id_str": str})
+            root = path.parent
+        missing = {"id_str", "file_loc"} - set(df.columns)
+        if missing:
+            raise ValueError(f"catalogue lacks column(s) {sorted(missing)}; it needs id_str and file_loc")
+        return cls(df["id_str"].astype(str).tolist(), resolve_paths(df["file_loc"].astype(str), root).tolist(), prep, stretch)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, prep: Preprocessing, stretch: FitsStretch | None = None) -> "PredictImages":
+        """Every image in ``folder`` (sorted); ``id_str`` is the file name without its suffix."""
+        files = sorted(p for p in Path(folder).iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
+        ids = [p.name[: -len(next(s for s in IMAGE_SUFFIXES if p.name.lower().endswith(s)))] for p in files]
+        return cls(ids, [str(p) for p in files], prep, stretch)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        p = self.prep
+        try:
+            image, error = load_image(self.paths[i], p.stored_size, p.channels, p.source_crop, self.stretch), ""
+        except ImageReadError as err:
+            image, error = np.zeros((p.stored_size, p.stored_size, p.channels), np.uint8), str(err)
+        return {"id_str": self.ids[i], "image": torch.from_numpy(image).permute(2, 0, 1), "error": error}
+
+
+def collate_predict(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"id_str": [...], "image": uint8 (B, C, S, S), "error": [...]}``."""
+    return {
+        "id_str": [s["id_str"] for s in samples],
+        "image": torch.stack([s["image"] for s in samples]),
+        "error": [s["error"] for s in samples],
+    }
+
+
+def iter_catalogue_images(
+    source: str | Path | pd.DataFrame | Iterable[str],
+    prep: Preprocessing,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    stretch: FitsStretch | None = None,
+    transform: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Batches for prediction from a catalogue, a folder of images, or a list of paths.
+
+    Yields ``{"id_str", "image", "error"}`` in input order; ``image`` is the
+    deterministic eval transform's float32 (B, C, image_size, image_size) if
+    ``transform``, else uint8 stored pixels. Failed images are zeros with a reason.
+    """
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        dataset = PredictImages.from_folder(source, prep, stretch)
+    elif isinstance(source, (str, Path, pd.DataFrame)):
+        dataset = PredictImages.from_catalogue(source, prep, stretch)
+    else:
+        paths = [str(p) for p in source]
+        dataset = PredictImages([Path(p).stem for p in paths], paths, prep, stretch)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_predict)
+    to_model = eval_transform(prep)
+    for batch in loader:
+        yield {**batch, "image": to_model(batch["image"])} if transform else batch

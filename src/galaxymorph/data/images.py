@@ -1,0 +1,177 @@
+"""Decode one galaxy image (PNG, JPEG or FITS) into a fixed-size uint8 array.
+
+The hot path is JPEG: ``Image.draft`` lets libjpeg decode at 1/2, 1/4 or 1/8
+scale when the output is much smaller than the file, and the central crop is
+passed to ``Image.resize`` as its ``box`` so cropping and (antialiased)
+resampling happen in one step, without copying the full frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["FITS_SUFFIXES", "FitsStretch", "ImageReadError", "check_image", "load_image"]
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz")
+_PIL_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
+
+
+class ImageReadError(ValueError):
+    """An image could not be read; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class FitsStretch:
+    """How FITS fluxes become 0..255: clip at percentiles, then linear or arcsinh.
+
+    ``arcsinh`` (Lupton et al. 2004 style) keeps faint outskirts visible while not
+    saturating the core; ``softening`` is how far into the asinh regime the
+    brightest clipped value goes (larger = more compression of bright parts).
+    The same limits are used for every band, so colours are kept.
+    """
+
+    kind: str = "arcsinh"
+    lower_percentile: float = 0.5
+    upper_percentile: float = 99.5
+    softening: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("arcsinh", "percentile"):
+            raise ValueError(f"FitsStretch.kind must be 'arcsinh' or 'percentile', got {self.kind!r}")
+        if not 0 <= self.lower_percentile < self.upper_percentile <= 100:
+            raise ValueError("FitsStretch percentiles need 0 <= lower < upper <= 100")
+
+    def apply(self, flux: np.ndarray) -> np.ndarray:
+        """Float fluxes (any shape, NaN allowed) -> uint8; NaN pixels become black."""
+        finite = np.isfinite(flux)
+        if not finite.any():
+            return np.zeros(flux.shape, np.uint8)
+        lo, hi = np.percentile(flux[finite], (self.lower_percentile, self.upper_percentile))
+        scaled = np.clip((np.where(finite, flux, lo) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        if self.kind == "arcsinh":
+            scaled = np.arcsinh(self.softening * scaled) / math.asinh(self.softening)
+        return np.round(scaled * 255.0).astype(np.uint8)
+
+
+def _is_fits(path: Path) -> bool:
+    return path.name.lower().endswith(FITS_SUFFIXES)
+
+
+def _fits_pixels(path: Path, stretch: FitsStretch) -> np.ndarray:
+    """First HDU with a 2-D image or band cube -> uint8 (H, W, bands)."""
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdus:
+        data = next((h.data for h in hdus if h.data is not None and getattr(h.data, "ndim", 0) >= 2), None)
+    if data is None:
+        raise ValueError("no HDU holds a 2-D image or a band cube")
+    data = np.squeeze(np.asarray(data, dtype=np.float32))
+    if data.ndim == 2:
+        data = data[..., None]
+    elif data.ndim == 3:
+        # bands are the short axis: (bands, H, W) as written by most surveys, or (H, W, bands)
+        if data.shape[0] < data.shape[-1]:
+            data = np.moveaxis(data, 0, -1)
+    else:
+        raise ValueError(f"image data has {data.ndim} dimensions after squeezing; expected 2 or 3")
+    return stretch.apply(data)
+
+
+def _pil_to_standard(img: Image.Image, channels: int) -> Image.Image:
+    """Any PIL mode -> 8-bit 'L' (luminance) or 'RGB'; 16/32-bit greys are scaled from their full range."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or values.max(initial=0) <= 65535 else values.max()
+        img = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)  # transparent = empty (black) sky
+    target = "L" if channels == 1 else "RGB"
+    return img if img.mode == target else img.convert(target)
+
+
+def _central_box(width: int, height: int, crop_fraction: float) -> tuple[float, float, float, float]:
+    """The central square holding ``crop_fraction`` of the shorter side."""
+    side = min(width, height) * crop_fraction
+    left, top = (width - side) / 2, (height - side) / 2
+    return (left, top, left + side, top + side)
+
+
+def load_image(
+    path: str | Path,
+    size: int,
+    channels: int = 3,
+    crop_fraction: float = 1.0,
+    stretch: FitsStretch | None = None,
+) -> np.ndarray:
+    """Decode an image, keep its central ``crop_fraction``, resize to ``size``: uint8 (size, size, channels).
+
+    Handles PNG/JPEG in any mode (grey, RGB, RGBA, palette, 16-bit) and FITS
+    (first HDU with data, 2-D or band cube in either axis order, NaNs) with
+    ``stretch`` (default arcsinh). ``channels=1`` gives luminance; a grey image
+    asked for 3 channels is repeated. Non-square frames are cropped to a square.
+
+    Raises:
+        ImageReadError: the file is missing or cannot be decoded (message names it).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+    path = Path(path)
+    try:
+        if _is_fits(path):
+            pixels = _fits_pixels(path, stretch or FitsStretch())
+            if channels == 1:
+                img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
+            else:
+                bands = pixels[..., :3] if pixels.shape[-1] >= 3 else np.repeat(pixels[..., :1], 3, axis=-1)
+                img = Image.fromarray(np.ascontiguousarray(bands), "RGB")
+        else:
+            img = Image.open(path)
+            if img.format == "JPEG":
+                # libjpeg scales by 1/2..1/8 while decoding; keep >= size pixels in the crop
+                wanted = math.ceil(size / crop_fraction)
+                img.draft("L" if channels == 1 else "RGB", (wanted, wanted))
+            img = _pil_to_standard(img, channels)
+        box = _central_box(*img.size, crop_fraction)
+        img = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+        array = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except ImageReadError:
+        raise
+    except (*_PIL_ERRORS, TypeError, IndexError, KeyError) as err:
+        raise ImageReadError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
+    return array[..., None] if array.ndim == 2 else array
+
+
+def check_image(path: str | Path) -> str | None:
+    """Cheap readability check (exists, header parses); returns the problem or None.
+
+    Used when validating a catalogue: a full decode of every image happens once,
+    later, while sharding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return f"image file not found: {path}"
+    try:
+        if _is_fits(path):
+            from astropy.io import fits
+
+            with fits.open(path, memmap=False) as hdus:
+                if not any(h.header.get("NAXIS", 0) >= 2 for h in hdus):
+                    return f"FITS file has no 2-D image HDU: {path}"
+        else:
+            with Image.open(path) as img:
+                if img.width < 1 or img.height < 1:
+                    return f"image has no pixels: {path}"
+    except Exception as err:  # any parser failure means "unreadable"
+        return f"unreadable image {path} ({type(err).__name__}: {err})"
+    return None

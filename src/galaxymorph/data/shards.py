@@ -1,0 +1,275 @@
+"""Decode every image once into WebDataset tar shards of uint8 pixels, votes and ``id_str``.
+
+Layout of a shard directory::
+
+    manifest.json              schema, preprocessing, splits (shard names, counts, sha256)
+    train-000000.tar ...       WebDataset tars; sample = image.npy (uint8 HWC), votes.npy
+                               (float32, NaN = question not provided), id.txt
+    train-000000.json ...      per-shard record (count, sha256, skipped), written just
+                               before its tar is renamed into place
+    plan.json                  what this directory is being built from (guards resumption)
+
+Splits come from a hash of ``(seed, id_str)``, so a galaxy keeps its split
+whatever the catalogue order and however many galaxies are added, and (ids
+being unique) no galaxy is in two splits. Galaxies are ordered by that hash
+inside a split, which scatters neighbours of the catalogue across shards.
+
+Resuming: a shard is written to ``*.tmp`` and renamed only when complete, so
+after a kill the re-run keeps complete shards, rewrites the rest, and never
+duplicates a galaxy. Raw ``.npy`` pixels are stored rather than PNG because
+reading them costs a memcpy instead of a decode (see BENCHMARKS.md, ``data``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import pandas as pd
+import webdataset as wds
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from galaxymorph.data.catalog import CatalogError, read_catalogue, vote_columns, write_report
+from galaxymorph.data.images import FitsStretch, ImageReadError, load_image
+from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.schema import Schema, get_schema
+
+__all__ = ["SPLITS", "assign_splits", "decode_sample", "read_manifest", "shard_paths", "write_shards"]
+
+SPLITS = ("train", "val", "test")
+FORMAT = "galaxymorph-shards/1"
+
+
+def _unit_hash(id_str: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}\x00{id_str}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_splits(ids: list[str] | pd.Series, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """Split name per id, from a hash of ``(seed, id_str)``: stable under reordering and additions."""
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"need val_fraction, test_fraction >= 0 with sum < 1, got {val_fraction}, {test_fraction}")
+    u = np.array([_unit_hash(str(i), seed) for i in ids])
+    return np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train"))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _decode_job(job: tuple[str, int, int, float, FitsStretch | None]) -> tuple[np.ndarray | None, str | None]:
+    path, size, channels, crop, stretch = job
+    try:
+        return load_image(path, size, channels, crop, stretch), None
+    except ImageReadError as err:
+        return None, str(err)
+
+
+def _plan(df: pd.DataFrame, seed: int, val_fraction: float, test_fraction: float, shard_size: int) -> dict[str, list[np.ndarray]]:
+    """Split -> list of shards, each an array of catalogue row positions (hash order)."""
+    split = assign_splits(df["id_str"], seed, val_fraction, test_fraction)
+    order = np.argsort([_unit_hash(i, seed + 1) for i in df["id_str"]], kind="stable")
+    plan = {}
+    for name in SPLITS:
+        rows = order[split[order] == name]
+        plan[name] = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
+    return plan
+
+
+def _shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}.tar"
+
+
+def _check_plan(out: Path, description: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to resume into a directory built from another catalogue or other settings."""
+    plan_file = out / "plan.json"
+    text = json.dumps(description, sort_keys=True, indent=1)
+    if plan_file.exists() and plan_file.read_text() != text:
+        if not overwrite:
+            raise ValueError(
+                f"{out} holds shards built from a different catalogue or settings (see {plan_file}); "
+                "use a new --out directory, or --overwrite to rebuild it"
+            )
+        for stale in [*out.glob("*.tar"), *out.glob("*-*.json"), out / "manifest.json"]:
+            stale.unlink(missing_ok=True)
+    _atomic_write_text(plan_file, text)
+
+
+def _pool(workers: int):
+    method = "fork" if sys.platform == "linux" else None  # the worker needs PIL only; fork avoids re-imports
+    return multiprocessing.get_context(method).Pool(workers)
+
+
+def write_shards(
+    catalogue: str | Path | pd.DataFrame,
+    schema: Schema | str,
+    out_dir: str | Path,
+    preprocessing: Preprocessing | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    workers: int | None = None,
+    shard_size: int = 1000,
+    on_error: Literal["raise", "skip"] = "raise",
+    stretch: FitsStretch | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Validate a catalogue, decode each image once and write train/val/test shards + manifest.
+
+    ``preprocessing`` fixes ``stored_size``, ``source_crop`` and ``channels`` of the stored
+    pixels (the rest is recorded as the default for training). Resumable: re-running
+    with the same arguments finishes an interrupted run. Returns the manifest.
+    """
+    schema = get_schema(schema) if isinstance(schema, str) else schema
+    prep = preprocessing or Preprocessing()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = read_catalogue(catalogue, schema, on_error=on_error, report_path=out / "catalogue.problems.csv")
+    plan = _plan(df, seed, val_fraction, test_fraction, shard_size)
+    description = {
+        "schema": schema.to_dict(),
+        "pixels": {"stored_size": prep.stored_size, "source_crop": prep.source_crop, "channels": prep.channels},
+        "stretch": None if stretch is None else vars(stretch),
+        "seed": seed,
+        "shards": {
+            _shard_name(s, i): hashlib.sha256("\n".join(df["id_str"].iloc[rows]).encode()).hexdigest()
+            for s, shards in plan.items()
+            for i, rows in enumerate(shards)
+        },
+    }
+    _check_plan(out, description, overwrite)
+    for tmp in out.glob("*.tmp"):  # leftovers of a killed run
+        tmp.unlink()
+    todo = [(s, i, rows) for s, shards in plan.items() for i, rows in enumerate(shards) if not _is_complete(out, s, i)]
+    _write_todo(df, schema, out, prep, stretch, todo, workers or os.cpu_count() or 1, on_error, progress)
+    return _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fraction)
+
+
+def _is_complete(out: Path, split: str, index: int) -> bool:
+    name = _shard_name(split, index)
+    return (out / name).exists() and (out / name.replace(".tar", ".json")).exists()
+
+
+def _write_todo(df, schema, out, prep, stretch, todo, workers, on_error, progress) -> None:
+    votes = df[vote_columns(schema)].to_numpy(np.float32)
+    ids = df["id_str"].tolist()
+    paths = df["file_loc"].tolist()
+    jobs = [(paths[r], prep.stored_size, prep.channels, prep.source_crop, stretch) for _, _, rows in todo for r in rows]
+    if not jobs:
+        return
+    bar = Progress(TextColumn("sharding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress)
+    pool = _pool(workers) if workers > 1 else None
+    try:
+        decoded: Iterator = pool.imap(_decode_job, jobs, chunksize=8) if pool else map(_decode_job, jobs)
+        with bar:
+            task = bar.add_task("images", total=len(jobs))
+            for split, index, rows in todo:
+                _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task)
+    finally:
+        if pool:
+            pool.terminate()
+
+
+def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task) -> None:
+    name = _shard_name(split, index)
+    tmp = out / (name + ".tmp")
+    skipped, count = [], 0
+    with wds.TarWriter(str(tmp), encoder=False) as sink:
+        for r in rows:
+            pixels, error = next(decoded)
+            bar.advance(task)
+            if error:
+                if on_error == "raise":
+                    raise CatalogError(
+                        f"id_str={ids[r]}: {error}\nFix or remove that image, or pass on_error='skip' "
+                        "(--on-error skip) to leave it out (it will be listed in the manifest)."
+                    )
+                skipped.append({"id_str": ids[r], "reason": error})
+                continue
+            sink.write({
+                "__key__": f"{count:06d}",
+                "image.npy": _npy_bytes(pixels),
+                "votes.npy": _npy_bytes(votes[r]),
+                "id.txt": ids[r].encode(),
+            })
+            count += 1
+    record = {"count": count, "sha256": _sha256(tmp), "skipped": skipped}
+    _atomic_write_text(out / name.replace(".tar", ".json"), json.dumps(record))
+    os.replace(tmp, out / name)
+
+
+def _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fraction) -> dict[str, Any]:
+    splits, skipped = {}, [{"id_str": i, "reason": "catalogue problem, see catalogue.problems.csv"} for i in df.attrs.get("skipped", [])]
+    for split, shards in plan.items():
+        entries = []
+        for index in range(len(shards)):
+            name = _shard_name(split, index)
+            record = json.loads((out / name.replace(".tar", ".json")).read_text())
+            skipped.extend(record["skipped"])
+            entries.append({"name": name, "count": record["count"], "sha256": record["sha256"]})
+        splits[split] = {"count": sum(e["count"] for e in entries), "shards": entries}
+    if skipped:
+        write_report([(-1, s["id_str"], s["reason"]) for s in skipped], out / "skipped.csv")
+    manifest = {
+        "format": FORMAT,
+        "schema": schema.to_dict(),
+        "preprocessing": prep.to_dict(),
+        "split": {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction, "method": "sha256(seed, id_str)"},
+        "splits": splits,
+        "sample": {"image.npy": "uint8 (H, W, C)", "votes.npy": "float32 (answers,), NaN = not provided", "id.txt": "id_str"},
+        "skipped": skipped,
+    }
+    _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+    return manifest
+
+
+def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a shard directory (schema dict, preprocessing dict, splits, checksums)."""
+    path = Path(shard_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {shard_dir} a finished shard directory? (run `galaxymorph shard`)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: unknown shard format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def shard_paths(shard_dir: str | Path, split: str, manifest: dict[str, Any] | None = None) -> list[str]:
+    """Paths of a split's non-empty shards (suitable as WebDataset URLs)."""
+    manifest = manifest or read_manifest(shard_dir)
+    if split not in manifest["splits"]:
+        raise KeyError(f"no split {split!r} in {shard_dir}; have {sorted(manifest['splits'])}")
+    return [str(Path(shard_dir) / s["name"]) for s in manifest["splits"][split]["shards"] if s["count"] > 0]
+
+
+def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """A raw WebDataset sample (bytes) -> ``{"image": uint8 HWC, "votes": float32, "id_str": str}``."""
+    return {
+        "image": np.load(io.BytesIO(sample["image.npy"]), allow_pickle=False),
+        "votes": np.load(io.BytesIO(sample["votes.npy"]), allow_pickle=False),
+        "id_str": sample["id.txt"].decode(),
+    }

@@ -1,0 +1,151 @@
+"""Everything that turns stored pixels into model inputs, as plain data plus batched transforms.
+
+Training augmentation is one ``affine_grid`` + ``grid_sample`` per batch: each
+galaxy gets its own rotation (any angle), flip, zoom-crop (Zoobot keeps about
+75% of the frame) and small shift, all resampled straight to the model size in
+one pass on the batch tensor. Evaluation is a fixed central crop at the mean
+zoom and an antialiased resize, so predictions never see random augmentation.
+Pixels are divided by 255 here, exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Preprocessing", "EvalTransform", "TrainTransform", "eval_transform", "train_transform", "to_channels"]
+
+_LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """From an image file to a model input.
+
+    Attributes:
+        stored_size: side in px of the stored (sharded) pixels.
+        source_crop: fraction of the original frame kept before resizing to ``stored_size``.
+        image_size: side in px of the model input.
+        channels: 1 (luminance) or 3.
+        train_zoom: range of the fraction of the stored frame kept by the random training crop.
+        eval_zoom: fraction of the stored frame kept by the deterministic evaluation crop
+            (the mean of ``train_zoom`` by default, so train and eval see galaxies at one scale).
+    """
+
+    stored_size: int = 128
+    source_crop: float = 1.0
+    image_size: int = 64
+    channels: int = 3
+    train_zoom: tuple[float, float] = (0.7, 0.8)
+    eval_zoom: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_zoom", tuple(float(z) for z in self.train_zoom))
+        if self.eval_zoom is None:
+            object.__setattr__(self, "eval_zoom", sum(self.train_zoom) / 2)
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        lo, hi = self.train_zoom
+        if not (0 < lo <= hi <= 1 and 0 < self.eval_zoom <= 1 and 0 < self.source_crop <= 1):
+            raise ValueError(f"zoom and crop fractions must lie in (0, 1] with train_zoom low <= high: {self}")
+        if self.stored_size < 1 or self.image_size < 1:
+            raise ValueError(f"stored_size and image_size must be positive: {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (tuples become lists)."""
+        data = asdict(self)
+        data["train_zoom"] = list(self.train_zoom)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (catches typos)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown Preprocessing keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """(B, C, H, W) with C in {1, 3} -> ``channels``: luminance or grey repeated."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 1:
+        weights = torch.tensor(_LUMINANCE, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images * weights).sum(dim=1, keepdim=True)
+    return images.expand(-1, 3, -1, -1)
+
+
+def _as_float(images: torch.Tensor, channels: int) -> torch.Tensor:
+    if images.dtype != torch.uint8:
+        raise TypeError(f"transforms expect uint8 images (0..255), got {images.dtype}")
+    if images.ndim != 4:
+        raise ValueError(f"transforms expect a batch (B, C, H, W), got shape {tuple(images.shape)}")
+    return to_channels(images.float().div_(255.0), channels)
+
+
+class EvalTransform:
+    """Deterministic: central crop of ``eval_zoom`` of the frame, antialiased resize, [0, 1]."""
+
+    def __init__(self, prep: Preprocessing):
+        self.prep = prep
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = _as_float(images, self.prep.channels)
+        side = x.shape[-1]
+        crop = max(1, round(side * self.prep.eval_zoom))
+        start = (side - crop) // 2
+        x = x[..., start : start + crop, start : start + crop]
+        if crop != self.prep.image_size:
+            x = F.interpolate(x, size=self.prep.image_size, mode="bilinear", antialias=True, align_corners=False)
+        return x.clamp_(0.0, 1.0).contiguous()
+
+
+class TrainTransform:
+    """Random rotation (any angle), flip, zoom-crop and shift per galaxy, one resampling pass.
+
+    When the crop would be shrunk by more than ~1.5x, the batch is first downsized
+    with antialiasing so the bilinear ``grid_sample`` does not alias.
+    """
+
+    def __init__(self, prep: Preprocessing, generator: torch.Generator | None = None):
+        self.prep = prep
+        self.generator = generator
+
+    def _rand(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.rand(n, generator=self.generator).to(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = _as_float(images, self.prep.channels)
+        b, out = x.shape[0], self.prep.image_size
+        lo, hi = self.prep.train_zoom
+        prefilter = math.ceil(1.5 * out / lo)
+        if x.shape[-1] > prefilter:
+            x = F.interpolate(x, size=prefilter, mode="bilinear", antialias=True, align_corners=False)
+        zoom = lo + (hi - lo) * self._rand(b, x.device)
+        angle = 2 * math.pi * self._rand(b, x.device)
+        flip = torch.where(self._rand(b, x.device) < 0.5, -1.0, 1.0)
+        # shift the crop centre within the frame, as RandomResizedCrop places its box
+        shift = (1 - zoom).unsqueeze(1) * (2 * torch.stack([self._rand(b, x.device), self._rand(b, x.device)], 1) - 1)
+        cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+        theta = torch.stack(
+            [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+        )
+        grid = F.affine_grid(theta, [b, x.shape[1], out, out], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return x.clamp_(0.0, 1.0)
+
+
+def train_transform(prep: Preprocessing, generator: torch.Generator | None = None) -> TrainTransform:
+    """uint8 (B, C, stored, stored) -> float32 (B, channels, image_size, image_size) in [0, 1], random."""
+    return TrainTransform(prep, generator)
+
+
+def eval_transform(prep: Preprocessing) -> EvalTransform:
+    """uint8 (B, C, stored, stored) -> float32 (B, channels, image_size, image_size) in [0, 1], deterministic."""
+    return EvalTransform(prep)
