@@ -260,7 +260,7 @@ def _trainer(config: TrainConfig, run: Path) -> L.Trainer:
     ]
     if config.progress:
         callbacks.append(RichProgressBar())
-    loggers = [CSVLogger(run, name="logs")]
+    loggers = [CSVLogger(run, name="logs", flush_logs_every_n_steps=10)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
 

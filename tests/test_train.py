@@ -1,0 +1,184 @@
+"""Training on a toy data module: learning, the run folder, resume after SIGKILL, DDP, bad settings.
+
+``ToyDataModule`` stands in for ``galaxymorph.data.GalaxyDataModule`` (same batch
+dicts, ``.schema``, ``.preprocessing``): the image brightness sets the vote split,
+so there is something to learn in a few steps.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from galaxymorph.models import TrainConfig, TrainConfigError, UnknownArchitectureError, load_model, train
+from galaxymorph.schema import Question, Schema
+
+TOY_SCHEMA = Schema(
+    "toy",
+    [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))],
+)
+SIZE = 32
+
+
+class _Galaxies(Dataset):
+    def __init__(self, images, votes, ids):
+        self.images, self.votes, self.ids = images, votes, ids
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "votes": self.votes[i], "id_str": self.ids[i]}
+
+
+class ToyDataModule(L.LightningDataModule):
+    """Bright galaxies are voted round, dark ones disks; ``delay`` seconds per batch slows steps down."""
+
+    def __init__(self, n: int = 64, batch_size: int = 8, delay: float = 0.0, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        level = torch.rand(n, generator=g)
+        noise = 0.05 * torch.randn(n, 3, SIZE, SIZE, generator=g)
+        images = (0.1 + 0.8 * level[:, None, None, None] + noise).clamp(0, 1)
+        round_votes = torch.binomial(torch.full((n,), 20.0), level, generator=g)
+        disk = 20 - round_votes
+        bar = torch.binomial(disk, torch.full((n,), 0.3), generator=g)
+        votes = torch.stack([round_votes, disk, bar, disk - bar], dim=1)
+        ids = [f"toy{i}" for i in range(n)]
+        cut = n * 3 // 4
+        self.train_set = _Galaxies(images[:cut], votes[:cut], ids[:cut])
+        self.val_set = _Galaxies(images[cut:], votes[cut:], ids[cut:])
+        self.batch_size, self.delay = batch_size, delay
+        self.schema = TOY_SCHEMA
+        self.preprocessing = {"stored_size": SIZE, "image_size": SIZE, "channels": 3, "source_crop": 1.0}
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=self.batch_size)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        time.sleep(self.delay)
+        return batch
+
+
+def toy_config(out, **kw) -> TrainConfig:
+    settings = dict(
+        shards="toy", out=str(out), arch="resnet10t", epochs=4, batch_size=8, lr=3e-3, num_workers=0,
+        progress=False, patience=100, checkpoint_minutes=10.0,
+    )
+    return TrainConfig(**{**settings, **kw})
+
+
+def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path):
+    best = train(toy_config(tmp_path / "run", epochs=6), datamodule=ToyDataModule())
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    val = metrics.dropna(subset=["val/loss"])
+    assert len(val) == 6
+    assert val["val/loss"].iloc[-1] < val["val/loss"].iloc[0]
+    assert {"train/loss_epoch", "train/loss_shape", "train/loss_bar", "val/loss_shape", "val/loss_bar"} <= set(metrics)
+    per_question = val["val/loss_shape"] + val["val/loss_bar"]
+    assert per_question.to_numpy() == pytest.approx(val["val/loss"].to_numpy(), rel=1e-4)
+    model = load_model(best)
+    assert model.schema == TOY_SCHEMA and model.config["image_size"] == SIZE
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    # best = the epoch with the lowest val loss, not the last one
+    import yaml
+
+    info = yaml.safe_load((best / "training.yaml").read_text())
+    assert info["val_loss"] == pytest.approx(val["val/loss"].min(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "settings, error, match",
+    [
+        (dict(arch="resnet_10t"), UnknownArchitectureError, "closest: resnet10t"),
+        (dict(schema="gz2"), TrainConfigError, "schema mismatch: --schema gz2 .* 'toy'"),
+        (dict(size=64), TrainConfigError, "image size mismatch: --size 64 .* 32 px"),
+        (dict(channels=1), TrainConfigError, "--channels 1 .* 3-channel"),
+        (dict(max_time="35 minutes"), TrainConfigError, "HH:MM:SS"),
+        (dict(epochs=0), TrainConfigError, "epochs=0"),
+    ],
+)
+def test_bad_settings_fail_with_a_clear_message(tmp_path, settings, error, match):
+    with pytest.raises(error, match=match):
+        train(toy_config(tmp_path / "run", **settings), datamodule=ToyDataModule(n=8))
+
+
+def test_resume_refuses_other_settings_and_a_missing_checkpoint(tmp_path):
+    with pytest.raises(TrainConfigError, match="no checkpoint at"):
+        train(toy_config(tmp_path / "run"), resume=True, datamodule=ToyDataModule(n=8))
+    train(toy_config(tmp_path / "run", epochs=1), datamodule=ToyDataModule(n=8))
+    with pytest.raises(TrainConfigError, match="started with lr=0.003, not 0.1"):
+        train(toy_config(tmp_path / "run", epochs=1, lr=0.1), datamodule=ToyDataModule(n=8))
+
+
+def test_config_file_and_overrides(tmp_path):
+    (tmp_path / "c.yaml").write_text("shards: s\nout: o\narch: resnet10t\nepochs: 3\n")
+    config = TrainConfig.from_yaml(tmp_path / "c.yaml", epochs=5, lr=None)
+    assert (config.arch, config.epochs, config.lr) == ("resnet10t", 5, TrainConfig.lr)
+    (tmp_path / "bad.yaml").write_text("shards: s\nout: o\nepoch: 3\n")
+    with pytest.raises(TrainConfigError, match="unknown setting.*'epoch'"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+# --------------------------------------------------------------- kill and resume, DDP
+RUNNER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_train import ToyDataModule, toy_config
+from galaxymorph.models import train
+train(toy_config(sys.argv[1], epochs=3, devices=int(sys.argv[2]), checkpoint_minutes=0.005),
+      datamodule=ToyDataModule(n=64, batch_size=4, delay=float(sys.argv[3])))
+"""
+
+
+def _run(script, run, devices, delay, kill_when=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(run), str(devices), str(delay)],
+        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    if kill_when is not None:
+        deadline = time.monotonic() + 120
+        while not kill_when() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "training finished before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: DDP ranks too
+        proc.wait()
+        return proc
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out.decode()[-3000:]
+    return proc
+
+
+def _global_step(run: Path) -> int:
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [1, 2])
+def test_killed_mid_epoch_then_rerun_ends_with_the_uninterrupted_step_count(tmp_path, devices):
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER.format(tests=str(Path(__file__).parent)))
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    steps_per_epoch = 48 // (4 * devices)  # 48 training galaxies, batch 4 per device
+    killed = _run(script, run, devices, 0.1, kill_when=lambda: last.is_file() and 0 < _global_step(run) % steps_per_epoch)
+    assert killed.returncode == -signal.SIGKILL
+    step_at_kill = _global_step(run)
+    assert 0 < step_at_kill < 3 * steps_per_epoch
+    _run(script, run, devices, 0.0)
+    assert _global_step(run) == 3 * steps_per_epoch
+    assert load_model(run).config["arch"] == "resnet10t"
+    assert pd.read_csv(run / "metrics.csv")["version"].max() == 1  # the second attempt logs apart
