@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from galaxymorph.cli import schemas
+from galaxymorph.cli import data
 from galaxymorph.cli import train
 
 app = typer.Typer(
@@ -16,4 +17,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(schemas.app, name="schemas")
+app.command()(data.shard)
+app.command()(data.convert_kaggle)
 app.command()(train.train)
