@@ -1,0 +1,110 @@
+// The gallery: filter and sort galaxies by a chosen answer's posterior. No libraries.
+(function () {
+  "use strict";
+  const data = JSON.parse(document.getElementById("galaxy-data").textContent);
+  const answers = data.answers, questions = data.questions;
+  const answerSelect = document.getElementById("answer");
+  const minInput = document.getElementById("min");
+  const sortSelect = document.getElementById("sort");
+  const gallery = document.getElementById("gallery");
+  const count = document.getElementById("count");
+
+  answers.forEach(function (name, i) {
+    const option = document.createElement("option");
+    option.value = String(i);
+    option.textContent = name;
+    answerSelect.appendChild(option);
+  });
+
+  // Mean width of the 90% intervals over the questions likely to be asked.
+  data.galaxies.forEach(function (g) {
+    let width = 0, weight = 0;
+    questions.forEach(function (q, qi) {
+      q.answers.forEach(function (a) { width += g.asked[qi] * (g.q95[a] - g.q05[a]); weight += g.asked[qi]; });
+    });
+    g.uncertainty = weight > 0 ? width / weight : 0;
+  });
+
+  function answerRow(g, a, chosen) {
+    const row = document.createElement("div");
+    row.className = "a" + (a === chosen ? " chosen" : "");
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = answers[a].split("_").slice(1).join("_");
+    label.title = answers[a];
+    const track = document.createElement("span");
+    track.className = "track";
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = (100 * g.fraction[a]).toFixed(1) + "%";
+    const ci = document.createElement("span");
+    ci.className = "ci";
+    ci.style.left = (100 * g.q05[a]).toFixed(1) + "%";
+    ci.style.width = (100 * (g.q95[a] - g.q05[a])).toFixed(1) + "%";
+    track.append(bar, ci);
+    const val = document.createElement("span");
+    val.className = "val";
+    val.textContent = g.fraction[a].toFixed(2);
+    row.title = answers[a] + ": " + g.fraction[a].toFixed(3) + " [" + g.q05[a].toFixed(3) + ", " + g.q95[a].toFixed(3) + "]";
+    row.append(label, track, val);
+    return row;
+  }
+
+  function card(g, chosen) {
+    const div = document.createElement("div");
+    div.className = "card";
+    div.dataset.id = g.id;
+    if (g.image) {
+      const img = document.createElement("img");
+      img.src = g.image;
+      img.alt = g.id;
+      div.appendChild(img);
+    } else {
+      const none = document.createElement("div");
+      none.className = "noimg";
+      none.textContent = "no image";
+      div.appendChild(none);
+    }
+    const id = document.createElement("div");
+    id.className = "id";
+    id.textContent = g.id;
+    div.appendChild(id);
+    questions.forEach(function (q, qi) {
+      const block = document.createElement("div");
+      block.className = "q";
+      block.style.opacity = String(0.25 + 0.75 * g.asked[qi]);
+      const title = document.createElement("div");
+      title.className = "qname";
+      title.textContent = q.name + " (asked " + g.asked[qi].toFixed(2) + ")";
+      block.appendChild(title);
+      q.answers.forEach(function (a) { block.appendChild(answerRow(g, a, chosen)); });
+      div.appendChild(block);
+    });
+    return div;
+  }
+
+  function render() {
+    const chosen = Number(answerSelect.value);
+    const min = Number(minInput.value) || 0;
+    const shown = data.galaxies.filter(function (g) { return g.fraction[chosen] >= min; });
+    const key = sortSelect.value;
+    shown.sort(function (x, y) {
+      if (key === "fraction") return y.fraction[chosen] - x.fraction[chosen];
+      if (key === "certain") return (x.q95[chosen] - x.q05[chosen]) - (y.q95[chosen] - y.q05[chosen]);
+      if (key === "uncertain") return y.uncertainty - x.uncertainty;
+      return x.id < y.id ? -1 : x.id > y.id ? 1 : 0;
+    });
+    gallery.replaceChildren.apply(gallery, shown.map(function (g) { return card(g, chosen); }));
+    count.textContent = shown.length + " of " + data.galaxies.length + " galaxies";
+    const state = "answer=" + encodeURIComponent(answers[chosen]) + "&min=" + min + "&sort=" + key;
+    history.replaceState(null, "", "#" + state);
+  }
+
+  // A view can be shared as a link: #answer=bar_strong&min=0.5&sort=certain
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (params.has("answer") && answers.indexOf(params.get("answer")) >= 0) answerSelect.value = String(answers.indexOf(params.get("answer")));
+  if (params.has("min")) minInput.value = params.get("min");
+  if (params.has("sort")) sortSelect.value = params.get("sort");
+  [answerSelect, minInput, sortSelect].forEach(function (el) { el.addEventListener("input", render); el.addEventListener("change", render); });
+  render();
+})();

@@ -1,0 +1,165 @@
+"""One self-contained HTML report: metrics, plots, and a filterable gallery of galaxies.
+
+Everything is inlined (images as base64 PNG, the script and style as text), so
+the file opens offline and can be mailed around; no CDN, no framework.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from galaxymorph.predict import read_predictions
+from galaxymorph.schema import Schema
+
+__all__ = ["build_report"]
+
+
+def _resource(name: str) -> str:
+    return (resources.files("galaxymorph.report") / name).read_text()
+
+
+def _png_data_uri(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _thumbnail(path: str | None, size: int) -> str | None:
+    """A PNG data URI of the image at ``path`` (any format the data module reads), or None if unreadable."""
+    if not path:
+        return None
+    from galaxymorph.data.images import load_image
+
+    try:
+        return _png_data_uri(load_image(path, size=size, channels=3))
+    except (ValueError, OSError):
+        return None
+
+
+def _image_paths(frame: pd.DataFrame, catalog: str | Path | None) -> pd.Series:
+    """Image path per galaxy: the predictions' ``file_loc``, else the catalogue's (relative to its folder)."""
+    paths = frame["file_loc"] if "file_loc" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+    if catalog is not None:
+        catalog = Path(catalog)
+        table = pd.read_parquet(catalog) if catalog.suffix == ".parquet" else pd.read_csv(catalog, dtype={"id_str": str})
+        lookup = dict(zip(table["id_str"].astype(str), (str(catalog.parent / f) for f in table["file_loc"].astype(str))))
+        paths = paths.where(paths.notna(), frame["id_str"].map(lookup))
+    return paths
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    return "&ndash;" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _metrics_html(evaluation: dict[str, Any]) -> str:
+    overall = evaluation["overall"]
+    model, constant = overall["model"], overall["constant"]
+    lines = [
+        "<h2>Metrics</h2>",
+        f"<p class='headline'>{evaluation['galaxies']} galaxies, {evaluation['samples']} MC-dropout samples each. "
+        f"Vote-fraction MAE {_fmt(model['mae'])} against {_fmt(constant['mae'])} for a constant prediction "
+        f"(each answer's mean fraction), RMSE {_fmt(model['rmse'])} against {_fmt(constant['rmse'])}."]
+    if "truth" in overall:
+        truth = overall["truth"]
+        lines.append(
+            f" Against the simulator's true probabilities: MAE {_fmt(truth['model']['mae'])}; the volunteers' own "
+            f"vote fractions (the noise floor) reach {_fmt(truth['noise_floor']['mae'])}, a constant "
+            f"{_fmt(truth['constant']['mae'])}.")
+    if "kaggle_rmse" in overall:
+        lines.append(f" Kaggle GZ2 RMSE {_fmt(overall['kaggle_rmse']['model'], 4)} "
+                     f"(constant {_fmt(overall['kaggle_rmse']['constant'], 4)}).")
+    lines.append("</p>")
+    has_truth = "truth" in next(iter(evaluation["questions"].values()))
+    head = ["question", "galaxies", "NLL", "MAE", "MAE const.", "RMSE", "RMSE const.", "90% coverage",
+            f"accuracy (frac &gt; {evaluation['confident_threshold']}, &ge; {evaluation['min_votes']} votes)"]
+    if has_truth:
+        head += ["MAE vs truth", "noise floor"]
+    rows = []
+    for name, e in evaluation["questions"].items():
+        cells = [html.escape(name), str(e["galaxies"]), _fmt(e["nll"], 2), _fmt(e["model"]["mae"]),
+                 _fmt(e["constant"]["mae"]), _fmt(e["model"]["rmse"]), _fmt(e["constant"]["rmse"]),
+                 _fmt(e["coverage"].get("0.9")),
+                 f"{_fmt(e['confident']['accuracy'])} (n={e['confident']['galaxies']})"]
+        if has_truth:
+            cells += [_fmt(e["truth"]["model"]["mae"]), _fmt(e["truth"]["noise_floor"]["mae"])]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    lines.append("<table class='metrics'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+    return "\n".join(lines)
+
+
+def _plots_html(directory: Path, names: list[str]) -> str:
+    figures = []
+    for name in names:
+        path = directory / name
+        if path.exists():
+            uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+            caption = html.escape(path.stem.replace("_", " "))
+            figures.append(f"<figure><img src='{uri}' alt='{caption}'><figcaption>{caption}</figcaption></figure>")
+    return ("<h2>Plots</h2>" + "".join(figures)) if figures else ""
+
+
+def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: pd.Series, thumb_size: int) -> dict[str, Any]:
+    def column(suffix: str) -> np.ndarray:
+        return np.round(frame[[f"{a}{suffix}" for a in schema.answers]].to_numpy(np.float64), 3)
+
+    fraction, q05, q95 = column("_fraction"), column("_q05"), column("_q95")
+    asked = np.round(frame[[f"{q}_asked" for q in schema.question_names]].to_numpy(np.float64), 3)
+    galaxies = [
+        {"id": str(i), "image": _thumbnail(p, thumb_size), "fraction": f.tolist(), "q05": lo.tolist(),
+         "q95": hi.tolist(), "asked": a.tolist()}
+        for i, p, f, lo, hi, a in zip(frame["id_str"], paths, fraction, q05, q95, asked)
+    ]
+    return {
+        "answers": list(schema.answers),
+        "questions": [{"name": q, "answers": list(range(sl.start, sl.stop))}
+                      for q, sl in zip(schema.question_names, schema.slices)],
+        "galaxies": galaxies,
+    }
+
+
+def build_report(
+    predictions: str | Path,
+    out: str | Path,
+    evaluation: str | Path | None = None,
+    catalog: str | Path | None = None,
+    gallery: int = 300,
+    thumb_size: int = 96,
+    seed: int = 0,
+) -> Path:
+    """Write the HTML report; the gallery shows ``gallery`` galaxies drawn at random (all if fewer).
+
+    Images come from the predictions' ``file_loc`` column, or from ``catalog``
+    (its ``file_loc``) for predictions made from shards.
+    """
+    frame, schema, meta = read_predictions(predictions)
+    if len(frame) > gallery:
+        frame = frame.sample(n=gallery, random_state=seed).sort_values("id_str")
+    paths = _image_paths(frame, catalog)
+    metrics, plots = "", ""
+    if evaluation is not None:
+        directory = Path(evaluation)
+        result = json.loads((directory / "evaluation.json").read_text())
+        metrics = _metrics_html(result)
+        plots = _plots_html(directory, result.get("plots", []))
+    data = json.dumps(_gallery_data(frame, schema, paths, thumb_size)).replace("</", "<\\/")
+    subtitle = (f"Predictions {html.escape(Path(predictions).name)}: schema {html.escape(schema.name)}, "
+                f"{meta['samples']} MC-dropout samples per galaxy; gallery of {len(frame)} galaxies.")
+    page = _resource("template.html")
+    for key, value in (("__TITLE__", html.escape(Path(predictions).name)), ("__SUBTITLE__", subtitle),
+                       ("__STYLE__", _resource("style.css")), ("__METRICS__", metrics), ("__PLOTS__", plots),
+                       ("__SCRIPT__", _resource("gallery.js")), ("__DATA__", data)):
+        page = page.replace(key, value, 1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,187 @@
+"""Predictions: layout, streaming with flat memory, resume after a crash, bad images, two processes."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.predict import errors_path, parts_dir, predict, predict_records, read_concentrations, read_predictions
+from galaxymorph.schema import Question, Schema
+
+TINY = Schema("tiny", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
+
+
+class TinyModel(nn.Module):
+    """Stand-in with the contract's API: ``features`` once, ``sample`` (MC dropout) n times."""
+
+    def __init__(self, size: int = 4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.linear = nn.Linear(4, TINY.n_answers)
+        prep = Preprocessing(stored_size=size, image_size=size, train_zoom=(1.0, 1.0))
+        self.config = {"schema": TINY.to_dict(), "preprocessing": prep.to_dict()}
+        self.feature_calls = 0
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        self.feature_calls += 1
+        return self.encoder(x)
+
+    def sample(self, features: torch.Tensor, n: int) -> torch.Tensor:
+        if n == 1:
+            return (1 + F.softplus(self.linear(features)))[..., None]
+        masks = [F.dropout(features, 0.5, training=True) for _ in range(n)]
+        return torch.stack([1 + F.softplus(self.linear(m)) for m in masks], dim=-1)
+
+
+def pixel_records(n: int, size: int = 4, fail_after: int | None = None, rss: list | None = None):
+    """A generator of n tiny random images; optionally crashes after ``fail_after`` records."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        if fail_after is not None and i == fail_after:
+            raise RuntimeError("simulated crash")
+        if rss is not None and i % 10_000 == 0:
+            rss.append(_rss_mb())
+        yield f"g{i:06d}", rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _ids(path: Path) -> list[str]:
+    return pq.read_table(path, columns=["id_str"]).column("id_str").to_pylist()
+
+
+def test_layout_summaries_and_encoder_once(tmp_path):
+    model = TinyModel()
+    out = tmp_path / "preds.parquet"
+    counts = predict_records(model, functools.partial(pixel_records, 10), out, samples=4, batch_size=5, progress=False)
+    assert counts == {"rows": 10, "new": 10, "errors": 0, "parts": 1}
+    assert model.feature_calls == 2  # one encoder pass per batch, not per sample
+    frame, schema, meta = read_predictions(out)
+    assert schema == TINY and meta["samples"] == 4
+    conc = read_concentrations(frame, schema)
+    assert conc.shape == (10, 4, 4) and (conc > 1).all()
+    # samples differ (MC dropout), summaries are consistent with the concentrations
+    assert conc.std(axis=2).max() > 0
+    shape = conc[:, 0:2] / conc[:, 0:2].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(frame["shape_round_fraction"], shape[:, 0].mean(axis=1), rtol=1e-5)
+    assert (frame["shape_round_q05"] <= frame["shape_round_fraction"]).all()
+    assert (frame["shape_round_fraction"] <= frame["shape_round_q95"]).all()
+    np.testing.assert_allclose(frame["shape_asked"], 1.0)
+    np.testing.assert_allclose(frame["bar_asked"], shape[:, 1].mean(axis=1), rtol=1e-5)
+    # plain pandas reads it without our package
+    plain = pd.read_parquet(out)
+    assert len(plain["conc:bar_yes"].iloc[0]) == 4
+
+
+def test_one_sample_is_the_deterministic_head(tmp_path):
+    out = tmp_path / "p.parquet"
+    predict_records(TinyModel(), functools.partial(pixel_records, 3), out, samples=1, progress=False)
+    again = tmp_path / "q.parquet"
+    predict_records(TinyModel(), functools.partial(pixel_records, 3), again, samples=1, progress=False)
+    np.testing.assert_array_equal(read_concentrations(read_predictions(out)[0], TINY),
+                                  read_concentrations(read_predictions(again)[0], TINY))
+
+
+def test_streams_100k_galaxies_in_batches_with_flat_memory(tmp_path):
+    rss: list[float] = []
+    out = tmp_path / "big.parquet"
+    records = functools.partial(pixel_records, 100_000, rss=rss)
+    counts = predict_records(TinyModel(), records, out, samples=2, batch_size=2_000, rows_per_part=20_000, progress=False)
+    assert counts["rows"] == 100_000 and counts["parts"] == 5
+    meta = pq.ParquetFile(out).metadata
+    assert meta.num_rows == 100_000 and meta.num_row_groups == 50  # one row group per batch
+    ids = _ids(out)
+    assert len(set(ids)) == 100_000
+    # memory after 10k galaxies and after 90k differ by little: nothing accumulates
+    assert max(rss[1:]) - rss[1] < 40, rss
+
+
+def test_resume_after_a_crash_writes_every_id_once(tmp_path):
+    out = tmp_path / "preds.parquet"
+    crashing = functools.partial(pixel_records, 100, fail_after=70)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        predict_records(TinyModel(), crashing, out, batch_size=8, rows_per_part=16, progress=False)
+    committed = [p for p in parts_dir(out).glob("*.parquet")]
+    assert committed and not out.exists()
+    done = sum(pq.ParquetFile(p).metadata.num_rows for p in committed)
+    assert done % 16 == 0 and 0 < done < 70  # complete parts only; the unfinished one is not trusted
+    counts = predict_records(TinyModel(), functools.partial(pixel_records, 100), out, batch_size=8,
+                             rows_per_part=16, progress=False)
+    assert counts["new"] == 100 - done
+    ids = _ids(out)
+    assert sorted(ids) == [f"g{i:06d}" for i in range(100)]
+    assert not parts_dir(out).exists()
+    # a third run finds nothing to do and leaves the file as it is
+    assert predict_records(TinyModel(), functools.partial(pixel_records, 100), out, progress=False)["new"] == 0
+    assert sorted(_ids(out)) == sorted(ids)
+
+
+def _write_images(folder: Path, n: int, size: int = 4) -> pd.DataFrame:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size * 2, size * 2, 3), dtype=np.uint8)).save(folder / f"gal{i}.png")
+        rows.append({"id_str": f"gal{i}", "file_loc": f"images/gal{i}.png"})
+    return pd.DataFrame(rows)
+
+
+def test_bad_images_go_to_the_side_file_and_the_rest_goes_on(tmp_path):
+    catalogue = _write_images(tmp_path / "images", 6)
+    (tmp_path / "images" / "gal2.png").write_bytes(b"not a png at all")
+    (tmp_path / "images" / "gal4.png").unlink()
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    out = tmp_path / "out" / "preds.parquet"
+    counts = predict(TinyModel(), out, catalog=tmp_path / "catalogue.csv", batch_size=4, progress=False)
+    assert counts["rows"] == 4 and counts["errors"] == 2
+    assert sorted(_ids(out)) == ["gal0", "gal1", "gal3", "gal5"]
+    errors = pd.read_csv(errors_path(out)).set_index("id_str")
+    assert sorted(errors.index) == ["gal2", "gal4"]
+    assert "not found" in errors.loc["gal4", "reason"] and "gal4.png" in errors.loc["gal4", "reason"]
+    assert "decode" in errors.loc["gal2", "reason"]
+    # the file_loc of each prediction is the absolute image path, so a report can show it
+    assert Path(read_predictions(out)[0]["file_loc"].iloc[0]).is_file()
+
+
+def test_image_folder_input_and_duplicate_ids_are_refused(tmp_path):
+    _write_images(tmp_path / "images", 3)
+    out = tmp_path / "preds.parquet"
+    assert predict(TinyModel(), out, images_dir=tmp_path / "images", progress=False)["rows"] == 3
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "gal1.jpg")
+    with pytest.raises(ValueError, match="gal1"):
+        predict(TinyModel(), tmp_path / "again.parquet", images_dir=tmp_path / "images", progress=False)
+    with pytest.raises(ValueError, match="exactly one input"):
+        predict(TinyModel(), out, progress=False)
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_work_and_merge_without_duplicates(tmp_path):
+    from galaxymorph.models import GalaxyModel, save_model
+
+    prep = Preprocessing(stored_size=16, image_size=16, train_zoom=(1.0, 1.0))
+    model = GalaxyModel(TINY, arch="resnet10t", image_size=16, preprocessing=prep.to_dict())
+    save_model(model, tmp_path / "run" / "best")
+    catalogue = _write_images(tmp_path / "images", 21, size=8)
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    out = tmp_path / "preds.parquet"
+    counts = predict(tmp_path / "run", out, catalog=tmp_path / "catalogue.csv", devices=2, batch_size=4,
+                     samples=3, progress=False)
+    assert counts["parts"] == 2  # each process wrote its own part
+    ids = _ids(out)
+    assert sorted(ids) == sorted(catalogue["id_str"]) and len(ids) == 21
