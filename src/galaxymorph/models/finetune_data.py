@@ -1,0 +1,171 @@
+"""Labelled galaxies for fine-tuning: a catalogue's images decoded once into memory, with targets.
+
+Fine-tuning sets are small (tens to thousands of galaxies), so every image is
+decoded once (in parallel loader workers) into a uint8 tensor and augmented as a
+batch on each epoch, instead of being decoded again every epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+from galaxymorph.data.catalog import CatalogError, read_catalogue, resolve_paths, vote_columns
+from galaxymorph.data.datamodule import PredictImages, collate_predict
+from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.schema import Schema
+
+__all__ = ["LabelledImages", "read_labels", "decode_images", "load_labelled", "split_train_val"]
+
+_SHOWN = 5
+
+
+@dataclass
+class LabelledImages:
+    """Decoded images and their targets, row-aligned.
+
+    ``targets``: class index (int64, (N,)) for classification, value (float32, (N, 1))
+    for regression, vote counts (float32, (N, A), NaN = question not provided) for a tree.
+    """
+
+    ids: list[str]
+    images: torch.Tensor  # uint8 (N, C, S, S)
+    targets: torch.Tensor
+    classes: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, rows: np.ndarray | list[int]) -> "LabelledImages":
+        index = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        return LabelledImages([self.ids[i] for i in index.tolist()], self.images[index], self.targets[index], self.classes)
+
+
+def _read_table(catalog: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path]:
+    if isinstance(catalog, pd.DataFrame):
+        return catalog.reset_index(drop=True).copy(), Path.cwd()
+    path = Path(catalog)
+    if not path.is_file():
+        raise CatalogError(f"--catalog {path}: file not found")
+    frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path, dtype={"id_str": str})
+    return frame.reset_index(drop=True), path.parent
+
+
+def _bad_rows(frame: pd.DataFrame, mask: np.ndarray, reason: str, fix: str) -> None:
+    """Raise one error naming the first few offending rows (never drop them silently)."""
+    rows = np.flatnonzero(mask)
+    if len(rows):
+        shown = ", ".join(f"row {i} (id_str={frame.at[i, 'id_str']})" for i in rows[:_SHOWN])
+        more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
+        raise CatalogError(f"{len(rows)} of {len(frame)} rows {reason}: {shown}{more}; {fix}")
+
+
+def read_labels(
+    catalog: str | Path | pd.DataFrame,
+    task: str,
+    label_col: str | None = None,
+    schema: Schema | None = None,
+    classes: list[str] | None = None,
+    bounded: bool = False,
+) -> tuple[pd.DataFrame, torch.Tensor, list[str] | None]:
+    """Validated catalogue (absolute ``file_loc``), targets and class names (classification only).
+
+    Classes are the label values as strings, in sorted order unless ``classes`` is given.
+
+    Raises:
+        CatalogError: a missing column, an empty or unknown label, a value outside [0, 1]
+            when ``bounded``; the message names the rows and the fix.
+    """
+    if task == "tree":
+        if schema is None:
+            raise ValueError("the tree task needs --schema (the new decision tree)")
+        frame = read_catalogue(catalog, schema)
+        return frame, torch.from_numpy(frame[vote_columns(schema)].to_numpy(np.float32)), None
+    frame, root = _read_table(catalog)
+    if label_col is None:
+        raise ValueError(f"the {task} task needs --label-col (the catalogue column holding each galaxy's label)")
+    missing = [c for c in ("id_str", "file_loc", label_col) if c not in frame.columns]
+    if missing:
+        raise CatalogError(f"catalogue lacks column(s) {missing}; it has {list(frame.columns)[:12]}")
+    frame["id_str"] = frame["id_str"].astype(str)
+    frame["file_loc"] = resolve_paths(frame["file_loc"].astype(str), root)
+    _bad_rows(frame, frame["id_str"].duplicated().to_numpy(), "repeat an id_str", "ids must be unique")
+    labels = frame[label_col]
+    _bad_rows(frame, labels.isna().to_numpy(), f"have no {label_col!r}", "label them or remove those rows")
+    if task == "classification":
+        names = sorted(labels.unique().tolist())
+        class_names = [str(c) for c in classes] if classes else [str(c) for c in names]
+        text = labels.astype(str)
+        _bad_rows(frame, (~text.isin(class_names)).to_numpy(), f"have a {label_col!r} not in the classes {class_names}",
+                  "fix the labels or the --classes list")
+        if len(set(text)) < 2:
+            raise CatalogError(f"{label_col!r} has a single value {text.iloc[0]!r}; classification needs >= 2 classes")
+        index = {c: i for i, c in enumerate(class_names)}
+        return frame, torch.tensor([index[t] for t in text], dtype=torch.int64), class_names
+    if task != "regression":
+        raise ValueError(f"task must be classification, regression or tree, got {task!r}")
+    values = pd.to_numeric(labels, errors="coerce")
+    _bad_rows(frame, values.isna().to_numpy(), f"have a non-numeric {label_col!r}", "regression needs numbers")
+    if bounded:
+        _bad_rows(frame, ((values < 0) | (values > 1)).to_numpy(), f"have {label_col!r} outside [0, 1]",
+                  "rescale the target or drop --bounded")
+    return frame, torch.tensor(values.to_numpy(np.float32)).unsqueeze(1), None
+
+
+def decode_images(ids: list[str], paths: list[str], prep: Preprocessing, workers: int = 0, progress: bool = True) -> torch.Tensor:
+    """All images as uint8 (N, C, stored_size, stored_size); any unreadable file is one error naming the rows."""
+    dataset = PredictImages(ids, paths, prep)
+    loader = DataLoader(dataset, batch_size=64, num_workers=workers, collate_fn=collate_predict)
+    images, errors = [], []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("decoding images", total=len(dataset))
+        for batch in loader:
+            offset = sum(len(b) for b in images)
+            errors += [f"row {offset + i} ({e})" for i, e in enumerate(batch["error"]) if e]
+            images.append(batch["image"])
+            bar.advance(task, len(batch["id_str"]))
+    if errors:
+        raise CatalogError(
+            f"{len(errors)} of {len(ids)} images cannot be read, e.g. {'; '.join(errors[:3])}; fix or remove those rows"
+        )
+    return torch.cat(images) if images else torch.zeros((0, prep.channels, prep.stored_size, prep.stored_size), dtype=torch.uint8)
+
+
+def load_labelled(
+    catalog: str | Path | pd.DataFrame,
+    task: str,
+    preprocessing: dict[str, Any],
+    label_col: str | None = None,
+    schema: Schema | None = None,
+    classes: list[str] | None = None,
+    bounded: bool = False,
+    workers: int = 0,
+    progress: bool = True,
+) -> LabelledImages:
+    """A catalogue's labels checked and its images decoded as the encoder expects (``preprocessing``)."""
+    frame, targets, class_names = read_labels(catalog, task, label_col, schema, classes, bounded)
+    prep = Preprocessing.from_dict(preprocessing)
+    ids = frame["id_str"].astype(str).tolist()
+    images = decode_images(ids, frame["file_loc"].tolist(), prep, workers, progress)
+    return LabelledImages(ids, images, targets, class_names)
+
+
+def split_train_val(data: LabelledImages, val_fraction: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
+    """A seeded random split; stratified by class for classification so rare classes reach both sides."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    rows = np.arange(len(data))
+    stratify = data.targets.numpy() if data.classes is not None else None
+    if stratify is not None and np.bincount(stratify).min() < 2:
+        stratify = None  # a class with one example cannot be on both sides
+    train_rows, val_rows = train_test_split(rows, test_size=val_fraction, random_state=seed, stratify=stratify)
+    return data.subset(np.sort(train_rows)), data.subset(np.sort(val_rows))
