@@ -36,8 +36,8 @@ TRUTH_PREFIX = "true_p:"
 def mixture_nll(concentrations: np.ndarray, counts: np.ndarray, schema: Schema) -> np.ndarray:
     """Dirichlet-Multinomial NLL per galaxy and question of the mixture over MC samples, (G, Q)."""
     loss = DirichletMultinomialLoss(schema, reduction="none")
-    c = torch.as_tensor(concentrations, dtype=torch.float64)
-    n = torch.as_tensor(counts, dtype=torch.float64)
+    c = torch.tensor(np.asarray(concentrations), dtype=torch.float64)
+    n = torch.tensor(np.asarray(counts), dtype=torch.float64)
     per_sample = torch.stack([loss(c[..., s], n) for s in range(c.shape[2])], dim=-1)
     return (-torch.logsumexp(-per_sample, dim=-1) + np.log(c.shape[2])).numpy()
 

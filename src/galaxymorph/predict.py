@@ -45,11 +45,15 @@ from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from galaxymorph.data.catalog import resolve_paths
+from galaxymorph.data.datamodule import IMAGE_SUFFIXES
+from galaxymorph.data.images import load_image
+from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
+from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "PartWriter",
     "catalogue_records",
     "directory_records",
@@ -58,13 +62,13 @@ __all__ = [
     "predict_records",
     "read_concentrations",
     "read_predictions",
+    "shard_records",
 ]
 
 META_KEY = b"galaxymorph"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz", ".fit.gz")
 ERROR_FIELDS = ("id_str", "file_loc", "reason")
 
-Record = tuple[str, Any]  # (id_str, image path or uint8 array (H, W, C))
+Record = tuple[str, Any]  # (id_str, image path, uint8 array (H, W, C) or raw shard sample)
 
 
 # --------------------------------------------------------------------------- output format
@@ -233,20 +237,20 @@ def merge_parts(out: Path) -> tuple[int, int]:
 def catalogue_records(catalog: str | Path | pd.DataFrame, root: str | Path | None = None) -> list[Record]:
     """(id_str, absolute image path) from a catalogue; relative ``file_loc`` is relative to its folder."""
     if isinstance(catalog, pd.DataFrame):
-        frame, base = catalog, Path(root or ".")
+        frame, base, name = catalog, Path(root or Path.cwd()), "catalogue"
     else:
         path = Path(catalog)
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"id_str": str})
-        base = Path(root) if root else path.parent
-    for column in ("id_str", "file_loc"):
-        if column not in frame.columns:
-            raise ValueError(f"catalogue {catalog if not isinstance(catalog, pd.DataFrame) else ''} has no {column!r} column; "
-                             "it needs id_str and file_loc (image path) per galaxy")
+        base, name = Path(root) if root else path.parent, str(path)
+    missing = sorted({"id_str", "file_loc"} - set(frame.columns))
+    if missing:
+        raise ValueError(f"{name} has no column(s) {missing}; it needs id_str and file_loc (image path) per galaxy")
     ids = frame["id_str"].astype(str)
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
-        raise ValueError(f"catalogue id_str {duplicated.iloc[0]!r} appears more than once (row {duplicated.index[0]}); ids must be unique")
-    return [(i, str(base / f)) for i, f in zip(ids, frame["file_loc"].astype(str))]
+        raise ValueError(f"{name}: id_str {duplicated.iloc[0]!r} appears more than once (row {duplicated.index[0]}); "
+                         "ids must be unique")
+    return list(zip(ids, resolve_paths(frame["file_loc"].astype(str), base)))
 
 
 def directory_records(images_dir: str | Path) -> list[Record]:
@@ -270,11 +274,15 @@ def directory_records(images_dir: str | Path) -> list[Record]:
 
 
 def shard_records(shards: str | Path, split: str | None = None) -> Iterator[Record]:
-    """(id_str, stored uint8 pixels (H, W, C)) from the data owner's shards."""
-    from galaxymorph.data.shards import iter_samples
+    """(id_str, raw shard sample) from the data owner's shards: one split, or all of them."""
+    import webdataset as wds
 
-    for sample in iter_samples(shards, split=split):
-        yield sample["id_str"], sample["image"]
+    manifest = read_manifest(shards)
+    for name in [split] if split else list(manifest["splits"]):
+        urls = shard_paths(shards, name, manifest)
+        if urls:  # this stream splits work itself, so webdataset must not split by node or worker
+            for sample in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None):
+                yield sample["id.txt"].decode(), sample
 
 
 class GalaxyStream(IterableDataset):
@@ -299,8 +307,6 @@ class GalaxyStream(IterableDataset):
                 yield self._load(id_str, source)
 
     def _load(self, id_str: str, source: Any) -> dict[str, Any]:
-        from galaxymorph.data.images import load_image
-
         prep = self.preprocessing
         file_loc = source if isinstance(source, str) else None
         try:
@@ -308,7 +314,7 @@ class GalaxyStream(IterableDataset):
                 pixels = load_image(source, size=prep["stored_size"], channels=prep["channels"],
                                     crop_fraction=prep.get("source_crop", 1.0))
             else:
-                pixels = np.asarray(source, dtype=np.uint8)
+                pixels = decode_sample(source)["image"] if isinstance(source, dict) else np.asarray(source, np.uint8)
                 pixels = pixels[..., None] if pixels.ndim == 2 else pixels
             image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
             return {"id_str": id_str, "file_loc": file_loc, "image": image, "error": None}
@@ -348,8 +354,6 @@ class MCDropoutPredictor(pl.LightningModule):
         self._transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def on_predict_start(self) -> None:
-        from galaxymorph.data.transforms import Preprocessing, eval_transform
-
         if self.trainer.world_size > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.trainer.world_size))
         self._transform = eval_transform(Preprocessing.from_dict(self.model.config["preprocessing"]))

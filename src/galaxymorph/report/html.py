@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from galaxymorph.data.images import load_image
 from galaxymorph.predict import read_predictions
 from galaxymorph.schema import Schema
 
@@ -38,8 +39,6 @@ def _thumbnail(path: str | None, size: int) -> str | None:
     """A PNG data URI of the image at ``path`` (any format the data module reads), or None if unreadable."""
     if not path:
         return None
-    from galaxymorph.data.images import load_image
-
     try:
         return _png_data_uri(load_image(path, size=size, channels=3))
     except (ValueError, OSError):

@@ -1,0 +1,102 @@
+"""Evaluation metrics on cases small enough to check by hand, and calibration on a calibrated model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from galaxymorph import get_schema
+from galaxymorph.evaluate import evaluate, evaluate_arrays, mixture_nll, predictive_pit
+from galaxymorph.schema import Question, Schema
+
+TWO = Schema("two", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
+
+
+def test_nll_of_a_flat_dirichlet_is_log_of_the_number_of_outcomes():
+    # Dirichlet(1, 1) with one vote: both outcomes have probability 1/2
+    conc = np.ones((1, 4, 3))
+    nll = mixture_nll(conc, np.array([[1.0, 0.0, 0.0, 0.0]]), TWO)
+    np.testing.assert_allclose(nll, [[np.log(2), 0.0]], rtol=1e-9)
+
+
+def test_mixture_nll_averages_likelihoods_not_losses():
+    # two samples: P(vote round) = 0.9 and 0.1 -> mixture 0.5, NLL log 2 (the mean NLL would be larger)
+    conc = np.array([[[9e5, 1e5], [1e5, 9e5], [1.0, 1.0], [1.0, 1.0]]])  # (1, answers=4, samples=2)
+    nll = mixture_nll(conc, np.array([[1.0, 0.0, 0.0, 0.0]]), TWO)
+    np.testing.assert_allclose(nll[0, 0], np.log(2), rtol=1e-4)
+
+
+def test_errors_accuracy_and_constant_baseline_by_hand():
+    counts = np.array([[3.0, 1.0, 0.0, 0.0], [1.0, 3.0, 2.0, 2.0]])
+    conc = np.array([[30.0, 10.0, 5.0, 5.0], [10.0, 30.0, 5.0, 5.0]])  # predicted fractions = observed
+    truth = np.array([[0.5, 0.5, 0.5, 0.5], [0.25, 0.75, 0.5, 0.5]])
+    result = evaluate_arrays(conc, counts, TWO, truth=truth, min_votes=4, confident=0.7)
+    shape = result["questions"]["shape"]
+    assert shape["model"]["mae"] == pytest.approx(0.0) and shape["model"]["n"] == 4
+    assert shape["constant"]["mae"] == pytest.approx(0.25)  # mean fraction 0.5 vs 0.75/0.25
+    assert shape["confident"] == {"galaxies": 2, "accuracy": 1.0, "confusion": [[1, 0], [0, 1]],
+                                  "answers": ["shape_round", "shape_disk"]}
+    bar = result["questions"]["bar"]
+    assert bar["galaxies"] == 1 and bar["confident"]["galaxies"] == 0  # 2 of 4 votes is not confident
+    # truth: only where the question has votes; the observed fractions' error is the noise floor
+    assert shape["truth"]["noise_floor"]["mae"] == pytest.approx(0.125)  # (0.25 + 0.25 + 0 + 0) / 4
+    assert shape["truth"]["model"]["mae"] == pytest.approx(0.125)
+    assert bar["truth"]["model"]["n"] == 2
+    assert result["overall"]["model"]["mae"] == pytest.approx(0.0)
+
+
+def test_kaggle_rmse_is_reported_for_gz2_and_zero_for_a_perfect_prediction():
+    schema = get_schema("gz2")
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 20, (5, schema.n_answers)).astype(float)
+    fractions = counts / (counts @ schema.answer_matrix)[:, schema.question_index]
+    result = evaluate_arrays(fractions * 1e6, counts, schema)
+    assert result["overall"]["kaggle_rmse"]["model"] == pytest.approx(0.0, abs=1e-6)
+    assert result["overall"]["kaggle_rmse"]["constant"] > 0.01
+
+
+def _calibrated(n: int, seed: int = 0):
+    """Votes drawn from the model's own posterior predictive: coverage must equal the nominal level."""
+    rng = np.random.default_rng(seed)
+    conc = rng.uniform(1, 20, (n, 4, 1)).repeat(3, axis=2)
+    p = np.concatenate([rng.dirichlet(conc[:, sl, 0][i]) for i in range(n) for sl in TWO.slices]).reshape(n, 4)
+    counts = np.concatenate([rng.multinomial(25, p[i, sl]) for i in range(n) for sl in TWO.slices]).reshape(n, 4)
+    return conc, counts.astype(float), p
+
+
+def test_calibrated_predictions_cover_at_the_nominal_rate():
+    conc, counts, p = _calibrated(1500)
+    pit = predictive_pit(conc, counts, TWO)
+    assert np.nanmin(pit) >= 0 and np.nanmax(pit) <= 1
+    result = evaluate_arrays(conc, counts, TWO, truth=p, levels=(0.5, 0.9))
+    for level in ("0.5", "0.9"):
+        assert result["overall"]["coverage"][level] == pytest.approx(float(level), abs=0.03)
+        assert result["questions"]["shape"]["truth"]["coverage"][level] == pytest.approx(float(level), abs=0.03)
+    # an overconfident model (concentrations x 20) covers far less
+    sharp = evaluate_arrays(conc * 20, counts, TWO, levels=(0.9,))
+    assert sharp["overall"]["coverage"]["0.9"] < 0.8
+
+
+def test_evaluate_files_writes_json_and_plots(tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from galaxymorph.predict import arrow_schema, posterior_table
+
+    conc, counts, p = _calibrated(50)
+    ids = [f"g{i}" for i in range(50)]
+    layout = arrow_schema(TWO, 3, {})
+    pq.write_table(posterior_table(ids, conc, [None] * 50, TWO, layout), tmp_path / "preds.parquet")
+    catalogue = pd.DataFrame(counts, columns=TWO.answers).assign(id_str=ids)
+    for i, a in enumerate(TWO.answers):
+        catalogue[f"true_p:{a}"] = p[:, i]
+    result = evaluate(tmp_path / "preds.parquet", catalogue, out=tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert saved["galaxies"] == 50 and "truth" in saved["overall"]
+    assert set(result["plots"]) == {"calibration.png", "confusion.png", "predicted_vs_observed.png",
+                                    "predicted_vs_truth.png"}
+    assert all((tmp_path / "eval" / name).stat().st_size > 1000 for name in result["plots"])
+    with pytest.raises(ValueError, match="no vote column 'bar_no'"):
+        evaluate(tmp_path / "preds.parquet", catalogue.drop(columns="bar_no"))

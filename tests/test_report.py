@@ -1,0 +1,119 @@
+"""The HTML report, opened in a real headless browser (Debian's chromium through chromedriver)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from galaxymorph.evaluate import evaluate
+from galaxymorph.predict import arrow_schema, posterior_table
+from galaxymorph.report import build_report
+from galaxymorph.schema import Question, Schema
+
+TWO = Schema("two", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
+N = 24
+
+
+def _browser():
+    """A headless chromium driver, or skip (fail in CI, where .ci/run installs chromium)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        webdriver = None
+    if not (chromium and driver and webdriver):
+        reason = "needs chromium, chromedriver (apt-get install chromium chromium-driver) and selenium"
+        if os.environ.get("GALAXYMORPH_REQUIRE_REAL_DATA") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(driver))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    folder = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(0)
+    conc = rng.uniform(1, 30, (N, TWO.n_answers, 3))
+    ids = [f"gal{i:02d}" for i in range(N)]
+    locs = []
+    for i in range(N):
+        path = folder / f"{ids[i]}.png"
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+        locs.append(str(path))
+    locs[-1] = str(folder / "missing.png")  # a lost image shows a placeholder, not a broken page
+    layout = arrow_schema(TWO, 3, {})
+    pq.write_table(posterior_table(ids, conc, locs, TWO, layout), folder / "preds.parquet")
+    votes = pd.DataFrame(rng.integers(0, 12, (N, TWO.n_answers)).astype(float), columns=TWO.answers).assign(id_str=ids)
+    evaluate(folder / "preds.parquet", votes, out=folder / "eval")
+    out = build_report(folder / "preds.parquet", folder / "report.html", evaluation=folder / "eval")
+    return out, pd.read_parquet(folder / "preds.parquet")
+
+
+def test_report_is_self_contained(report):
+    out, _ = report
+    page = out.read_text()
+    assert "http://" not in page and "https://" not in page  # no CDN, opens offline
+    assert page.count("data:image/png;base64,") >= N - 1 + 3  # gallery images and plots inlined
+    assert "<script src" not in page and "<link" not in page
+
+
+def test_report_renders_images_and_filters_in_chromium(report, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    out, frame = report
+    browser = _browser()
+    try:
+        browser.get(out.as_uri())
+        cards = browser.find_elements(By.CSS_SELECTOR, "#gallery .card")
+        assert len(cards) == N
+        loaded = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#gallery img')).filter(i => i.complete && i.naturalWidth > 0).length")
+        assert loaded == N - 1
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery .noimg")) == 1
+        plots = browser.execute_script("return Array.from(document.querySelectorAll('#plots img')).map(i => i.naturalWidth)")
+        assert len(plots) == 3 and min(plots) > 0
+        assert "Metrics" in browser.find_element(By.ID, "metrics").text
+
+        # filter: bar_yes >= 0.5, sorted by that fraction
+        Select(browser.find_element(By.ID, "answer")).select_by_visible_text("bar_yes")
+        minimum = browser.find_element(By.ID, "min")
+        minimum.clear()
+        minimum.send_keys("0.5")
+        expected = frame.loc[frame["bar_yes_fraction"] >= 0.5].sort_values("bar_yes_fraction", ascending=False)
+        shown = [c.get_attribute("data-id") for c in browser.find_elements(By.CSS_SELECTOR, "#gallery .card")]
+        assert 0 < len(shown) < N
+        assert shown == expected["id_str"].tolist()
+        assert browser.find_element(By.ID, "count").text == f"{len(shown)} of {N} galaxies"
+
+        # "most certain" sorts by the chosen answer's interval width, narrowest first
+        Select(browser.find_element(By.ID, "sort")).select_by_value("certain")
+        width = (expected["bar_yes_q95"] - expected["bar_yes_q05"]).round(3)
+        shown = [c.get_attribute("data-id") for c in browser.find_elements(By.CSS_SELECTOR, "#gallery .card")]
+        by_id = dict(zip(expected["id_str"], width))
+        shown_widths = [by_id[i] for i in shown]
+        assert sorted(shown) == sorted(by_id)
+        assert shown_widths == sorted(shown_widths)
+
+        # the view is a shareable link
+        assert "answer=bar_yes" in browser.current_url and "sort=certain" in browser.current_url
+        browser.save_screenshot(str(tmp_path / "report.png"))
+        assert (tmp_path / "report.png").stat().st_size > 10_000
+    finally:
+        browser.quit()
