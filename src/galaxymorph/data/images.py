@@ -142,7 +142,7 @@ def load_image(
             img = _pil_to_standard(img, channels)
         box = _central_box(*img.size, crop_fraction)
         img = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
-        array = np.asarray(img, dtype=np.uint8)
+        array = np.array(img, dtype=np.uint8)  # writable, so torch.from_numpy is safe
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except ImageReadError:

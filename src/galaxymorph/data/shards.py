@@ -198,7 +198,7 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
     name = _shard_name(split, index)
     tmp = out / (name + ".tmp")
     skipped, count = [], 0
-    with wds.TarWriter(str(tmp), encoder=False) as sink:
+    with wds.TarWriter(str(tmp), encoder=False, mtime=0) as sink:  # fixed mtime: byte-identical re-runs
         for r in rows:
             pixels, error = next(decoded)
             bar.advance(task)

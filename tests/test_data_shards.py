@@ -1,0 +1,186 @@
+"""Catalogue -> shards -> batches, resumable sharding, the DataModule, and the real GZ2 data."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import webdataset as wds
+from test_data import SCHEMA, make_catalogue
+from typer.testing import CliRunner
+
+from galaxymorph.cli import app
+from galaxymorph.data.catalog import CatalogError
+from galaxymorph.data.datamodule import GalaxyDataModule, PredictImages, iter_catalogue_images
+from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
+from galaxymorph.data.shards import assign_splits, read_manifest, write_shards
+from galaxymorph.data.transforms import Preprocessing
+
+PREP = Preprocessing(stored_size=16, image_size=8)
+
+
+def _votes_by_id(cat: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {i: v for i, v in zip(cat["id_str"], cat[list(SCHEMA.answers)].to_numpy(np.float32))}
+
+
+def _collect(loader) -> dict[str, np.ndarray]:
+    seen: dict[str, np.ndarray] = {}
+    for batch in loader:
+        assert batch["image"].dtype == torch.uint8 and batch["image"].shape[1:] == (3, 16, 16)
+        for ident, votes in zip(batch["id_str"], batch["votes"].numpy()):
+            assert ident not in seen, f"{ident} read twice"
+            seen[ident] = votes
+    return seen
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cat")
+    cat = make_catalogue(folder, n=40)
+    cat.to_parquet(folder / "cat.parquet")
+    manifest = write_shards(folder / "cat.parquet", "gz2", folder / "shards", PREP, 0.2, 0.2, seed=1, workers=2, shard_size=5, progress=False)
+    return cat, folder, manifest
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_round_trip_keeps_every_galaxy_once_with_its_votes(sharded, workers):
+    cat, folder, manifest = sharded
+    dm = GalaxyDataModule(folder / "shards", batch_size=4, num_workers=workers)
+    assert dm.schema == SCHEMA and dm.preprocessing.stored_size == 16
+    seen = {}
+    for split, loader in [("train", dm.train_dataloader()), ("val", dm.val_dataloader()), ("test", dm.test_dataloader())]:
+        got = _collect(loader)
+        assert len(got) == manifest["splits"][split]["count"]
+        assert not set(got) & set(seen), "a galaxy is in two splits"
+        seen.update(got)
+    expected = _votes_by_id(cat)
+    assert set(seen) == set(expected)
+    for ident, votes in seen.items():
+        np.testing.assert_array_equal(votes, expected[ident])  # NaN (not provided) kept as NaN
+
+
+def test_manifest_checksums_splits_and_plain_webdataset(sharded):
+    cat, folder, _ = sharded
+    manifest = read_manifest(folder / "shards")
+    assert manifest["preprocessing"] == PREP.to_dict() and manifest["schema"] == SCHEMA.to_dict()
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            assert hashlib.sha256((folder / "shards" / shard["name"]).read_bytes()).hexdigest() == shard["sha256"]
+    url = str(folder / "shards" / manifest["splits"]["train"]["shards"][0]["name"])
+    sample = next(iter(wds.WebDataset(url, shardshuffle=False).decode()))
+    assert sample["image.npy"].dtype == np.uint8 and sample["image.npy"].shape == (16, 16, 3)
+    assert sample["votes.npy"].shape == (SCHEMA.n_answers,) and isinstance(sample["id.txt"], str)
+
+
+def test_split_is_a_stable_function_of_seed_and_id():
+    ids = [f"galaxy-{i}" for i in range(2000)]
+    split = assign_splits(ids, seed=5, val_fraction=0.1, test_fraction=0.2)
+    shuffled = assign_splits(ids[::-1], seed=5, val_fraction=0.1, test_fraction=0.2)[::-1]
+    assert np.array_equal(split, shuffled)
+    assert abs((split == "test").mean() - 0.2) < 0.03 and abs((split == "val").mean() - 0.1) < 0.03
+    assert not np.array_equal(split, assign_splits(ids, seed=6, val_fraction=0.1, test_fraction=0.2))
+
+
+def test_resume_after_a_kill_redoes_only_missing_shards(tmp_path):
+    make_catalogue(tmp_path, n=30).to_csv(tmp_path / "cat.csv", index=False)
+    out = tmp_path / "shards"
+    args = dict(schema="gz2", out_dir=out, preprocessing=PREP, shard_size=4, workers=1, progress=False)
+    first = write_shards(tmp_path / "cat.csv", **args)
+    # simulate a kill: the last shard never got renamed into place, a temp file is left, no manifest
+    last = first["splits"]["train"]["shards"][-1]["name"]
+    (out / last).rename(out / (last + ".tmp"))
+    (out / "manifest.json").unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+    second = write_shards(tmp_path / "cat.csv", **args)
+    assert second == first
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar") if p.name in kept} == kept
+    assert not list(out.glob("*.tmp"))
+    ids = _collect(GalaxyDataModule(out, batch_size=7).train_dataloader())
+    assert len(ids) == first["splits"]["train"]["count"]
+
+
+def test_resume_refuses_other_data_unless_overwrite(tmp_path):
+    make_catalogue(tmp_path, n=10).to_csv(tmp_path / "cat.csv", index=False)
+    write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", PREP, workers=1, progress=False)
+    make_catalogue(tmp_path, n=12).to_csv(tmp_path / "cat.csv", index=False)
+    with pytest.raises(ValueError, match="different catalogue or settings"):
+        write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", PREP, workers=1, progress=False)
+    manifest = write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", PREP, workers=1, progress=False, overwrite=True)
+    assert sum(s["count"] for s in manifest["splits"].values()) == 12
+
+
+def test_images_that_fail_to_decode_raise_or_are_listed(tmp_path):
+    cat = make_catalogue(tmp_path, n=8)
+    good = (tmp_path / "images" / "g0.png").read_bytes()
+    (tmp_path / "images" / "g0.png").write_bytes(good[: len(good) // 2])  # header fine, data truncated
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    with pytest.raises(CatalogError, match=r"id_str=J000\.5\+1: .*g0\.png"):
+        write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", PREP, workers=1, progress=False)
+    manifest = write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", PREP, workers=1, progress=False, on_error="skip")
+    assert [s["id_str"] for s in manifest["skipped"]] == ["J000.5+1"]
+    assert sum(s["count"] for s in manifest["splits"].values()) == 7
+    assert "J000.5+1" in (tmp_path / "s" / "skipped.csv").read_text()
+
+
+def test_catalogue_datamodule_and_transform_by_stage(tmp_path):
+    cat = make_catalogue(tmp_path, n=20)
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    dm = GalaxyDataModule(tmp_path / "cat.csv", schema="gz2", preprocessing=PREP, batch_size=6, val_fraction=0.2, test_fraction=0.2)
+    seen = {}
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        seen.update(_collect(loader))
+    assert set(seen) == set(cat["id_str"])
+    batch = next(iter(dm.val_dataloader()))
+    out = dm.on_after_batch_transfer(batch, 0)  # no trainer: deterministic transform
+    assert out["image"].shape == (len(batch["id_str"]), 3, 8, 8) and out["image"].dtype == torch.float32
+    assert torch.equal(out["image"], dm.on_after_batch_transfer(batch, 0)["image"])
+    with pytest.raises(ValueError, match="needs a schema"):
+        GalaxyDataModule(tmp_path / "cat.csv")
+
+
+def test_predict_images_report_failures_instead_of_stopping(tmp_path):
+    make_catalogue(tmp_path, n=5, not_provided=0)
+    (tmp_path / "images" / "g4.png").write_bytes(b"broken")
+    batches = list(iter_catalogue_images(tmp_path / "images", PREP, batch_size=3))
+    ids = [i for b in batches for i in b["id_str"]]
+    errors = [e for b in batches for e in b["error"]]
+    assert ids == ["g0", "g1", "g2", "g3", "g4"] and errors[:4] == [""] * 4 and "g4.png" in errors[4]
+    assert batches[0]["image"].shape == (3, 3, 8, 8) and batches[0]["image"].dtype == torch.float32
+    assert len(PredictImages.from_catalogue(pd.DataFrame({"id_str": ["a"], "file_loc": ["x.png"]}), PREP)) == 1
+
+
+@pytest.mark.real_data
+def test_real_gz2_converts_and_a_subset_shards(gz2_dir, tmp_path):
+    cat = kaggle_to_catalogue(gz2_dir / "labels.csv", gz2_dir / "images", volunteers=40)
+    assert len(cat) == 9728 and cat["id_str"].is_unique
+    votes = cat[list(SCHEMA.answers)].to_numpy()
+    provided = ~np.isnan(votes)
+    assert (provided.sum(axis=1) == 37).sum() == 5728 and (provided.sum(axis=1) == 17).sum() == 4000
+    first = votes[:, SCHEMA.slices[0]].sum(axis=1)
+    assert np.all(np.abs(first - 40) <= 1)  # everyone answers question 1 (rounding: within a vote)
+    assert np.nanmin(votes) >= 0 and np.all(votes[provided] == np.round(votes[provided]))
+    subset = cat.iloc[:200].assign(file_loc=lambda d: [str(gz2_dir / "images" / f"{i}.jpg") for i in d["id_str"]])
+    subset.to_parquet(tmp_path / "gz2.parquet")
+    result = CliRunner().invoke(app, [
+        "shard", "--catalog", str(tmp_path / "gz2.parquet"), "--schema", "gz2", "--out", str(tmp_path / "shards"),
+        "--size", "32", "--crop", "0.6", "--workers", "2", "--shard-size", "64",
+    ])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(tmp_path / "shards")
+    assert sum(s["count"] for s in manifest["splits"].values()) == 200 and not manifest["skipped"]
+    batch = next(iter(GalaxyDataModule(tmp_path / "shards", batch_size=16, image_size=24).train_dataloader()))
+    assert batch["image"].shape == (16, 3, 32, 32)
+
+
+def test_cli_reports_catalogue_errors_in_one_line_per_problem(tmp_path):
+    cat = make_catalogue(tmp_path, n=4)
+    cat.loc[1, "bar_yes"] = -3
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    result = CliRunner().invoke(app, ["shard", "--catalog", str(tmp_path / "cat.csv"), "--schema", "gz2", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 1
+    assert "id_str=J001.5+1: bar_yes = -3 is negative" in result.output
+    assert "bar_yes = -3 is negative" in (tmp_path / "s" / "catalogue.problems.csv").read_text()
