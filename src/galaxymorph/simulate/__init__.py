@@ -1,0 +1,29 @@
+"""Synthetic galaxies and synthetic Galaxy Zoo volunteers, with known truth.
+
+``simulate_catalogue`` writes images and a catalogue (the default data of the demo);
+``simulate`` does the same in memory. See the README section "Simulated data".
+"""
+
+from galaxymorph.simulate.catalogue import (
+    Simulation,
+    parameters_of,
+    simulate,
+    simulate_catalogue,
+    simulate_truth,
+)
+from galaxymorph.simulate.parameters import draw_parameters
+from galaxymorph.simulate.render import render
+from galaxymorph.simulate.volunteers import simulate_votes, true_probabilities, visibility
+
+__all__ = [
+    "Simulation",
+    "draw_parameters",
+    "parameters_of",
+    "render",
+    "simulate",
+    "simulate_catalogue",
+    "simulate_truth",
+    "simulate_votes",
+    "true_probabilities",
+    "visibility",
+]

@@ -1,0 +1,196 @@
+"""Simulated catalogues: parameters, volunteers' votes and truth, images on disk.
+
+Everything random is drawn up front from one seed (parameters, volunteers, votes, and
+each galaxy's own ``noise_seed`` for its pixels), so the output is byte-identical for
+a seed whatever the number of workers or the chunking. Images are written chunk by
+chunk through temporary names; a re-run with the same arguments skips finished
+images, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from galaxymorph.schema import Schema, get_schema
+from galaxymorph.simulate.parameters import draw_parameters
+from galaxymorph.simulate.render import BANDS, render
+from galaxymorph.simulate.volunteers import simulate_votes, true_probabilities, volunteer_counts
+
+__all__ = ["FORMATS", "Simulation", "simulate_truth", "simulate", "simulate_catalogue"]
+
+FORMATS = {"png": ".png", "jpg": ".jpg", "fits": ".fits"}
+SCHEMA_NAME = "gz_decals_dr5"
+TRUE_P = "true_p:"
+TRUE = "true:"
+CHUNK = 64  # galaxies rendered together: big enough to vectorise, small enough for memory
+
+
+def simulate_truth(n: int, seed: int = 0, volunteers: float = 40, schema: Schema | None = None) -> pd.DataFrame:
+    """The catalogue without images: ``id_str``, vote counts, ``true_p:*`` and ``true:*`` columns.
+
+    Vote columns are floats, one per answer of ``schema`` (default gz_decals_dr5);
+    ``n_volunteers`` is how many volunteers saw each galaxy (the first question's total).
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    schema = schema or get_schema(SCHEMA_NAME)
+    rng = np.random.default_rng(seed)
+    params = draw_parameters(n, rng)
+    n_volunteers = volunteer_counts(n, volunteers, rng)
+    p_true = true_probabilities(params, schema)
+    votes = simulate_votes(p_true, n_volunteers, schema, rng)
+    width = max(6, len(str(n - 1)))
+    frame = {"id_str": [f"sim-{i:0{width}d}" for i in range(n)], "n_volunteers": n_volunteers}
+    frame.update({a: votes[:, i].astype(np.float64) for i, a in enumerate(schema.answers)})
+    frame.update({TRUE_P + a: p_true[:, i] for i, a in enumerate(schema.answers)})
+    frame.update({TRUE + c: params[c].to_numpy() for c in params.columns})
+    return pd.DataFrame(frame)
+
+
+def parameters_of(catalogue: pd.DataFrame) -> pd.DataFrame:
+    """The true physical parameters (``true:*`` columns) under their plain names."""
+    columns = [c for c in catalogue.columns if c.startswith(TRUE)]
+    return catalogue[columns].rename(columns=lambda c: c[len(TRUE) :]).reset_index(drop=True)
+
+
+@dataclass
+class Simulation:
+    """An in-memory simulation: the catalogue, RGB images (N, S, S, 3) uint8, bands (N, 3, S, S)."""
+
+    catalogue: pd.DataFrame
+    images: np.ndarray
+    bands: np.ndarray
+
+
+def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40) -> Simulation:
+    """Simulate ``n`` galaxies in memory (no files): for tests, notebooks and grids."""
+    catalogue = simulate_truth(n, seed, volunteers)
+    params = parameters_of(catalogue)
+    parts = [render(params.iloc[i : i + CHUNK], size) for i in range(0, n, CHUNK)]
+    bands = np.concatenate([b for b, _ in parts])
+    images = np.concatenate([rgb for _, rgb in parts])
+    return Simulation(catalogue, images, bands)
+
+
+def _write_image(path: Path, bands: np.ndarray, rgb: np.ndarray, image_format: str) -> None:
+    """Write one image through a temporary name, so a finished file is always complete."""
+    tmp = path.with_name(path.name + ".tmp")
+    if image_format == "fits":
+        from astropy.io import fits
+
+        hdu = fits.PrimaryHDU(bands.astype(np.float32))
+        hdu.header["BANDS"] = (",".join(BANDS), "cube planes, in order")
+        hdu.header["ORIGIN"] = "galaxymorph.simulate"
+        hdu.writeto(tmp, overwrite=True)
+    elif image_format == "jpg":
+        Image.fromarray(rgb).save(tmp, format="JPEG", quality=92)
+    else:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _render_chunk(params: pd.DataFrame, size: int, paths: list[str], image_format: str) -> int:
+    """Worker job: render a chunk and write its images; returns how many were written."""
+    bands, rgb = render(params, size)
+    for i, path in enumerate(paths):
+        _write_image(Path(path), bands[i], rgb[i], image_format)
+    return len(paths)
+
+
+def _context():
+    """Fork where available: no ``if __name__ == "__main__"`` needed in callers' scripts.
+
+    Forking after torch ran is safe here because workers use one thread (as DataLoader does).
+    """
+    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core does better than threads fighting
+
+
+def _check_resume(out_dir: Path, settings: dict) -> None:
+    """Refuse to mix two different simulations in one folder; record the settings otherwise."""
+    record = out_dir / "simulation.json"
+    if record.exists():
+        previous = json.loads(record.read_text())
+        if previous != settings:
+            raise FileExistsError(
+                f"{out_dir} holds another simulation ({previous}); use a new --out or delete it to start over"
+            )
+    record.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def simulate_catalogue(
+    n: int,
+    size: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    image_format: str = "png",
+    volunteers: float = 40,
+    workers: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Simulate ``n`` galaxies of ``size`` px: ``out_dir/images/<id_str>.<ext>`` and ``out_dir/catalogue.parquet``.
+
+    Args:
+        n: number of galaxies.
+        size: image side in pixels (the galaxies look the same at any size).
+        out_dir: folder to write; re-running with the same arguments resumes.
+        seed: everything random follows from it; the same seed gives the same bytes.
+        image_format: ``png`` or ``jpg`` (RGB, arcsinh stretch) or ``fits`` (g, r, z float32 cube).
+        volunteers: mean number of volunteers per galaxy (it varies from galaxy to galaxy).
+        workers: processes rendering in parallel (default: the CPU count, at most 8).
+
+    Returns:
+        The catalogue: ``id_str``, ``file_loc`` (relative to ``out_dir``), ``n_volunteers``,
+        one vote-count column per gz_decals_dr5 answer, ``true_p:<answer>`` and ``true:<parameter>``.
+
+    Example:
+        >>> cat = simulate_catalogue(100, 64, "sim")  # doctest: +SKIP
+        >>> cat["smooth-or-featured_smooth"].sum()  # doctest: +SKIP
+    """
+    if image_format not in FORMATS:
+        raise ValueError(f"image_format must be one of {sorted(FORMATS)}, got {image_format!r}")
+    if size < 8:
+        raise ValueError(f"size must be at least 8 px, got {size}")
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    settings = {"n": n, "size": size, "seed": seed, "format": image_format, "volunteers": volunteers}
+    _check_resume(out_dir, settings)
+
+    catalogue = simulate_truth(n, seed, volunteers)
+    file_loc = [f"images/{i}{FORMATS[image_format]}" for i in catalogue["id_str"]]
+    catalogue.insert(1, "file_loc", file_loc)
+    params = parameters_of(catalogue)
+    todo = [
+        (start, [str(out_dir / f) for f in file_loc[start : start + CHUNK]])
+        for start in range(0, n, CHUNK)
+        if not all((out_dir / f).exists() for f in file_loc[start : start + CHUNK])
+    ]
+    workers = min(workers or min(os.cpu_count() or 1, 8), max(len(todo), 1))
+    columns = [TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("galaxies", total=n, completed=n - sum(len(p) for _, p in todo))
+        jobs = [(params.iloc[s : s + len(p)], size, p, image_format) for s, p in todo]
+        if workers <= 1:
+            for job in jobs:
+                bar.advance(task, _render_chunk(*job))
+        else:
+            with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker) as pool:
+                for done in as_completed([pool.submit(_render_chunk, *job) for job in jobs]):
+                    bar.advance(task, done.result())
+    catalogue.to_parquet(out_dir / "catalogue.parquet", index=False)
+    return catalogue
