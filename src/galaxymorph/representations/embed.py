@@ -1,0 +1,194 @@
+"""Encoder features per galaxy (``galaxymorph embed``), streamed to Parquet and resumable.
+
+Output: one Parquet file, one row per galaxy: ``id_str``, ``file_loc`` (null for
+shard input) and ``embedding`` (fixed-size list of float32: the pooled encoder
+features, or their first ``k`` principal components with ``pca=k``). The file's
+``galaxymorph`` metadata holds the checkpoint, the feature count, the
+preprocessing and, with PCA, the explained variance ratios.
+
+Streaming, resuming and unreadable images work exactly as in
+:mod:`galaxymorph.predict`, whose part files, reader stream and error log are
+reused: a re-run skips galaxies already written. With PCA the full features are
+kept in ``<out stem>.features.parquet`` (that is the resumable file) and the
+components are fitted on all of them at the end (scikit-learn ``PCA``, seeded).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from rich.progress import Progress
+from torch import nn
+from torch.utils.data import DataLoader
+
+from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.predict import (
+    META_KEY,
+    ErrorLog,
+    GalaxyStream,
+    PartWriter,
+    Record,
+    catalogue_records,
+    collate_galaxies,
+    completed_ids,
+    directory_records,
+    errors_path,
+    merge_parts,
+    parts_dir,
+    shard_records,
+)
+
+__all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]
+
+EMBEDDING = "embedding"
+
+
+def embedding_layout(n_features: int, metadata: dict[str, Any]) -> pa.Schema:
+    """The Parquet layout documented in the module docstring."""
+    fields = [
+        pa.field("id_str", pa.string()),
+        pa.field("file_loc", pa.string()),
+        pa.field(EMBEDDING, pa.list_(pa.float32(), n_features)),
+    ]
+    return pa.schema(fields, metadata={META_KEY: json.dumps({"n_features": n_features, **metadata}).encode()})
+
+
+def _embedding_table(ids: Sequence[str], features: np.ndarray, file_locs: Sequence[str | None], layout: pa.Schema) -> pa.Table:
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1), pa.float32()), features.shape[1])
+    return pa.table({"id_str": list(ids), "file_loc": list(file_locs), EMBEDDING: column}, schema=layout)
+
+
+class EmbeddingWriter(PartWriter):
+    """predict's part writer (complete parts only, one row group per batch), writing features."""
+
+    def write(self, ids: Sequence[str], features: np.ndarray, file_locs: Sequence[str | None]) -> None:
+        if not len(ids):
+            return
+        if self._writer is None:
+            self._tmp = self.directory / f"{self.prefix}-{self._parts:05d}.parquet.tmp"
+            self._writer = pq.ParquetWriter(self._tmp, self.layout)
+        self._writer.write_table(_embedding_table(ids, features, file_locs, self.layout))
+        self._rows += len(ids)
+        self.rows_written += len(ids)
+        if self._rows >= self.rows_per_part:
+            self._commit()
+
+
+def read_embeddings(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """(``id_str``/``file_loc`` frame, embeddings float32 (N, F), metadata) of an embeddings file."""
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"null"))
+    if not meta or EMBEDDING not in table.column_names:
+        raise ValueError(f"{path}: not a galaxymorph embeddings file (make one with `galaxymorph embed`)")
+    column = table.column(EMBEDDING).combine_chunks()
+    vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), -1).astype(np.float32)
+    return table.drop_columns([EMBEDDING]).to_pandas(), vectors, meta
+
+
+def features_path(out: Path, pca: int | None) -> Path:
+    """Where the full features are streamed: ``out`` itself, or beside it when ``out`` will hold PCA components."""
+    return out if pca is None else out.with_name(out.name.removesuffix(".parquet") + ".features.parquet")
+
+
+def _write_pca(source: Path, out: Path, k: int, seed: int) -> list[float]:
+    from sklearn.decomposition import PCA
+
+    frame, vectors, meta = read_embeddings(source)
+    if not 1 <= k <= min(vectors.shape):
+        raise ValueError(f"--pca {k}: must be between 1 and min(galaxies, features) = {min(vectors.shape)}")
+    pca = PCA(n_components=k, random_state=seed).fit(vectors)
+    ratios = [float(r) for r in pca.explained_variance_ratio_]
+    layout = embedding_layout(k, {**{m: v for m, v in meta.items() if m != "n_features"},
+                                  "pca": {"components": k, "explained_variance_ratio": ratios, "features_file": source.name}})
+    tmp = out.with_name(out.name + ".tmp")
+    pq.write_table(_embedding_table(frame["id_str"], pca.transform(vectors), frame["file_loc"], layout), tmp)
+    tmp.replace(out)
+    return ratios
+
+
+def _records(images_dir: str | Path | None, catalog: str | Path | None, shards: str | Path | None,
+             split: str | None) -> Callable[[], Iterable[Record]]:
+    given = [x for x in (images_dir, catalog, shards) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one input: images_dir (--images), catalog (--catalog) or shards (--shards)")
+    if images_dir is not None:
+        return functools.partial(list, directory_records(images_dir))
+    if catalog is not None:
+        return functools.partial(list, catalogue_records(catalog))
+    return functools.partial(shard_records, shards, split)
+
+
+def embed(
+    checkpoint: str | Path | nn.Module,
+    out: str | Path,
+    images_dir: str | Path | None = None,
+    catalog: str | Path | None = None,
+    shards: str | Path | None = None,
+    split: str | None = None,
+    pca: int | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    rows_per_part: int = 50_000,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Encoder features of every galaxy not yet in the output, then merge (and PCA); returns counts.
+
+    ``checkpoint`` is a training run, a fine-tuning run (either ``RUN/`` or ``RUN/best/``)
+    or a model with ``features`` and ``config["preprocessing"]``.
+
+    Example:
+        >>> embed("runs/gz2", "emb.parquet", catalog="galaxies.csv", pca=32)  # doctest: +SKIP
+        {'rows': 1000, 'new': 1000, 'errors': 0}
+    """
+    from galaxymorph.models.finetune_model import load_any_model
+
+    records = _records(images_dir, catalog, shards, split)
+    model = checkpoint if isinstance(checkpoint, nn.Module) else load_any_model(checkpoint)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    target = features_path(out, pca)
+    done = completed_ids(target)
+    for stale in parts_dir(target).glob("errors-*.csv") if parts_dir(target).exists() else []:
+        stale.unlink()  # unreadable images of an earlier run are retried
+    prep = model.config["preprocessing"]
+    source = {"images": images_dir, "catalog": catalog, "shards": shards}
+    meta = {
+        "checkpoint": str(checkpoint) if not isinstance(checkpoint, nn.Module) else None,
+        "arch": model.config.get("arch"),
+        "preprocessing": prep,
+        "source": {k: str(v) for k, v in source.items() if v is not None},
+    }
+    n_features = int(model.config["n_features"])
+    writer = EmbeddingWriter(parts_dir(target), embedding_layout(n_features, meta), schema=None, rows_per_part=rows_per_part)
+    errors = ErrorLog(parts_dir(target) / f"errors-{writer.prefix}.csv")
+    stream = GalaxyStream(records, prep, frozenset(done))
+    loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate_galaxies)
+    transform = eval_transform(Preprocessing.from_dict(prep))
+    model.eval()
+    try:
+        with Progress(disable=not progress, transient=True) as bar, torch.inference_mode():
+            task = bar.add_task("embedding", total=None)
+            for batch in loader:
+                errors.write(batch["errors"])
+                if batch["image"] is not None:
+                    writer.write(batch["id_str"], model.features(transform(batch["image"])).float().numpy(), batch["file_loc"])
+                bar.advance(task, len(batch["id_str"]) + len(batch["errors"]))
+    finally:
+        writer.close()
+        errors.close()
+    merge_parts(target)
+    rows = pq.ParquetFile(target).metadata.num_rows if target.exists() else 0
+    if pca is not None and rows:
+        _write_pca(target, out, pca, seed)
+    failed = len(pd.read_csv(errors_path(target))) if errors_path(target).exists() else 0
+    return {"rows": rows, "new": rows - len(done), "errors": failed}
