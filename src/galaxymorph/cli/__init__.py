@@ -11,7 +11,6 @@ from galaxymorph.cli import schemas
 from galaxymorph.cli import data
 from galaxymorph.cli import train
 from galaxymorph.cli import predict
-from galaxymorph.cli import predict
 from galaxymorph.cli import simulate
 from galaxymorph.cli import finetune
 
@@ -24,10 +23,6 @@ app.add_typer(schemas.app, name="schemas")
 app.command()(data.shard)
 app.command()(data.convert_kaggle)
 app.command()(train.train)
-app.command()(predict.predict)
-app.command()(predict.evaluate)
-app.command()(predict.report)
-app.command()(predict.demo)
 app.command()(predict.predict)
 app.command()(predict.evaluate)
 app.command()(predict.report)
