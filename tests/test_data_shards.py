@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -184,3 +185,21 @@ def test_cli_reports_catalogue_errors_in_one_line_per_problem(tmp_path):
     assert result.exit_code == 1
     assert "id_str=J001.5+1: bar_yes = -3 is negative" in result.output
     assert "bar_yes = -3 is negative" in (tmp_path / "s" / "catalogue.problems.csv").read_text()
+
+
+def test_training_order_is_reproducible_and_changes_every_epoch(sharded):
+    _, folder, _ = sharded
+    loader = GalaxyDataModule(folder / "shards", batch_size=4, shuffle_buffer=8).train_dataloader()
+    epochs = [[i for b in loader for i in b["id_str"]] for _ in range(2)]
+    again = [i for b in GalaxyDataModule(folder / "shards", batch_size=4, shuffle_buffer=8).train_dataloader() for i in b["id_str"]]
+    assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1] and again == epochs[0]
+
+
+def test_ddp_training_stream_gives_equal_batches_per_rank(sharded):
+    _, folder, manifest = sharded
+    dm = GalaxyDataModule(folder / "shards", batch_size=3)
+    dm.trainer = SimpleNamespace(world_size=2, training=True)
+    batches = list(dm.train_dataloader())
+    assert len(batches) == manifest["splits"]["train"]["count"] // (2 * 3)
+    assert all(len(b["id_str"]) == 3 for b in batches)
+    assert dm.on_after_batch_transfer(batches[0], 0)["image"].shape == (3, 3, 8, 8)

@@ -152,18 +152,19 @@ class GalaxyDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         if train and world > 1:
             per_rank = max(1, self.split_size(split) // (world * self.batch_size))
-            dataset = wds.WebDataset(urls, resampled=True, shardshuffle=True, nodesplitter=None, seed=self.seed)
+            dataset = wds.WebDataset(urls, resampled=True, shardshuffle=False, nodesplitter=None, seed=self.seed)
         else:
             dataset = wds.WebDataset(
                 urls,
                 shardshuffle=len(urls) if train else False,
+                detshuffle=True,  # order from (seed, epoch): reproducible, new every epoch
                 nodesplitter=wds.split_by_node,
                 workersplitter=wds.split_by_worker,
                 empty_check=False,
                 seed=self.seed,
             )
         if train:
-            dataset = dataset.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 500))
+            dataset = dataset.compose(wds.detshuffle(self.shuffle_buffer, min(self.shuffle_buffer, 500), seed=self.seed))
         dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=not (train and world > 1))
         if train and world > 1:
             dataset = dataset.with_epoch(per_rank)
