@@ -16,6 +16,7 @@ best model over both stages.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,9 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
         enable_progress_bar=config.progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=1, gradient_clip_val=1.0,
     )
-    trainer.fit(FinetuneModule(model, **module_args), train_loader, val_loader)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # the frozen parts, on purpose
+        trainer.fit(FinetuneModule(model, **module_args), train_loader, val_loader)
 
 
 def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig) -> Path:

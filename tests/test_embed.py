@@ -1,0 +1,126 @@
+"""Embeddings: deterministic, resumable, PCA; cosine neighbours; anomaly scores; image grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from galaxymorph.cli import app
+from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.models import GalaxyModel, save_model
+from galaxymorph.representations import anomaly_scores, embed, image_grid, read_embeddings, similar
+
+PREP = Preprocessing(stored_size=20, image_size=16, channels=3).to_dict()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("run")
+    save_model(GalaxyModel("gz2", arch="test_resnet", preprocessing=PREP), run / "best")
+    return run
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    """12 random galaxies; g11 is a byte-for-byte copy of g0 under another id."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(12):
+        pixels = rng.integers(0, 255, (24, 24, 3)).astype(np.uint8)
+        name = "g0.png" if i == 11 else f"g{i}.png"
+        if i != 11:
+            Image.fromarray(pixels).save(root / name)
+        rows.append({"id_str": f"g{i}", "file_loc": name})
+    pd.DataFrame(rows).to_csv(root / "catalogue.csv", index=False)
+    return root / "catalogue.csv"
+
+
+def test_same_image_same_embedding_across_runs(run_dir, catalogue, tmp_path):
+    first = embed(run_dir, tmp_path / "a.parquet", catalog=catalogue, progress=False)
+    embed(run_dir, tmp_path / "b.parquet", catalog=catalogue, batch_size=5, progress=False)
+    assert first == {"rows": 12, "new": 12, "errors": 0}
+    frame_a, a, meta = read_embeddings(tmp_path / "a.parquet")
+    frame_b, b, _ = read_embeddings(tmp_path / "b.parquet")
+    assert a.shape == (12, meta["n_features"]) and a.dtype == np.float32
+    order = frame_b.set_index("id_str").index.get_indexer(frame_a["id_str"])
+    np.testing.assert_array_equal(a, b[order])
+    rows = frame_a.set_index("id_str").index.get_indexer(["g0", "g11"])
+    np.testing.assert_array_equal(a[rows[0]], a[rows[1]])
+
+
+def test_resume_embeds_only_new_galaxies(run_dir, catalogue, tmp_path):
+    half = pd.read_csv(catalogue).head(5)
+    half.to_csv(catalogue.parent / "half.csv", index=False)
+    out = tmp_path / "e.parquet"
+    assert embed(run_dir, out, catalog=catalogue.parent / "half.csv", progress=False)["new"] == 5
+    counts = embed(run_dir, out, catalog=catalogue, progress=False)
+    assert counts == {"rows": 12, "new": 7, "errors": 0}
+    assert sorted(read_embeddings(out)[0]["id_str"]) == sorted(f"g{i}" for i in range(12))
+
+
+def test_pca_keeps_k_components_and_the_full_features(run_dir, catalogue, tmp_path):
+    out = tmp_path / "pca.parquet"
+    embed(run_dir, out, catalog=catalogue, pca=3, progress=False)
+    frame, vectors, meta = read_embeddings(out)
+    assert vectors.shape == (12, 3) and meta["pca"]["components"] == 3
+    ratios = meta["pca"]["explained_variance_ratio"]
+    assert ratios == sorted(ratios, reverse=True) and 0 < sum(ratios) <= 1 + 1e-6
+    full = read_embeddings(tmp_path / "pca.features.parquet")[1]
+    assert full.shape == (12, 96)  # test_resnet's pooled features
+    centred = full - full.mean(axis=0)  # the components are the projections on the top principal axes
+    top = np.linalg.svd(centred, full_matrices=False)[2][:3]
+    np.testing.assert_allclose(np.abs(vectors), np.abs(centred @ top.T), atol=1e-3)
+
+
+def test_every_galaxy_is_its_own_nearest_neighbour():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    frame = pd.DataFrame({"id_str": [f"g{i}" for i in range(30)]})
+    for i in range(30):
+        found = similar(frame, vectors, f"g{i}", k=4)
+        assert found["id_str"].iloc[0] == f"g{i}" and found["similarity"].iloc[0] == pytest.approx(1.0)
+        assert list(found["rank"]) == [0, 1, 2, 3] and found["similarity"].is_monotonic_decreasing
+    scaled = np.vstack([vectors, 5 * vectors[:1]])  # same direction: cosine similarity 1
+    frame = pd.DataFrame({"id_str": [f"g{i}" for i in range(31)]})
+    assert similar(frame, scaled, "g0", k=2)["id_str"].tolist() == ["g0", "g30"]
+    with pytest.raises(KeyError, match="'nope'"):
+        similar(frame, scaled, "nope")
+
+
+@pytest.mark.parametrize("method", ["knn", "isolation-forest"])
+def test_a_planted_outlier_is_the_most_anomalous(method):
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=16)
+    vectors = centre + 0.05 * rng.normal(size=(60, 16))
+    vectors[17] = -centre + rng.normal(size=16)
+    assert int(np.argmax(anomaly_scores(vectors, method, k=5))) == 17
+
+
+def test_cli_similar_and_anomalies_draw_grids(run_dir, catalogue, tmp_path):
+    out = tmp_path / "cli.parquet"
+    runner = CliRunner()
+    result = runner.invoke(app, ["embed", "--checkpoint", str(run_dir), "--out", str(out), "--catalog", str(catalogue)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["similar", "--embeddings", str(out), "--query", "g3", "--k", "4",
+                                 "--grid", str(tmp_path / "similar.png")])
+    assert result.exit_code == 0, result.output
+    assert result.output.split("\n")[1].split()[:2] == ["0", "g3"]
+    result = runner.invoke(app, ["anomalies", "--embeddings", str(out), "--top", "3", "--k", "3",
+                                 "--grid", str(tmp_path / "odd.png"), "--out", str(tmp_path / "scores.csv")])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == 12
+    for png in ("similar.png", "odd.png"):
+        assert Image.open(tmp_path / png).size[0] > 100
+    result = runner.invoke(app, ["similar", "--embeddings", str(out), "--query", "missing"])
+    assert result.exit_code == 2 and "missing" in result.output
+
+
+def test_grid_marks_missing_images(tmp_path):
+    path = image_grid([None, str(tmp_path / "absent.png")], ["a", "b"], tmp_path / "grid.png")
+    assert Image.open(path).size[0] > 100

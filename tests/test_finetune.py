@@ -1,0 +1,184 @@
+"""Fine-tuning: freezing, layer-wise learning rates, a learnable toy task, timm folders, saved models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+from PIL import Image
+from timm.models import group_parameters
+from timm.models._hub import save_for_hf
+
+from galaxymorph.data.catalog import CatalogError
+from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.losses import DirichletMultinomialLoss
+from galaxymorph.models import GalaxyModel, save_model
+from galaxymorph.models.finetune import FinetuneConfig, class_weights, finetune
+from galaxymorph.models.finetune_data import decode_images, read_labels
+from galaxymorph.models.finetune_model import (
+    FinetunedModel,
+    load_any_model,
+    load_finetuned,
+    load_pretrained_encoder,
+)
+from galaxymorph.models.finetune_module import layer_decay_param_groups
+from galaxymorph.schema import get_schema
+
+ARCH = "test_resnet"  # timm's tiny test network: 5 coarse groups (stem, layer1..4)
+PREP = Preprocessing(stored_size=20, image_size=16, channels=3, train_zoom=(0.9, 1.0)).to_dict()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A galaxymorph 'training run' (random weights) in RUN/best/."""
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("run")
+    save_model(GalaxyModel("gz2", arch=ARCH, preprocessing=PREP), run / "best")
+    return run
+
+
+@pytest.fixture(scope="module")
+def toy_catalogue(tmp_path_factory):
+    """Learnable toy task: 'ring' galaxies have a bright centre square, the others are dark noise."""
+    root = tmp_path_factory.mktemp("toy")
+    (root / "img").mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        ring = i % 2 == 1
+        pixels = rng.integers(0, 60, (24, 24, 3)).astype(np.uint8)
+        if ring:
+            pixels[6:18, 6:18] += 150
+        Image.fromarray(pixels).save(root / "img" / f"g{i}.png")
+        rows.append({"id_str": f"g{i}", "file_loc": f"img/g{i}.png", "ring": "yes" if ring else "no", "x": float(ring)})
+    pd.DataFrame(rows).to_csv(root / "catalogue.csv", index=False)
+    return root / "catalogue.csv"
+
+
+def _model(run_dir, task="classification", **kwargs) -> FinetunedModel:
+    return FinetunedModel.create(load_pretrained_encoder(run_dir), task, classes=["no", "yes"], **kwargs)
+
+
+def test_head_only_freezes_encoder_and_keeps_batchnorm_in_eval(run_dir):
+    model = _model(run_dir)
+    model.set_trainable(0)
+    model.train()
+    bn = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bn]
+    model(torch.rand(4, 3, 16, 16)).sum().backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head.parameters())
+    assert all(not m.training for m in bn) and model.head.training
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(bn, before))  # statistics untouched
+
+
+def test_unfreezing_the_last_block_trains_only_that_block(run_dir):
+    model = _model(run_dir)
+    model.set_trainable(1)
+    model.train()
+    model(torch.rand(4, 3, 16, 16)).sum().backward()
+    for name, param in model.encoder.named_parameters():
+        if name.startswith("layer4."):
+            assert param.requires_grad and param.grad is not None, name
+        else:
+            assert not param.requires_grad and param.grad is None, name
+    assert model.encoder.layer4.training and not model.encoder.layer1.training
+    model.set_trainable("all")
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="'all'"):
+        model.set_trainable(-1)
+
+
+def test_layer_wise_learning_rates_follow_the_decay(run_dir):
+    model = _model(run_dir)
+    model.set_trainable("all")
+    lr, decay = 1e-2, 0.5
+    groups = layer_decay_param_groups(model, lr, layer_decay=decay)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert all(math.isclose(lr_of[id(p)], lr) for p in model.head.parameters())
+    layers = group_parameters(model.encoder, model.encoder.group_matcher(coarse=False))
+    top = max(layers)
+    named = dict(model.encoder.named_parameters())
+    for layer, names in layers.items():  # the top encoder layer learns at lr*decay, each one below at decay times less
+        for name in names:
+            assert math.isclose(lr_of[id(named[name])], lr * decay ** (top - layer + 1)), name
+    model.set_trainable(1)  # frozen parameters are not given to the optimiser
+    trainable = {id(p) for g in layer_decay_param_groups(model, lr, layer_decay=decay) for p in g["params"]}
+    assert trainable == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_classification_fine_tune_beats_chance_and_round_trips(run_dir, toy_catalogue, tmp_path):
+    config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring",
+                            epochs=8, lr=2e-2, batch_size=16, patience=8, progress=False)
+    best = finetune(config)
+    model = load_any_model(best)
+    assert isinstance(model, FinetunedModel) and model.config["task"] == "classification"
+    assert model.config["classes"] == ["no", "yes"]
+    frame = pd.read_csv(toy_catalogue)
+    prep = Preprocessing.from_dict(model.config["preprocessing"])
+    images = decode_images(frame["id_str"].tolist(), [str(toy_catalogue.parent / f) for f in frame["file_loc"]], prep)
+    with torch.no_grad():
+        features = model.features(eval_transform(prep)(images))
+        probs = model.sample(features, 4)
+    assert probs.shape == (60, 2, 4)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(60, 4))
+    accuracy = (probs.mean(-1).argmax(1).numpy() == (frame["ring"] == "yes").to_numpy()).mean()
+    assert accuracy >= 0.8  # chance is 0.5
+    assert torch.equal(model.sample(features, 1), model.sample(features, 1))  # n=1: no dropout
+    assert (best / "training.yaml").is_file() and (tmp_path / "ft" / "finetune_config.yaml").is_file()
+
+
+def test_hugging_face_style_timm_folders_load(tmp_path):
+    source = timm.create_model(ARCH, num_classes=7)
+    save_for_hf(source, tmp_path / "st", safe_serialization=True)
+    save_for_hf(source, tmp_path / "bin", safe_serialization=False)
+    assert (tmp_path / "st" / "model.safetensors").is_file() and (tmp_path / "bin" / "pytorch_model.bin").is_file()
+    for folder in ("st", "bin"):
+        pretrained = load_pretrained_encoder(tmp_path / folder)
+        assert pretrained.config["arch"] == ARCH and pretrained.config["n_features"] == source.num_features
+        for name, value in pretrained.encoder.state_dict().items():
+            assert torch.equal(value, source.state_dict()[name]), name
+    prep = Preprocessing(stored_size=20, image_size=16).to_dict()
+    model = FinetunedModel.create(load_pretrained_encoder(tmp_path / "st"), "regression", bounded=True, preprocessing=prep)
+    out = model(torch.rand(3, 3, 16, 16))
+    assert out.shape == (3, 1) and bool(((out >= 0) & (out <= 1)).all())
+    with pytest.raises(FileNotFoundError, match="timm folder"):
+        load_pretrained_encoder(tmp_path)
+
+
+def test_saved_fine_tuned_models_reload_exactly(run_dir, tmp_path):
+    schema = get_schema("gz_decals_dr5")
+    model = FinetunedModel.create(load_pretrained_encoder(run_dir), "tree", schema=schema).eval()
+    x = torch.rand(2, 3, 16, 16)
+    save_model(model, tmp_path / "tree")
+    again = load_finetuned(tmp_path / "tree")
+    assert torch.equal(again(x), model(x))
+    conc = again.sample(again.features(x), 3)
+    assert conc.shape == (2, schema.n_answers, 3) and bool((conc > 1).all())
+    votes = torch.full((2, schema.n_answers), 2.0)
+    assert torch.isfinite(DirichletMultinomialLoss(schema)(again(x), votes))
+    assert again.config["schema"]["name"] == "gz_decals_dr5"
+
+
+def test_bad_labels_name_the_rows(toy_catalogue):
+    frame = pd.read_csv(toy_catalogue)
+    frame.loc[3, "ring"] = None
+    frame["file_loc"] = [str(toy_catalogue.parent / f) for f in frame["file_loc"]]
+    with pytest.raises(CatalogError, match=r"row 3 \(id_str=g3\)"):
+        read_labels(frame, "classification", "ring")
+    with pytest.raises(CatalogError, match="lacks column"):
+        read_labels(frame, "classification", "rings")
+    frame.loc[3, "x"] = 2.0
+    with pytest.raises(CatalogError, match="outside \\[0, 1\\]"):
+        read_labels(frame, "regression", "x", bounded=True)
+
+
+def test_balanced_class_weights_as_scikit_learn():
+    targets = torch.tensor([0, 0, 0, 1])
+    assert torch.allclose(class_weights("balanced", targets, 2), torch.tensor([4 / 6, 4 / 2]))
+    with pytest.raises(ValueError, match="2 classes"):
+        class_weights([1.0], targets, 2)
