@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,31 +52,41 @@ def run_demo(out: str | Path = "demo_output", settings: DemoSettings | None = No
     paths = {name: out / name for name in ("simulation", "shards", "run", "evaluation")}
     paths.update(predictions=out / "predictions.parquet", report=out / "report.html")
 
-    console.rule(f"1/5 simulating {settings.galaxies} galaxies and their volunteers")
-    simulate_catalogue(settings.galaxies, settings.image_px, paths["simulation"], seed=settings.seed,
-                       workers=settings.workers, progress=progress)
+    seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(name: str, title: str):
+        console.rule(title)
+        start = time.perf_counter()
+        yield
+        seconds[name] = round(time.perf_counter() - start, 1)
+
+    with step("simulate", f"1/5 simulating {settings.galaxies} galaxies and their volunteers"):
+        simulate_catalogue(settings.galaxies, settings.image_px, paths["simulation"], seed=settings.seed,
+                           workers=settings.workers, progress=progress)
     catalogue = paths["simulation"] / "catalogue.parquet"
 
-    console.rule("2/5 decoding the images once into shards (train / val / test)")
-    prep = Preprocessing(stored_size=settings.image_px, image_size=settings.model_px)
-    write_shards(catalogue, "gz_decals_dr5", paths["shards"], prep, test_fraction=settings.test_fraction,
-                 seed=settings.seed, workers=settings.workers, shard_size=500, progress=progress)
+    with step("shard", "2/5 decoding the images once into shards (train / val / test)"):
+        prep = Preprocessing(stored_size=settings.image_px, image_size=settings.model_px)
+        write_shards(catalogue, "gz_decals_dr5", paths["shards"], prep, test_fraction=settings.test_fraction,
+                     seed=settings.seed, workers=settings.workers, shard_size=500, progress=progress)
 
-    console.rule(f"3/5 training {settings.arch} at {settings.model_px} px for up to {settings.epochs} epochs")
-    best = train(TrainConfig(shards=str(paths["shards"]), out=str(paths["run"]), arch=settings.arch,
-                             epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                             num_workers=settings.workers, seed=settings.seed, progress=progress))
+    with step("train", f"3/5 training {settings.arch} at {settings.model_px} px for up to {settings.epochs} epochs"):
+        best = train(TrainConfig(shards=str(paths["shards"]), out=str(paths["run"]), arch=settings.arch,
+                                 epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+                                 num_workers=settings.workers, seed=settings.seed, progress=progress))
 
-    console.rule(f"4/5 predicting the held-out galaxies, {settings.samples} MC-dropout samples each")
-    predict(best, paths["predictions"], shards=paths["shards"], split="test", samples=settings.samples,
-            batch_size=128, progress=progress)
+    with step("predict", f"4/5 predicting the held-out galaxies, {settings.samples} MC-dropout samples each"):
+        predict(best, paths["predictions"], shards=paths["shards"], split="test", samples=settings.samples,
+                batch_size=128, progress=progress)
 
-    console.rule("5/5 evaluating against the votes and the simulator's truth; writing the report")
-    result = evaluate(paths["predictions"], catalogue, out=paths["evaluation"])
-    build_report(paths["predictions"], paths["report"], evaluation=paths["evaluation"], catalog=catalogue)
+    with step("evaluate_report", "5/5 evaluating against the votes and the simulator's truth; writing the report"):
+        result = evaluate(paths["predictions"], catalogue, out=paths["evaluation"])
+        build_report(paths["predictions"], paths["report"], evaluation=paths["evaluation"], catalog=catalogue)
 
-    headline = _headline(result)
-    (out / "demo_summary.json").write_text(json.dumps({"settings": dataclasses.asdict(settings), **headline}, indent=2))
+    headline = {**_headline(result), "seconds": seconds}
+    summary = {"settings": dataclasses.asdict(settings), **headline}
+    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary(headline, paths))
     return {"paths": {k: str(v) for k, v in paths.items()}, **headline}
 
@@ -101,7 +113,8 @@ def _summary(h: dict[str, Any], paths: dict[str, Path]) -> str:
         f"(constant prediction {h['mae_votes_constant']:.3f})\n"
         f"  MAE against the true probabilities: {h['mae_truth']:.3f} (constant {h['mae_truth_constant']:.3f}, "
         f"{better:.0%} lower; the votes themselves, i.e. the noise floor: {h['mae_truth_noise_floor']:.3f})\n"
-        f"  observed votes inside the 90% predictive interval: {h['coverage_90']:.1%}\n\n"
+        f"  observed votes inside the 90% predictive interval: {h['coverage_90']:.1%}\n"
+        f"  seconds per step: {h['seconds']}\n\n"
         f"Open [bold]{paths['report']}[/bold] in a browser; metrics in {paths['evaluation'] / 'evaluation.json'}, "
         f"predictions in {paths['predictions']}."
     )
