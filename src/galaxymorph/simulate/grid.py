@@ -38,13 +38,13 @@ def plot_grid(images: np.ndarray, catalogue: pd.DataFrame, path: str | Path, col
 
     params = parameters_of(catalogue)
     rows = int(np.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.35 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, (_, p) in zip(axes.flat, images, params.iterrows()):
         ax.imshow(image, interpolation="nearest")
         ax.set_title(f"{describe(p)}\nS/N {p['snr']:.0f}", fontsize=6.5)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, h_pad=0.8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, metadata={"Software": None})

@@ -83,7 +83,7 @@ def draw_parameters(n: int, rng: np.random.Generator) -> pd.DataFrame:
             "inclination": inclination,
             "half_light": half_light,
             "surface_brightness": np.exp(rng.normal(np.log(0.5), 0.5, n)),
-            "snr": np.exp(rng.normal(np.log(60.0), 0.8, n)),
+            "snr": np.exp(rng.normal(np.log(400.0), 0.8, n)),
             "psf_fwhm": u(0.012, 0.035),
             "bulge_fraction": bulge_fraction,
             "bulge_sersic": bulge_sersic,

@@ -21,14 +21,14 @@ BANDS = ("g", "r", "z")
 # Colours as flux per band relative to r: red old stars, blue young ones.
 RED = torch.tensor([0.42, 1.0, 1.55])
 YELLOW = torch.tensor([0.62, 1.0, 1.30])
-BLUE = torch.tensor([0.95, 1.0, 1.00])
-CLUMP = torch.tensor([1.35, 1.0, 0.75])
+BLUE = torch.tensor([0.82, 1.0, 1.08])
+CLUMP = torch.tensor([1.15, 1.0, 0.85])
 DUST_BY_BAND = torch.tensor([1.0, 0.8, 0.55])  # attenuation is stronger in blue light
 PSF_BY_BAND = torch.tensor([1.1, 1.0, 0.92])  # seeing is worse in blue light
-NOISE_BY_BAND = torch.tensor([0.7, 1.0, 1.8])  # z is the noisiest DECaLS band
+NOISE_BY_BAND = torch.tensor([0.8, 1.0, 1.4])  # z is the noisiest DECaLS band
 MOFFAT_BETA = 3.0
 # RGB: z -> red, r -> green, g -> blue, each with its own weight before the stretch.
-RGB_WEIGHTS = torch.tensor([1.9, 1.25, 0.85])  # applied to (g, r, z)
+RGB_WEIGHTS = torch.tensor([1.55, 1.2, 0.9])  # applied to (g, r, z)
 STRETCH_Q = 12.0
 STRETCH_SCALE = 2.2
 
@@ -262,8 +262,8 @@ def _point_sources(p: pd.DataFrame, size: int, rngs: list[np.random.Generator]) 
         if n_stars:
             xs.append(rng.uniform(-0.5, 0.5, n_stars))
             ys.append(rng.uniform(-0.5, 0.5, n_stars))
-            fs.append(flux * np.exp(rng.normal(np.log(0.02), 1.2, n_stars)))
-            cols.append(np.stack([RED.numpy() + (BLUE - RED).numpy() * t for t in rng.uniform(0, 1, n_stars)]))
+            fs.append(flux * np.exp(rng.normal(np.log(0.008), 1.2, n_stars)))
+            cols.append(np.stack([RED.numpy() + (BLUE - RED).numpy() * t for t in rng.beta(2.0, 2.0, n_stars)]))
         if row.artifact == "star":
             xs.append(np.array([row.center_x]))
             ys.append(np.array([row.center_y]))
@@ -303,9 +303,9 @@ def _artifacts_after_psf(bands: torch.Tensor, p: pd.DataFrame, size: int, flux_s
             angle = math.radians(row["artifact_angle"])
             offset = rng.uniform(-0.25, 0.25)
             dist = (x * math.sin(angle) - y * math.cos(angle) - offset).abs()
-            width = max(0.006, 0.8 / size)
+            width = 0.6 / size + 0.002
             line = torch.exp(-0.5 * (dist / width) ** 2)[0]
-            bands[b] += level * 3.0 * line * band_mask.view(3, 1, 1)
+            bands[b] += level * 0.8 * line * band_mask.view(3, 1, 1)
         else:
             n_cols = int(rng.integers(1, 4))
             for col in rng.integers(0, size, n_cols):
@@ -322,7 +322,7 @@ def render_bands(params: pd.DataFrame, size: int) -> np.ndarray:
     # Sky noise set by the galaxy's S/N within ~2 half-light radii (analytic: unit-flux profiles).
     flux = torch.tensor(_total_flux(params, size), dtype=torch.float32)
     area = math.pi * (2.0 * _column(params, "half_light").view(-1) * size) ** 2
-    sigma = 0.5 * flux / (_column(params, "snr").view(-1) * torch.sqrt(area.clamp_min(1.0)))
+    sigma = 0.35 * flux / (_column(params, "snr").view(-1) * torch.sqrt(area.clamp_min(1.0)))
     peak_sky = (flux / area.clamp_min(1.0)).view(-1, 1, 1, 1)
     _artifacts_after_psf(bands, params, size, peak_sky.view(-1))
     sigma = sigma.view(-1, 1, 1, 1) * NOISE_BY_BAND.view(1, 3, 1, 1)
@@ -333,13 +333,15 @@ def render_bands(params: pd.DataFrame, size: int) -> np.ndarray:
 
 
 def to_rgb(bands: np.ndarray) -> np.ndarray:
-    """DECaLS-like colour image (B, H, W, 3) uint8 from g, r, z: an arcsinh stretch of the summed flux."""
-    x = torch.as_tensor(bands) * RGB_WEIGHTS.view(1, 3, 1, 1) * STRETCH_SCALE
-    total = x.clamp_min(0.0).mean(dim=1, keepdim=True).clamp_min(1e-6)
-    stretched = torch.asinh(STRETCH_Q * total) / math.sqrt(STRETCH_Q)
-    rgb = (x * stretched / total).clamp(0.0, 1.0)
-    rgb = rgb.flip(1)  # (g, r, z) -> (R=z, G=r, B=g)
-    return (rgb * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    """DECaLS-like colour image (B, H, W, 3) uint8 from g, r, z: an arcsinh stretch of the summed flux.
+
+    Like Lupton et al. (2004): the stretch acts on the total, so colours keep their ratios.
+    """
+    x = torch.as_tensor(bands)[:, [2, 1, 0]] * (RGB_WEIGHTS.flip(0) * STRETCH_SCALE).view(1, 3, 1, 1)
+    total = x.clamp_min(0.0).mean(dim=1, keepdim=True).clamp_min_(1e-6)  # (R=z, G=r, B=g)
+    gain = torch.asinh(STRETCH_Q * total).div_(total * math.sqrt(STRETCH_Q))
+    rgb = x.mul_(gain).clamp_(0.0, 1.0).mul_(255.0).add_(0.5)
+    return rgb.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def render(params: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ def visibility(params: pd.DataFrame) -> np.ndarray:
     """How well details can be seen, in [0, 1]: resolved (size over seeing) and bright (S/N)."""
     resolution = params["half_light"].to_numpy() / params["psf_fwhm"].to_numpy()
     resolved = 1.0 - np.exp(-((resolution / 2.0) ** 1.5))
-    bright = 1.0 - np.exp(-params["snr"].to_numpy() / 60.0)
+    bright = 1.0 - np.exp(-params["snr"].to_numpy() / 150.0)
     return resolved * bright
 
 
