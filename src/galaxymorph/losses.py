@@ -51,14 +51,17 @@ class _DirichletMultinomialNLL(torch.autograd.Function):
         totals = values.new_zeros(2, len(values[0]), n_questions).index_add_(2, question_index, values)
         arguments = torch.cat([values, totals], dim=2)
         conc, count = arguments
-        log_factorial = _log_factorial(count)
-        unobserved = count[:, answers:] <= 0
+        lowest, highest = (float(x) for x in torch.aminmax(count)) if count.numel() else (0.0, 0.0)
+        log_factorial = _log_factorial(count, lowest, highest)
         count.add_(conc)  # arguments is now [a|A, n+a|N+A]
         lgamma_conc, lgamma_count_plus_conc = arguments.lgamma()
         log_beta_1 = log_factorial.add_(lgamma_conc).sub_(lgamma_count_plus_conc)
         nll = _sum_per_question(log_beta_1[:, :answers], question_index, n_questions).sub_(log_beta_1[:, answers:])
+        # A question without votes already comes out exactly 0, with zero gradient:
+        # every term is lgamma(1) = 0 or lgamma(x) - lgamma(x + 0). Only negative counts need a mask.
+        unobserved = totals[1] <= 0 if lowest < 0 else None
         ctx.save_for_backward(arguments, question_index, unobserved)
-        return nll.masked_fill_(unobserved, 0.0)
+        return nll if unobserved is None else nll.masked_fill_(unobserved, 0.0)
 
     @staticmethod
     @once_differentiable
@@ -69,18 +72,16 @@ class _DirichletMultinomialNLL(torch.autograd.Function):
         # d log_beta_1 / da = psi(a) - psi(n+a); d nll / da_k = that of answer k minus that of its question
         d_log_beta_1 = digamma_conc.sub_(digamma_count_plus_conc)
         grad = torch.sub(d_log_beta_1[:, :answers], d_log_beta_1[:, answers:].index_select(1, question_index))
-        grad_question = grad_output.masked_fill(unobserved, 0.0)
-        return grad.mul_(grad_question.index_select(1, question_index)), None, None, None
+        if unobserved is not None:
+            grad_output = grad_output.masked_fill(unobserved, 0.0)
+        return grad.mul_(grad_output.index_select(1, question_index)), None, None, None
 
 
-def _log_factorial(counts: Tensor) -> Tensor:
+def _log_factorial(counts: Tensor, lowest: float, highest: float) -> Tensor:
     """lgamma(counts + 1); for whole-number votes, by looking up a table of log k!, cheaper than lgamma."""
-    if counts.numel():
-        lowest, highest = (float(x) for x in torch.aminmax(counts))
-        whole = all(float(x) == 0 for x in torch.aminmax(counts.frac()))
-        if whole and 0 <= lowest and highest <= _LOG_FACTORIAL_TABLE_LIMIT:
-            table = torch.arange(1, highest + 2, dtype=counts.dtype, device=counts.device).lgamma_()
-            return table.index_select(0, counts.view(-1).long()).view(counts.shape)
+    if 0 <= lowest and highest <= _LOG_FACTORIAL_TABLE_LIMIT and not counts.frac().any():
+        table = torch.arange(1, highest + 2, dtype=counts.dtype, device=counts.device).lgamma_()
+        return table.index_select(0, counts.view(-1).long()).view(counts.shape)
     return torch.lgamma(counts + 1)
 
 
