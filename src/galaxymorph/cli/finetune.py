@@ -10,7 +10,10 @@ from rich.console import Console
 
 __all__ = ["finetune", "embed", "similar", "anomalies"]
 
+from galaxymorph.models.finetune import FinetuneConfig
+
 _err = Console(stderr=True)
+_DEFAULTS = FinetuneConfig(checkpoint="", catalog="", out="")
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -37,48 +40,53 @@ def _class_weights(text: str | None) -> str | list[float] | None:
 
 
 def finetune(
-    checkpoint: Path = typer.Option(..., help="galaxymorph RUN/ or RUN/best/, or a Hugging Face style timm folder."),
-    catalog: Path = typer.Option(..., help="CSV/Parquet: id_str, file_loc, and the label column (or the tree's votes)."),
-    out: Path = typer.Option(..., help="Run folder: best/ model (usable by `galaxymorph predict`), logs/."),
-    task: str = typer.Option("classification", help="classification | regression | tree."),
+    checkpoint: Path = typer.Option(None, help="galaxymorph RUN/ or RUN/best/, or a Hugging Face style timm folder."),
+    catalog: Path = typer.Option(None, help="CSV/Parquet: id_str, file_loc, and the label column (or the tree's votes)."),
+    out: Path = typer.Option(None, help="Run folder: best/ model (usable by `galaxymorph predict`), logs/."),
+    task: str = typer.Option(None, help="classification | regression | tree. (default classification)"),
     label_col: str = typer.Option(None, help="Catalogue column with each galaxy's label (classification, regression)."),
     schema: str = typer.Option(None, help="tree: the new decision tree (built-in name or schema file)."),
-    classes: str = typer.Option(None, help="Comma-separated class order (default: sorted label values)."),
+    classes: str = typer.Option(None, help="Comma-separated class order. (default: sorted label values)"),
     class_weights: str = typer.Option(None, help="'balanced' or comma-separated weights, one per class."),
-    label_smoothing: float = typer.Option(0.0, help="Classification label smoothing."),
-    loss: str = typer.Option("mse", help="Regression loss: mse | mae."),
-    bounded: bool = typer.Option(False, "--bounded", help="Regression target in [0, 1]: sigmoid output."),
-    unfreeze: str = typer.Option("0", help="Encoder blocks to train: 0 (head only), N (the last N), or 'all'."),
-    head_epochs: int = typer.Option(0, help="Head-only epochs before unfreezing."),
-    epochs: int = typer.Option(20, help="Maximum epochs (early stopping on validation loss)."),
-    batch_size: int = typer.Option(32),
-    lr: float = typer.Option(1e-3, help="Head learning rate; encoder layers get lr * layer_decay**depth."),
-    layer_decay: float = typer.Option(0.75, help="Layer-wise learning-rate decay per encoder layer."),
-    dropout: float = typer.Option(0.2, help="Head dropout (also used for MC-dropout predictions)."),
-    patience: int = typer.Option(5, help="Epochs without validation-loss improvement before stopping."),
-    val_fraction: float = typer.Option(0.2, help="Share of the labelled galaxies kept for validation."),
-    seed: int = typer.Option(0),
-    image_size: int = typer.Option(64, help="timm folders only: model input px."),
-    source_crop: float = typer.Option(1.0, help="timm folders only: central fraction of each image kept."),
-    channels: int = typer.Option(None, help="timm folders only: 1 or 3 (default: as saved)."),
-    workers: int = typer.Option(0, help="Image-decoding worker processes."),
+    label_smoothing: float = typer.Option(None, help="Classification label smoothing. (default 0)"),
+    loss: str = typer.Option(None, help="Regression loss: mse | mae. (default mse)"),
+    bounded: bool = typer.Option(None, "--bounded", help="Regression target in [0, 1]: sigmoid output."),
+    unfreeze: str = typer.Option(None, help="Encoder blocks to train: 0 (head only), N (the last N), or 'all'. (default 0)"),
+    head_epochs: int = typer.Option(None, help="Head-only epochs before unfreezing. (default 0)"),
+    epochs: int = typer.Option(None, help=f"Maximum epochs, early stopping on validation loss. (default {_DEFAULTS.epochs})"),
+    batch_size: int = typer.Option(None, help=f"(default {_DEFAULTS.batch_size})"),
+    lr: float = typer.Option(None, help=f"Head learning rate; encoder layers get lr * layer_decay**depth. (default {_DEFAULTS.lr})"),
+    head_lr: float = typer.Option(None, help="Learning rate of the head-only stage. (default --lr)"),
+    layer_decay: float = typer.Option(None, help=f"Layer-wise learning-rate decay per encoder layer. (default {_DEFAULTS.layer_decay})"),
+    dropout: float = typer.Option(None, help=f"Head dropout, also used for MC-dropout predictions. (default {_DEFAULTS.dropout})"),
+    patience: int = typer.Option(None, help=f"Epochs without validation-loss improvement before stopping. (default {_DEFAULTS.patience})"),
+    val_fraction: float = typer.Option(None, help=f"Share of the labelled galaxies kept for validation. (default {_DEFAULTS.val_fraction})"),
+    seed: int = typer.Option(None, help="(default 0)"),
+    image_size: int = typer.Option(None, help=f"timm folders only: model input px. (default {_DEFAULTS.image_size})"),
+    source_crop: float = typer.Option(None, help="timm folders only: central fraction of each image kept. (default 1)"),
+    channels: int = typer.Option(None, help="timm folders only: 1 or 3. (default: as saved)"),
+    workers: int = typer.Option(None, help="Image-decoding worker processes. (default 0)"),
     config: Path = typer.Option(None, help="YAML file with any FinetuneConfig settings (options given here win)."),
 ) -> None:
     """Fine-tune a pretrained encoder on a labelled catalogue; the best model goes to OUT/best/."""
     from galaxymorph.data.catalog import CatalogError
-    from galaxymorph.models.finetune import FinetuneConfig
     from galaxymorph.models.finetune import finetune as run
 
-    settings = yaml.safe_load(config.read_text()) if config else {}
-    settings.update(
-        checkpoint=str(checkpoint), catalog=str(catalog), out=str(out), task=task, label_col=label_col, schema=schema,
-        classes=classes.split(",") if classes else None, class_weights=_class_weights(class_weights),
-        label_smoothing=label_smoothing, regression_loss=loss, bounded=bounded, unfreeze=_unfreeze(unfreeze),
-        head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, lr=lr, layer_decay=layer_decay,
-        dropout=dropout, patience=patience, val_fraction=val_fraction, seed=seed, image_size=image_size,
-        source_crop=source_crop, channels=channels, workers=workers,
+    options = dict(
+        checkpoint=checkpoint and str(checkpoint), catalog=catalog and str(catalog), out=out and str(out), task=task,
+        label_col=label_col, schema=schema, classes=classes.split(",") if classes else None,
+        class_weights=_class_weights(class_weights), label_smoothing=label_smoothing, regression_loss=loss,
+        bounded=bounded, unfreeze=_unfreeze(unfreeze) if unfreeze is not None else None, head_epochs=head_epochs,
+        epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, layer_decay=layer_decay, dropout=dropout,
+        patience=patience, val_fraction=val_fraction, seed=seed, image_size=image_size, source_crop=source_crop,
+        channels=channels, workers=workers,
     )
     try:
+        settings = (yaml.safe_load(config.read_text()) or {}) if config else {}
+        settings.update({k: v for k, v in options.items() if v is not None})
+        missing = [k for k in ("checkpoint", "catalog", "out") if not settings.get(k)]
+        if missing:
+            raise ValueError(f"missing --{', --'.join(missing)} (on the command line or in --config)")
         best = run(FinetuneConfig(**settings))
     except (CatalogError, ValueError, FileNotFoundError, TypeError) as error:
         raise _fail(error) from None

@@ -61,6 +61,7 @@ class FinetuneConfig:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-3
+    head_lr: float | None = None  # learning rate of the head-only stage (default: lr)
     layer_decay: float = 0.75
     weight_decay: float = 0.05
     dropout: float = 0.2
@@ -193,7 +194,8 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
     if config.unfreeze != 0 and config.head_epochs > 0:
         stages.insert(0, (0, config.head_epochs, "head"))
     for unfreeze, epochs, name in stages:
-        _stage(model, unfreeze, epochs, module_args, train_set, val_set, config, export, name)
+        lr = config.head_lr if name == "head" and config.head_lr is not None else config.lr
+        _stage(model, unfreeze, epochs, {**module_args, "lr": lr}, train_set, val_set, config, export, name)
         model.load_state_dict(load_file(str(run / "best" / WEIGHTS_FILE)))  # next stage starts from the best
     return run / "best"
 
