@@ -125,7 +125,7 @@ def _image_problems(paths: pd.Series) -> dict[int, list[str]]:
 
 
 def write_report(problems: list[tuple[int, str, str]], path: Path) -> None:
-    """One CSV line per problem: ``row`` (0-based data row), ``id_str``, ``reason``."""
+    """One CSV line per problem: ``row`` (0-based data row, empty if unknown), ``id_str``, ``reason``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(problems, columns=["row", "id_str", "reason"]).to_csv(path, index=False)
 
@@ -189,7 +189,7 @@ def read_catalogue(
             )
         warnings.warn(f"skipped {summary}\nFull list: {report_path}", CatalogWarning, stacklevel=2)
         df = df.drop(index=sorted(found)).reset_index(drop=True)
-        df.attrs["skipped"] = [ident for _, ident, _ in lines]
+        df.attrs["skipped"] = [{"row": i, "id_str": ident, "reason": reason} for i, ident, reason in lines]
 
     votes = vote_columns(schema)
     df[votes] = df[votes].apply(pd.to_numeric).astype(np.float32)

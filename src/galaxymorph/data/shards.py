@@ -223,7 +223,7 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
 
 
 def _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fraction) -> dict[str, Any]:
-    splits, skipped = {}, [{"id_str": i, "reason": "catalogue problem, see catalogue.problems.csv"} for i in df.attrs.get("skipped", [])]
+    splits, skipped = {}, list(df.attrs.get("skipped", []))  # catalogue problems, with their row
     for split, shards in plan.items():
         entries = []
         for index in range(len(shards)):
@@ -233,7 +233,7 @@ def _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fracti
             entries.append({"name": name, "count": record["count"], "sha256": record["sha256"]})
         splits[split] = {"count": sum(e["count"] for e in entries), "shards": entries}
     if skipped:
-        write_report([(-1, s["id_str"], s["reason"]) for s in skipped], out / "skipped.csv")
+        write_report([(s.get("row", ""), s["id_str"], s["reason"]) for s in skipped], out / "skipped.csv")
     manifest = {
         "format": FORMAT,
         "schema": schema.to_dict(),
