@@ -5,11 +5,12 @@ dicts, ``.schema``, ``.preprocessing``): the image brightness sets the vote spli
 so there is something to learn in a few steps.
 """
 
+import json
+import math
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -27,6 +28,15 @@ TOY_SCHEMA = Schema(
     [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))],
 )
 SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, more threads spin against each other (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class _Galaxies(Dataset):
@@ -72,19 +82,45 @@ class ToyDataModule(L.LightningDataModule):
         return batch
 
 
+@pytest.fixture(scope="session")
+def toy_shards(tmp_path_factory) -> Path:
+    return make_toy_shards(tmp_path_factory.mktemp("toy_catalogue"))
+
+
+def make_toy_shards(root: Path) -> Path:
+    """The toy galaxies as PNG files, sharded by the real data pipeline (32 px, 96 galaxies)."""
+    from PIL import Image
+
+    from galaxymorph.data.shards import write_shards
+    from galaxymorph.data.transforms import Preprocessing
+
+    (root / "images").mkdir()
+    data = ToyDataModule(n=96)
+    rows = []
+    for part in (data.train_set, data.val_set):
+        for image, votes, id_str in zip(part.images, part.votes, part.ids):
+            Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()).save(root / "images" / f"{id_str}.png")
+            rows.append({"id_str": id_str, "file_loc": f"images/{id_str}.png", **dict(zip(TOY_SCHEMA.answers, votes.tolist()))})
+    pd.DataFrame(rows).to_csv(root / "catalogue.csv", index=False)
+    prep = Preprocessing(stored_size=SIZE, image_size=SIZE, channels=3)
+    write_shards(root / "catalogue.csv", TOY_SCHEMA, root / "shards", prep, val_fraction=0.2, test_fraction=0.1,
+                 shard_size=8, workers=1, progress=False)
+    return root / "shards"
+
+
 def toy_config(out, **kw) -> TrainConfig:
     settings = dict(
-        shards="toy", out=str(out), arch="resnet10t", epochs=4, batch_size=8, lr=3e-3, num_workers=0,
+        shards="toy", out=str(out), arch="test_efficientnet", epochs=4, batch_size=8, lr=3e-3, num_workers=0,
         progress=False, patience=100, checkpoint_minutes=10.0,
     )
     return TrainConfig(**{**settings, **kw})
 
 
-def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path):
-    best = train(toy_config(tmp_path / "run", epochs=6), datamodule=ToyDataModule())
+def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path, toy_shards):
+    best = train(toy_config(tmp_path / "run", shards=str(toy_shards), epochs=5, batch_size=8))
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     val = metrics.dropna(subset=["val/loss"])
-    assert len(val) == 6
+    assert len(val) == 5
     assert val["val/loss"].iloc[-1] < val["val/loss"].iloc[0]
     assert {"train/loss_epoch", "train/loss_shape", "train/loss_bar", "val/loss_shape", "val/loss_bar"} <= set(metrics)
     per_question = val["val/loss_shape"] + val["val/loss_bar"]
@@ -133,33 +169,18 @@ def test_config_file_and_overrides(tmp_path):
 
 
 # --------------------------------------------------------------- kill and resume, DDP
-RUNNER = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_train import ToyDataModule, toy_config
-from galaxymorph.models import train
-train(toy_config(sys.argv[1], epochs=3, devices=int(sys.argv[2]), checkpoint_minutes=0.005),
-      datamodule=ToyDataModule(n=64, batch_size=4, delay=float(sys.argv[3])))
-"""
+def _train_command(shards: Path, run: Path, devices: int) -> list[str]:
+    galaxymorph = Path(sys.executable).with_name("galaxymorph")
+    return [
+        str(galaxymorph), "train", "--shards", str(shards), "--out", str(run), "--arch", "resnet10t",
+        "--epochs", "3", "--batch-size", "4", "--num-workers", "0", "--checkpoint-minutes", "0.003",
+        "--devices", str(devices),
+    ]
 
 
-def _run(script, run, devices, delay, kill_when=None):
+def _start(command: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(run), str(devices), str(delay)],
-        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    if kill_when is not None:
-        deadline = time.monotonic() + 120
-        while not kill_when() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "training finished before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: DDP ranks too
-        proc.wait()
-        return proc
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out.decode()[-3000:]
-    return proc
+    return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _global_step(run: Path) -> int:
@@ -168,17 +189,27 @@ def _global_step(run: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("devices", [1, 2])
-def test_killed_mid_epoch_then_rerun_ends_with_the_uninterrupted_step_count(tmp_path, devices):
-    script = tmp_path / "runner.py"
-    script.write_text(RUNNER.format(tests=str(Path(__file__).parent)))
+def test_killed_mid_epoch_then_rerun_ends_with_the_uninterrupted_step_count(tmp_path, toy_shards, devices):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
-    steps_per_epoch = 48 // (4 * devices)  # 48 training galaxies, batch 4 per device
-    killed = _run(script, run, devices, 0.1, kill_when=lambda: last.is_file() and 0 < _global_step(run) % steps_per_epoch)
-    assert killed.returncode == -signal.SIGKILL
-    step_at_kill = _global_step(run)
-    assert 0 < step_at_kill < 3 * steps_per_epoch
-    _run(script, run, devices, 0.0)
+    train_count = json.loads((toy_shards / "manifest.json").read_text())["splits"]["train"]["count"]
+    steps_per_epoch = math.ceil(train_count / 4) if devices == 1 else train_count // (4 * devices)
+    command = _train_command(toy_shards, run, devices)
+
+    proc = _start(command)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:
+        if last.is_file() and _global_step(run) % steps_per_epoch:  # a mid-epoch checkpoint
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: every DDP rank
+    proc.wait()
+    assert 0 < _global_step(run) < 3 * steps_per_epoch
+
+    rerun = _start(command)  # the same command resumes
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out.decode()[-3000:]
     assert _global_step(run) == 3 * steps_per_epoch
     assert load_model(run).config["arch"] == "resnet10t"
     assert pd.read_csv(run / "metrics.csv")["version"].max() == 1  # the second attempt logs apart

@@ -7,9 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from galaxymorph.models.encoder import UnknownArchitectureError
-from galaxymorph.models.train import TrainConfig, TrainConfigError
-from galaxymorph.models.train import train as run_training
+from galaxymorph.models import TrainConfig, TrainConfigError, UnknownArchitectureError
+from galaxymorph.models import train as run_training
 
 _DEFAULTS = TrainConfig(shards="", out="")
 

@@ -12,8 +12,9 @@ number of optimiser steps as an uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
+import json
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -29,88 +30,18 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from galaxymorph.models.checkpoint import save_model
+from galaxymorph.models.config import TrainConfig, TrainConfigError, parse_max_time
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.lightning_module import GalaxyLightningModule
+from galaxymorph.schema import Schema, get_schema
 
-__all__ = ["TrainConfig", "TrainConfigError", "train", "LAST_CHECKPOINT", "MONITOR"]
+__all__ = ["train", "LAST_CHECKPOINT", "MONITOR"]
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
 MONITOR = "val/loss"
 # Settings that may change between attempts of one run without changing what is trained.
 _RESUMABLE_CHANGES = {"devices", "num_workers", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
-
-
-class TrainConfigError(ValueError):
-    """Settings that cannot train: the message names the setting and the fix."""
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs; a YAML file with these keys can hold any of them."""
-
-    shards: str
-    out: str
-    arch: str = "efficientnet_b0"
-    size: int | None = None  # model input px; None: the shards' preprocessing image_size
-    channels: int | None = None  # None: the shards' channels
-    schema: str | None = None  # expected tree name; None: whatever the shards hold
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    dropout: float = 0.2
-    cosine: bool = True
-    warmup_fraction: float = 0.05
-    grad_clip: float | None = 1.0
-    patience: int = 5  # epochs without val-loss improvement before stopping
-    precision: str = "32-true"  # or "bf16-mixed"
-    compile: bool = False
-    channels_last: bool = True
-    seed: int = 0
-    devices: int = 1
-    num_workers: int = 2
-    max_time: str | None = None  # HH:MM:SS
-    checkpoint_minutes: float = 10.0
-    progress: bool = True
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
-        """Settings from a YAML file, then ``overrides`` that are not None (command-line options)."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise TrainConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-        return cls.from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}}, source=str(path))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "settings") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainConfigError(f"{source}: unknown setting(s) {unknown}; valid: {sorted(known)}")
-        missing = sorted(k for k in ("shards", "out") if data.get(k) is None)
-        if missing:
-            raise TrainConfigError(f"{source}: missing required setting(s) {missing}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        checks = [
-            (self.epochs >= 1, "epochs", "must be >= 1"),
-            (self.batch_size >= 1, "batch_size", "must be >= 1"),
-            (self.lr > 0, "lr", "must be > 0"),
-            (self.devices >= 1, "devices", "must be >= 1"),
-            (self.size is None or self.size >= 8, "size", "must be >= 8 px"),
-            (self.channels in (None, 1, 3), "channels", "must be 1 or 3"),
-            (0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)"),
-            (self.checkpoint_minutes > 0, "checkpoint_minutes", "must be > 0"),
-        ]
-        for ok, name, rule in checks:
-            if not ok:
-                raise TrainConfigError(f"{name}={getattr(self, name)!r} {rule}")
-        _parse_max_time(self.max_time)
 
 
 def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningDataModule | None = None) -> Path:
@@ -135,7 +66,7 @@ def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningData
         datamodule = _shard_datamodule(config)
     prep = datamodule.preprocessing
     prep_dict = prep.to_dict() if hasattr(prep, "to_dict") else dict(prep)
-    _check_data(config, datamodule.schema, prep_dict)
+    _check_data(config, run, datamodule.schema, prep_dict)
     model = GalaxyModel(
         datamodule.schema,
         arch=config.arch,
@@ -150,7 +81,7 @@ def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningData
     module = GalaxyLightningModule(
         model, lr=config.lr, weight_decay=config.weight_decay, cosine=config.cosine, warmup_fraction=config.warmup_fraction
     )
-    trainer = _trainer(config, run)
+    trainer = _trainer(config, run, _steps_per_epoch(datamodule, config))
     if trainer.is_global_zero:
         run.mkdir(parents=True, exist_ok=True)
         (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -164,32 +95,70 @@ def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningData
 def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
     from galaxymorph.data.datamodule import GalaxyDataModule
     from galaxymorph.data.shards import read_manifest
+    from galaxymorph.data.transforms import Preprocessing
 
     shards = Path(config.shards)
     if not (shards / "manifest.json").is_file():
         raise TrainConfigError(f"--shards {shards}: no manifest.json there; make shards first (galaxymorph data shards)")
     manifest = read_manifest(shards)
-    stored = manifest["preprocessing"]
-    size = config.size or stored.get("image_size") or stored["stored_size"]
-    if size > stored["stored_size"]:
+    _check_schema(config, Schema.from_dict(manifest["schema"]))
+    stored = Preprocessing.from_dict(manifest["preprocessing"])
+    size = config.size or stored.image_size
+    if size > stored.stored_size:
         raise TrainConfigError(
-            f"--size {size} is larger than the {stored['stored_size']} px images stored in {shards}; "
-            f"use --size {stored['stored_size']} or less, or remake the shards at a larger size"
+            f"image size mismatch: --size {size} is larger than the {stored.stored_size} px images stored in "
+            f"{shards}; use --size {stored.stored_size} or less, or remake the shards at a larger size"
         )
-    return GalaxyDataModule(shards, batch_size=config.batch_size, num_workers=config.num_workers, image_size=size)
+    prep = Preprocessing.from_dict({**stored.to_dict(), "image_size": size, "channels": config.channels or stored.channels})
+    return GalaxyDataModule(
+        shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed
+    )
 
 
-def _check_data(config: TrainConfig, schema, prep: dict[str, Any]) -> None:
-    """The settings agree with what the shards hold (schema, channels, image size)."""
-    if config.schema is not None and config.schema != schema.name:
+def _steps_per_epoch(datamodule: L.LightningDataModule, config: TrainConfig) -> int | None:
+    """Batches per epoch of a shard stream, whose loader has no length.
+
+    Fixing it makes a resumed epoch stop where an uninterrupted one would (same
+    step count) and gives the cosine schedule its length. One process: every
+    galaxy once (the last batch partial); DDP: the equal per-rank share the
+    data module resamples. Map-style loaders know their length: None.
+    """
+    if not getattr(datamodule, "is_shards", False):
+        return None
+    count = datamodule.split_size("train")
+    if config.devices > 1:
+        return max(1, count // (config.devices * config.batch_size))
+    return max(1, math.ceil(count / config.batch_size))
+
+
+def _check_schema(config: TrainConfig, schema: Schema) -> None:
+    if config.schema is None:
+        return
+    try:
+        expected = get_schema(config.schema)
+    except KeyError as err:
+        raise TrainConfigError(f"--schema: {err.args[0]}") from None
+    if expected != schema:
         raise TrainConfigError(
             f"schema mismatch: --schema {config.schema} but {config.shards} holds votes for {schema.name!r} "
             f"({schema.n_answers} answers); make shards for {config.schema} or drop --schema"
         )
+
+
+def _check_data(config: TrainConfig, run: Path, schema: Schema, prep: dict[str, Any]) -> None:
+    """The settings (and a run being resumed) agree with what the data holds."""
+    _check_schema(config, schema)
+    best = run / "best" / "config.json"
+    if best.is_file():
+        trained = Schema.from_dict(json.loads(best.read_text())["schema"])
+        if trained != schema:
+            raise TrainConfigError(
+                f"schema mismatch: {run} was trained on {trained.name!r} ({trained.n_answers} answers) but "
+                f"{config.shards} holds {schema.name!r} ({schema.n_answers} answers); choose a new --out"
+            )
     if config.channels is not None and config.channels != prep["channels"]:
         raise TrainConfigError(
-            f"--channels {config.channels} but {config.shards} holds {prep['channels']}-channel images; "
-            f"use --channels {prep['channels']} or remake the shards"
+            f"--channels {config.channels} but the data module gives {prep['channels']}-channel images"
         )
     if config.size is not None and config.size != prep["image_size"]:
         raise TrainConfigError(
@@ -246,7 +215,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-def _trainer(config: TrainConfig, run: Path) -> L.Trainer:
+def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None) -> L.Trainer:
     checkpoints = run / LAST_CHECKPOINT.parent
     callbacks: list[Callback] = [
         ExportBest(run / "best"),
@@ -274,7 +243,8 @@ def _trainer(config: TrainConfig, run: Path) -> L.Trainer:
         devices=config.devices,
         strategy=strategy,
         max_epochs=config.epochs,
-        max_time=_parse_max_time(config.max_time),
+        limit_train_batches=steps_per_epoch or 1.0,
+        max_time=parse_max_time(config.max_time),
         precision=config.precision,
         gradient_clip_val=config.grad_clip,
         callbacks=callbacks,
@@ -285,17 +255,6 @@ def _trainer(config: TrainConfig, run: Path) -> L.Trainer:
         log_every_n_steps=10,
         enable_model_summary=False,
     )
-
-
-def _parse_max_time(text: str | None) -> timedelta | None:
-    if text is None:
-        return None
-    parts = str(text).split(":")
-    try:
-        hours, minutes, seconds = (int(p) for p in parts)
-    except ValueError:
-        raise TrainConfigError(f"max_time={text!r} must be HH:MM:SS, e.g. 00:35:00") from None
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
 def _merge_metrics(run: Path) -> None:

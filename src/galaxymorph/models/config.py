@@ -1,0 +1,95 @@
+"""Training settings as plain data: light to import, so ``galaxymorph --help`` stays fast."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["TrainConfig", "TrainConfigError", "parse_max_time"]
+
+
+class TrainConfigError(ValueError):
+    """Settings that cannot train: the message names the setting and the fix."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; a YAML file with these keys can hold any of them."""
+
+    shards: str
+    out: str
+    arch: str = "efficientnet_b0"
+    size: int | None = None  # model input px; None: the shards' preprocessing image_size
+    channels: int | None = None  # None: the shards' channels
+    schema: str | None = None  # expected tree name; None: whatever the shards hold
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    dropout: float = 0.2
+    cosine: bool = True
+    warmup_fraction: float = 0.05
+    grad_clip: float | None = 1.0
+    patience: int = 5  # epochs without val-loss improvement before stopping
+    precision: str = "32-true"  # or "bf16-mixed"
+    compile: bool = False
+    channels_last: bool = True
+    seed: int = 0
+    devices: int = 1
+    num_workers: int = 2
+    max_time: str | None = None  # HH:MM:SS
+    checkpoint_minutes: float = 10.0
+    progress: bool = True
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """Settings from a YAML file, then ``overrides`` that are not None (command-line options)."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        return cls.from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "settings") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainConfigError(f"{source}: unknown setting(s) {unknown}; valid: {sorted(known)}")
+        missing = sorted(k for k in ("shards", "out") if data.get(k) is None)
+        if missing:
+            raise TrainConfigError(f"{source}: missing required setting(s) {missing}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (self.lr > 0, "lr", "must be > 0"),
+            (self.devices >= 1, "devices", "must be >= 1"),
+            (self.size is None or self.size >= 8, "size", "must be >= 8 px"),
+            (self.channels in (None, 1, 3), "channels", "must be 1 or 3"),
+            (0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)"),
+            (self.checkpoint_minutes > 0, "checkpoint_minutes", "must be > 0"),
+        ]
+        for ok, name, rule in checks:
+            if not ok:
+                raise TrainConfigError(f"{name}={getattr(self, name)!r} {rule}")
+        parse_max_time(self.max_time)
+
+
+def parse_max_time(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    parts = str(text).split(":")
+    try:
+        hours, minutes, seconds = (int(p) for p in parts)
+    except ValueError:
+        raise TrainConfigError(f"max_time={text!r} must be HH:MM:SS, e.g. 00:35:00") from None
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
