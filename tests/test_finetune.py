@@ -26,6 +26,7 @@ from galaxymorph.models.finetune_model import (
     load_pretrained_encoder,
 )
 from galaxymorph.models.finetune_module import layer_decay_param_groups
+from galaxymorph.models.finetune_outputs import summarise_samples
 from galaxymorph.schema import get_schema
 
 ARCH = "test_resnet"  # timm's tiny test network: 5 coarse groups (stem, layer1..4)
@@ -182,3 +183,16 @@ def test_balanced_class_weights_as_scikit_learn():
     assert torch.allclose(class_weights("balanced", targets, 2), torch.tensor([4 / 6, 4 / 2]))
     with pytest.raises(ValueError, match="2 classes"):
         class_weights([1.0], targets, 2)
+
+
+def test_sample_summaries_name_classes_and_targets():
+    config = {"task": "classification", "classes": ["no", "yes"], "outputs": ["no", "yes"]}
+    samples = np.array([[[0.9, 0.7], [0.1, 0.3]], [[0.2, 0.4], [0.8, 0.6]]])  # (galaxies, classes, samples)
+    columns = summarise_samples(config, samples)
+    np.testing.assert_allclose(columns["yes_probability"], [0.2, 0.7])
+    assert list(columns["predicted_class"]) == ["no", "yes"]
+    assert bool((columns["yes_q05"] <= columns["yes_probability"]).all())
+    values = summarise_samples({"task": "regression", "outputs": ["bar"]}, np.array([[[0.1, 0.3]]]))
+    np.testing.assert_allclose([values["bar"][0], values["bar_std"][0]], [0.2, 0.1])
+    with pytest.raises(ValueError, match="samples"):
+        summarise_samples(config, samples[:, :1])
