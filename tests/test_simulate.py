@@ -187,3 +187,19 @@ def test_parameters_round_trip_through_the_catalogue(truth):
     params = parameters_of(truth)
     assert {"kind", "inclination", "arm_count", "snr"} <= set(params.columns)
     assert set(params["kind"]) == {"elliptical", "disk", "artifact"}
+
+
+def test_command_writes_catalogue_and_grid(tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxymorph.cli import app
+
+    out = tmp_path / "sim"
+    args = ["simulate", "--n", "20", "--size", "32", "--out", str(out), "--workers", "1", "--grid", str(tmp_path / "g.png")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    catalogue = pd.read_parquet(out / "catalogue.parquet")
+    assert len(catalogue) == 20 and all((out / f).exists() for f in catalogue["file_loc"])
+    assert Image.open(tmp_path / "g.png").size[0] > 300
+    bad = CliRunner().invoke(app, ["simulate", "--n", "2", "--size", "32", "--out", str(out), "--format", "tiff"])
+    assert bad.exit_code != 0 and "tiff" in bad.output

@@ -18,7 +18,7 @@ def simulate(
     image_format: str = typer.Option("png", "--format", help="png, jpg (RGB) or fits (g, r, z cube)."),
     volunteers: float = typer.Option(40.0, "--volunteers", min=1, help="Mean volunteers per galaxy (varies per galaxy)."),
     workers: int = typer.Option(None, "--workers", min=1, help="Rendering processes (default: CPU count)."),
-    grid: Path = typer.Option(None, "--grid", help="Also save a labelled grid of 24 examples to this PNG."),
+    grid: Path = typer.Option(None, "--grid", help="Also save a labelled grid of 18 varied examples to this PNG."),
 ) -> None:
     """Simulate galaxies (g, r, z -> RGB) and volunteers walking the gz_decals_dr5 tree."""
     from galaxymorph.simulate import simulate_catalogue
@@ -33,8 +33,8 @@ def simulate(
     console.print(f"wrote {len(catalogue)} galaxies: {out / 'catalogue.parquet'} (file_loc relative to {out})")
     if grid:
         from galaxymorph.simulate import parameters_of, render
-        from galaxymorph.simulate.grid import plot_grid
+        from galaxymorph.simulate.grid import plot_grid, showcase
 
-        examples = catalogue.iloc[:24]
+        examples = catalogue.iloc[showcase(catalogue)]
         _, images = render(parameters_of(examples), size)
         console.print(f"grid: {plot_grid(images, examples, grid)}")

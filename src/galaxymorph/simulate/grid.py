@@ -9,7 +9,29 @@ import pandas as pd
 
 from galaxymorph.simulate.catalogue import parameters_of
 
-__all__ = ["describe", "plot_grid"]
+__all__ = ["describe", "plot_grid", "showcase"]
+
+# Kinds of galaxy a person should see in a grid, as conditions on the true parameters.
+SHOWCASE = {
+    "round elliptical": "kind == 'elliptical' and bulge_q > 0.85 and interaction == 'none'",
+    "elongated elliptical": "kind == 'elliptical' and bulge_q < 0.5 and interaction == 'none'",
+    "face-on 2-arm spiral": "kind == 'disk' and inclination < 40 and arm_count == 2 and arm_strength > 0.6",
+    "many-armed spiral": "kind == 'disk' and inclination < 45 and arm_count >= 4 and arm_strength > 0.5",
+    "barred spiral": "kind == 'disk' and inclination < 45 and bar == 'strong' and arm_count > 0",
+    "inclined disk": "kind == 'disk' and 55 < inclination < 75",
+    "edge-on, dust lane": "kind == 'disk' and inclination > 84 and dust_lane > 0.5",
+    "edge-on, boxy bulge": "kind == 'disk' and inclination > 80 and bulge_shape == 'boxy' and bulge_fraction > 0.2",
+    "merger": "interaction == 'merger'",
+    "tidal tails": "interaction == 'major' and tidal_strength > 0.6",
+    "shells": "shells > 0",
+    "faint (low S/N)": "kind == 'disk' and snr < 60",
+    "poorly resolved": "half_light < 1.6 * psf_fwhm and kind != 'artifact'",
+    "artifact: star": "artifact == 'star'",
+    "artifact: trail": "artifact == 'trail'",
+    "artifact: columns": "artifact == 'columns'",
+    "artifact: empty": "artifact == 'empty'",
+    "bulge-dominated disk": "kind == 'disk' and bulge_fraction > 0.55 and inclination < 60",
+}
 
 
 def describe(params: pd.Series) -> str:
@@ -27,6 +49,18 @@ def describe(params: pd.Series) -> str:
     if params["interaction"] != "none":
         words.append(params["interaction"])
     return ", ".join(words)
+
+
+def showcase(catalogue: pd.DataFrame, count: int = 18) -> list[int]:
+    """Row positions of up to ``count`` galaxies, one of each :data:`SHOWCASE` kind found first."""
+    params = parameters_of(catalogue)
+    chosen: list[int] = []
+    for condition in SHOWCASE.values():
+        hits = [i for i in np.flatnonzero(params.eval(condition).to_numpy()) if i not in chosen]
+        if hits:
+            chosen.append(int(hits[0]))
+    rest = [i for i in range(len(catalogue)) if i not in chosen]
+    return (chosen + rest)[:count]
 
 
 def plot_grid(images: np.ndarray, catalogue: pd.DataFrame, path: str | Path, columns: int = 6) -> Path:
@@ -47,6 +81,6 @@ def plot_grid(images: np.ndarray, catalogue: pd.DataFrame, path: str | Path, col
     fig.tight_layout(pad=0.3, h_pad=0.8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    fig.savefig(path, dpi=80, metadata={"Software": None})
     plt.close(fig)
     return path

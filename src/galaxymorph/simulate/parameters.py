@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["KINDS", "ARTIFACTS", "INTERACTIONS", "draw_parameters"]
+__all__ = ["KINDS", "ARTIFACTS", "INTERACTIONS", "REFERENCE_SIZE", "draw_parameters", "surface_brightness"]
+
+REFERENCE_SIZE = 128  # px at which ``sky_noise`` is the noise per pixel
+APERTURE = 0.35  # S/N is measured with a fraction of the flux within 2 half-light radii
 
 KINDS = ("elliptical", "disk", "artifact")
 ARTIFACTS = ("none", "star", "trail", "columns", "empty")
@@ -25,6 +28,17 @@ INTERACTION_P = (0.78, 0.10, 0.07, 0.05)
 
 def _choice(rng: np.random.Generator, options: tuple[str, ...], p, n: int) -> np.ndarray:
     return np.asarray(options, dtype=object)[rng.choice(len(options), size=n, p=np.asarray(p) / np.sum(p))]
+
+
+def surface_brightness(params: pd.DataFrame) -> np.ndarray:
+    """Mean surface brightness (flux per reference pixel) that gives ``snr`` over ``sky_noise``.
+
+    S/N = APERTURE * flux / (sky_noise * sqrt(area)), area = pi (2 half_light)^2, in reference
+    pixels: the sky is the same for every galaxy, so faint galaxies look faint, not noisy.
+    """
+    radius = params["half_light"].to_numpy(dtype=np.float64) * REFERENCE_SIZE
+    snr, sky = params["snr"].to_numpy(dtype=np.float64), params["sky_noise"].to_numpy(dtype=np.float64)
+    return 2.0 * snr * sky / (APERTURE * np.sqrt(np.pi) * radius)
 
 
 def draw_parameters(n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -71,6 +85,8 @@ def draw_parameters(n: int, rng: np.random.Generator) -> pd.DataFrame:
     asymmetry = np.select([merger, major, minor], [u(0.2, 0.6), u(0.2, 0.5), u(0.1, 0.4)], u(0.0, 0.05))
 
     # Brightness, seeing and noise: some galaxies are hard on purpose.
+    snr = np.clip(np.exp(rng.normal(np.log(300.0), 0.75, n)), 12.0, 4000.0)
+    sky_noise = np.exp(rng.normal(np.log(0.006), 0.2, n))
     half_light = np.where(disk, 1.68 * disk_scale * (1 - 0.5 * bulge_fraction) + bulge_fraction * bulge_re * 0.5, bulge_re)
     return pd.DataFrame(
         {
@@ -82,8 +98,8 @@ def draw_parameters(n: int, rng: np.random.Generator) -> pd.DataFrame:
             "position_angle": u(0.0, 180.0),
             "inclination": inclination,
             "half_light": half_light,
-            "surface_brightness": np.exp(rng.normal(np.log(0.5), 0.5, n)),
-            "snr": np.exp(rng.normal(np.log(400.0), 0.8, n)),
+            "snr": snr,
+            "sky_noise": sky_noise,
             "psf_fwhm": u(0.012, 0.035),
             "bulge_fraction": bulge_fraction,
             "bulge_sersic": bulge_sersic,
@@ -91,7 +107,7 @@ def draw_parameters(n: int, rng: np.random.Generator) -> pd.DataFrame:
             "bulge_q": bulge_q,
             "bulge_shape": bulge_shape,
             "disk_scale": disk_scale,
-            "disk_thickness": u(0.08, 0.16),
+            "disk_thickness": u(0.09, 0.2),
             "dust_lane": np.where(disk & (u(0, 1) < 0.6), u(0.3, 0.9), 0.0),
             "bar": bar,
             "bar_length": u(1.0, 2.2),

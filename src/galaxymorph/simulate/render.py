@@ -4,7 +4,7 @@ Everything is vectorised over a batch with torch (fast ``exp``/``pow`` on all co
 batched FFTs for the PSF); per-galaxy randomness (noise, clumps, field stars) comes
 from each galaxy's own ``noise_seed``, so a galaxy renders to the same pixels
 whatever batch it is in. Each smooth component is normalised to unit total flux,
-which makes the noise level, set from the galaxy's S/N, analytic.
+which makes the brightness that gives a galaxy its S/N analytic.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+
+from galaxymorph.simulate.parameters import REFERENCE_SIZE, surface_brightness
 
 __all__ = ["BANDS", "render_bands", "to_rgb", "render"]
 
@@ -137,7 +139,10 @@ def _arms(f: _Frame):
     yd = f.yd
     radius, theta = torch.sqrt(f.u**2 + yd**2), torch.atan2(yd, f.u)
     pattern = _log_spiral(f.u, yd, f.h, f["arm_count"], f["arm_pitch"], f["arm_phase"])
-    inner_taper = 1.0 - torch.exp(-((radius / (1.2 * f["bulge_re"] + 0.4 * f.h)) ** 2))
+    # Arms start outside the bulge, or at the ends of the bar.
+    has_bar = torch.tensor((f.p["bar"] != "none").to_numpy()).view(-1, 1, 1)
+    start = torch.where(has_bar, 0.85 * f["bar_length"] * f.h, 1.2 * f["bulge_re"] + 0.4 * f.h)
+    inner_taper = 1.0 - torch.exp(-((radius / start) ** 2))
     # Unit flux: the arm pattern averages 0.31 over angle; projection divides by the axis ratio.
     scale = 1.15 * f.h
     light = pattern * inner_taper * torch.exp(-radius / scale) / (2 * math.pi * scale**2 * 0.31 * f.q_disk)
@@ -173,7 +178,7 @@ def _tails(f: _Frame):
     envelope = (1 - torch.exp(-((radius / (2.2 * half)) ** 4))) * torch.exp(-radius / (2.5 * half))
     towards = 1.0 + torch.cos(torch.atan2(f.dy, f.dx) - angle)
     light = pattern * envelope * towards / (2 * math.pi * (2.5 * half) ** 2 * 0.5)
-    return 0.25 * f["tidal_strength"] * light, YELLOW.view(1, 3).expand(len(f.p), 3)
+    return 0.6 * f["tidal_strength"] * light, YELLOW.view(1, 3).expand(len(f.p), 3)
 
 
 def _shells(f: _Frame):
@@ -186,7 +191,7 @@ def _shells(f: _Frame):
         side = torch.cos(polar - math.pi * k).clamp_min(0.0)
         ring = torch.exp(-0.5 * ((radius - r_k) / (0.12 * r_k)) ** 2) / (2 * math.pi * r_k * 0.3 * r_k)
         light = light + (f["shells"] > k) * side * ring
-    return 0.06 * light, YELLOW.view(1, 3).expand(len(f.p), 3)
+    return 0.15 * light, YELLOW.view(1, 3).expand(len(f.p), 3)
 
 
 def _dust_transmission(f: _Frame) -> torch.Tensor:
@@ -208,12 +213,12 @@ COMPONENTS = (
     (lambda p: p["tidal_strength"] > 0, _tails),
     (lambda p: p["shells"] > 0, _shells),
 )
-BAR_FRACTION = {"none": 0.0, "weak": 0.07, "strong": 0.16}
+BAR_FRACTION = {"none": 0.0, "weak": 0.12, "strong": 0.25}
 
 
 def _total_flux(p: pd.DataFrame, size: int) -> np.ndarray:
     """Total r-band flux of the galaxy in pixel units (surface brightness x area)."""
-    return (p["surface_brightness"] * np.pi * (p["half_light"] * size) ** 2).to_numpy(dtype=np.float64)
+    return surface_brightness(p) * np.pi * (p["half_light"].to_numpy(dtype=np.float64) * size) ** 2
 
 
 def _galaxy_light(p: pd.DataFrame, size: int) -> torch.Tensor:
@@ -291,8 +296,16 @@ def _moffat_otf(p: pd.DataFrame, size: int) -> torch.Tensor:
 
 
 def _artifacts_after_psf(bands: torch.Tensor, p: pd.DataFrame, size: int, flux_scale: torch.Tensor) -> None:
-    """Satellite trails (sharp, one or two bands) and bad columns, in place."""
+    """Bright stars' halos and spikes, satellite trails (one or two bands) and bad columns, in place."""
     x, y = _grid(size)
+    for b in np.flatnonzero((p["artifact"] == "star").to_numpy()):
+        row = p.iloc[b]
+        dx, dy = (x - row["center_x"]).abs(), (y - row["center_y"]).abs()
+        level = float(flux_scale[b]) * (0.5 + row["artifact_strength"])
+        halo = (1.0 + (dx**2 + dy**2) / 0.03**2) ** -1.5
+        width, length = 0.4 / size + 0.001, 0.12 * (0.5 + row["artifact_strength"])
+        spikes = torch.exp(-dy / width - dx / length) + torch.exp(-dx / width - dy / length)
+        bands[b] += level * (0.6 * halo + 1.5 * spikes)[0] * YELLOW.view(3, 1, 1)
     for b in np.flatnonzero(p["artifact"].isin(["trail", "columns"]).to_numpy()):
         row = p.iloc[b]
         rng = np.random.default_rng(int(row["noise_seed"]) ^ 0x5A5A)
@@ -305,12 +318,12 @@ def _artifacts_after_psf(bands: torch.Tensor, p: pd.DataFrame, size: int, flux_s
             dist = (x * math.sin(angle) - y * math.cos(angle) - offset).abs()
             width = 0.6 / size + 0.002
             line = torch.exp(-0.5 * (dist / width) ** 2)[0]
-            bands[b] += level * 0.8 * line * band_mask.view(3, 1, 1)
+            bands[b] += level * 0.2 * line * band_mask.view(3, 1, 1)
         else:
             n_cols = int(rng.integers(1, 4))
             for col in rng.integers(0, size, n_cols):
-                width = max(1, size // 64 * int(rng.integers(1, 3)))
-                bands[b, :, :, col : col + width] += level * 4.0 * band_mask.view(3, 1, 1)
+                width = max(1, size // 128 * int(rng.integers(1, 3)))
+                bands[b, :, :, col : col + width] += level * band_mask.view(3, 1, 1)
 
 
 def render_bands(params: pd.DataFrame, size: int) -> np.ndarray:
@@ -319,13 +332,9 @@ def render_bands(params: pd.DataFrame, size: int) -> np.ndarray:
     rngs = [np.random.default_rng(int(s)) for s in params["noise_seed"]]
     light = _galaxy_light(params, size) + _point_sources(params, size, rngs)
     bands = torch.fft.irfft2(torch.fft.rfft2(light) * _moffat_otf(params, size), s=(size, size))
-    # Sky noise set by the galaxy's S/N within ~2 half-light radii (analytic: unit-flux profiles).
-    flux = torch.tensor(_total_flux(params, size), dtype=torch.float32)
-    area = math.pi * (2.0 * _column(params, "half_light").view(-1) * size) ** 2
-    sigma = 0.35 * flux / (_column(params, "snr").view(-1) * torch.sqrt(area.clamp_min(1.0)))
-    peak_sky = (flux / area.clamp_min(1.0)).view(-1, 1, 1, 1)
-    _artifacts_after_psf(bands, params, size, peak_sky.view(-1))
-    sigma = sigma.view(-1, 1, 1, 1) * NOISE_BY_BAND.view(1, 3, 1, 1)
+    _artifacts_after_psf(bands, params, size, torch.tensor(surface_brightness(params), dtype=torch.float32))
+    # Sky noise per pixel grows with the pixel count, so a galaxy's S/N does not depend on size.
+    sigma = _column(params, "sky_noise").view(-1, 1, 1, 1) * (size / REFERENCE_SIZE) * NOISE_BY_BAND.view(1, 3, 1, 1)
     noise = torch.from_numpy(np.stack([rng.standard_normal((3, size, size), dtype=np.float32) for rng in rngs]))
     shot = bands.clamp_min(0.0) * sigma * 0.3  # a little source (Poisson) noise on bright parts
     bands = bands + noise * torch.sqrt(sigma**2 + shot)
