@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -203,3 +207,24 @@ def test_ddp_training_stream_gives_equal_batches_per_rank(sharded):
     assert len(batches) == manifest["splits"]["train"]["count"] // (2 * 3)
     assert all(len(b["id_str"]) == 3 for b in batches)
     assert dm.on_after_batch_transfer(batches[0], 0)["image"].shape == (3, 3, 8, 8)
+
+
+def test_sigkilled_sharding_resumes_without_duplicates(tmp_path):
+    make_catalogue(tmp_path, n=300, size=16).to_csv(tmp_path / "cat.csv", index=False)
+    out = tmp_path / "shards"
+    call = f"write_shards({str(tmp_path / 'cat.csv')!r}, 'gz2', {str(out)!r}, Preprocessing(stored_size=16, image_size=8), shard_size=3, workers=1, progress=False)"
+    code = f"from galaxymorph.data.shards import write_shards\nfrom galaxymorph.data.transforms import Preprocessing\n{call}"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.tar")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(out.glob("*.tar")))
+    manifest = write_shards(tmp_path / "cat.csv", "gz2", out, Preprocessing(stored_size=16, image_size=8), shard_size=3, workers=1, progress=False)
+    dm = GalaxyDataModule(out, batch_size=50)
+    seen = {}
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        seen.update(_collect(loader))
+    assert len(seen) == 300 and sum(s["count"] for s in manifest["splits"].values()) == 300
+    assert 0 < done_before < len(list(out.glob("*.tar"))), "the kill should land mid-run (machine too fast?)"

@@ -128,11 +128,11 @@ def load_image(
     try:
         if _is_fits(path):
             pixels = _fits_pixels(path, stretch or FitsStretch())
-            if channels == 1:
-                img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
+            if channels == 3 and pixels.shape[-1] >= 3:
+                img = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB")  # first three bands
             else:
-                bands = pixels[..., :3] if pixels.shape[-1] >= 3 else np.repeat(pixels[..., :1], 3, axis=-1)
-                img = Image.fromarray(np.ascontiguousarray(bands), "RGB")
+                img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
+                img = img if channels == 1 else img.convert("RGB")
         else:
             img = Image.open(path)
             if img.format == "JPEG":
