@@ -79,9 +79,11 @@ class _DirichletMultinomialNLL(torch.autograd.Function):
 
 def _log_factorial(counts: Tensor, lowest: float, highest: float) -> Tensor:
     """lgamma(counts + 1); for whole-number votes, by looking up a table of log k!, cheaper than lgamma."""
-    if 0 <= lowest and highest <= _LOG_FACTORIAL_TABLE_LIMIT and not counts.frac().any():
-        table = torch.arange(1, highest + 2, dtype=counts.dtype, device=counts.device).lgamma_()
-        return table.index_select(0, counts.view(-1).long()).view(counts.shape)
+    if counts.numel() and 0 <= lowest and highest <= _LOG_FACTORIAL_TABLE_LIMIT:
+        fractions = torch.aminmax(counts.frac())  # cheaper than .any()
+        if float(fractions.min) == float(fractions.max) == 0:
+            table = torch.arange(1, highest + 2, dtype=counts.dtype, device=counts.device).lgamma_()
+            return table.index_select(0, counts.view(-1).int()).view(counts.shape)
     return torch.lgamma(counts + 1)
 
 
