@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 from timm.models import group_parameters
 from timm.models._hub import save_for_hf
+from typer.testing import CliRunner
 
+from galaxymorph.cli import app
 from galaxymorph.data.catalog import CatalogError
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.losses import DirichletMultinomialLoss
@@ -196,3 +198,23 @@ def test_sample_summaries_name_classes_and_targets():
     np.testing.assert_allclose([values["bar"][0], values["bar_std"][0]], [0.2, 0.1])
     with pytest.raises(ValueError, match="samples"):
         summarise_samples(config, samples[:, :1])
+
+
+def test_cli_fine_tunes_a_new_decision_tree(run_dir, toy_catalogue, tmp_path):
+    (tmp_path / "rings.toml").write_text(
+        'name = "rings"\n[[questions]]\nname = "ring"\nanswers = ["yes", "no"]\nafter = []\n'
+    )
+    frame = pd.read_csv(toy_catalogue)
+    frame["ring_yes"] = np.where(frame["ring"] == "yes", 8.0, 1.0)
+    frame["ring_no"] = 9.0 - frame["ring_yes"]
+    frame["file_loc"] = [str(toy_catalogue.parent / f) for f in frame["file_loc"]]
+    frame.to_csv(tmp_path / "votes.csv", index=False)
+    args = ["finetune", "--checkpoint", str(run_dir / "best"), "--catalog", str(tmp_path / "votes.csv"), "--task", "tree",
+            "--schema", str(tmp_path / "rings.toml"), "--out", str(tmp_path / "tree"), "--epochs", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model = load_any_model(tmp_path / "tree")
+    assert model.config["task"] == "tree" and model.config["answers"] == ["ring_yes", "ring_no"]
+    without_schema = [a for a in args if a not in ("--schema", str(tmp_path / "rings.toml"))]
+    result = CliRunner().invoke(app, without_schema)
+    assert result.exit_code == 2 and "schema" in result.output
