@@ -229,3 +229,12 @@ def test_skip_drops_exactly_the_bad_rows_and_says_so(tmp_path):
     kept = [i for i in range(12) if i not in EXPECTED_REASONS]
     assert df["id_str"].tolist() == cat.loc[kept, "id_str"].tolist()
     assert sorted(s["row"] for s in df.attrs["skipped"]) == sorted(EXPECTED_REASONS) and (tmp_path / "r.csv").exists()
+
+
+def test_fits_band_order_bluest_first_becomes_bgr(tmp_path):
+    cube = np.zeros((3, 12, 12), np.float32)
+    cube[0] = 1.0  # g only: shown blue
+    cube[0, 0, 0] = 0.0  # give the stretch a range
+    fits.PrimaryHDU(cube).writeto(tmp_path / "g.fits")
+    centre = load_image(tmp_path / "g.fits", 6, stretch=FitsStretch("percentile", 0, 100))[3, 3]
+    assert centre[2] == 255 and centre[0] == centre[1] == 0

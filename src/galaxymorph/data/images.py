@@ -114,7 +114,8 @@ def load_image(
 
     Handles PNG/JPEG in any mode (grey, RGB, RGBA, palette, 16-bit) and FITS
     (first HDU with data, 2-D or band cube in either axis order, NaNs) with
-    ``stretch`` (default arcsinh). ``channels=1`` gives luminance; a grey image
+    ``stretch`` (default arcsinh); the first three bands of a cube, taken as ordered
+    bluest first (g, r, z), become B, G, R. ``channels=1`` gives luminance; a grey image
     asked for 3 channels is repeated. Non-square frames are cropped to a square.
 
     Raises:
@@ -129,7 +130,8 @@ def load_image(
         if _is_fits(path):
             pixels = _fits_pixels(path, stretch or FitsStretch())
             if channels == 3 and pixels.shape[-1] >= 3:
-                img = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB")  # first three bands
+                # bands ordered bluest first (g, r, z), shown DECaLS-style: z -> R, r -> G, g -> B
+                img = Image.fromarray(np.ascontiguousarray(pixels[..., 2::-1]), "RGB")
             else:
                 img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
                 img = img if channels == 1 else img.convert("RGB")
