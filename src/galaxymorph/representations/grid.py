@@ -31,7 +31,7 @@ def image_grid(
         ax.axis("off")
     for ax, path, caption in zip(axes.ravel(), paths, captions):
         try:
-            if path is None:
+            if not isinstance(path, str) or not path:
                 raise ImageReadError("no image file (embedded from shards)")
             ax.imshow(load_image(path, size=size, channels=3))
         except ImageReadError as err:
