@@ -70,7 +70,7 @@ def draw_parameters(n: int, rng: np.random.Generator) -> pd.DataFrame:
     bar = np.where(disk, _choice(rng, BARS, (0.55, 0.25, 0.20), n), "none").astype(object)
     arm_count = np.where(disk, rng.choice([0, 1, 2, 3, 4, 5, 6], n, p=[0.22, 0.06, 0.42, 0.13, 0.09, 0.05, 0.03]), 0)
     arm_strength = np.where(arm_count > 0, u(0.25, 1.0), 0.0)
-    arm_pitch = np.where(arm_count > 0, u(8.0, 42.0), 0.0)
+    arm_pitch = np.where(arm_count > 0, np.clip(rng.normal(20.0, 7.0, n), 6.0, 45.0), 0.0)
     clumpiness = np.where(disk, rng.beta(1.2, 2.5, n), 0.0)
 
     # Interactions: a companion, tidal tails, shells, lopsidedness.

@@ -97,7 +97,7 @@ def _answers(p: pd.DataFrame) -> dict[str, np.ndarray]:
 
     # Arm count: 1, 2, 3, 4, more-than-4, cant-tell.
     count_index = np.clip(arms, 1, 5) - 1
-    count = _onehot_logits(count_index, 5, np.where(arms > 0, 0.5 + 2.5 * vis * arm_strength, 0.0), 0.6)
+    count = _onehot_logits(count_index, 5, np.where(arms > 0, 0.5 + 3.5 * vis * arm_strength, 0.0), 0.6)
     cant_tell = 1.8 * (1 - vis) + 0.4 * (arms >= 4) + np.where(arms > 0, -0.5, 2.0)
     out["spiral-arm-count"] = softmax(np.concatenate([count, cant_tell[:, None]], 1), axis=1)
 
