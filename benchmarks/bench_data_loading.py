@@ -120,7 +120,7 @@ def main() -> None:
                 for name, fn, source in (("files", time_baseline, paths), ("shards", time_shards, tmp / "shards")):
                     value = fn(source, args.size, args.batch, workers)
                     results[(name, workers)] = max(value, results.get((name, workers), 0.0))
-        print(f"\n| loader workers | JPEG files + PIL/torchvision (img/s) | shards + batched augmentation (img/s) | ratio |")
+        print("\n| loader workers | JPEG files + PIL/torchvision (img/s) | shards + batched augmentation (img/s) | ratio |")
         print("|---|---|---|---|")
         for workers in (0, 2):
             files, shards = results[("files", workers)], results[("shards", workers)]
