@@ -116,7 +116,7 @@ def test_layer_wise_learning_rates_follow_the_decay(run_dir):
 
 def test_classification_fine_tune_beats_chance_and_round_trips(run_dir, toy_catalogue, tmp_path):
     config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring",
-                            epochs=8, lr=2e-2, batch_size=16, patience=8, progress=False)
+                            epochs=5, lr=3e-2, batch_size=16, patience=5, progress=False)
     best = finetune(config)
     model = load_any_model(best)
     assert isinstance(model, FinetunedModel) and model.config["task"] == "classification"
