@@ -81,8 +81,8 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.quick:
         args.arch, args.image_size, args.sizes = "resnet10t", 48, [50, 200]
-        args.pretrain_galaxies, args.pretrain_epochs, args.epochs, args.head_epochs = 1500, 4, 10, 3
-        args.test_per_class, args.patience = 100, 4
+        args.pretrain_galaxies, args.pretrain_epochs, args.epochs, args.head_epochs = 1000, 3, 8, 2
+        args.test_per_class, args.patience = 75, 3
     return args
 
 
