@@ -16,6 +16,7 @@ best model over both stages.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,7 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
     L.seed_everything(config.seed, workers=True, verbose=False)
     run = Path(config.out)
     run.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run / "best", ignore_errors=True)  # a model of an earlier run here must not pass for this one's
     (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     prep = Preprocessing.from_dict(model.config["preprocessing"])
     weights = None
