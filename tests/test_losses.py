@@ -141,3 +141,11 @@ def test_empty_batch():
     schema = get_schema("gz2")
     empty = torch.zeros(0, schema.n_answers)
     assert DirichletMultinomialLoss(schema, reduction="none")(empty, empty).shape == (0, schema.n_questions)
+
+
+def test_question_whose_counts_cancel_to_zero_still_costs_zero():
+    # not real votes, but the rule is the total: no total, no cost and no gradient
+    conc = torch.full((1, 3), 2.0, dtype=torch.float64, requires_grad=True)
+    value = DirichletMultinomialLoss(ONE_QUESTION, reduction="none")(conc, torch.tensor([[1.0, -1.0, 0.0]]))
+    value.sum().backward()
+    assert value.item() == 0.0 and torch.count_nonzero(conc.grad) == 0
