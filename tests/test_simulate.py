@@ -137,8 +137,8 @@ def test_render_shapes_and_per_galaxy_determinism():
 
 
 def test_edge_on_disk_is_elongated_and_artifact_empty_field_is_dark():
-    params = _params(2, kind="disk", artifact="none", inclination=89.0, position_angle=0.0, arm_count=0, bar="none", bulge_fraction=0.1, dust_lane=0.0,
-                     field_stars=0, center_x=0.0, center_y=0.0)
+    params = _params(2, kind="disk", artifact="none", inclination=89.0, position_angle=0.0, arm_count=0, bar="none")
+    params[["bulge_fraction", "dust_lane", "field_stars", "center_x", "center_y"]] = [0.1, 0.0, 0, 0.0, 0.0]
     params.loc[1, ["kind", "artifact"]] = ["artifact", "empty"]
     bands, _ = render(params, 48)
     r = bands[0, 1].clip(0)
@@ -150,18 +150,19 @@ def test_edge_on_disk_is_elongated_and_artifact_empty_field_is_dark():
 
 
 def test_catalogue_files_and_same_seed_same_bytes(tmp_path):
-    a = simulate_catalogue(12, 32, tmp_path / "a", seed=7, workers=1, progress=False)
-    b = simulate_catalogue(12, 32, tmp_path / "b", seed=7, workers=2, progress=False)
+    a = simulate_catalogue(70, 24, tmp_path / "a", seed=7, workers=1, progress=False)
+    b = simulate_catalogue(70, 24, tmp_path / "b", seed=7, workers=2, progress=False)  # two chunks, two processes
     digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*.png"))}  # noqa: E731
-    assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 12
+    assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 70
     assert (tmp_path / "a/catalogue.parquet").read_bytes() == (tmp_path / "b/catalogue.parquet").read_bytes()
     stored = pd.read_parquet(tmp_path / "a/catalogue.parquet")
     pd.testing.assert_frame_equal(stored, a)
+    pd.testing.assert_frame_equal(a, b)
     assert set(SCHEMA.answers) <= set(stored.columns) and {f"true_p:{x}" for x in SCHEMA.answers} <= set(stored.columns)
     assert "true:inclination" in stored and stored["id_str"].is_unique
     image = Image.open(tmp_path / "a" / stored["file_loc"].iloc[0])  # relative to the catalogue's folder
-    assert image.size == (32, 32) and image.mode == "RGB"
-    assert not a.equals(simulate_truth(12, seed=8))
+    assert image.size == (24, 24) and image.mode == "RGB"
+    assert not a.equals(simulate_truth(70, seed=8))
 
 
 def test_fits_keeps_three_bands_and_resume(tmp_path):

@@ -44,7 +44,7 @@ def _answers(p: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per question, (G, answers) probabilities in the gz_decals_dr5 answer order."""
     vis = visibility(p)
     kind, artifact = p["kind"].to_numpy(), p["artifact"].to_numpy()
-    disk, ell, art = kind == "disk", kind == "elliptical", kind == "artifact"
+    disk, art = kind == "disk", kind == "artifact"
     incl = p["inclination"].to_numpy()
     cos_i = np.cos(np.radians(incl))
     q_disk = np.sqrt(cos_i**2 + (p["disk_thickness"].to_numpy() * np.sin(np.radians(incl))) ** 2)
