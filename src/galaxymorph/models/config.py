@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     devices: int = 1
     num_workers: int = 2
+    threads: int | None = None  # torch intra-op threads per process; None: torch's default
     max_time: str | None = None  # HH:MM:SS
     checkpoint_minutes: float = 10.0
     progress: bool = True

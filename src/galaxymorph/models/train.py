@@ -41,10 +41,15 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
 MONITOR = "val/loss"
 # Settings that may change between attempts of one run without changing what is trained.
-_RESUMABLE_CHANGES = {"devices", "num_workers", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
+_RESUMABLE_CHANGES = {"devices", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
 
 
-def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningDataModule | None = None) -> Path:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    datamodule: L.LightningDataModule | None = None,
+    callbacks: list[Callback] | None = None,
+) -> Path:
     """Train (or resume) a run; returns ``RUN/best``, the best model by validation loss.
 
     Args:
@@ -54,6 +59,7 @@ def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningData
             command after a crash continues.
         datamodule: use this instead of building a ``GalaxyDataModule`` from
             ``config.shards``; it must expose ``.schema`` and ``.preprocessing``.
+        callbacks: extra Lightning callbacks (e.g. a ``Timer`` or a throughput probe).
     """
     config.validate()
     run = Path(config.out)
@@ -62,6 +68,8 @@ def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningData
         raise TrainConfigError(f"--resume: no checkpoint at {last}; drop --resume to start this run")
     _check_same_run(run, config, resuming=last.is_file())
     L.seed_everything(config.seed, workers=True, verbose=False)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     if datamodule is None:
         datamodule = _shard_datamodule(config)
     prep = datamodule.preprocessing
@@ -81,7 +89,7 @@ def train(config: TrainConfig, resume: bool = False, datamodule: L.LightningData
     module = GalaxyLightningModule(
         model, lr=config.lr, weight_decay=config.weight_decay, cosine=config.cosine, warmup_fraction=config.warmup_fraction
     )
-    trainer = _trainer(config, run, _steps_per_epoch(datamodule, config))
+    trainer = _trainer(config, run, _steps_per_epoch(datamodule, config), callbacks or [])
     if trainer.is_global_zero:
         run.mkdir(parents=True, exist_ok=True)
         (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -215,7 +223,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None) -> L.Trainer:
+def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra: list[Callback]) -> L.Trainer:
     checkpoints = run / LAST_CHECKPOINT.parent
     callbacks: list[Callback] = [
         ExportBest(run / "best"),
@@ -226,6 +234,7 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None) -> L.T
             train_time_interval=timedelta(minutes=config.checkpoint_minutes),
         ),
         EarlyStopping(monitor=MONITOR, patience=config.patience),
+        *extra,
     ]
     if config.progress:
         callbacks.append(RichProgressBar())

@@ -1,0 +1,86 @@
+"""Shared by the training benchmarks: cached GZ2 shards, test-split predictions, a throughput probe.
+
+Not a benchmark itself. Work files go to ``runs/bench_train/`` (git-ignored), or ``$GALAXYMORPH_BENCH_WORK``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from galaxymorph.data.datamodule import GalaxyDataModule
+from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
+from galaxymorph.data.shards import write_shards
+from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.models import GalaxyModel
+from galaxymorph.stats import expected_fractions
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = Path(os.environ.get("GALAXYMORPH_BENCH_WORK", ROOT / "runs" / "bench_train"))
+GZ2 = ROOT.parent / "shared" / "data" / "gz2_kaggle"
+# The galaxy sits in the central ~207 of 424 px; keep 0.65 of the frame (276 px) so the
+# 0.7-0.8 training zoom-crop still covers it, store at 96 px, train at 64 px.
+GZ2_PREPROCESSING = Preprocessing(stored_size=96, source_crop=0.65, image_size=64, channels=3)
+SPLIT_SEED = 0  # fixed train/val/test split (80/10/10 by hash of id_str): the same for every benchmark
+
+
+def gz2_shards(prep: Preprocessing = GZ2_PREPROCESSING, workers: int = 2) -> Path:
+    """Kaggle GZ2 -> gz2 catalogue -> shards, once (resumable); returns the shard folder."""
+    if not (GZ2 / "labels.csv").is_file():
+        raise SystemExit(f"real GZ2 data not found at {GZ2}")
+    out = WORK / f"gz2_shards_{prep.stored_size}px_crop{prep.source_crop}"
+    if not (out / "manifest.json").is_file():
+        catalogue = WORK / "gz2_catalogue.parquet"
+        kaggle_to_catalogue(GZ2 / "labels.csv", GZ2 / "images", out=catalogue)
+        write_shards(catalogue, "gz2", out, prep, val_fraction=0.1, test_fraction=0.1, seed=SPLIT_SEED,
+                     workers=workers, shard_size=500)
+    return out
+
+
+@torch.no_grad()
+def predict_split(model: GalaxyModel, shards: Path, split: str = "test", batch_size: int = 128, tta: bool = False):
+    """(ids, expected vote fractions (G, A), vote counts (G, A)) of a split, deterministic eval transform.
+
+    ``tta`` averages the expected fractions of the 8 rotation/flip views.
+    """
+    prep = Preprocessing.from_dict(model.config["preprocessing"])
+    data = GalaxyDataModule(shards, preprocessing=prep, batch_size=batch_size)
+    model.eval()
+    ids, fractions, votes = [], [], []
+    for batch in data.test_dataloader() if split == "test" else data.val_dataloader():
+        x = data.transform_batch(batch, train=False)["image"]
+        views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)] if tta else [x]
+        f = np.mean([expected_fractions(model(v).numpy(), model.schema) for v in views], axis=0)
+        ids += batch["id_str"]
+        fractions.append(f)
+        votes.append(batch["votes"].numpy())
+    return ids, np.concatenate(fractions), np.concatenate(votes)
+
+
+class Throughput(L.Callback):
+    """Training images per second over ``steps`` steps after ``warmup`` steps, then stops the run."""
+
+    def __init__(self, warmup: int = 5, steps: int = 30) -> None:
+        self.warmup, self.steps = warmup, steps
+        self.images = 0
+        self.start = self.seconds = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.start is not None and self.seconds is None:
+            self.images += batch["image"].shape[0]
+            if trainer.global_step >= self.warmup + self.steps:
+                self.seconds = time.perf_counter() - self.start
+                trainer.should_stop = True
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds
