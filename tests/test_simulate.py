@@ -175,6 +175,8 @@ def test_fits_keeps_three_bands_and_resume(tmp_path):
     assert (tmp_path / cat["file_loc"].iloc[0]).stat().st_mtime_ns == first
     with pytest.raises(FileExistsError, match="another simulation"):
         simulate_catalogue(4, 32, tmp_path, image_format="fits", progress=False)
+    jpg = simulate_catalogue(3, 32, tmp_path / "jpg", image_format="jpg", workers=1, progress=False)
+    assert Image.open(tmp_path / "jpg" / jpg["file_loc"].iloc[2]).format == "JPEG"
 
 
 def test_bad_arguments_are_named(tmp_path):

@@ -32,7 +32,11 @@ FORMATS = {"png": ".png", "jpg": ".jpg", "fits": ".fits"}
 SCHEMA_NAME = "gz_decals_dr5"
 TRUE_P = "true_p:"
 TRUE = "true:"
-CHUNK = 64  # galaxies rendered together: big enough to vectorise, small enough for memory
+
+
+def _chunk(size: int) -> int:
+    """Galaxies rendered together: enough to vectorise, few enough for memory (~50 MB a tensor)."""
+    return int(np.clip(64 * (128 / size) ** 2, 4, 64))
 
 
 def simulate_truth(n: int, seed: int = 0, volunteers: float = 40, schema: Schema | None = None) -> pd.DataFrame:
@@ -76,7 +80,7 @@ def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40) -> Simula
     """Simulate ``n`` galaxies in memory (no files): for tests, notebooks and grids."""
     catalogue = simulate_truth(n, seed, volunteers)
     params = parameters_of(catalogue)
-    parts = [render(params.iloc[i : i + CHUNK], size) for i in range(0, n, CHUNK)]
+    parts = [render(params.iloc[i : i + _chunk(size)], size) for i in range(0, n, _chunk(size))]
     bands = np.concatenate([b for b, _ in parts])
     images = np.concatenate([rgb for _, rgb in parts])
     return Simulation(catalogue, images, bands)
@@ -175,10 +179,11 @@ def simulate_catalogue(
     file_loc = [f"images/{i}{FORMATS[image_format]}" for i in catalogue["id_str"]]
     catalogue.insert(1, "file_loc", file_loc)
     params = parameters_of(catalogue)
+    chunk = _chunk(size)
     todo = [
-        (start, [str(out_dir / f) for f in file_loc[start : start + CHUNK]])
-        for start in range(0, n, CHUNK)
-        if not all((out_dir / f).exists() for f in file_loc[start : start + CHUNK])
+        (start, [str(out_dir / f) for f in file_loc[start : start + chunk]])
+        for start in range(0, n, chunk)
+        if not all((out_dir / f).exists() for f in file_loc[start : start + chunk])
     ]
     workers = min(workers or min(os.cpu_count() or 1, 8), max(len(todo), 1))
     columns = [TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

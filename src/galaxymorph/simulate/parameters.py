@@ -107,7 +107,7 @@ def draw_parameters(n: int, rng: np.random.Generator) -> pd.DataFrame:
             "bulge_q": bulge_q,
             "bulge_shape": bulge_shape,
             "disk_scale": disk_scale,
-            "disk_thickness": u(0.09, 0.2),
+            "disk_thickness": u(0.1, 0.24),
             "dust_lane": np.where(disk & (u(0, 1) < 0.6), u(0.3, 0.9), 0.0),
             "bar": bar,
             "bar_length": u(1.0, 2.2),

@@ -196,7 +196,7 @@ def _shells(f: _Frame):
 
 def _dust_transmission(f: _Frame) -> torch.Tensor:
     """Fraction of light let through a dust lane along the major axis, (b, 3, H, W)."""
-    width = 0.35 * f["disk_thickness"] * f.h + 0.6 * f.pixel
+    width = 0.5 * f["disk_thickness"] * f.h + 0.7 * f.pixel
     offset = 0.25 * f.h * f.cos_i
     lane = f["dust_lane"] * f.sin_i**6 * torch.exp(-0.5 * ((f.v - offset) / width) ** 2 - f.u.abs() / (3 * f.h))
     return (1.0 - lane.unsqueeze(1) * DUST_BY_BAND.view(1, 3, 1, 1)).clamp_min(0.0)
