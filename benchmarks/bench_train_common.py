@@ -18,7 +18,6 @@ from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel
-from galaxymorph.stats import expected_fractions
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("GALAXYMORPH_BENCH_WORK", ROOT / "runs" / "bench_train"))
@@ -43,23 +42,25 @@ def gz2_shards(prep: Preprocessing = GZ2_PREPROCESSING, workers: int = 2) -> Pat
 
 
 @torch.no_grad()
-def predict_split(model: GalaxyModel, shards: Path, split: str = "test", batch_size: int = 128, tta: bool = False):
-    """(ids, expected vote fractions (G, A), vote counts (G, A)) of a split, deterministic eval transform.
+def predict_split(model: GalaxyModel, shards: Path, split: str = "test", samples: int = 5, tta: bool = False,
+                  batch_size: int = 128):
+    """(ids, concentrations (G, A, S), vote counts (G, A)) of a split, deterministic eval transform.
 
-    ``tta`` averages the expected fractions of the 8 rotation/flip views.
+    ``samples`` MC-dropout masks per view; ``tta`` adds the 8 rotation/flip views as
+    further samples of the posterior mixture (S = 8 x samples).
     """
     prep = Preprocessing.from_dict(model.config["preprocessing"])
     data = GalaxyDataModule(shards, preprocessing=prep, batch_size=batch_size)
     model.eval()
-    ids, fractions, votes = [], [], []
-    for batch in data.test_dataloader() if split == "test" else data.val_dataloader():
+    ids, conc, votes = [], [], []
+    loader = data.test_dataloader() if split == "test" else data.val_dataloader()
+    for batch in loader:
         x = data.transform_batch(batch, train=False)["image"]
         views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)] if tta else [x]
-        f = np.mean([expected_fractions(model(v).numpy(), model.schema) for v in views], axis=0)
+        conc.append(torch.cat([model.sample(model.features(v), samples) for v in views], dim=2).numpy())
         ids += batch["id_str"]
-        fractions.append(f)
         votes.append(batch["votes"].numpy())
-    return ids, np.concatenate(fractions), np.concatenate(votes)
+    return ids, np.concatenate(conc), np.concatenate(votes)
 
 
 class Throughput(L.Callback):

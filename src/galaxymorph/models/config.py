@@ -39,7 +39,8 @@ class TrainConfig:
     compile: bool = False
     channels_last: bool = True
     seed: int = 0
-    devices: int = 1
+    devices: int = 1  # processes per node (DDP when > 1, or with num_nodes > 1)
+    num_nodes: int = 1  # machines; launch one process per device with srun/torchrun (see README)
     num_workers: int = 2
     threads: int | None = None  # torch intra-op threads per process; None: torch's default
     max_time: str | None = None  # HH:MM:SS
@@ -74,6 +75,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.lr > 0, "lr", "must be > 0"),
             (self.devices >= 1, "devices", "must be >= 1"),
+            (self.num_nodes >= 1, "num_nodes", "must be >= 1"),
             (self.size is None or self.size >= 8, "size", "must be >= 8 px"),
             (self.channels in (None, 1, 3), "channels", "must be 1 or 3"),
             (0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)"),

@@ -41,7 +41,7 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
 MONITOR = "val/loss"
 # Settings that may change between attempts of one run without changing what is trained.
-_RESUMABLE_CHANGES = {"devices", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
+_RESUMABLE_CHANGES = {"devices", "num_nodes", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
 
 
 def train(
@@ -134,8 +134,9 @@ def _steps_per_epoch(datamodule: L.LightningDataModule, config: TrainConfig) -> 
     if not getattr(datamodule, "is_shards", False):
         return None
     count = datamodule.split_size("train")
-    if config.devices > 1:
-        return max(1, count // (config.devices * config.batch_size))
+    world = config.devices * config.num_nodes
+    if world > 1:
+        return max(1, count // (world * config.batch_size))
     return max(1, math.ceil(count / config.batch_size))
 
 
@@ -245,11 +246,12 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra:
         loggers.append(TensorBoardLogger(run, name="logs", version=loggers[0].version))
     cpu = not torch.cuda.is_available()
     strategy: Any = "auto"
-    if config.devices > 1:
+    if config.devices * config.num_nodes > 1:
         strategy = DDPStrategy(process_group_backend="gloo") if cpu else "ddp"
     return L.Trainer(
         accelerator="cpu" if cpu else "auto",
         devices=config.devices,
+        num_nodes=config.num_nodes,
         strategy=strategy,
         max_epochs=config.epochs,
         limit_train_batches=steps_per_epoch or 1.0,
