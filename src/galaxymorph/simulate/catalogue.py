@@ -186,16 +186,20 @@ def simulate_catalogue(
         if not all((out_dir / f).exists() for f in file_loc[start : start + chunk])
     ]
     workers = min(workers or min(os.cpu_count() or 1, 8), max(len(todo), 1))
+    jobs = [(params.iloc[s : s + len(p)], size, p, image_format) for s, p in todo]
     columns = [TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("galaxies", total=n, completed=n - sum(len(p) for _, p in todo))
-        jobs = [(params.iloc[s : s + len(p)], size, p, image_format) for s, p in todo]
-        if workers <= 1:
+    progress_bar = Progress(*columns, disable=not progress)
+    if workers <= 1:
+        with progress_bar as bar:
+            task = bar.add_task("galaxies", total=n, completed=n - sum(len(p) for _, p in todo))
             for job in jobs:
                 bar.advance(task, _render_chunk(*job))
-        else:
-            with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker) as pool:
-                for done in as_completed([pool.submit(_render_chunk, *job) for job in jobs]):
+    else:
+        with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker) as pool:
+            futures = [pool.submit(_render_chunk, *job) for job in jobs]  # fork before the bar's thread starts
+            with progress_bar as bar:
+                task = bar.add_task("galaxies", total=n, completed=n - sum(len(p) for _, p in todo))
+                for done in as_completed(futures):
                     bar.advance(task, done.result())
     catalogue.to_parquet(out_dir / "catalogue.parquet", index=False)
     return catalogue
