@@ -8,6 +8,7 @@ so there is something to learn in a few steps.
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,6 +158,33 @@ def test_resume_refuses_other_settings_and_a_missing_checkpoint(tmp_path):
     train(toy_config(tmp_path / "run", epochs=1), datamodule=ToyDataModule(n=8))
     with pytest.raises(TrainConfigError, match="started with lr=0.003, not 0.1"):
         train(toy_config(tmp_path / "run", epochs=1, lr=0.1), datamodule=ToyDataModule(n=8))
+    other = ToyDataModule(n=8)
+    other.schema = Schema("other", [Question("shape", ("round", "disk", "edge"))])
+    with pytest.raises(TrainConfigError, match="schema mismatch: .* trained on 'toy' .* holds 'other'"):
+        train(toy_config(tmp_path / "run", epochs=1), datamodule=other)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--schema", "gz2"], "schema mismatch: --schema gz2 but .* holds votes for 'toy'"),
+        (["--size", "64"], "image size mismatch: --size 64 is larger than the 32 px images stored"),
+        (["--arch", "efficientnet_b9"], "unknown architecture 'efficientnet_b9'; closest: "),
+    ],
+)
+def test_command_line_reports_bad_settings_in_one_line(tmp_path, toy_shards, options, message):
+    from typer.testing import CliRunner
+
+    from galaxymorph.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--shards", str(toy_shards), "--out", str(tmp_path / "run"), *options])
+    assert result.exit_code == 2
+    assert re.search(message, " ".join(result.output.split()))
+
+
+def test_mixed_precision_trains(tmp_path):
+    best = train(toy_config(tmp_path / "run", epochs=1, precision="bf16-mixed"), datamodule=ToyDataModule(n=16))
+    assert load_model(best).config["arch"] == "test_efficientnet"
 
 
 def test_config_file_and_overrides(tmp_path):
