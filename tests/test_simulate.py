@@ -126,6 +126,22 @@ def test_vote_fractions_converge_to_true_probabilities():
     np.testing.assert_allclose(votes[ok][:, bar] / reached[ok, None], probs[ok][:, bar], atol=0.08)
 
 
+def test_votes_walk_a_dag_once_per_volunteer():
+    """A question reached by two answers on one path is still asked once per volunteer."""
+    from galaxymorph import Question, Schema
+
+    dag = Schema("dag", [
+        Question("first", ("a", "b")),
+        Question("second", ("x", "y"), after=("first_a",)),
+        Question("third", ("m", "n"), after=("first_a", "second_x")),
+    ])
+    probs = np.tile([0.6, 0.4, 0.7, 0.3, 0.5, 0.5], (50, 1))
+    votes = simulate_votes(probs, np.full(50, 30), dag, np.random.default_rng(0))
+    np.testing.assert_array_equal(votes[:, 4:6].sum(axis=1), votes[:, 0])  # everyone who said "a", once
+    np.testing.assert_array_equal(votes[:, 2:4].sum(axis=1), votes[:, 0])
+    assert np.all(votes[:, 0:2].sum(axis=1) == 30)
+
+
 def test_render_shapes_and_per_galaxy_determinism():
     params = draw_parameters(6, np.random.default_rng(2))
     bands, rgb = render(params, 32)
@@ -169,7 +185,7 @@ def test_fits_keeps_three_bands_and_resume(tmp_path):
     cat = simulate_catalogue(3, 32, tmp_path, image_format="fits", workers=1, progress=False)
     with fits.open(tmp_path / cat["file_loc"].iloc[0]) as hdus:
         assert hdus[0].data.shape == (3, 32, 32) and hdus[0].header["BANDS"] == "g,r,z"
-        np.testing.assert_allclose(hdus[0].data, simulate(3, 32).bands[0], atol=1e-6)
+        np.testing.assert_allclose(hdus[0].data, simulate(3, 32, keep_bands=True).bands[0], atol=1e-6)
     first = (tmp_path / cat["file_loc"].iloc[0]).stat().st_mtime_ns
     simulate_catalogue(3, 32, tmp_path, image_format="fits", workers=1, progress=False)  # resumes: nothing to do
     assert (tmp_path / cat["file_loc"].iloc[0]).stat().st_mtime_ns == first

@@ -69,21 +69,29 @@ def parameters_of(catalogue: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Simulation:
-    """An in-memory simulation: the catalogue, RGB images (N, S, S, 3) uint8, bands (N, 3, S, S)."""
+    """An in-memory simulation: the catalogue, RGB images (N, S, S, 3) uint8, and optionally bands (N, 3, S, S)."""
 
     catalogue: pd.DataFrame
     images: np.ndarray
-    bands: np.ndarray
+    bands: np.ndarray | None = None
 
 
-def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40) -> Simulation:
-    """Simulate ``n`` galaxies in memory (no files): for tests, notebooks and grids."""
+def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40, keep_bands: bool = False) -> Simulation:
+    """Simulate ``n`` galaxies in memory (no files): for tests, notebooks and grids.
+
+    The same galaxies as ``simulate_catalogue`` with the same ``n`` and ``seed``. Bands
+    (float32) are kept only on request: they take 16 bytes per pixel per galaxy.
+    """
     catalogue = simulate_truth(n, seed, volunteers)
     params = parameters_of(catalogue)
-    parts = [render(params.iloc[i : i + _chunk(size)], size) for i in range(0, n, _chunk(size))]
-    bands = np.concatenate([b for b, _ in parts])
-    images = np.concatenate([rgb for _, rgb in parts])
-    return Simulation(catalogue, images, bands)
+    chunk = _chunk(size)
+    images, bands = [], []
+    for start in range(0, n, chunk):
+        band, rgb = render(params.iloc[start : start + chunk], size)
+        images.append(rgb)
+        if keep_bands:
+            bands.append(band)
+    return Simulation(catalogue, np.concatenate(images), np.concatenate(bands) if keep_bands else None)
 
 
 def _write_image(path: Path, bands: np.ndarray, rgb: np.ndarray, image_format: str) -> None:
