@@ -52,6 +52,7 @@ from galaxymorph.schema import get_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gz2_kaggle"
+POOL_OTHERS = 1000  # non-ringed galaxies kept for labelling
 HIDDEN_QUESTION = "odd-feature"  # its votes (ring, lens, ...) are hidden from pretraining
 
 
@@ -78,12 +79,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--patience", type=int, default=6)
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
-    if args.quick:
-        args.arch, args.image_size, args.sizes = "resnet10t", 48, [50, 200]
-        args.pretrain_galaxies, args.pretrain_epochs, args.epochs, args.head_epochs = 1000, 3, 8, 2
-        args.test_per_class, args.patience = 75, 3
-    return args
+    p.add_argument("--table-only", action="store_true", help="print the table of every result in --out, run nothing")
+    if p.parse_known_args()[0].quick:  # smaller defaults; options given explicitly still win
+        p.set_defaults(arch="resnet10t", image_size=48, sizes=[50, 200], pretrain_galaxies=1000, pretrain_epochs=3,
+                       epochs=8, head_epochs=2, test_per_class=75, patience=3)
+    return p.parse_args()
 
 
 def preprocessing(args: argparse.Namespace) -> dict:
@@ -99,7 +99,7 @@ def split(catalogue: pd.DataFrame, args: argparse.Namespace) -> dict[str, pd.Dat
     rings = catalogue.index[ringed].to_numpy()[rng.permutation(ringed.sum())]
     others = catalogue.index[~ringed].to_numpy()[rng.permutation((~ringed).sum())]
     n_test = args.test_per_class
-    pool_others = max(args.sizes)
+    pool_others = max(POOL_OTHERS, *args.sizes)  # fixed, so the pretraining set does not depend on --sizes
     return {
         "test": catalogue.loc[np.concatenate([rings[:n_test], others[:n_test]])],
         "pool": catalogue.loc[np.concatenate([rings[n_test:], others[n_test:n_test + pool_others]])],
@@ -110,8 +110,14 @@ def split(catalogue: pd.DataFrame, args: argparse.Namespace) -> dict[str, pd.Dat
 def pretrain(frame: pd.DataFrame, args: argparse.Namespace) -> Path:
     """The gz2 tree without the odd-feature question, with the training owner's resumable ``train``."""
     run = args.out / "pretrain"
+    galaxies = run / "galaxies.txt"
+    ids = "\n".join(frame["id_str"])
+    if galaxies.is_file() and galaxies.read_text() != ids:
+        raise SystemExit(f"{run} was pretrained on other galaxies (other split settings); use a new --out")
     if (run / "best" / "config.json").is_file() and not (run / "checkpoints" / "last.ckpt").is_file():
         return run / "best"
+    run.mkdir(parents=True, exist_ok=True)
+    galaxies.write_text(ids)
     schema = get_schema("gz2")
     frame = frame.copy()
     hidden = list(schema.questions[schema.question_names.index(HIDDEN_QUESTION)].columns)
@@ -182,10 +188,10 @@ def table(results: list[dict]) -> str:
     for n, group in frame.groupby("n"):
         scratch = group[group["arm"] == "scratch"]["auc"].mean()
         for arm, runs in group.groupby("arm", sort=False):
-            delta = runs["auc"].mean() - scratch if arm != "scratch" and np.isfinite(scratch) else float("nan")
+            delta = f"{runs['auc'].mean() - scratch:+.3f}" if arm != "scratch" and np.isfinite(scratch) else "-"
             spread = f" ± {runs['auc'].std():.3f}" if len(runs) > 1 else ""
             lines.append(f"| {n} | {arm} | {runs['rings'].mean():.0f} | {runs['accuracy'].mean():.3f} | "
-                         f"{runs['auc'].mean():.3f}{spread} | {delta:+.3f} | {runs['seconds'].mean():.0f} |")
+                         f"{runs['auc'].mean():.3f}{spread} | {delta} | {runs['seconds'].mean():.0f} |")
     return "\n".join(lines)
 
 
@@ -193,6 +199,11 @@ def main() -> None:
     args = parse_args()
     if not (args.data / "labels.csv").is_file():
         raise SystemExit(f"no GZ2 data at {args.data} (expected labels.csv and images/)")
+    results_file = args.out / "results.jsonl"
+    results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
+    if args.table_only:
+        print(table(results))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     catalogue = kaggle_to_catalogue(args.data / "labels.csv", args.data / "images")
@@ -205,8 +216,6 @@ def main() -> None:
     prep = preprocessing(args)
     pool, test = (load_labelled(parts[name], "classification", prep, "ringed", classes=["no", "yes"],
                                 workers=args.workers, progress=False) for name in ("pool", "test"))
-    results_file = args.out / "results.jsonl"
-    results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
     done = {(r["arm"], r["n"], r["seed"]) for r in results}
     for n in args.sizes:
         for seed in args.seeds:
