@@ -14,7 +14,7 @@ from galaxymorph import get_schema
 from galaxymorph.simulate import (
     draw_parameters,
     parameters_of,
-    render,
+    render_galaxies,
     simulate,
     simulate_catalogue,
     simulate_truth,
@@ -144,10 +144,10 @@ def test_votes_walk_a_dag_once_per_volunteer():
 
 def test_render_shapes_and_per_galaxy_determinism():
     params = draw_parameters(6, np.random.default_rng(2))
-    bands, rgb = render(params, 32)
+    bands, rgb = render_galaxies(params, 32)
     assert bands.shape == (6, 3, 32, 32) and bands.dtype == np.float32
     assert rgb.shape == (6, 32, 32, 3) and rgb.dtype == np.uint8
-    alone, alone_rgb = render(params.iloc[[4]], 32)  # a galaxy looks the same in any batch
+    alone, alone_rgb = render_galaxies(params.iloc[[4]], 32)  # a galaxy looks the same in any batch
     np.testing.assert_allclose(alone[0], bands[4], atol=1e-5)
     assert np.abs(alone_rgb[0].astype(int) - rgb[4]).max() <= 1
 
@@ -156,7 +156,7 @@ def test_edge_on_disk_is_elongated_and_artifact_empty_field_is_dark():
     params = _params(2, kind="disk", artifact="none", inclination=89.0, position_angle=0.0, arm_count=0, bar="none")
     params[["bulge_fraction", "dust_lane", "field_stars", "center_x", "center_y"]] = [0.1, 0.0, 0, 0.0, 0.0]
     params.loc[1, ["kind", "artifact"]] = ["artifact", "empty"]
-    bands, _ = render(params, 48)
+    bands, _ = render_galaxies(params, 48)
     r = bands[0, 1].clip(0)
     offsets = np.arange(48) - 23.5
     spread_x = (r.sum(axis=0) * offsets**2).sum() / r.sum()

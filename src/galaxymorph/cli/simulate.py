@@ -32,9 +32,9 @@ def simulate(
         raise typer.BadParameter(str(err), param_hint="--out") from None
     console.print(f"wrote {len(catalogue)} galaxies: {out / 'catalogue.parquet'} (file_loc relative to {out})")
     if grid:
-        from galaxymorph.simulate import parameters_of, render
+        from galaxymorph.simulate import parameters_of, render_galaxies
         from galaxymorph.simulate.grid import plot_grid, showcase
 
         examples = catalogue.iloc[showcase(catalogue)]
-        _, images = render(parameters_of(examples), size)
+        _, images = render_galaxies(parameters_of(examples), size)
         console.print(f"grid: {plot_grid(images, examples, grid)}")

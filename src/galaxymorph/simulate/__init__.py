@@ -12,14 +12,14 @@ from galaxymorph.simulate.catalogue import (
     simulate_truth,
 )
 from galaxymorph.simulate.parameters import draw_parameters
-from galaxymorph.simulate.render import render
+from galaxymorph.simulate.render import render_galaxies
 from galaxymorph.simulate.volunteers import simulate_votes, true_probabilities, visibility
 
 __all__ = [
     "Simulation",
     "draw_parameters",
     "parameters_of",
-    "render",
+    "render_galaxies",
     "simulate",
     "simulate_catalogue",
     "simulate_truth",

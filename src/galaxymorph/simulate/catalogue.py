@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.simulate.parameters import draw_parameters
-from galaxymorph.simulate.render import BANDS, render
+from galaxymorph.simulate.render import BANDS, render_galaxies
 from galaxymorph.simulate.volunteers import simulate_votes, true_probabilities, volunteer_counts
 
 __all__ = ["FORMATS", "Simulation", "simulate_truth", "simulate", "simulate_catalogue"]
@@ -87,7 +87,7 @@ def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40, keep_band
     chunk = _chunk(size)
     images, bands = [], []
     for start in range(0, n, chunk):
-        band, rgb = render(params.iloc[start : start + chunk], size)
+        band, rgb = render_galaxies(params.iloc[start : start + chunk], size)
         images.append(rgb)
         if keep_bands:
             bands.append(band)
@@ -113,7 +113,7 @@ def _write_image(path: Path, bands: np.ndarray, rgb: np.ndarray, image_format: s
 
 def _render_chunk(params: pd.DataFrame, size: int, paths: list[str], image_format: str) -> int:
     """Worker job: render a chunk and write its images; returns how many were written."""
-    bands, rgb = render(params, size)
+    bands, rgb = render_galaxies(params, size)
     for i, path in enumerate(paths):
         _write_image(Path(path), bands[i], rgb[i], image_format)
     return len(paths)

@@ -17,7 +17,7 @@ import torch
 
 from galaxymorph.simulate.parameters import REFERENCE_SIZE, surface_brightness
 
-__all__ = ["BANDS", "render_bands", "to_rgb", "render"]
+__all__ = ["BANDS", "render_bands", "render_galaxies", "to_rgb"]
 
 BANDS = ("g", "r", "z")
 # Colours as flux per band relative to r: red old stars, blue young ones.
@@ -189,9 +189,10 @@ def _shells(f: _Frame):
     for k in range(int(f.p["shells"].max())):
         r_k = f["half_light"] * 1.3 * 1.55**k
         side = torch.cos(polar - math.pi * k).clamp_min(0.0)
-        ring = torch.exp(-0.5 * ((radius - r_k) / (0.12 * r_k)) ** 2) / (2 * math.pi * r_k * 0.3 * r_k)
+        width = torch.where(radius < r_k, 0.16 * r_k, 0.04 * r_k)  # soft inside, sharp outer edge
+        ring = torch.exp(-0.5 * ((radius - r_k) / width) ** 2) / (2 * math.pi * r_k * 0.25 * r_k)
         light = light + (f["shells"] > k) * side * ring
-    return 0.15 * light, YELLOW.view(1, 3).expand(len(f.p), 3)
+    return 0.1 * light, YELLOW.view(1, 3).expand(len(f.p), 3)
 
 
 def _dust_transmission(f: _Frame) -> torch.Tensor:
@@ -353,7 +354,7 @@ def to_rgb(bands: np.ndarray) -> np.ndarray:
     return rgb.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def render(params: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
+def render_galaxies(params: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Bands (B, 3, S, S) float32 and RGB (B, S, S, 3) uint8 for the galaxies in ``params``."""
     bands = render_bands(params, size)
     return bands, to_rgb(bands)
