@@ -26,7 +26,7 @@ from galaxymorph.simulate.parameters import draw_parameters
 from galaxymorph.simulate.render import BANDS, render_galaxies
 from galaxymorph.simulate.volunteers import simulate_votes, true_probabilities, volunteer_counts
 
-__all__ = ["FORMATS", "Simulation", "simulate_truth", "simulate", "simulate_catalogue"]
+__all__ = ["FORMATS", "Simulation", "parameters_of", "simulate", "simulate_catalogue", "simulate_truth"]
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "fits": ".fits"}
 SCHEMA_NAME = "gz_decals_dr5"
