@@ -28,7 +28,7 @@ from galaxymorph.models.finetune_model import (
     load_pretrained_encoder,
 )
 from galaxymorph.models.finetune_module import layer_decay_param_groups
-from galaxymorph.models.finetune_outputs import summarise_samples
+from galaxymorph.models.finetune_outputs import outputs_layout, outputs_table, summarise_samples
 from galaxymorph.schema import get_schema
 
 ARCH = "test_resnet"  # timm's tiny test network: 5 coarse groups (stem, layer1..4)
@@ -198,6 +198,9 @@ def test_sample_summaries_name_classes_and_targets():
     np.testing.assert_allclose([values["bar"][0], values["bar_std"][0]], [0.2, 0.1])
     with pytest.raises(ValueError, match="samples"):
         summarise_samples(config, samples[:, :1])
+    layout = outputs_layout(config, samples=2)
+    table = outputs_table(["a", "b"], samples, [None, "b.png"], config, layout).to_pandas()
+    assert list(table["predicted_class"]) == ["no", "yes"] and list(table["sample:yes"][1]) == pytest.approx([0.8, 0.6])
 
 
 def test_cli_fine_tunes_a_new_decision_tree(run_dir, toy_catalogue, tmp_path):
