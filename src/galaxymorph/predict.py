@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -50,6 +51,7 @@ from galaxymorph.data.datamodule import IMAGE_SUFFIXES
 from galaxymorph.data.images import load_image
 from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.models import load_model
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
@@ -336,11 +338,7 @@ def collate_galaxies(items: list[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- model
 def load_checkpoint(checkpoint: str | Path | nn.Module) -> nn.Module:
     """A model from ``RUN/`` or ``RUN/best/`` (safetensors + config), or a model passed as is."""
-    if isinstance(checkpoint, nn.Module):
-        return checkpoint
-    from galaxymorph.models import load_model
-
-    return load_model(checkpoint)
+    return checkpoint if isinstance(checkpoint, nn.Module) else load_model(checkpoint)
 
 
 class MCDropoutPredictor(pl.LightningModule):
@@ -406,6 +404,7 @@ class _Inputs(pl.LightningDataModule):
 
 
 def _listed(records: list[Record]) -> list[Record]:
+    """A list as the picklable records callable that spawned processes and loader workers call."""
     return records
 
 
@@ -449,7 +448,9 @@ def predict_records(
         callbacks=[_WriteParts(out, layout, schema, rows_per_part)] + ([RichProgressBar()] if progress else []),
     )
     inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
-    trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
+    with warnings.catch_warnings():  # a stream has no sampler to take batch indices from; the writer needs none
+        warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+        trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
     if trainer.global_rank != 0:
         return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
     had_errors = parts_dir(out).exists() and any(parts_dir(out).glob("errors-*.csv"))
