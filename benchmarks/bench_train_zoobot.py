@@ -15,9 +15,10 @@ given 0 votes for zoobot, which its loss treats as not asked.
         [--batch-size 64] [--workers 2] [--skip-ours]
 
 Ours is trained by benchmarks/bench_train_gz2.py with the same budget (its run is reused when
-it exists). Zoobot images: the full 424 px JPEGs through zoobot's own default augmentation
-(random 0.7-0.8 crop, rotation, flip) resized to --size; ours: shards (central 0.65 of the
-frame at 96 px) and our transforms resized to --size.
+it exists). Zoobot images: the full 424 px JPEGs through galaxy-datasets' ``default_view_config``
+for training (random affine: rotation up to 90 degrees, zoom 1.2-1.4, shift, shear; flips;
+random erasing) and ``minimal_view_config`` (fixed 1.2 zoom) for the test split, resized to
+--size; ours: shards (central 0.65 of the frame at 96 px) and our transforms resized to --size.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from zoobot.pytorch.estimators import define_model
 from zoobot.pytorch.training import train_with_pytorch_lightning
 from zoobot.shared.schemas import Schema
 
-args = json.loads(sys.argv[1])
+args = json.load(open(sys.argv[1]))
 tree = args["tree"]
 pairs = {q["name"]: ["_" + a for a in q["answers"]] for q in tree["questions"]}
 owner = {f'{q["name"]}_{a}': q["name"] for q in tree["questions"] for a in q["answers"]}
@@ -64,7 +65,7 @@ schema = Schema(pairs, dependencies)
 train_cat, val_cat, test_cat = (pd.read_parquet(args[k]) for k in ("train", "val", "test"))
 
 class Throughput(L.Callback):
-    def __init__(self): self.images, self.start = 0, None
+    def __init__(self): self.images, self.start, self.end = 0, None, None
     def on_train_batch_start(self, trainer, module, batch, i):
         if self.start is None and trainer.global_step >= 5: self.start = time.perf_counter()
     def on_train_batch_end(self, trainer, module, out, batch, i):
@@ -78,7 +79,7 @@ model, trainer = train_with_pytorch_lightning.train_default_zoobot_from_scratch(
     save_dir=args["save_dir"], schema=schema, train_transform_cfg=train_cfg, test_transform_cfg=test_cfg,
     train_catalog=train_cat, val_catalog=val_cat, test_catalog=val_cat, epochs=1000, patience=1000,
     architecture_name=args["arch"], batch_size=args["batch_size"], gpus=0, num_workers=args["workers"],
-    prefetch_factor=2, extra_callbacks=[L.pytorch.callbacks.Timer(duration=args["duration"])],
+    prefetch_factor=2, extra_callbacks=[L.pytorch.callbacks.Timer(duration=args["duration"]), probe],
 )
 train_seconds = time.perf_counter() - start
 best = trainer.checkpoint_callback.best_model_path
@@ -92,7 +93,8 @@ with torch.no_grad():
         conc.append(model(x).numpy())
 np.save(args["out_conc"], np.concatenate(conc))
 json.dump({"best_checkpoint": best, "train_seconds": train_seconds, "epochs": trainer.current_epoch,
-           "images_per_second": probe.images / (probe.end - probe.start)}, open(args["out_info"], "w"))
+           "images_per_second": probe.images / (probe.end - probe.start) if probe.end else float("nan")},
+          open(args["out_info"], "w"))
 '''
 
 
@@ -152,7 +154,8 @@ def main() -> None:
         "out_conc": str(work / "test_concentrations.npy"), "out_info": str(work / "info.json"),
     }
     (work / "child.py").write_text(CHILD)
-    subprocess.run([str(python), str(work / "child.py"), json.dumps(child_args)], check=True)
+    (work / "child_args.json").write_text(json.dumps(child_args))
+    subprocess.run([str(python), str(work / "child.py"), str(work / "child_args.json")], check=True)
     info = json.loads((work / "info.json").read_text())
     ids = pd.read_parquet(paths["test"])["id_str"].tolist()
     zoobot_rmse = score(np.load(work / "test_concentrations.npy"), ids)

@@ -14,7 +14,7 @@ _DEFAULTS = TrainConfig(shards="", out="")
 
 
 def train(
-    shards: Path = typer.Option(None, help="Shard folder (with manifest.json) from `galaxymorph data`."),
+    shards: Path = typer.Option(None, help="Shard folder (with manifest.json) from `galaxymorph shard`."),
     out: Path = typer.Option(None, help="Run folder: best/ model, checkpoints/, metrics.csv."),
     arch: str = typer.Option(None, help=f"Any timm architecture. (default {_DEFAULTS.arch})"),
     size: int = typer.Option(None, help="Model input px. (default the shards' image size)"),

@@ -107,7 +107,10 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
 
     shards = Path(config.shards)
     if not (shards / "manifest.json").is_file():
-        raise TrainConfigError(f"--shards {shards}: no manifest.json there; make shards first (galaxymorph data shards)")
+        raise TrainConfigError(
+            f"--shards {shards}: no manifest.json there; make shards first with "
+            "`galaxymorph shard --catalog ... --schema ... --out DIR`"
+        )
     manifest = read_manifest(shards)
     _check_schema(config, Schema.from_dict(manifest["schema"]))
     stored = Preprocessing.from_dict(manifest["preprocessing"])
