@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -221,3 +222,29 @@ def test_cli_fine_tunes_a_new_decision_tree(run_dir, toy_catalogue, tmp_path):
     without_schema = [a for a in args if a not in ("--schema", str(tmp_path / "rings.toml"))]
     result = CliRunner().invoke(app, without_schema)
     assert result.exit_code == 2 and "schema" in result.output
+
+
+def test_interrupted_fine_tune_resumes_and_other_settings_are_refused(run_dir, toy_catalogue, tmp_path, monkeypatch):
+    from galaxymorph.models.finetune_module import FinetuneModule
+
+    config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring", unfreeze=1,
+                            head_epochs=1, epochs=3, patience=5, progress=False)
+    calls = {"n": 0}
+
+    def crash_in_second_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 3:  # head stage: 1 epoch; encoder stage: dies after its first epoch
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(FinetuneModule, "on_train_epoch_end", crash_in_second_epoch, raising=False)
+    with pytest.raises(RuntimeError, match="killed"):
+        finetune(config)
+    checkpoints = tmp_path / "ft" / "checkpoints"
+    assert (checkpoints / "head.done").is_file() and (checkpoints / "finetune.ckpt").is_file()
+    assert torch.load(checkpoints / "finetune.ckpt", weights_only=False)["epoch"] == 0  # its first epoch, saved
+    best = finetune(config)  # same settings: skips the head stage, continues the encoder stage
+    assert calls["n"] == 5  # the encoder stage's 2nd (crashed, redone) and 3rd epochs, nothing else
+    assert (checkpoints / "finetune.done").is_file() and not (checkpoints / "finetune.ckpt").exists()
+    assert load_any_model(best).config["task"] == "classification"
+    with pytest.raises(ValueError, match="lr=0.001, not 0.5"):
+        finetune(dataclasses.replace(config, lr=0.5))

@@ -4,7 +4,12 @@ A fine-tuning run folder ``RUN2/`` holds:
   ``best/``              the best model by validation loss (``model.safetensors`` + ``config.json``,
                          loadable with :func:`galaxymorph.models.finetune_model.load_any_model`)
   ``finetune_config.yaml`` the settings
+  ``checkpoints/``        Lightning state of each stage (every epoch) and ``<stage>.done`` markers
   ``logs/``               per-stage metrics (CSV)
+
+Running the same settings again resumes: finished stages are skipped and an
+interrupted one continues from its last epoch. Other settings for an existing
+run are refused (choose a new ``out``).
 
 Stages: with ``head_epochs`` > 0 the head is first trained alone on the frozen
 encoder; then the last ``unfreeze`` encoder blocks (or ``"all"``) are trained
@@ -24,7 +29,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
@@ -40,6 +45,8 @@ from galaxymorph.schema import get_schema
 __all__ = ["FinetuneConfig", "finetune", "fit", "build_model", "class_weights"]
 
 CONFIG_FILE = "finetune_config.yaml"
+# Settings that may change between attempts of one run without changing what is trained.
+_RESUMABLE_CHANGES = {"progress", "workers"}
 
 
 @dataclasses.dataclass
@@ -152,22 +159,31 @@ class _Batches(Dataset):
 def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args: dict[str, Any],
            train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig, export: ExportBest,
            name: str) -> None:
+    checkpoints = Path(config.out) / "checkpoints"
+    resume_from = checkpoints / f"{name}.ckpt"
     model.set_trainable(unfreeze)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(_Batches(train_set), batch_size=config.batch_size, shuffle=True, generator=generator)
     val_loader = DataLoader(_Batches(val_set), batch_size=max(config.batch_size, 64))
-    callbacks = [export, EarlyStopping(monitor=MONITOR, patience=config.patience)]
+    callbacks = [
+        export, EarlyStopping(monitor=MONITOR, patience=config.patience),
+        ModelCheckpoint(dirpath=checkpoints, filename=name, enable_version_counter=False),  # every epoch
+    ]
     if config.progress:
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks,
-        logger=CSVLogger(config.out, name="logs", version=name), enable_checkpointing=False,
+        logger=CSVLogger(config.out, name="logs", version=name),
         enable_progress_bar=config.progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=1, gradient_clip_val=1.0,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # the frozen parts, on purpose
-        trainer.fit(FinetuneModule(model, **module_args), train_loader, val_loader)
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming
+        trainer.fit(FinetuneModule(model, **module_args), train_loader, val_loader,
+                    ckpt_path=resume_from if resume_from.is_file() else None, weights_only=True)
+    (checkpoints / f"{name}.done").touch()
+    resume_from.unlink(missing_ok=True)  # the stage is over: its best weights are in best/
 
 
 def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig) -> Path:
@@ -178,8 +194,11 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
     config.validate()
     L.seed_everything(config.seed, workers=True, verbose=False)
     run = Path(config.out)
+    resuming = _check_same_run(run, config)
+    if not resuming:  # a model of an earlier, unrelated attempt here must not pass for this run's
+        shutil.rmtree(run / "best", ignore_errors=True)
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)
     run.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(run / "best", ignore_errors=True)  # a model of an earlier run here must not pass for this one's
     (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     prep = Preprocessing.from_dict(model.config["preprocessing"])
     weights = None
@@ -192,16 +211,34 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
         lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay,
     )
     export = ExportBest(run / "best")
+    if (run / "best" / "training.yaml").is_file():  # resuming: only a better model may replace the saved one
+        export.best = float(yaml.safe_load((run / "best" / "training.yaml").read_text())["val_loss"])
     stages: list[tuple[int | str, int, str]] = [(config.unfreeze, config.epochs, "finetune")]
     if config.unfreeze != 0 and config.head_epochs > 0:
         stages.insert(0, (0, config.head_epochs, "head"))
     for unfreeze, epochs, name in stages:
         lr = config.head_lr if name == "head" and config.head_lr is not None else config.lr
-        _stage(model, unfreeze, epochs, {**module_args, "lr": lr}, train_set, val_set, config, export, name)
+        if not (run / "checkpoints" / f"{name}.done").is_file():
+            _stage(model, unfreeze, epochs, {**module_args, "lr": lr}, train_set, val_set, config, export, name)
         if not (run / "best" / WEIGHTS_FILE).is_file():
             raise RuntimeError(f"no finite validation loss in the {name} stage; try a lower --lr or check the labels")
         model.load_state_dict(load_file(str(run / "best" / WEIGHTS_FILE)))  # next stage starts from the best
     return run / "best"
+
+
+def _check_same_run(run: Path, config: FinetuneConfig) -> bool:
+    """True when ``run`` holds an attempt with these settings; other settings are refused, naming one."""
+    saved_file = run / CONFIG_FILE
+    if not (saved_file.is_file() and (run / "checkpoints").is_dir()):
+        return False
+    saved = yaml.safe_load(saved_file.read_text())
+    for key, value in config.to_dict().items():
+        if key not in _RESUMABLE_CHANGES and saved.get(key) != value:
+            raise ValueError(
+                f"{run} holds a fine-tuning run with {key}={saved.get(key)!r}, not {value!r}; "
+                f"run again with the same settings (see {saved_file}) to resume, or choose a new --out"
+            )
+    return True
 
 
 def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path:
