@@ -124,3 +124,14 @@ def test_cli_similar_and_anomalies_draw_grids(run_dir, catalogue, tmp_path):
 def test_grid_marks_missing_images(tmp_path):
     path = image_grid([None, str(tmp_path / "absent.png")], ["a", "b"], tmp_path / "grid.png")
     assert Image.open(path).size[0] > 100
+
+
+def test_real_gz2_galaxies_are_their_own_nearest_neighbours(gz2_dir, run_dir, tmp_path):
+    images = sorted((gz2_dir / "images").glob("*.jpg"))[:16]
+    pd.DataFrame({"id_str": [p.stem for p in images], "file_loc": [str(p) for p in images]}).to_csv(
+        tmp_path / "real.csv", index=False
+    )
+    assert embed(run_dir, tmp_path / "real.parquet", catalog=tmp_path / "real.csv", progress=False)["rows"] == 16
+    frame, vectors, _ = read_embeddings(tmp_path / "real.parquet")
+    for galaxy in frame["id_str"]:
+        assert similar(frame, vectors, galaxy, k=2)["id_str"].iloc[0] == galaxy
