@@ -64,24 +64,28 @@ def predict_split(model: GalaxyModel, shards: Path, split: str = "test", samples
 
 
 class Throughput(L.Callback):
-    """Training images per second over ``steps`` steps after ``warmup`` steps, then stops the run."""
+    """Training images per second: time between consecutive training batch ends (data loading
+    included) after ``warmup`` steps, skipping the gaps that contain a validation run.
 
-    def __init__(self, warmup: int = 5, steps: int = 30) -> None:
-        self.warmup, self.steps = warmup, steps
-        self.images = 0
-        self.start = self.seconds = None
+    With ``stop=True`` the run ends after ``steps`` measured steps.
+    """
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
+    def __init__(self, warmup: int = 5, steps: int = 30, stop: bool = True) -> None:
+        self.warmup, self.steps, self.stop = warmup, steps, stop
+        self.images, self.seconds, self.last_end = 0, 0.0, None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.last_end = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.start is not None and self.seconds is None:
+        now = time.perf_counter()
+        if self.last_end is not None and trainer.global_step > self.warmup:
+            self.seconds += now - self.last_end
             self.images += batch["image"].shape[0]
-            if trainer.global_step >= self.warmup + self.steps:
-                self.seconds = time.perf_counter() - self.start
-                trainer.should_stop = True
+        self.last_end = now
+        if self.stop and trainer.global_step >= self.warmup + self.steps:
+            trainer.should_stop = True
 
     @property
     def images_per_second(self) -> float:
-        return self.images / self.seconds
+        return self.images / self.seconds if self.seconds else float("nan")

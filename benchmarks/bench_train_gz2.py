@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench_train_common import GZ2_PREPROCESSING, SPLIT_SEED, WORK, gz2_shards, predict_split
+from bench_train_common import SPLIT_SEED, WORK, Throughput, gz2_shards, predict_split
 from galaxymorph.data.shards import assign_splits
 from galaxymorph.evaluate import evaluate_arrays
 from galaxymorph.kaggle import kaggle_columns, kaggle_rmse, to_kaggle
@@ -60,8 +60,9 @@ def main() -> None:
         epochs=args.epochs, lr=args.lr, threads=args.threads, num_workers=args.workers, patience=args.epochs,
         max_time=f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}", progress=False,
     )
+    probe = Throughput(warmup=5, steps=10**9, stop=False)
     start = time.perf_counter()
-    train(config)
+    train(config, callbacks=[probe])
     train_minutes = (time.perf_counter() - start) / 60
     model = load_model(run)
 
@@ -89,8 +90,11 @@ def main() -> None:
     for name, r in results.items():
         print(f"| galaxymorph, {name} | {r['kaggle_rmse']:.4f} | {r['coverage_50']:.3f} | {r['coverage_90']:.3f} |")
     print(f"| per-column mean (train split) | {baseline:.4f} | | |")
+    rate = probe.images_per_second
+    print(f"training images/s (steps after the 5th, validation excluded): {rate:.1f}")
     (run / "bench_result.json").write_text(json.dumps({"args": vars(args), "results": results, "baseline": baseline,
-                                                       "train_minutes": train_minutes, "epochs": epochs_done}, indent=1))
+                                                       "train_minutes": train_minutes, "epochs": epochs_done,
+                                                       "images_per_second": rate}, indent=1))
 
 
 if __name__ == "__main__":

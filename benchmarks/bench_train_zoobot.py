@@ -12,7 +12,7 @@ last model: the best checkpoint is loaded for scoring instead. Missing questions
 given 0 votes for zoobot, which its loss treats as not asked.
 
     .venv/bin/python benchmarks/bench_train_zoobot.py --minutes 35 [--size 64] [--arch efficientnet_b0]
-        [--batch-size 64] [--workers 2] [--skip-ours]
+        [--batch-size 64] [--workers 2] [--threads 1] [--skip-ours]
 
 Ours is trained by benchmarks/bench_train_gz2.py with the same budget (its run is reused when
 it exists). Zoobot images: the full 424 px JPEGs through galaxy-datasets' ``default_view_config``
@@ -56,6 +56,7 @@ from zoobot.pytorch.training import train_with_pytorch_lightning
 from zoobot.shared.schemas import Schema
 
 args = json.load(open(sys.argv[1]))
+torch.set_num_threads(args["threads"])
 tree = args["tree"]
 pairs = {q["name"]: ["_" + a for a in q["answers"]] for q in tree["questions"]}
 owner = {f'{q["name"]}_{a}': q["name"] for q in tree["questions"] for a in q["answers"]}
@@ -136,20 +137,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--arch", default="efficientnet_b0")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="loader workers, both sides")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides (1: least contention on 2 shared cores)")
     parser.add_argument("--skip-ours", action="store_true", help="only zoobot (ours from bench_train_gz2.py)")
     args = parser.parse_args()
     if not args.skip_ours:
         subprocess.run([sys.executable, str(Path(__file__).with_name("bench_train_gz2.py")), "--minutes", str(args.minutes),
-                        "--size", str(args.size), "--arch", args.arch, "--batch-size", str(args.batch_size)], check=True)
+                        "--size", str(args.size), "--arch", args.arch, "--batch-size", str(args.batch_size),
+                        "--threads", str(args.threads), "--workers", str(args.workers)], check=True)
     python = ensure_venv()
-    work = WORK / f"zoobot_{args.arch}_{args.size}px_{args.minutes:g}min"
+    work = WORK / f"zoobot_{args.arch}_{args.size}px_{args.minutes:g}min_{args.threads}threads"
     work.mkdir(parents=True, exist_ok=True)
     paths = catalogues(work)
     seconds = int(args.minutes * 60)
     child_args = {
         **paths, "tree": get_schema("gz2").to_dict(), "size": args.size, "arch": args.arch,
-        "batch_size": args.batch_size, "workers": args.workers, "save_dir": str(work / "run"),
+        "batch_size": args.batch_size, "workers": args.workers, "threads": args.threads, "save_dir": str(work / "run"),
         "duration": f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
         "out_conc": str(work / "test_concentrations.npy"), "out_info": str(work / "info.json"),
     }
@@ -165,7 +168,8 @@ def main() -> None:
     print(f"| zoobot 2.9 (best checkpoint) | {zoobot_rmse:.4f} | {info['images_per_second']:.1f} |")
     if ours:
         result = json.loads(ours[-1].read_text())
-        print(f"| galaxymorph (single view) | {result['results']['single view']['kaggle_rmse']:.4f} | see bench_train_throughput |")
+        rate = result.get("images_per_second", float("nan"))
+        print(f"| galaxymorph (single view) | {result['results']['single view']['kaggle_rmse']:.4f} | {rate:.1f} |")
 
 
 if __name__ == "__main__":
