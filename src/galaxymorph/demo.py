@@ -51,8 +51,15 @@ class DemoSettings:
 def run_demo(out: str | Path = "demo_output", settings: DemoSettings | None = None, progress: bool = True) -> dict[str, Any]:
     """Run every step into ``out``; returns the paths written and the headline numbers."""
     settings = settings or DemoSettings()
+    threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
-    out = Path(out)
+    try:
+        return _run(Path(out), settings, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
     console = Console(quiet=not progress)
     paths = {name: out / name for name in ("simulation", "shards", "run", "evaluation")}
     paths.update(predictions=out / "predictions.parquet", report=out / "report.html")
