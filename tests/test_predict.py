@@ -185,3 +185,42 @@ def test_two_processes_split_the_work_and_merge_without_duplicates(tmp_path):
     assert counts["parts"] == 2  # each process wrote its own part
     ids = _ids(out)
     assert sorted(ids) == sorted(catalogue["id_str"]) and len(ids) == 21
+
+
+def slow_records(n: int, delay: float):
+    """Like :func:`pixel_records`, slowly, so a process can be killed half way."""
+    import time
+
+    for record in pixel_records(n):
+        time.sleep(delay)
+        yield record
+
+
+@pytest.mark.slow
+def test_sigkill_half_way_then_rerun_gives_every_id_once(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "preds.parquet"
+    script = (
+        "import functools, sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_predict import TinyModel, slow_records; from galaxymorph.predict import predict_records;"
+        "predict_records(TinyModel(), functools.partial(slow_records, 3000, 0.002), sys.argv[2],"
+        " batch_size=50, rows_per_part=200, progress=False)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(out)])
+    deadline = time.time() + 120
+    while len(list(parts_dir(out).glob("*.parquet"))) < 2 and child.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL and not out.exists()
+    done = sum(pq.ParquetFile(p).metadata.num_rows for p in parts_dir(out).glob("*.parquet"))
+    assert 0 < done < 3000
+    counts = predict_records(TinyModel(), functools.partial(pixel_records, 3000), out, batch_size=500, progress=False)
+    assert counts["new"] == 3000 - done
+    ids = _ids(out)
+    assert len(ids) == len(set(ids)) == 3000
