@@ -111,8 +111,15 @@ def test_report_renders_images_and_filters_in_chromium(report, tmp_path):
         assert sorted(shown) == sorted(by_id)
         assert shown_widths == sorted(shown_widths)
 
+        # a second answer narrows further ("barred spirals"): bar_yes >= 0.5 and shape_disk >= 0.5
+        Select(browser.find_element(By.ID, "answer2")).select_by_visible_text("shape_disk")
+        both = expected.loc[expected["shape_disk_fraction"] >= 0.5, "id_str"]
+        shown = [c.get_attribute("data-id") for c in browser.find_elements(By.CSS_SELECTOR, "#gallery .card")]
+        assert sorted(shown) == sorted(both) and 0 < len(shown) < len(expected)
+
         # the view is a shareable link
         assert "answer=bar_yes" in browser.current_url and "sort=certain" in browser.current_url
+        assert "answer2=shape_disk" in browser.current_url
         browser.save_screenshot(str(tmp_path / "report.png"))
         assert (tmp_path / "report.png").stat().st_size > 10_000
     finally:

@@ -5,15 +5,19 @@
   const answers = data.answers, questions = data.questions;
   const answerSelect = document.getElementById("answer");
   const minInput = document.getElementById("min");
+  const secondSelect = document.getElementById("answer2");
+  const secondMin = document.getElementById("min2");
   const sortSelect = document.getElementById("sort");
   const gallery = document.getElementById("gallery");
   const count = document.getElementById("count");
 
   answers.forEach(function (name, i) {
-    const option = document.createElement("option");
-    option.value = String(i);
-    option.textContent = name;
-    answerSelect.appendChild(option);
+    [answerSelect, secondSelect].forEach(function (select) {
+      const option = document.createElement("option");
+      option.value = String(i);
+      option.textContent = name;
+      select.appendChild(option);
+    });
   });
 
   // Mean width of the 90% intervals over the questions likely to be asked.
@@ -86,7 +90,11 @@
   function render() {
     const chosen = Number(answerSelect.value);
     const min = Number(minInput.value) || 0;
-    const shown = data.galaxies.filter(function (g) { return g.fraction[chosen] >= min; });
+    const second = secondSelect.value === "" ? -1 : Number(secondSelect.value);
+    const min2 = Number(secondMin.value) || 0;
+    const shown = data.galaxies.filter(function (g) {
+      return g.fraction[chosen] >= min && (second < 0 || g.fraction[second] >= min2);
+    });
     const key = sortSelect.value;
     shown.sort(function (x, y) {
       if (key === "fraction") return y.fraction[chosen] - x.fraction[chosen];
@@ -96,15 +104,18 @@
     });
     gallery.replaceChildren.apply(gallery, shown.map(function (g) { return card(g, chosen); }));
     count.textContent = shown.length + " of " + data.galaxies.length + " galaxies";
-    const state = "answer=" + encodeURIComponent(answers[chosen]) + "&min=" + min + "&sort=" + key;
+    let state = "answer=" + encodeURIComponent(answers[chosen]) + "&min=" + min + "&sort=" + key;
+    if (second >= 0) state += "&answer2=" + encodeURIComponent(answers[second]) + "&min2=" + min2;
     history.replaceState(null, "", "#" + state);
   }
 
-  // A view can be shared as a link: #answer=bar_strong&min=0.5&sort=certain
+  // A view can be shared as a link: #answer=bar_strong&min=0.5&sort=certain&answer2=has-spiral-arms_yes&min2=0.5
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.has("answer") && answers.indexOf(params.get("answer")) >= 0) answerSelect.value = String(answers.indexOf(params.get("answer")));
   if (params.has("min")) minInput.value = params.get("min");
   if (params.has("sort")) sortSelect.value = params.get("sort");
-  [answerSelect, minInput, sortSelect].forEach(function (el) { el.addEventListener("input", render); el.addEventListener("change", render); });
+  if (params.has("answer2") && answers.indexOf(params.get("answer2")) >= 0) secondSelect.value = String(answers.indexOf(params.get("answer2")));
+  if (params.has("min2")) secondMin.value = params.get("min2");
+  [answerSelect, minInput, secondSelect, secondMin, sortSelect].forEach(function (el) { el.addEventListener("input", render); el.addEventListener("change", render); });
   render();
 })();
