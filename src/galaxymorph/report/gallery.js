@@ -110,12 +110,17 @@
   }
 
   // A view can be shared as a link: #answer=bar_strong&min=0.5&sort=certain&answer2=has-spiral-arms_yes&min2=0.5
-  const params = new URLSearchParams(location.hash.slice(1));
-  if (params.has("answer") && answers.indexOf(params.get("answer")) >= 0) answerSelect.value = String(answers.indexOf(params.get("answer")));
-  if (params.has("min")) minInput.value = params.get("min");
-  if (params.has("sort")) sortSelect.value = params.get("sort");
-  if (params.has("answer2") && answers.indexOf(params.get("answer2")) >= 0) secondSelect.value = String(answers.indexOf(params.get("answer2")));
-  if (params.has("min2")) secondMin.value = params.get("min2");
+  function applyHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const index = function (name) { return answers.indexOf(params.get(name)); };
+    if (index("answer") >= 0) answerSelect.value = String(index("answer"));
+    if (params.has("min")) minInput.value = params.get("min");
+    if (params.has("sort")) sortSelect.value = params.get("sort");
+    secondSelect.value = index("answer2") >= 0 ? String(index("answer2")) : "";
+    if (params.has("min2")) secondMin.value = params.get("min2");
+  }
   [answerSelect, minInput, secondSelect, secondMin, sortSelect].forEach(function (el) { el.addEventListener("input", render); el.addEventListener("change", render); });
+  window.addEventListener("hashchange", function () { applyHash(); render(); });
+  applyHash();
   render();
 })();
