@@ -1,4 +1,4 @@
-"""Training settings as plain data: light to import, so ``galaxymorph --help`` stays fast."""
+"""Training settings as plain data: the keys of `galaxymorph train --config FILE.yaml` and of `TrainConfig`."""
 
 from __future__ import annotations
 
