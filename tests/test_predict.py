@@ -162,7 +162,8 @@ def test_bad_images_go_to_the_side_file_and_the_rest_goes_on(tmp_path):
 def test_image_folder_input_and_duplicate_ids_are_refused(tmp_path):
     _write_images(tmp_path / "images", 3)
     out = tmp_path / "preds.parquet"
-    assert predict(TinyModel(), out, images_dir=tmp_path / "images", progress=False)["rows"] == 3
+    assert predict(TinyModel(), out, images_dir=tmp_path / "images", workers=2, batch_size=2, progress=False)["rows"] == 3
+    assert sorted(_ids(out)) == ["gal0", "gal1", "gal2"]  # two loader workers share the files, each once
     Image.new("RGB", (8, 8)).save(tmp_path / "images" / "gal1.jpg")
     with pytest.raises(ValueError, match="gal1"):
         predict(TinyModel(), tmp_path / "again.parquet", images_dir=tmp_path / "images", progress=False)
