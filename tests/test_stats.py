@@ -115,3 +115,18 @@ def test_real_kaggle_labels_round_trip(gz2_dir):
     schema = get_schema("gz2")
     q6 = cumulative[:, schema.slices[schema.question_names.index("something-odd")]].sum(axis=1)
     np.testing.assert_allclose(q6, 1.0, atol=1e-4)
+
+
+def test_credible_intervals_solve_the_mixture_cdf():
+    from scipy import special
+
+    rng = np.random.default_rng(0)
+    schema = get_schema("gz_decals_dr5")
+    conc = 1.001 + rng.random((40, schema.n_answers, 1)) * 80 * (1 + 0.1 * rng.standard_normal((40, schema.n_answers, 5)))
+    conc = np.maximum(conc, 1.001)
+    levels = (0.05, 0.5, 0.95)
+    got = credible_intervals(conc, schema, levels)
+    total = np.take(np.add.reduceat(conc, [s.start for s in schema.slices], axis=1), schema.question_index, axis=1)
+    for i, level in enumerate(levels):
+        cdf = special.betainc(conc, total - conc, got[..., i : i + 1]).mean(axis=2)
+        np.testing.assert_allclose(cdf, level, atol=1e-6)

@@ -55,37 +55,52 @@ def credible_intervals(
 ) -> np.ndarray:
     """Quantiles of each answer's vote fraction, (galaxies, answers, len(levels)).
 
-    Each sample's marginal is Beta(a_k, A - a_k). The mixture's quantile lies
-    between its components' quantiles (exact ``betaincinv``); Newton steps on the
-    mixture CDF, kept inside that bracket, find it to ``tol`` in a few iterations.
+    Each sample's marginal is Beta(a_k, A - a_k); the quantile of their mixture
+    is found to ``tol`` by :func:`_mixture_quantile`.
     """
     c = _as_samples(concentrations)
-    alpha = c
-    beta = _per_question_total(c, schema) - c
+    alpha = c.reshape(-1, c.shape[2])
+    beta = (_per_question_total(c, schema) - c).reshape(alpha.shape)
     out = np.empty(c.shape[:2] + (len(levels),))
     for i, level in enumerate(levels):
         if not 0.0 < level < 1.0:
             raise ValueError(f"credible level must be in (0, 1), got {level}")
-        components = special.betaincinv(alpha, beta, level)
-        log_norm = special.betaln(alpha, beta)
-        lo, hi = components.min(axis=2), components.max(axis=2)
-        x = components.mean(axis=2)
-        for _ in range(50):
-            if np.max(hi - lo) <= tol:
-                break
-            excess = special.betainc(alpha, beta, x[..., None]).mean(axis=2) - level
-            lo = np.where(excess < 0, x, lo)
-            hi = np.where(excess < 0, hi, x)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                xs = x[..., None]
-                density = np.exp((alpha - 1) * np.log(xs) + (beta - 1) * np.log1p(-xs) - log_norm).mean(axis=2)
-                newton = x - excess / density
-            inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
-            x = np.where(inside, newton, 0.5 * (lo + hi))
-            lo = np.where(np.abs(excess) < tol, x, lo)
-            hi = np.where(np.abs(excess) < tol, x, hi)
-        out[..., i] = x
+        out[..., i] = _mixture_quantile(alpha, beta, level, tol).reshape(c.shape[:2])
     return out
+
+
+def _mixture_quantile(alpha: np.ndarray, beta: np.ndarray, level: float, tol: float) -> np.ndarray:
+    """Quantile of equally weighted Beta mixtures, one per row of (rows, components).
+
+    Starts from the exact quantile of the Beta with the mixture's mean and
+    variance (exact for one component), then takes Newton steps on the mixture
+    CDF inside a shrinking bisection bracket; only rows not yet converged are
+    iterated on, so a few cheap ``betainc`` passes suffice.
+    """
+    total = alpha + beta
+    mean = (alpha / total).mean(axis=1)
+    second = (alpha * (alpha + 1) / (total * (total + 1))).mean(axis=1)
+    spread = np.maximum(mean * (1 - mean) / np.maximum(second - mean**2, 1e-300) - 1, 1e-12)
+    x = special.betaincinv(mean * spread, (1 - mean) * spread, level)
+    if alpha.shape[1] == 1:
+        return x
+    lo, hi = np.zeros_like(x), np.ones_like(x)
+    active = np.arange(len(x))
+    for _ in range(100):
+        if active.size == 0:
+            break
+        a, b, xa, la, ha = alpha[active], beta[active], x[active], lo[active], hi[active]
+        excess = special.betainc(a, b, xa[:, None]).mean(axis=1) - level
+        below = excess < 0
+        la, ha = np.where(below, xa, la), np.where(below, ha, xa)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            log_density = (a - 1) * np.log(xa[:, None]) + (b - 1) * np.log1p(-xa[:, None]) - special.betaln(a, b)
+            newton = xa - excess / np.exp(log_density).mean(axis=1)
+        inside = np.isfinite(newton) & (newton >= la) & (newton <= ha)
+        x[active] = np.where(inside, newton, 0.5 * (la + ha))
+        lo[active], hi[active] = la, ha
+        active = active[(np.abs(excess) >= tol) & (ha - la > tol)]
+    return x
 
 
 def probability_asked(concentrations, schema: Schema) -> np.ndarray:
