@@ -225,3 +225,61 @@ def test_sigkill_half_way_then_rerun_gives_every_id_once(tmp_path):
     assert counts["new"] == 3000 - done
     ids = _ids(out)
     assert len(ids) == len(set(ids)) == 3000
+
+
+@pytest.fixture(scope="module")
+def finetuned_runs(tmp_path_factory):
+    """Fine-tuned classification and regression models (random heads on a tiny encoder), saved as runs."""
+    from galaxymorph.models import GalaxyModel, save_model
+    from galaxymorph.models.finetune_model import FinetunedModel, load_pretrained_encoder
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("finetuned")
+    prep = Preprocessing(stored_size=20, image_size=16, train_zoom=(1.0, 1.0))
+    save_model(GalaxyModel(TINY, arch="test_resnet", preprocessing=prep.to_dict()), root / "base" / "best")
+    encoder = load_pretrained_encoder(root / "base")
+    save_model(FinetunedModel.create(encoder, "classification", classes=["ring", "lens", "none"]), root / "cls" / "best")
+    save_model(FinetunedModel.create(encoder, "regression", target="bar_length", bounded=True), root / "reg" / "best")
+    _write_images(root / "images", 7, size=10)
+    return root
+
+
+def test_fine_tuned_classifier_predicts_class_probabilities_with_bounds(finetuned_runs, tmp_path):
+    out = tmp_path / "classes.parquet"
+    counts = predict(finetuned_runs / "cls", out, images_dir=finetuned_runs / "images", samples=4, batch_size=3,
+                     progress=False)
+    assert counts == {"rows": 7, "new": 7, "errors": 0, "parts": 1}
+    frame = pd.read_parquet(out)
+    assert sorted(frame["id_str"]) == [f"gal{i}" for i in range(7)]  # one row per galaxy
+    classes = ["ring", "lens", "none"]
+    probs = frame[[f"{c}_probability" for c in classes]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    for c in classes:
+        assert (frame[f"{c}_q05"] <= frame[f"{c}_probability"] + 1e-6).all()
+        assert (frame[f"{c}_probability"] <= frame[f"{c}_q95"] + 1e-6).all()
+        assert all(len(s) == 4 for s in frame[f"sample:{c}"])
+    assert (frame["ring_q95"] - frame["ring_q05"]).max() > 0  # MC dropout: the samples differ
+    assert list(frame["predicted_class"]) == [classes[i] for i in probs.argmax(axis=1)]
+    assert predict(finetuned_runs / "cls", out, images_dir=finetuned_runs / "images", progress=False)["new"] == 0
+    with pytest.raises(ValueError, match="fine-tuned classification model .* pandas"):
+        read_predictions(out)
+
+
+@pytest.mark.parametrize("run, columns", [("cls", ["ring_probability", "lens_q05", "predicted_class"]),
+                                          ("reg", ["bar_length", "bar_length_std", "bar_length_q05", "bar_length_q95"])])
+def test_cli_predicts_fine_tuned_models(finetuned_runs, tmp_path, run, columns):
+    from typer.testing import CliRunner
+
+    from galaxymorph.cli import app
+
+    out = tmp_path / "preds.parquet"
+    args = ["predict", "--checkpoint", str(finetuned_runs / run / "best"), "--out", str(out),
+            "--images", str(finetuned_runs / "images"), "--samples", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    assert len(frame) == frame["id_str"].nunique() == 7
+    assert set(columns) <= set(frame.columns) and frame[columns].notna().all().all()
+    if run == "reg":  # a bounded target: the value and its bounds stay in [0, 1]
+        assert frame["bar_length"].between(0, 1).all()
+        assert (frame["bar_length_q05"] <= frame["bar_length"] + 1e-6).all()

@@ -16,6 +16,12 @@ Output: one Parquet file, one row per galaxy, readable without this package:
 The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
 samples and the preprocessing, so :func:`read_predictions` needs nothing else.
 
+Fine-tuned classification and regression models (``config["task"]``) get the
+columns of :mod:`galaxymorph.models.finetune_outputs` instead: ``sample:<output>``
+(the N MC-dropout samples) and their summaries (class probabilities with 5% / 95%
+bounds and ``predicted_class``, or the value with its spread); the metadata holds
+the task and outputs in place of the schema.
+
 Streaming and resuming: each process appends batches (row groups) to part files
 in ``<out>.parts/``; a part is written as ``.tmp`` and renamed when complete, so a
 killed run loses at most one unfinished part. A re-run skips every id already in
@@ -51,7 +57,8 @@ from galaxymorph.data.datamodule import IMAGE_SUFFIXES
 from galaxymorph.data.images import load_image
 from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
-from galaxymorph.models import load_model
+from galaxymorph.models.finetune_model import load_any_model
+from galaxymorph.models.finetune_outputs import SUMMARISED_TASKS, outputs_layout, outputs_table
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
@@ -71,6 +78,7 @@ META_KEY = b"galaxymorph"
 ERROR_FIELDS = ("id_str", "file_loc", "reason")
 
 Record = tuple[str, Any]  # (id_str, image path, uint8 array (H, W, C) or raw shard sample)
+TableBuilder = Callable[[Sequence[str], np.ndarray, Sequence[str | None]], pa.Table]  # (ids, samples, file_locs)
 
 
 # --------------------------------------------------------------------------- output format
@@ -106,12 +114,29 @@ def posterior_table(
     return pa.table({f.name: columns[f.name] for f in layout}, schema=layout)
 
 
+def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]) -> tuple[pa.Schema, TableBuilder]:
+    """The Parquet layout of a model's predictions and the function that turns one batch of samples into rows.
+
+    Dirichlet models (trained, or fine-tuned on a tree) get the posterior columns;
+    fine-tuned classification / regression models the ``finetune_outputs`` columns.
+    """
+    if config.get("task") in SUMMARISED_TASKS:
+        layout = outputs_layout(config, samples, metadata)
+        return layout, functools.partial(outputs_table, config=config, layout=layout)
+    schema = Schema.from_dict(config["schema"])
+    layout = arrow_schema(schema, samples, metadata)
+    return layout, functools.partial(posterior_table, schema=schema, layout=layout)
+
+
 def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
-    """A predictions file as (DataFrame, schema, metadata)."""
+    """A Dirichlet model's predictions file as (DataFrame, schema, metadata)."""
     table = pq.read_table(path)
     meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"null"))
     if not meta:
         raise ValueError(f"{path}: not a galaxymorph predictions file (no {META_KEY.decode()!r} metadata)")
+    if "schema" not in meta:
+        raise ValueError(f"{path}: predictions of a fine-tuned {meta.get('task')} model have no answer schema; "
+                         "read them with pandas.read_parquet")
     return table.to_pandas(), Schema.from_dict(meta["schema"]), meta
 
 
@@ -130,14 +155,15 @@ def errors_path(out: Path) -> Path:
 
 
 class PartWriter:
-    """Streams batches into Parquet parts of at most ``rows_per_part`` rows, one row group per batch.
+    """Streams Arrow tables (batches in ``layout``) into Parquet parts of at most ``rows_per_part`` rows.
 
-    A part is written as ``.tmp`` and renamed only when closed, so every visible
-    part is complete; memory holds one batch at a time.
+    One row group per table. A part is written as ``.tmp`` and renamed only when
+    closed, so every visible part is complete; memory holds one batch at a time.
+    Predict and embed both write through it, each building its own tables.
     """
 
-    def __init__(self, directory: Path, layout: pa.Schema, schema: Schema, rank: int = 0, rows_per_part: int = 50_000):
-        self.directory, self.layout, self.schema = Path(directory), layout, schema
+    def __init__(self, directory: Path, layout: pa.Schema, rank: int = 0, rows_per_part: int = 50_000):
+        self.directory, self.layout = Path(directory), layout
         self.prefix = f"rank{rank:04d}-{uuid.uuid4().hex[:8]}"
         self.rows_per_part = rows_per_part
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -146,15 +172,15 @@ class PartWriter:
         self._parts = 0
         self.rows_written = 0
 
-    def write(self, ids: Sequence[str], concentrations: np.ndarray, file_locs: Sequence[str | None]) -> None:
-        if not len(ids):
+    def write_table(self, table: pa.Table) -> None:
+        if not len(table):
             return
         if self._writer is None:
             self._tmp = self.directory / f"{self.prefix}-{self._parts:05d}.parquet.tmp"
             self._writer = pq.ParquetWriter(self._tmp, self.layout)
-        self._writer.write_table(posterior_table(ids, concentrations, file_locs, self.schema, self.layout))
-        self._rows += len(ids)
-        self.rows_written += len(ids)
+        self._writer.write_table(table)
+        self._rows += len(table)
+        self.rows_written += len(table)
         if self._rows >= self.rows_per_part:
             self._commit()
 
@@ -337,12 +363,12 @@ def collate_galaxies(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- model
 def load_checkpoint(checkpoint: str | Path | nn.Module) -> nn.Module:
-    """A model from ``RUN/`` or ``RUN/best/`` (safetensors + config), or a model passed as is."""
-    return checkpoint if isinstance(checkpoint, nn.Module) else load_model(checkpoint)
+    """A trained or fine-tuned model from ``RUN/`` or ``RUN/best/`` (safetensors + config), or a model passed as is."""
+    return checkpoint if isinstance(checkpoint, nn.Module) else load_any_model(checkpoint)
 
 
 class MCDropoutPredictor(pl.LightningModule):
-    """The encoder once, then ``samples`` head passes; returns concentrations (B, A, samples)."""
+    """The encoder once, then ``samples`` head passes; returns the head's samples (B, outputs, samples)."""
 
     def __init__(self, model: nn.Module, samples: int):
         super().__init__()
@@ -366,21 +392,21 @@ class MCDropoutPredictor(pl.LightningModule):
 
 
 class _WriteParts(BasePredictionWriter):
-    """Hands each batch's concentrations to this process's part writer and error log."""
+    """Turns each batch's samples into rows (``to_table``) for this process's part writer; errors to its log."""
 
-    def __init__(self, out: Path, layout: pa.Schema, schema: Schema, rows_per_part: int):
+    def __init__(self, out: Path, layout: pa.Schema, to_table: TableBuilder, rows_per_part: int):
         super().__init__(write_interval="batch")
-        self.out, self.layout, self.schema, self.rows_per_part = out, layout, schema, rows_per_part
+        self.out, self.layout, self.to_table, self.rows_per_part = out, layout, to_table, rows_per_part
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         directory = parts_dir(self.out)
-        self.writer = PartWriter(directory, self.layout, self.schema, trainer.global_rank, self.rows_per_part)
+        self.writer = PartWriter(directory, self.layout, trainer.global_rank, self.rows_per_part)
         self.errors = ErrorLog(directory / f"errors-{self.writer.prefix}.csv")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:  # type: ignore[override]
         self.errors.write(batch["errors"])
         if prediction is not None:
-            self.writer.write(batch["id_str"], prediction.cpu().numpy(), batch["file_loc"])
+            self.writer.write_table(self.to_table(batch["id_str"], prediction.cpu().numpy(), batch["file_loc"]))
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.writer.close()
@@ -433,8 +459,8 @@ def predict_records(
     done = completed_ids(out)
     for stale in parts_dir(out).glob("errors-*.csv") if parts_dir(out).exists() else []:
         stale.unlink()  # unreadable images of an earlier run are retried
-    schema = Schema.from_dict(model.config["schema"])
-    layout = arrow_schema(schema, samples, {"preprocessing": model.config["preprocessing"], **(metadata or {})})
+    meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
+    layout, to_table = output_format(model.config, samples, meta)
     distributed = devices > 1 or num_nodes > 1
     trainer = pl.Trainer(
         accelerator=accelerator,
@@ -445,7 +471,7 @@ def predict_records(
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
-        callbacks=[_WriteParts(out, layout, schema, rows_per_part)] + ([RichProgressBar()] if progress else []),
+        callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
     )
     inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
     with warnings.catch_warnings():  # a stream has no sampler to take batch indices from; the writer needs none
@@ -473,7 +499,7 @@ def predict(
     num_nodes: int = 1,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Posterior predictions for a folder of images, a catalogue, or shards (exactly one).
+    """A trained or fine-tuned model's predictions for a folder of images, a catalogue, or shards (exactly one).
 
     Example:
         >>> predict("runs/demo", "preds.parquet", catalog="galaxies.csv", samples=5)  # doctest: +SKIP

@@ -16,7 +16,7 @@ def _fail(error: Exception) -> None:
 
 
 def predict(
-    checkpoint: Path = typer.Option(..., help="Training run folder RUN/ or its RUN/best/."),
+    checkpoint: Path = typer.Option(..., help="Training or fine-tuning run folder RUN/ or its RUN/best/."),
     out: Path = typer.Option(..., help="Output Parquet file (one row per galaxy)."),
     images: Path = typer.Option(None, help="Folder of PNG/JPEG/FITS images (id_str = file name without suffix)."),
     catalog: Path = typer.Option(None, help="Catalogue (CSV/Parquet) with id_str and file_loc."),
@@ -30,6 +30,7 @@ def predict(
 ) -> None:
     """Posterior vote fractions with credible intervals: the encoder once, the head --samples times.
 
+    Fine-tuned classification / regression models give class probabilities / values with 5%-95% bounds.
     Re-run the same command after an interruption: finished galaxies are skipped.
     Unreadable images are listed in OUT's .errors.csv and the rest goes on.
     """

@@ -67,22 +67,6 @@ def _embedding_table(ids: Sequence[str], features: np.ndarray, file_locs: Sequen
     return pa.table({"id_str": list(ids), "file_loc": list(file_locs), EMBEDDING: column}, schema=layout)
 
 
-class EmbeddingWriter(PartWriter):
-    """predict's part writer (complete parts only, one row group per batch), writing features."""
-
-    def write(self, ids: Sequence[str], features: np.ndarray, file_locs: Sequence[str | None]) -> None:
-        if not len(ids):
-            return
-        if self._writer is None:
-            self._tmp = self.directory / f"{self.prefix}-{self._parts:05d}.parquet.tmp"
-            self._writer = pq.ParquetWriter(self._tmp, self.layout)
-        self._writer.write_table(_embedding_table(ids, features, file_locs, self.layout))
-        self._rows += len(ids)
-        self.rows_written += len(ids)
-        if self._rows >= self.rows_per_part:
-            self._commit()
-
-
 def read_embeddings(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
     """(``id_str``/``file_loc`` frame, embeddings float32 (N, F), metadata) of an embeddings file."""
     table = pq.read_table(path)
@@ -168,8 +152,8 @@ def embed(
         "preprocessing": prep,
         "source": {k: str(v) for k, v in source.items() if v is not None},
     }
-    n_features = int(model.config["n_features"])
-    writer = EmbeddingWriter(parts_dir(target), embedding_layout(n_features, meta), schema=None, rows_per_part=rows_per_part)
+    layout = embedding_layout(int(model.config["n_features"]), meta)
+    writer = PartWriter(parts_dir(target), layout, rows_per_part=rows_per_part)
     errors = ErrorLog(parts_dir(target) / f"errors-{writer.prefix}.csv")
     stream = GalaxyStream(records, prep, frozenset(done))
     loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate_galaxies)
@@ -181,7 +165,8 @@ def embed(
             for batch in loader:
                 errors.write(batch["errors"])
                 if batch["image"] is not None:
-                    writer.write(batch["id_str"], model.features(transform(batch["image"])).float().numpy(), batch["file_loc"])
+                    features = model.features(transform(batch["image"])).float().numpy()
+                    writer.write_table(_embedding_table(batch["id_str"], features, batch["file_loc"], layout))
                 bar.advance(task, len(batch["id_str"]) + len(batch["errors"]))
     finally:
         writer.close()
