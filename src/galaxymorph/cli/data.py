@@ -8,11 +8,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from galaxymorph.data.catalog import CatalogError, CatalogWarning
-from galaxymorph.data.images import FitsStretch
-from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
-from galaxymorph.data.shards import write_shards
-from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import get_schema
 
 console = Console(stderr=True)
@@ -35,6 +30,11 @@ def shard(
     overwrite: bool = typer.Option(False, help="Rebuild an --out holding shards of other data/settings."),
 ) -> None:
     """Validate a catalogue, decode each image once, write WebDataset shards (resumable)."""
+    from galaxymorph.data.catalog import CatalogError, CatalogWarning
+    from galaxymorph.data.images import FitsStretch
+    from galaxymorph.data.shards import write_shards
+    from galaxymorph.data.transforms import Preprocessing
+
     try:
         prep = Preprocessing(stored_size=size, source_crop=crop, channels=channels, image_size=size)
         with warnings.catch_warnings(record=True) as caught:
@@ -59,6 +59,8 @@ def convert_kaggle(
     volunteers: float = typer.Option(40, help="Assumed volunteers per galaxy: counts = round(fraction x volunteers reaching the question)."),
 ) -> None:
     """Kaggle GZ2 weighted cumulative fractions -> a gz2 catalogue of vote counts (see README, data)."""
+    from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
+
     try:
         catalogue = kaggle_to_catalogue(labels, images, volunteers, out)
     except (ValueError, FileNotFoundError) as err:

@@ -10,10 +10,7 @@ from rich.console import Console
 
 __all__ = ["finetune", "embed", "similar", "anomalies"]
 
-from galaxymorph.models.finetune import FinetuneConfig
-
 _err = Console(stderr=True)
-_DEFAULTS = FinetuneConfig(checkpoint="", catalog="", out="")
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -53,16 +50,16 @@ def finetune(
     bounded: bool = typer.Option(None, "--bounded", help="Regression target in [0, 1]: sigmoid output."),
     unfreeze: str = typer.Option(None, help="Encoder blocks to train: 0 (head only), N (the last N), or 'all'. (default 0)"),
     head_epochs: int = typer.Option(None, help="Head-only epochs before unfreezing. (default 0)"),
-    epochs: int = typer.Option(None, help=f"Maximum epochs, early stopping on validation loss. (default {_DEFAULTS.epochs})"),
-    batch_size: int = typer.Option(None, help=f"(default {_DEFAULTS.batch_size})"),
-    lr: float = typer.Option(None, help=f"Head learning rate; encoder layers get lr * layer_decay**depth. (default {_DEFAULTS.lr})"),
+    epochs: int = typer.Option(None, help="Maximum epochs, early stopping on validation loss. (default 20)"),
+    batch_size: int = typer.Option(None, help="(default 32)"),
+    lr: float = typer.Option(None, help="Head learning rate; encoder layers get lr * layer_decay**depth. (default 0.001)"),
     head_lr: float = typer.Option(None, help="Learning rate of the head-only stage. (default --lr)"),
-    layer_decay: float = typer.Option(None, help=f"Layer-wise learning-rate decay per encoder layer. (default {_DEFAULTS.layer_decay})"),
-    dropout: float = typer.Option(None, help=f"Head dropout, also used for MC-dropout predictions. (default {_DEFAULTS.dropout})"),
-    patience: int = typer.Option(None, help=f"Epochs without validation-loss improvement before stopping. (default {_DEFAULTS.patience})"),
-    val_fraction: float = typer.Option(None, help=f"Share of the labelled galaxies kept for validation. (default {_DEFAULTS.val_fraction})"),
+    layer_decay: float = typer.Option(None, help="Layer-wise learning-rate decay per encoder layer. (default 0.75)"),
+    dropout: float = typer.Option(None, help="Head dropout, also used for MC-dropout predictions. (default 0.2)"),
+    patience: int = typer.Option(None, help="Epochs without validation-loss improvement before stopping. (default 5)"),
+    val_fraction: float = typer.Option(None, help="Share of the labelled galaxies kept for validation. (default 0.2)"),
     seed: int = typer.Option(None, help="(default 0)"),
-    image_size: int = typer.Option(None, help=f"timm folders only: model input px. (default {_DEFAULTS.image_size})"),
+    image_size: int = typer.Option(None, help="timm folders only: model input px. (default 64)"),
     source_crop: float = typer.Option(None, help="timm folders only: central fraction of each image kept. (default 1)"),
     channels: int = typer.Option(None, help="timm folders only: 1 or 3. (default: as saved)"),
     workers: int = typer.Option(None, help="Image-decoding worker processes. (default 0)"),
@@ -70,6 +67,7 @@ def finetune(
 ) -> None:
     """Fine-tune a pretrained encoder on a labelled catalogue; the best model goes to OUT/best/."""
     from galaxymorph.data.catalog import CatalogError
+    from galaxymorph.models.finetune import FinetuneConfig
     from galaxymorph.models.finetune import finetune as run
 
     options = dict(
