@@ -96,3 +96,17 @@ def parse_max_time(text: str | None) -> timedelta | None:
     except ValueError:
         raise TrainConfigError(f"max_time={text!r} must be HH:MM:SS, e.g. 00:35:00") from None
     return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def changed_setting(saved_file: Path, settings: dict[str, Any], may_change: set[str]) -> tuple[str, Any, Any] | None:
+    """The first setting (name, saved value, new value) that differs from a run's saved YAML, if any.
+
+    Resuming a run with other settings would silently mix two experiments, so
+    callers refuse; settings in ``may_change`` (devices, progress, ...) are free.
+    """
+    saved = yaml.safe_load(saved_file.read_text())
+    for key, value in settings.items():
+        if key not in may_change and saved.get(key) != value:
+            return key, saved.get(key), value
+    return None
+

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.models.checkpoint import WEIGHTS_FILE
+from galaxymorph.models.config import changed_setting
 from galaxymorph.models.finetune_data import LabelledImages, load_labelled, split_train_val
 from galaxymorph.models.finetune_model import TASKS, FinetunedModel, PretrainedEncoder, load_pretrained_encoder
 from galaxymorph.models.finetune_module import FinetuneModule, task_loss
@@ -231,13 +232,13 @@ def _check_same_run(run: Path, config: FinetuneConfig) -> bool:
     saved_file = run / CONFIG_FILE
     if not (saved_file.is_file() and (run / "checkpoints").is_dir()):
         return False
-    saved = yaml.safe_load(saved_file.read_text())
-    for key, value in config.to_dict().items():
-        if key not in _RESUMABLE_CHANGES and saved.get(key) != value:
-            raise ValueError(
-                f"{run} holds a fine-tuning run with {key}={saved.get(key)!r}, not {value!r}; "
-                f"run again with the same settings (see {saved_file}) to resume, or choose a new --out"
-            )
+    changed = changed_setting(saved_file, config.to_dict(), _RESUMABLE_CHANGES)
+    if changed:
+        key, saved, value = changed
+        raise ValueError(
+            f"{run} holds a fine-tuning run with {key}={saved!r}, not {value!r}; "
+            f"run again with the same settings (see {saved_file}) to resume, or choose a new --out"
+        )
     return True
 
 

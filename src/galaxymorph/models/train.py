@@ -30,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from galaxymorph.models.checkpoint import save_model
-from galaxymorph.models.config import TrainConfig, TrainConfigError, parse_max_time
+from galaxymorph.models.config import TrainConfig, TrainConfigError, changed_setting, parse_max_time
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.lightning_module import GalaxyLightningModule
 from galaxymorph.schema import Schema, get_schema
@@ -183,13 +183,13 @@ def _check_same_run(run: Path, config: TrainConfig, resuming: bool) -> None:
     saved_file = run / CONFIG_FILE
     if not (resuming and saved_file.is_file()):
         return
-    saved = yaml.safe_load(saved_file.read_text())
-    for key, value in config.to_dict().items():
-        if key not in _RESUMABLE_CHANGES and saved.get(key) != value:
-            raise TrainConfigError(
-                f"{run} was started with {key}={saved.get(key)!r}, not {value!r}; "
-                f"resume with the same settings (see {saved_file}) or choose a new --out"
-            )
+    changed = changed_setting(saved_file, config.to_dict(), _RESUMABLE_CHANGES)
+    if changed:
+        key, saved, value = changed
+        raise TrainConfigError(
+            f"{run} was started with {key}={saved!r}, not {value!r}; "
+            f"resume with the same settings (see {saved_file}) or choose a new --out"
+        )
 
 
 # --------------------------------------------------------------------------- trainer
