@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from galaxymorph.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_model_dir
 from galaxymorph.models.encoder import create_encoder
-from galaxymorph.models.galaxy_model import GalaxyModel
+from galaxymorph.models.galaxy_model import EncoderWithHead, GalaxyModel
 from galaxymorph.models.head import DirichletHead
 from galaxymorph.schema import Schema
 
@@ -178,7 +178,7 @@ def _timm_folder_encoder(folder: Path, channels: int | None) -> PretrainedEncode
     )
 
 
-class FinetunedModel(nn.Module):
+class FinetunedModel(EncoderWithHead):
     """A pretrained encoder plus a task head, with ``GalaxyModel``'s API (see the module docstring).
 
     Build one with :meth:`create` (a loaded encoder and a task) or :meth:`from_config`
@@ -202,8 +202,7 @@ class FinetunedModel(nn.Module):
             self.head = DirichletHead(n_features, self.schema.n_answers, dropout)
         if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
-        self.register_buffer("_mean", _channel_stat(config["input_mean"]), persistent=False)
-        self.register_buffer("_std", _channel_stat(config["input_std"]), persistent=False)
+        self._set_input_normalisation(config["input_mean"], config["input_std"])
         self._config = copy.deepcopy(config)
 
     @classmethod
@@ -256,11 +255,6 @@ class FinetunedModel(nn.Module):
         return cls(encoder, config)
 
     @property
-    def config(self) -> dict[str, Any]:
-        """Plain data (JSON-safe) that rebuilds this model with :meth:`from_config`."""
-        return copy.deepcopy(self._config)
-
-    @property
     def task(self) -> str:
         return self._config["task"]
 
@@ -297,25 +291,6 @@ class FinetunedModel(nn.Module):
                 if params and not any(p.requires_grad for p in params):
                     module.eval()
         return self
-
-    def features(self, x: Tensor) -> Tensor:
-        """Pooled encoder features (B, F) of images in [0, 1], normalised as the encoder was trained."""
-        x = (x - self._mean) / self._std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.encoder(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Raw head outputs: class logits, values, or Dirichlet concentrations."""
-        return self.head(self.features(x))
-
-    def sample(self, features: Tensor, n: int) -> Tensor:
-        """(B, K, n) probabilities / values / concentrations from n MC-dropout passes of the head."""
-        return self.head.sample(features, n)
-
-
-def _channel_stat(value: float | list[float]) -> Tensor:
-    return torch.tensor(value, dtype=torch.float32).reshape(1, -1, 1, 1)
 
 
 def load_finetuned(directory: str | Path) -> FinetunedModel:

@@ -12,12 +12,53 @@ from galaxymorph.models.encoder import create_encoder
 from galaxymorph.models.head import DirichletHead
 from galaxymorph.schema import Schema, get_schema
 
-__all__ = ["GalaxyModel", "CONFIG_VERSION"]
+__all__ = ["EncoderWithHead", "GalaxyModel", "CONFIG_VERSION"]
 
 CONFIG_VERSION = 1
 
 
-class GalaxyModel(nn.Module):
+class EncoderWithHead(nn.Module):
+    """What every galaxymorph model shares: normalise, encode once, head (MC dropout) many times.
+
+    Subclasses set ``encoder``, ``head`` (with ``sample(features, n)``),
+    ``channels_last``, ``_config`` and call :meth:`_set_input_normalisation`.
+    """
+
+    encoder: nn.Module
+    head: nn.Module
+    channels_last: bool
+    _config: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Plain data (JSON-safe) that rebuilds this model with its class's ``from_config``."""
+        return copy.deepcopy(self._config)
+
+    def _set_input_normalisation(self, mean: float | list[float], std: float | list[float]) -> None:
+        """Scalar or per-channel input mean and std, kept as (1, C, 1, 1) buffers that follow the device."""
+        self.register_buffer("_mean", _channel_stat(mean), persistent=False)
+        self.register_buffer("_std", _channel_stat(std), persistent=False)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Pooled encoder features (B, F) of images in [0, 1], normalised as the encoder was trained."""
+        x = (x - self._mean) / self._std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.encoder(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+    def sample(self, features: Tensor, n: int) -> Tensor:
+        """(B, K, n) outputs from n MC-dropout passes of the head, in train or eval mode alike."""
+        return self.head.sample(features, n)
+
+
+def _channel_stat(value: float | list[float]) -> Tensor:
+    return torch.tensor(value, dtype=torch.float32).reshape(1, -1, 1, 1)
+
+
+class GalaxyModel(EncoderWithHead):
     """Images (B, C, S, S) in [0, 1] to Dirichlet concentrations (B, A), one per schema answer.
 
     Inputs are normalised inside the model (``(x - input_mean) / input_std``), so
@@ -52,6 +93,7 @@ class GalaxyModel(nn.Module):
         self.head = DirichletHead(self.encoder.num_features, self.schema.n_answers, dropout=dropout)
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
+        self._set_input_normalisation(input_mean, input_std)
         self._config: dict[str, Any] = {
             "version": CONFIG_VERSION,
             "schema": self.schema.to_dict(),
@@ -65,11 +107,6 @@ class GalaxyModel(nn.Module):
             "n_features": int(self.encoder.num_features),
             "answers": list(self.schema.answers),
         }
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Plain data (JSON-safe) that rebuilds this architecture with :meth:`from_config`."""
-        return copy.deepcopy(self._config)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channels_last: bool = True) -> "GalaxyModel":
@@ -87,17 +124,3 @@ class GalaxyModel(nn.Module):
             input_std=config.get("input_std", 0.5),
             channels_last=channels_last,
         )
-
-    def features(self, x: Tensor) -> Tensor:
-        """Pooled encoder features (B, F) of images in [0, 1]."""
-        x = (x - self._config["input_mean"]) / self._config["input_std"]
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.encoder(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
-
-    def sample(self, features: Tensor, n: int) -> Tensor:
-        """(B, A, n) concentrations by MC dropout over the head, in train or eval mode alike."""
-        return self.head.sample(features, n)
