@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -206,6 +209,46 @@ def test_ddp_training_stream_gives_equal_batches_per_rank(sharded):
     assert len(batches) == manifest["splits"]["train"]["count"] // (2 * 3)
     assert all(len(b["id_str"]) == 3 for b in batches)
     assert dm.on_after_batch_transfer(batches[0], 0)["image"].shape == (3, 3, 8, 8)
+
+
+def test_ddp_evaluation_with_fewer_shards_than_ranks_says_how_to_fix_it(sharded):
+    _, folder, manifest = sharded
+    dm = GalaxyDataModule(folder / "shards", batch_size=3)
+    val_shards = len([s for s in manifest["splits"]["val"]["shards"] if s["count"]])
+    dm.trainer = SimpleNamespace(world_size=val_shards + 1, training=False)
+    with pytest.raises(ValueError, match=rf"val split has {val_shards} shard\(s\) for {val_shards + 1} processes.*--shard-size"):
+        dm.val_dataloader()
+
+
+@pytest.fixture
+def served_shards(sharded):
+    """The shard folder behind a local HTTP server, as object storage would serve it."""
+    _, folder, _ = sharded
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_shards_stream_by_url_and_by_pipe_template_as_from_the_folder(sharded, served_shards):
+    _, folder, manifest = sharded
+    local = {split: _collect(getattr(GalaxyDataModule(folder / "shards", batch_size=4), f"{split}_dataloader")())
+             for split in ("train", "val")}
+    for source in (f"{served_shards}/shards/", f"pipe:cat {folder / 'shards'}/{{name}}"):
+        dm = GalaxyDataModule(source, batch_size=4)
+        assert dm.is_shards and dm.schema == SCHEMA and dm.split_size("val") == manifest["splits"]["val"]["count"]
+        for split, expected in local.items():
+            got = _collect(getattr(dm, f"{split}_dataloader")())
+            assert set(got) == set(expected)
+            for ident, votes in got.items():
+                np.testing.assert_array_equal(votes, expected[ident])
+
+
+def test_a_url_without_shards_names_the_manifest_it_could_not_read(served_shards):
+    with pytest.raises(FileNotFoundError, match=rf"could not read {served_shards}/nothing/manifest.json"):
+        read_manifest(f"{served_shards}/nothing")
 
 
 def test_sigkilled_sharding_resumes_without_duplicates(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from galaxymorph import DirichletMultinomialLoss, Question, Schema, dirichlet_multinomial_nll, get_schema
-from galaxymorph.losses import _DirichletMultinomialNLL
+from galaxymorph.losses import _bookkeeping, _DirichletMultinomialNLL
 
 ONE_QUESTION = Schema("one", [Question("q", ("a", "b", "c"))])
 
@@ -54,6 +54,16 @@ def test_matches_reference_in_float64_and_float32(tree, whole):
     assert np.abs(got32.numpy() - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
+def test_mixed_precision_autocast_leaves_the_loss_in_float32():
+    schema = get_schema("gz2")
+    concentrations, counts = (torch.tensor(x, dtype=torch.float32) for x in random_batch(schema))
+    loss = DirichletMultinomialLoss(schema, reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = loss(concentrations, counts)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, loss(concentrations, counts))
+
+
 def test_known_value_ln_91():
     # 12!/(10! 0! 2!) * Gamma(3)/Gamma(15) * Gamma(11) Gamma(1) Gamma(3) = 1/91
     loss = DirichletMultinomialLoss(ONE_QUESTION, reduction="none")
@@ -70,10 +80,8 @@ def test_gradient_matches_finite_differences(whole):
     concentrations, counts = random_batch(schema, galaxies=3, whole=whole)
     conc = torch.tensor(concentrations, requires_grad=True)
     votes = torch.nan_to_num(torch.tensor(counts), nan=0.0)
-    question_index = torch.from_numpy(schema.question_index).long()
-    assert torch.autograd.gradcheck(
-        lambda c: _DirichletMultinomialNLL.apply(c, votes, question_index, schema.n_questions), (conc,)
-    )
+    expand, combine = (m.double() for m in _bookkeeping(torch.from_numpy(schema.answer_matrix)))
+    assert torch.autograd.gradcheck(lambda c: _DirichletMultinomialNLL.apply(c, votes, expand, combine), (conc,))
 
 
 def test_gradient_matches_reference_derivative():

@@ -182,6 +182,18 @@ def test_command_line_reports_bad_settings_in_one_line(tmp_path, toy_shards, opt
     assert re.search(message, " ".join(result.output.split()))
 
 
+def test_command_line_trains_from_shards_streamed_through_a_url_template(tmp_path, toy_shards):
+    from typer.testing import CliRunner
+
+    from galaxymorph.cli import app
+
+    source = f"pipe:cat {toy_shards}/{{name}}"  # as `pipe:aws s3 cp s3://bucket/shards/{name} -` would
+    result = CliRunner().invoke(app, ["train", "--shards", source, "--out", str(tmp_path / "run"), "--arch",
+                                      "test_efficientnet", "--epochs", "1", "--batch-size", "8", "--num-workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "run" / "best").schema == TOY_SCHEMA
+
+
 def test_mixed_precision_trains(tmp_path):
     best = train(toy_config(tmp_path / "run", epochs=1, precision="bf16-mixed"), datamodule=ToyDataModule(n=16))
     assert load_model(best).config["arch"] == "test_efficientnet"

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -59,6 +58,7 @@ from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.models.finetune_model import load_any_model
 from galaxymorph.models.finetune_outputs import SUMMARISED_TASKS, outputs_layout, outputs_table
+from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
@@ -462,20 +462,20 @@ def predict_records(
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
     layout, to_table = output_format(model.config, samples, meta)
     distributed = devices > 1 or num_nodes > 1
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
-    )
     inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
-    with warnings.catch_warnings():  # a stream has no sampler to take batch indices from; the writer needs none
-        warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+    # a stream has no sampler to take batch indices from; the writer needs none
+    with quiet_lightning("Couldn't infer the batch indices"):
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
+        )
         trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
     if trainer.global_rank != 0:
         return {"rows": 0, "new": 0, "errors": 0, "parts": 0}

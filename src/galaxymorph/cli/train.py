@@ -9,7 +9,7 @@ from rich.console import Console
 
 
 def train(
-    shards: Path = typer.Option(None, help="Shard folder (with manifest.json) from `galaxymorph shard`."),
+    shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (https://..., gs://..., or a pipe: command with {name}; see README)."),
     out: Path = typer.Option(None, help="Run folder: best/ model, checkpoints/, metrics.csv."),
     arch: str = typer.Option(None, help="Any timm architecture. (default efficientnet_b0)"),
     size: int = typer.Option(None, help="Model input px. (default the shards' image size)"),
@@ -36,7 +36,7 @@ def train(
     from galaxymorph.models import train as run_training
 
     options = dict(
-        shards=shards and str(shards), out=out and str(out), arch=arch, size=size, channels=channels,
+        shards=shards, out=out and str(out), arch=arch, size=size, channels=channels,
         epochs=epochs, batch_size=batch_size, lr=lr, devices=devices, max_time=max_time,
         checkpoint_minutes=checkpoint_minutes, num_workers=num_workers, seed=seed, schema=schema,
     )

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.data.catalog import read_catalogue, resolve_paths, vote_columns
 from galaxymorph.data.images import FITS_SUFFIXES, FitsStretch, ImageReadError, load_image
-from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, read_manifest, shard_paths
+from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, is_shard_source, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import Schema, get_schema
 
@@ -68,7 +68,7 @@ class GalaxyDataModule(L.LightningDataModule):
     """Lightning data over a shard directory (streamed) or a catalogue (small data).
 
     Args:
-        source: a shard directory (with ``manifest.json``), or a catalogue file / DataFrame.
+        source: a shard directory (with ``manifest.json``) or its URL, or a catalogue file / DataFrame.
         schema: needed for a catalogue; read from the manifest for shards.
         preprocessing: for shards, defaults to the manifest's (its stored pixels are fixed);
             for a catalogue, defaults to ``Preprocessing()``.
@@ -103,7 +103,7 @@ class GalaxyDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.source = source
-        self.is_shards = not isinstance(source, pd.DataFrame) and (Path(source) / "manifest.json").is_file()
+        self.is_shards = not isinstance(source, pd.DataFrame) and is_shard_source(source)
         if self.is_shards:
             self.manifest = read_manifest(source)
             self.schema = Schema.from_dict(self.manifest["schema"])
@@ -154,6 +154,11 @@ class GalaxyDataModule(L.LightningDataModule):
             per_rank = max(1, self.split_size(split) // (world * self.batch_size))
             dataset = wds.WebDataset(urls, resampled=True, shardshuffle=False, nodesplitter=None, seed=self.seed)
         else:
+            if len(urls) < world:  # evaluation splits by whole shards: a rank without one would wait forever
+                raise ValueError(
+                    f"the {split} split has {len(urls)} shard(s) for {world} processes; remake the shards with a "
+                    f"smaller --shard-size (each process needs at least one) or use fewer --devices"
+                )
             dataset = wds.WebDataset(
                 urls,
                 shardshuffle=len(urls) if train else False,

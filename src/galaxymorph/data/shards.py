@@ -41,7 +41,7 @@ from galaxymorph.data.images import FitsStretch, ImageReadError, load_image
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema, get_schema
 
-__all__ = ["SPLITS", "assign_splits", "decode_sample", "read_manifest", "shard_paths", "write_shards"]
+__all__ = ["SPLITS", "assign_splits", "decode_sample", "is_shard_source", "read_manifest", "shard_paths", "write_shards"]
 
 SPLITS = ("train", "val", "test")
 FORMAT = "galaxymorph-shards/1"
@@ -247,23 +247,55 @@ def _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fracti
     return manifest
 
 
+def _is_url(source: str | Path) -> bool:
+    return "://" in str(source) or str(source).startswith("pipe:")
+
+
+def _location(source: str | Path, name: str) -> str:
+    """Where file ``name`` of a shard source lives: a folder, a base URL, or a ``{name}`` template.
+
+    A template such as ``pipe:aws s3 cp s3://bucket/gz2/{name} -`` lets webdataset stream
+    from storage that has no URL scheme of its own; a base URL (``https://...``, ``gs://...``)
+    gets ``/name`` appended.
+    """
+    text = str(source)
+    if "{name}" in text:
+        return text.replace("{name}", name)
+    if _is_url(text):
+        return f"{text.rstrip('/')}/{name}"
+    return str(Path(text) / name)
+
+
+def is_shard_source(source: str | Path) -> bool:
+    """True for a shard folder holding ``manifest.json``, or any URL (checked when its manifest is read)."""
+    return _is_url(source) or Path(source, "manifest.json").is_file()
+
+
 def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
-    """The manifest of a shard directory (schema dict, preprocessing dict, splits, checksums)."""
-    path = Path(shard_dir) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {shard_dir} a finished shard directory? (run `galaxymorph shard`)")
-    manifest = json.loads(path.read_text())
+    """The manifest of a shard folder or URL (schema dict, preprocessing dict, splits, checksums)."""
+    location = _location(shard_dir, "manifest.json")
+    if _is_url(shard_dir):
+        try:
+            with wds.gopen(location) as stream:
+                text = stream.read().decode()
+        except Exception as error:  # curl / gsutil / pipe failures come as assorted exception types
+            raise FileNotFoundError(f"could not read {location}: {error}") from None
+    elif Path(location).is_file():
+        text = Path(location).read_text()
+    else:
+        raise FileNotFoundError(f"{location} not found: is {shard_dir} a finished shard directory? (run `galaxymorph shard`)")
+    manifest = json.loads(text)
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown shard format {manifest.get('format')!r}, expected {FORMAT!r}")
+        raise ValueError(f"{location}: unknown shard format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest
 
 
 def shard_paths(shard_dir: str | Path, split: str, manifest: dict[str, Any] | None = None) -> list[str]:
-    """Paths of a split's non-empty shards (suitable as WebDataset URLs)."""
+    """Paths or URLs of a split's non-empty shards (WebDataset URLs)."""
     manifest = manifest or read_manifest(shard_dir)
     if split not in manifest["splits"]:
         raise KeyError(f"no split {split!r} in {shard_dir}; have {sorted(manifest['splits'])}")
-    return [str(Path(shard_dir) / s["name"]) for s in manifest["splits"][split]["shards"] if s["count"] > 0]
+    return [_location(shard_dir, s["name"]) for s in manifest["splits"][split]["shards"] if s["count"] > 0]
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from galaxymorph.models.finetune_data import LabelledImages, load_labelled, spli
 from galaxymorph.models.finetune_model import TASKS, FinetunedModel, PretrainedEncoder, load_pretrained_encoder
 from galaxymorph.models.finetune_module import FinetuneModule, task_loss
 from galaxymorph.models.train import MONITOR, ExportBest
+from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import get_schema
 
 __all__ = ["FinetuneConfig", "finetune", "fit", "build_model", "class_weights"]
@@ -172,15 +172,16 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
     ]
     if config.progress:
         callbacks.append(RichProgressBar())
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks,
-        logger=CSVLogger(config.out, name="logs", version=name),
-        enable_progress_bar=config.progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=1, gradient_clip_val=1.0,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # the frozen parts, on purpose
-        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming
+    with quiet_lightning(
+        r".*module\(s\) in eval mode",  # the frozen parts, on purpose
+        r"Checkpoint directory .* exists and is not empty",  # resuming
+    ):
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks,
+            logger=CSVLogger(config.out, name="logs", version=name),
+            enable_progress_bar=config.progress, enable_model_summary=False, num_sanity_val_steps=0,
+            log_every_n_steps=1, gradient_clip_val=1.0,
+        )
         trainer.fit(FinetuneModule(model, **module_args), train_loader, val_loader,
                     ckpt_path=resume_from if resume_from.is_file() else None, weights_only=True)
     (checkpoints / f"{name}.done").touch()

@@ -33,6 +33,7 @@ from galaxymorph.models.checkpoint import save_model
 from galaxymorph.models.config import TrainConfig, TrainConfigError, changed_setting, parse_max_time
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.lightning_module import GalaxyLightningModule
+from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = ["train", "LAST_CHECKPOINT", "MONITOR"]
@@ -89,11 +90,12 @@ def train(
     module = GalaxyLightningModule(
         model, lr=config.lr, weight_decay=config.weight_decay, cosine=config.cosine, warmup_fraction=config.warmup_fraction
     )
-    trainer = _trainer(config, run, _steps_per_epoch(datamodule, config), callbacks or [])
-    if trainer.is_global_zero:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
+    with quiet_lightning():
+        trainer = _trainer(config, run, _steps_per_epoch(datamodule, config), callbacks or [])
+        if trainer.is_global_zero:
+            run.mkdir(parents=True, exist_ok=True)
+            (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
     if trainer.is_global_zero:
         _merge_metrics(run)
     return run / "best"
@@ -102,11 +104,11 @@ def train(
 # ------------------------------------------------------------------------------ data
 def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
     from galaxymorph.data.datamodule import GalaxyDataModule
-    from galaxymorph.data.shards import read_manifest
+    from galaxymorph.data.shards import is_shard_source, read_manifest
     from galaxymorph.data.transforms import Preprocessing
 
-    shards = Path(config.shards)
-    if not (shards / "manifest.json").is_file():
+    shards = config.shards
+    if not is_shard_source(shards):
         raise TrainConfigError(
             f"--shards {shards}: no manifest.json there; make shards first with "
             "`galaxymorph shard --catalog ... --schema ... --out DIR`"
