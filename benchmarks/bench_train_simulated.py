@@ -61,19 +61,30 @@ def main() -> None:
     train(config)
     train_minutes = (time.perf_counter() - start) / 60
     model = load_model(run)
-    ids, conc, votes = predict_split(model, shards, "test")
     table = pd.read_parquet(catalogue).set_index("id_str")
-    truth = table.loc[ids, [f"{TRUTH_PREFIX}{a}" for a in model.schema.answers]].to_numpy()
-    overall = evaluate_arrays(conc, votes, model.schema, truth=truth, levels=(0.5, 0.9))["overall"]["truth"]
+    results = {}
+    for tta in (False, True):
+        ids, conc, votes = predict_split(model, shards, "test", tta=tta)
+        truth = table.loc[ids, [f"{TRUTH_PREFIX}{a}" for a in model.schema.answers]].to_numpy()
+        results["8-view TTA" if tta else "single view"] = evaluate_arrays(conc, votes, model.schema, truth=truth, levels=(0.5, 0.9))
+    single = results["single view"]
+    overall = single["overall"]["truth"]
     ratio = overall["model"]["mae"] / overall["noise_floor"]["mae"]
     epochs_done = int(pd.read_csv(run / "metrics.csv")["epoch"].max()) + 1
     print(f"\nsimulated gz_decals_dr5, {args.n} galaxies ({len(ids)} in test), {args.arch} at {args.size} px, "
           f"{train_minutes:.1f} min of training ({epochs_done} epochs)")
     print("| vote fractions vs true probabilities | MAE |\n|---|---|")
-    print(f"| galaxymorph (expected fractions) | {overall['model']['mae']:.4f} |")
+    for name, metrics in results.items():
+        print(f"| galaxymorph (expected fractions, {name}) | {metrics['overall']['truth']['model']['mae']:.4f} |")
     print(f"| observed fractions (noise floor) | {overall['noise_floor']['mae']:.4f} |")
     print(f"| constant (mean of truth) | {overall['constant']['mae']:.4f} |")
-    print(f"model / noise floor: {ratio:.2f} (goal <= 1.5)")
+    print(f"model / noise floor: {ratio:.2f} (goal <= 1.5); single view, 50% / 90% interval coverage: "
+          f"{single['overall']['coverage']['0.5']:.3f} / {single['overall']['coverage']['0.9']:.3f}")
+    print("\n| question (single view, MAE vs truth) | model | noise floor | constant |\n|---|---|---|---|")
+    for question, metrics in single["questions"].items():
+        if metrics.get("truth"):
+            t = metrics["truth"]
+            print(f"| {question} | {t['model']['mae']:.3f} | {t['noise_floor']['mae']:.3f} | {t['constant']['mae']:.3f} |")
     (run / "bench_result.json").write_text(json.dumps({"args": vars(args), "truth": overall, "ratio": ratio,
                                                        "train_minutes": train_minutes, "epochs": epochs_done}, indent=1))
 
