@@ -220,12 +220,16 @@ def test_ddp_evaluation_with_fewer_shards_than_ranks_says_how_to_fix_it(sharded)
         dm.val_dataloader()
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no request lines in the test output
+        pass
+
+
 @pytest.fixture
 def served_shards(sharded):
     """The shard folder behind a local HTTP server, as object storage would serve it."""
     _, folder, _ = sharded
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

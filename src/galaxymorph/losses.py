@@ -5,15 +5,13 @@ For a question with counts n_k (total N) and concentrations a_k (total A)::
     log p = lgamma(N+1) - sum lgamma(n_k+1) + lgamma(A) - lgamma(N+A)
             + sum [lgamma(n_k+a_k) - lgamma(a_k)]
 
-All questions are computed at once, with no Python loop over questions: two
-small constant matrices do the bookkeeping, ``[I | M]`` appending each question's
-total to its answers and ``[M ; -I]`` summing a question's answer terms minus its
-question term (``M`` is the schema's one-hot answer-to-question matrix). Speed
-matters (this runs on every training step) and is dominated by the special
-functions, so each is called once: lgamma on every argument stacked together in
-forward, digamma on the same in a hand-written backward, and log factorials of
-whole-number votes are looked up in a table. See ``benchmarks/bench_loss.py`` for
-the comparison with Zoobot's losses.
+All questions are computed at once, with no Python loop over questions: the
+per-question sums are one ``index_add_`` over the answers' question indices.
+Speed matters (this runs on every training step) and is dominated by the
+special functions, so each is called once: lgamma on every argument stacked
+together in forward, digamma on the same in a hand-written backward, and log
+factorials of whole-number votes are looked up in a table. See
+``benchmarks/bench_loss.py`` for the comparison with Zoobot's losses.
 
 Votes may be NaN for a whole question that was not provided (e.g. part of the
 Kaggle GZ2 data); such questions, like questions nobody answered, contribute
@@ -36,40 +34,47 @@ __all__ = ["DirichletMultinomialLoss", "dirichlet_multinomial_nll"]
 class _DirichletMultinomialNLL(torch.autograd.Function):
     """-log p per galaxy and question, with the gradient written out.
 
-    Answers and questions are handled alike: ``[a, n] @ expand`` gives ``a|A`` (every
-    answer's concentration followed by each question's total) and ``n|N`` (the same
-    for counts), so ``log_beta_1 = lgamma(n+1) + lgamma(a) - lgamma(n+a)`` is one
-    (galaxies, answers + questions) array and ``nll = log_beta_1 @ combine``
-    (pyro's ``DirichletMultinomial.log_prob``, term for term, so float32 results agree
-    with it to rounding). One lgamma call on ``[a|A, n+a|N+A]`` gives the likelihood
-    and one digamma call on the same the gradient.
+    Answers and questions are handled alike: ``a|A`` holds every answer's
+    concentration followed by each question's total, ``n|N`` the same for
+    counts, so ``log_beta_1 = lgamma(n+1) + lgamma(a) - lgamma(n+a)`` is one
+    (galaxies, answers + questions) array, and ``nll`` is the sum of a
+    question's answer terms minus its question term (pyro's
+    ``DirichletMultinomial.log_prob``, in its order of operations, so float32
+    results agree with it to rounding). One lgamma call on ``[a|A, n+a|N+A]``
+    gives the likelihood and one digamma call on the same the gradient.
     """
 
     @staticmethod
-    def forward(ctx, concentrations: Tensor, counts: Tensor, expand: Tensor, combine: Tensor) -> Tensor:  # type: ignore[override]
-        arguments = torch.stack([concentrations, counts]) @ expand
+    def forward(ctx, concentrations: Tensor, counts: Tensor, question_index: Tensor, n_questions: int) -> Tensor:  # type: ignore[override]
+        answers = concentrations.shape[1]
+        values = torch.stack([concentrations, counts])
+        totals = values.new_zeros(2, len(values[0]), n_questions).index_add_(2, question_index, values)
+        arguments = torch.cat([values, totals], dim=2)
         conc, count = arguments
         lowest, highest = (float(x) for x in torch.aminmax(count)) if count.numel() else (0.0, 0.0)
-        # A question without votes already comes out exactly 0, with zero gradient:
-        # every term is lgamma(1) = 0 or lgamma(x) - lgamma(x + 0). Only negative counts need a mask.
-        unobserved = (count[:, concentrations.shape[1]:] <= 0) if lowest < 0 else None
         log_factorial = _log_factorial(count, lowest, highest)
         count.add_(conc)  # arguments is now [a|A, n+a|N+A]
         lgamma_conc, lgamma_count_plus_conc = arguments.lgamma()
-        nll = log_factorial.add_(lgamma_conc).sub_(lgamma_count_plus_conc) @ combine
-        ctx.save_for_backward(arguments, expand, combine, unobserved)
+        log_beta_1 = log_factorial.add_(lgamma_conc).sub_(lgamma_count_plus_conc)
+        nll = _sum_per_question(log_beta_1[:, :answers], question_index, n_questions).sub_(log_beta_1[:, answers:])
+        # A question without votes already comes out exactly 0, with zero gradient:
+        # every term is lgamma(1) = 0 or lgamma(x) - lgamma(x + 0). Only negative counts need a mask.
+        unobserved = totals[1] <= 0 if lowest < 0 else None
+        ctx.save_for_backward(arguments, question_index, unobserved)
         return nll if unobserved is None else nll.masked_fill_(unobserved, 0.0)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):  # type: ignore[override]
-        arguments, expand, combine, unobserved = ctx.saved_tensors
+        arguments, question_index, unobserved = ctx.saved_tensors
+        answers = len(question_index)
+        digamma_conc, digamma_count_plus_conc = arguments.digamma()
+        # d log_beta_1 / da = psi(a) - psi(n+a); d nll / da_k = that of answer k minus that of its question
+        d_log_beta_1 = digamma_conc.sub_(digamma_count_plus_conc)
+        grad = torch.sub(d_log_beta_1[:, :answers], d_log_beta_1[:, answers:].index_select(1, question_index))
         if unobserved is not None:
             grad_output = grad_output.masked_fill(unobserved, 0.0)
-        digamma_conc, digamma_count_plus_conc = arguments.digamma()
-        # d log_beta_1 / da = psi(a) - psi(n+a), spread to answers and question totals, then gathered back
-        d_log_beta_1 = digamma_conc.sub_(digamma_count_plus_conc).mul_(grad_output @ combine.T)
-        return d_log_beta_1 @ expand.T, None, None, None
+        return grad.mul_(grad_output.index_select(1, question_index)), None, None, None
 
 
 def _log_factorial(counts: Tensor, lowest: float, highest: float) -> Tensor:
@@ -85,13 +90,8 @@ def _log_factorial(counts: Tensor, lowest: float, highest: float) -> Tensor:
 _LOG_FACTORIAL_TABLE_LIMIT = 1e6
 
 
-def _bookkeeping(answer_matrix: Tensor) -> tuple[Tensor, Tensor]:
-    """``expand = [I | M]`` (answers -> answers and question totals), ``combine = [M ; -I]`` (-> per question)."""
-    answers, questions = answer_matrix.shape
-    matrix = answer_matrix.float()
-    expand = torch.cat([torch.eye(answers, device=matrix.device), matrix], dim=1)
-    combine = torch.cat([matrix, -torch.eye(questions, device=matrix.device)], dim=0)
-    return expand, combine
+def _sum_per_question(values: Tensor, question_index: Tensor, n_questions: int) -> Tensor:
+    return values.new_zeros(len(values), n_questions).index_add_(1, question_index, values)
 
 
 def dirichlet_multinomial_nll(concentrations: Tensor, counts: Tensor, answer_matrix: Tensor) -> Tensor:
@@ -106,19 +106,16 @@ def dirichlet_multinomial_nll(concentrations: Tensor, counts: Tensor, answer_mat
         ValueError: concentrations that are NaN, infinite or not positive, naming
             the first bad galaxy (row) and answer (column).
     """
-    expand, combine = _bookkeeping(answer_matrix.to(concentrations.device))
-    return _nll(concentrations, counts, expand, combine)
+    question_index = answer_matrix.argmax(dim=1).to(concentrations.device)
+    return _nll(concentrations, counts, question_index, answer_matrix.shape[1])
 
 
-def _nll(concentrations: Tensor, counts: Tensor, expand: Tensor, combine: Tensor) -> Tensor:
+def _nll(concentrations: Tensor, counts: Tensor, question_index: Tensor, n_questions: int) -> Tensor:
     _check_concentrations(concentrations)
     counts = counts.to(concentrations.dtype)
     if not math.isfinite(counts.sum().item()):  # one sum is cheaper than a scan for NaN
         counts = torch.nan_to_num(counts, nan=0.0)
-    dtype = concentrations.dtype
-    # the bookkeeping matmuls must stay in the inputs' precision under mixed-precision training
-    with torch.autocast(concentrations.device.type, enabled=False):
-        return _DirichletMultinomialNLL.apply(concentrations, counts, expand.to(dtype), combine.to(dtype))
+    return _DirichletMultinomialNLL.apply(concentrations, counts, question_index, n_questions)
 
 
 def _check_concentrations(concentrations: Tensor) -> None:
@@ -154,12 +151,11 @@ class DirichletMultinomialLoss(nn.Module):
         if reduction not in ("none", "sum", "mean"):
             raise ValueError(f"reduction must be 'none', 'sum' or 'mean', not {reduction!r}")
         self.reduction = reduction
-        expand, combine = _bookkeeping(torch.from_numpy(schema.answer_matrix))
-        self.register_buffer("expand", expand, persistent=False)
-        self.register_buffer("combine", combine, persistent=False)
+        self.register_buffer("answer_matrix", torch.from_numpy(schema.answer_matrix), persistent=False)
+        self.register_buffer("question_index", torch.from_numpy(schema.question_index).long(), persistent=False)
 
     def forward(self, concentrations: Tensor, counts: Tensor) -> Tensor:
-        per_question = _nll(concentrations, counts, self.expand, self.combine)
+        per_question = _nll(concentrations, counts, self.question_index, self.answer_matrix.shape[1])
         if self.reduction == "none":
             return per_question
         per_galaxy = per_question.sum(dim=1)
