@@ -9,7 +9,7 @@ Calibration: share of observed test vote counts inside the 50% / 90% central
 posterior-predictive intervals (``galaxymorph.evaluate``), ideally 0.5 / 0.9.
 
     .venv/bin/python benchmarks/bench_train_gz2.py --minutes 35 [--arch efficientnet_b0]
-        [--size 64] [--batch-size 64] [--epochs 30] [--lr 1e-3] [--threads 2] [--workers 1]
+        [--size 64] [--batch-size 64] [--epochs 30] [--lr 1e-3] [--threads 2] [--workers 1] [--shift 0.03]
 
 Re-running the same command resumes an interrupted run (same run folder).
 """
@@ -47,17 +47,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=30, help="cosine schedule length; --minutes caps the run")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--shift", type=float, default=None,
+                        help="largest training-crop offset, fraction of the frame (default: the shards', 0.03; 0.5: anywhere)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--samples", type=int, default=5, help="MC-dropout samples per view at test time")
     args = parser.parse_args()
 
     shards = gz2_shards()
-    run = WORK / f"gz2_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep"
+    run = WORK / (f"gz2_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep" + ("" if args.shift is None else f"_shift{args.shift:g}"))
     seconds = int(args.minutes * 60)
     config = TrainConfig(
         shards=str(shards), out=str(run), arch=args.arch, size=args.size, batch_size=args.batch_size,
-        epochs=args.epochs, lr=args.lr, threads=args.threads, num_workers=args.workers, patience=args.epochs,
+        epochs=args.epochs, lr=args.lr, train_shift=args.shift, threads=args.threads, num_workers=args.workers, patience=args.epochs,
         max_time=f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}", progress=False,
     )
     probe = Throughput(warmup=5, steps=10**9, stop=False)

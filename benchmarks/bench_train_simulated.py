@@ -3,7 +3,7 @@ vote fractions against the TRUE answer probabilities on the held-out test split,
 noise floor (the observed vote fractions' own error against the truth). Goal: model / floor <= 1.5.
 
     .venv/bin/python benchmarks/bench_train_simulated.py --n 20000 --minutes 35 [--sim-size 96]
-        [--size 64] [--arch efficientnet_b0] [--epochs 20] [--threads 2] [--workers 1]
+        [--size 64] [--arch efficientnet_b0] [--epochs 20] [--threads 2] [--workers 1] [--shift 0.03]
 
 Simulation, shards and the training run are cached under runs/bench_train/ and resume.
 """
@@ -47,14 +47,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="cosine schedule length; --minutes caps the run")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--shift", type=float, default=None,
+                        help="largest training-crop offset, fraction of the frame (default: the shards', 0.03; 0.5: anywhere)")
     args = parser.parse_args()
 
     catalogue, shards = simulated_shards(args.n, args.sim_size, args.size, max(1, args.workers))
-    run = WORK / f"sim_{args.n}_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep"
+    run = WORK / (f"sim_{args.n}_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep"
+                  + ("" if args.shift is None else f"_shift{args.shift:g}"))
     seconds = int(args.minutes * 60)
     config = TrainConfig(
         shards=str(shards), out=str(run), arch=args.arch, size=args.size, batch_size=args.batch_size,
-        epochs=args.epochs, threads=args.threads, num_workers=args.workers, patience=args.epochs, progress=False,
+        epochs=args.epochs, train_shift=args.shift, threads=args.threads, num_workers=args.workers, patience=args.epochs, progress=False,
         max_time=f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
     )
     start = time.perf_counter()

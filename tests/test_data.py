@@ -163,6 +163,25 @@ def test_train_transform_rotates_about_the_centre():
     assert (out - reference).abs().max() < 0.05
 
 
+@pytest.mark.parametrize("shift", [0.5, 0.0, 0.05])
+def test_train_shift_bounds_how_far_the_crop_centre_moves(shift):
+    """A bright centre pixel lands within shift x frame / zoom of the output centre, per axis before the
+    rotation (so sqrt 2 times that in distance); 0.5: anywhere the crop fits."""
+    stored, out = 96, 64
+    prep = Preprocessing(stored_size=stored, image_size=out, train_zoom=(0.7, 0.8), train_shift=shift)
+    images = torch.zeros(400, 3, stored, stored, dtype=torch.uint8)
+    images[..., stored // 2 - 1 : stored // 2 + 1, stored // 2 - 1 : stored // 2 + 1] = 255
+    brightest = train_transform(prep, torch.Generator().manual_seed(0))(images)[:, 0].flatten(1).argmax(1)
+    offset = torch.stack([brightest // out, brightest % out]).float().sub((out - 1) / 2).norm(dim=0).max()
+    if shift == 0.5:  # up to (1 - zoom) / 2 of the frame per axis, i.e. ~19 px here
+        assert offset > 12
+    else:
+        assert offset <= 2**0.5 * shift * out / 0.7 + 1
+    with pytest.raises(ValueError, match="train_shift"):
+        Preprocessing(train_shift=0.7)
+    assert Preprocessing().train_shift == 0.03  # also for manifests written before the setting existed
+
+
 # --- catalogue validation -----------------------------------------------------------
 
 

@@ -118,7 +118,7 @@ def toy_config(out, **kw) -> TrainConfig:
 
 
 def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path, toy_shards):
-    best = train(toy_config(tmp_path / "run", shards=str(toy_shards), epochs=5, batch_size=8))
+    best = train(toy_config(tmp_path / "run", shards=str(toy_shards), epochs=5, batch_size=8, train_shift=0.05))
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     val = metrics.dropna(subset=["val/loss"])
     assert len(val) == 5
@@ -128,6 +128,7 @@ def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path, toy_sh
     assert per_question.to_numpy() == pytest.approx(val["val/loss"].to_numpy(), rel=1e-4)
     model = load_model(best)
     assert model.schema == TOY_SCHEMA and model.config["image_size"] == SIZE
+    assert model.config["preprocessing"]["train_shift"] == 0.05  # the setting reached the training transform
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     # best = the epoch with the lowest val loss, not the last one
     import yaml
@@ -145,6 +146,7 @@ def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path, toy_sh
         (dict(channels=1), TrainConfigError, "--channels 1 .* 3-channel"),
         (dict(max_time="35 minutes"), TrainConfigError, "HH:MM:SS"),
         (dict(epochs=0), TrainConfigError, "epochs=0"),
+        (dict(train_shift=0.8), TrainConfigError, "train_shift=0.8 must be in"),
     ],
 )
 def test_bad_settings_fail_with_a_clear_message(tmp_path, settings, error, match):

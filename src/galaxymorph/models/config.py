@@ -25,6 +25,7 @@ class TrainConfig:
     arch: str = "efficientnet_b0"
     size: int | None = None  # model input px; None: the shards' preprocessing image_size
     channels: int | None = None  # None: the shards' channels
+    train_shift: float | None = None  # largest training-crop offset, fraction of the frame (0.5: anywhere); None: the shards' (0.03)
     schema: str | None = None  # expected tree name; None: whatever the shards hold
     epochs: int = 10
     batch_size: int = 64
@@ -78,6 +79,7 @@ class TrainConfig:
             (self.num_nodes >= 1, "num_nodes", "must be >= 1"),
             (self.size is None or self.size >= 8, "size", "must be >= 8 px"),
             (self.channels in (None, 1, 3), "channels", "must be 1 or 3"),
+            (self.train_shift is None or 0 <= self.train_shift <= 0.5, "train_shift", "must be in [0, 0.5]"),
             (0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)"),
             (self.checkpoint_minutes > 0, "checkpoint_minutes", "must be > 0"),
         ]

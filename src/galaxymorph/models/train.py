@@ -122,7 +122,10 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
             f"image size mismatch: --size {size} is larger than the {stored.stored_size} px images stored in "
             f"{shards}; use --size {stored.stored_size} or less, or remake the shards at a larger size"
         )
-    prep = Preprocessing.from_dict({**stored.to_dict(), "image_size": size, "channels": config.channels or stored.channels})
+    settings = {"image_size": size, "channels": config.channels or stored.channels}
+    if config.train_shift is not None:
+        settings["train_shift"] = config.train_shift
+    prep = Preprocessing.from_dict({**stored.to_dict(), **settings})
     return GalaxyDataModule(
         shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed
     )
