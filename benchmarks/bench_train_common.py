@@ -5,6 +5,7 @@ Not a benchmark itself. Work files go to ``runs/bench_train/`` (git-ignored), or
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,23 @@ GZ2 = ROOT.parent / "shared" / "data" / "gz2_kaggle"
 # 0.7-0.8 training zoom-crop still covers it, store at 96 px, train at 64 px.
 GZ2_PREPROCESSING = Preprocessing(stored_size=96, source_crop=0.65, image_size=64, channels=3)
 SPLIT_SEED = 0  # fixed train/val/test split (80/10/10 by hash of id_str): the same for every benchmark
+
+
+def add_shift_option(parser: argparse.ArgumentParser) -> None:
+    """``--shift``: the training crop's largest offset (``TrainConfig.train_shift``)."""
+    parser.add_argument("--shift", type=float, default=None,
+                        help="largest training-crop offset, fraction of the frame (default: the shards', 0.03; 0.5: anywhere)")
+
+
+def shift_suffix(shift: float | None) -> str:
+    """Run-folder suffix for a ``--shift`` given on the command line, so runs of other settings never resume each other."""
+    return "" if shift is None else f"_shift{shift:g}"
+
+
+def hhmmss(minutes: float) -> str:
+    """A budget in minutes as Lightning's ``HH:MM:SS`` ``max_time``."""
+    seconds = int(minutes * 60)
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def gz2_shards(prep: Preprocessing = GZ2_PREPROCESSING, workers: int = 2) -> Path:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench_train_common import SPLIT_SEED, WORK, Throughput, gz2_shards, predict_split
+from bench_train_common import SPLIT_SEED, WORK, Throughput, add_shift_option, gz2_shards, hhmmss, predict_split, shift_suffix
 from galaxymorph.data.shards import assign_splits
 from galaxymorph.evaluate import evaluate_arrays
 from galaxymorph.kaggle import kaggle_columns, kaggle_rmse, to_kaggle
@@ -47,20 +47,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=30, help="cosine schedule length; --minutes caps the run")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--shift", type=float, default=None,
-                        help="largest training-crop offset, fraction of the frame (default: the shards', 0.03; 0.5: anywhere)")
+    add_shift_option(parser)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--samples", type=int, default=5, help="MC-dropout samples per view at test time")
     args = parser.parse_args()
 
     shards = gz2_shards()
-    run = WORK / (f"gz2_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep" + ("" if args.shift is None else f"_shift{args.shift:g}"))
-    seconds = int(args.minutes * 60)
+    run = WORK / f"gz2_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep{shift_suffix(args.shift)}"
     config = TrainConfig(
         shards=str(shards), out=str(run), arch=args.arch, size=args.size, batch_size=args.batch_size,
         epochs=args.epochs, lr=args.lr, train_shift=args.shift, threads=args.threads, num_workers=args.workers, patience=args.epochs,
-        max_time=f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}", progress=False,
+        max_time=hhmmss(args.minutes), progress=False,
     )
     probe = Throughput(warmup=5, steps=10**9, stop=False)
     start = time.perf_counter()

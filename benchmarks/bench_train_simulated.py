@@ -17,7 +17,7 @@ import time
 import pandas as pd
 import torch
 
-from bench_train_common import WORK, predict_split
+from bench_train_common import WORK, add_shift_option, hhmmss, predict_split, shift_suffix
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluate import TRUTH_PREFIX, evaluate_arrays
@@ -47,18 +47,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="cosine schedule length; --minutes caps the run")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--shift", type=float, default=None,
-                        help="largest training-crop offset, fraction of the frame (default: the shards', 0.03; 0.5: anywhere)")
+    add_shift_option(parser)
     args = parser.parse_args()
 
     catalogue, shards = simulated_shards(args.n, args.sim_size, args.size, max(1, args.workers))
-    run = WORK / (f"sim_{args.n}_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep"
-                  + ("" if args.shift is None else f"_shift{args.shift:g}"))
-    seconds = int(args.minutes * 60)
+    run = WORK / f"sim_{args.n}_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep{shift_suffix(args.shift)}"
     config = TrainConfig(
         shards=str(shards), out=str(run), arch=args.arch, size=args.size, batch_size=args.batch_size,
         epochs=args.epochs, train_shift=args.shift, threads=args.threads, num_workers=args.workers, patience=args.epochs, progress=False,
-        max_time=f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
+        max_time=hhmmss(args.minutes),
     )
     start = time.perf_counter()
     train(config)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench_train_common import GZ2, SPLIT_SEED, WORK
+from bench_train_common import GZ2, SPLIT_SEED, WORK, hhmmss
 from galaxymorph.data.shards import assign_splits
 from galaxymorph.kaggle import kaggle_rmse, to_kaggle
 from galaxymorph.schema import get_schema
@@ -150,11 +150,10 @@ def main() -> None:
     work = WORK / f"zoobot_{args.arch}_{args.size}px_{args.minutes:g}min_{args.threads}threads"
     work.mkdir(parents=True, exist_ok=True)
     paths = catalogues(work)
-    seconds = int(args.minutes * 60)
     child_args = {
         **paths, "tree": get_schema("gz2").to_dict(), "size": args.size, "arch": args.arch,
         "batch_size": args.batch_size, "workers": args.workers, "threads": args.threads, "save_dir": str(work / "run"),
-        "duration": f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
+        "duration": f"00:{hhmmss(args.minutes)}",  # Lightning Timer: DD:HH:MM:SS
         "out_conc": str(work / "test_concentrations.npy"), "out_info": str(work / "info.json"),
     }
     (work / "child.py").write_text(CHILD)

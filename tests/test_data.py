@@ -124,6 +124,10 @@ def test_preprocessing_round_trips_as_plain_data():
         Preprocessing.from_dict({**prep.to_dict(), "imagesize": 3})
     with pytest.raises(ValueError, match="channels"):
         Preprocessing(channels=2)
+    with pytest.raises(ValueError, match="train_shift"):
+        Preprocessing(train_shift=0.7)
+    older = {k: v for k, v in prep.to_dict().items() if k != "train_shift"}  # a manifest from before the setting
+    assert Preprocessing.from_dict(older).train_shift == 0.03
 
 
 def test_eval_transform_is_deterministic_and_scaled_once():
@@ -177,9 +181,6 @@ def test_train_shift_bounds_how_far_the_crop_centre_moves(shift):
         assert offset > 12
     else:
         assert offset <= 2**0.5 * shift * out / 0.7 + 1
-    with pytest.raises(ValueError, match="train_shift"):
-        Preprocessing(train_shift=0.7)
-    assert Preprocessing().train_shift == 0.03  # also for manifests written before the setting existed
 
 
 # --- catalogue validation -----------------------------------------------------------
