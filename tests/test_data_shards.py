@@ -195,27 +195,36 @@ def test_cli_reports_catalogue_errors_in_one_line_per_problem(tmp_path):
 
 def test_training_order_is_reproducible_and_changes_every_epoch(sharded):
     _, folder, _ = sharded
-    loader = GalaxyDataModule(folder / "shards", batch_size=4, shuffle_buffer=8).train_dataloader()
-    epochs = [[i for b in loader for i in b["id_str"]] for _ in range(2)]
+    dm = GalaxyDataModule(folder / "shards", batch_size=4, shuffle_buffer=8)
+    loader = dm.train_dataloader()
+    epochs = []
+    for epoch in range(2):  # the stream's position is the run's optimiser step
+        dm.trainer = SimpleNamespace(global_step=epoch * dm.train_batches_per_epoch(), world_size=1, global_rank=0)
+        epochs.append([i for b in loader for i in b["id_str"]])
     again = [i for b in GalaxyDataModule(folder / "shards", batch_size=4, shuffle_buffer=8).train_dataloader() for i in b["id_str"]]
     assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1] and again == epochs[0]
 
 
-def test_ddp_training_stream_gives_equal_batches_per_rank(sharded):
+def test_ddp_training_stream_gives_equal_batches_per_rank_reproducibly(sharded):
     _, folder, manifest = sharded
-    dm = GalaxyDataModule(folder / "shards", batch_size=3)
-    dm.trainer = SimpleNamespace(world_size=2, training=True)
-    batches = list(dm.train_dataloader())
-    assert len(batches) == manifest["splits"]["train"]["count"] // (2 * 3)
-    assert all(len(b["id_str"]) == 3 for b in batches)
+    per_rank = {}
+    for rank in (0, 1):
+        dm = GalaxyDataModule(folder / "shards", batch_size=3)
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank, global_step=0, training=True)
+        batches = list(dm.train_dataloader())
+        assert len(batches) == manifest["splits"]["train"]["count"] // (2 * 3)
+        assert all(len(b["id_str"]) == 3 for b in batches)
+        assert [b["id_str"] for b in dm.train_dataloader()] == [b["id_str"] for b in batches]  # seeded, not per process
+        per_rank[rank] = [i for b in batches for i in b["id_str"]]
     assert dm.on_after_batch_transfer(batches[0], 0)["image"].shape == (3, 3, 8, 8)
+    assert per_rank[0] != per_rank[1]
 
 
 def test_ddp_evaluation_with_fewer_shards_than_ranks_says_how_to_fix_it(sharded):
     _, folder, manifest = sharded
     dm = GalaxyDataModule(folder / "shards", batch_size=3)
     val_shards = len([s for s in manifest["splits"]["val"]["shards"] if s["count"]])
-    dm.trainer = SimpleNamespace(world_size=val_shards + 1, training=False)
+    dm.trainer = SimpleNamespace(world_size=val_shards + 1, global_rank=0, training=False)
     with pytest.raises(ValueError, match=rf"val split has {val_shards} shard\(s\) for {val_shards + 1} processes.*--shard-size"):
         dm.val_dataloader()
 

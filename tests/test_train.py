@@ -255,3 +255,51 @@ def test_killed_mid_epoch_then_rerun_ends_with_the_uninterrupted_step_count(tmp_
     assert _global_step(run) == 3 * steps_per_epoch
     assert load_model(run).config["arch"] == "resnet10t"
     assert pd.read_csv(run / "metrics.csv")["version"].max() == 1  # the second attempt logs apart
+
+
+class _RecordBatches(L.Callback):
+    """The galaxies of every optimiser step, by step."""
+
+    def __init__(self):
+        self.steps: dict[int, list[str]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.steps[trainer.global_step] = list(batch["id_str"])
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+class _CheckpointThenCrash(L.Callback):
+    """Saves last.ckpt after ``step`` optimiser steps (as the mid-epoch timer would), then dies."""
+
+    def __init__(self, step: int, path: Path):
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+            raise _Crash
+
+
+@pytest.mark.slow
+def test_a_run_resumed_mid_epoch_trains_on_exactly_the_batches_of_an_uninterrupted_one(tmp_path, toy_shards):
+    settings = dict(shards=str(toy_shards), epochs=2, batch_size=8, num_workers=2)
+    whole = _RecordBatches()
+    train(toy_config(tmp_path / "whole", **settings), callbacks=[whole])
+    steps = len(whole.steps) // 2
+    assert sorted(whole.steps) == list(range(2 * steps))
+    seen = [i for s in range(steps) for i in whole.steps[s]]
+    assert len(seen) == len(set(seen)) == json.loads((toy_shards / "manifest.json").read_text())["splits"]["train"]["count"]
+
+    run = tmp_path / "interrupted"
+    before = _RecordBatches()
+    crash = _CheckpointThenCrash(steps + 2, run / "checkpoints" / "last.ckpt")  # two steps into the second epoch
+    with pytest.raises(_Crash):
+        train(toy_config(run, **settings), callbacks=[before, crash])
+    after = _RecordBatches()
+    train(toy_config(run, **settings), callbacks=[after])
+    assert min(after.steps) == steps + 2
+    resumed = {**{s: b for s, b in before.steps.items() if s < steps + 2}, **after.steps}
+    assert resumed == whole.steps

@@ -15,7 +15,10 @@ from typing import Iterator
 __all__ = ["quiet_lightning"]
 
 _INFO_NOISE = ("Tip: For seamless cloud logging", "to estimate number of stepping batches")
-_WARNING_NOISE = (r".*isinstance\(treespec, LeafSpec\)",)  # Lightning's use of a torch API, not ours
+_WARNING_NOISE = (
+    r".*isinstance\(treespec, LeafSpec\)",  # Lightning's use of a torch API, not ours
+    r"Checkpoint directory .* exists and is not empty",  # a run resuming into its own folder
+)
 
 
 class _DropNoise(logging.Filter):

@@ -6,8 +6,9 @@ training device), random for training and deterministic otherwise.
 
 Shards stream through ``webdataset`` (bounded memory: a shuffle buffer, not the
 data set); shards are split between DDP ranks and between loader workers, so each
-galaxy is read once per epoch. With several ranks the training stream is
-resampled to an equal number of batches per rank (DDP needs equal step counts).
+galaxy is read once per epoch. Training batches come from ``data.stream``: an
+order fixed by (seed, epoch) that a resumed run continues exactly, and under DDP
+an equal number of batches per rank (DDP needs equal step counts).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.data.catalog import read_catalogue, resolve_paths, vote_columns
 from galaxymorph.data.images import FITS_SUFFIXES, FitsStretch, ImageReadError, load_image
+from galaxymorph.data.stream import ShardSamples, TrainBatches, batches_per_epoch
 from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, is_shard_source, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import Schema, get_schema
@@ -147,35 +149,33 @@ class GalaxyDataModule(L.LightningDataModule):
         return len(self._datasets[split])
 
     # --- loaders --------------------------------------------------------------
-    def _shard_loader(self, split: str, train: bool) -> DataLoader:
+    def train_batches_per_epoch(self, world: int = 1) -> int:
+        """Training steps per epoch: fixed from the counts, since a stream has no length (see ``data.stream``)."""
+        return batches_per_epoch(self.split_size("train"), self.batch_size, world)
+
+    def _global_step(self) -> int:
+        return self.trainer.global_step if self.trainer is not None else 0
+
+    def _shard_loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
         urls = shard_paths(self.source, split, self.manifest)
         world = self.trainer.world_size if self.trainer is not None else 1
-        if train and world > 1:
-            per_rank = max(1, self.split_size(split) // (world * self.batch_size))
-            dataset = wds.WebDataset(urls, resampled=True, shardshuffle=False, nodesplitter=None, seed=self.seed)
-        else:
-            if len(urls) < world:  # evaluation splits by whole shards: a rank without one would wait forever
-                raise ValueError(
-                    f"the {split} split has {len(urls)} shard(s) for {world} processes; remake the shards with a "
-                    f"smaller --shard-size (each process needs at least one) or use fewer --devices"
-                )
-            dataset = wds.WebDataset(
-                urls,
-                shardshuffle=len(urls) if train else False,
-                detshuffle=True,  # order from (seed, epoch): reproducible, new every epoch
-                nodesplitter=wds.split_by_node,
-                workersplitter=wds.split_by_worker,
-                empty_check=False,
-                seed=self.seed,
-            )
         if train:
-            dataset = dataset.compose(wds.detshuffle(self.shuffle_buffer, min(self.shuffle_buffer, 500), seed=self.seed))
-        dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=not (train and world > 1))
-        if train and world > 1:
-            dataset = dataset.with_epoch(per_rank)
+            counts = [s["count"] for s in self.manifest["splits"][split]["shards"] if s["count"] > 0]
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            samples = ShardSamples(urls, counts, decode_sample, self.seed, self.shuffle_buffer, rank, world,
+                                   self.num_workers)
+            return TrainBatches(samples, self.batch_size, self.train_batches_per_epoch(world), collate, self._global_step)
+        if len(urls) < world:  # evaluation splits by whole shards: a rank without one would wait forever
+            raise ValueError(
+                f"the {split} split has {len(urls)} shard(s) for {world} processes; remake the shards with a "
+                f"smaller --shard-size (each process needs at least one) or use fewer --devices"
+            )
+        dataset = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node,
+                                 workersplitter=wds.split_by_worker, empty_check=False)
+        dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=True)
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def _loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
         if self.is_shards:
             return self._shard_loader(split, train)
         self.setup()
@@ -185,7 +185,7 @@ class GalaxyDataModule(L.LightningDataModule):
             num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | TrainBatches:
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

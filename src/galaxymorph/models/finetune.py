@@ -172,10 +172,7 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
     ]
     if config.progress:
         callbacks.append(RichProgressBar())
-    with quiet_lightning(
-        r".*module\(s\) in eval mode",  # the frozen parts, on purpose
-        r"Checkpoint directory .* exists and is not empty",  # resuming
-    ):
+    with quiet_lightning(r".*module\(s\) in eval mode"):  # the frozen parts, on purpose
         trainer = L.Trainer(
             accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks,
             logger=CSVLogger(config.out, name="logs", version=name),

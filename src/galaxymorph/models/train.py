@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -132,20 +131,14 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
 
 
 def _steps_per_epoch(datamodule: L.LightningDataModule, config: TrainConfig) -> int | None:
-    """Batches per epoch of a shard stream, whose loader has no length.
+    """Batches per epoch of a shard stream, whose loader has no length; map-style loaders know theirs: None.
 
-    Fixing it makes a resumed epoch stop where an uninterrupted one would (same
-    step count) and gives the cosine schedule its length. One process: every
-    galaxy once (the last batch partial); DDP: the equal per-rank share the
-    data module resamples. Map-style loaders know their length: None.
+    Fixing it makes a resumed epoch stop where an uninterrupted one would and gives
+    the cosine schedule its length.
     """
     if not getattr(datamodule, "is_shards", False):
         return None
-    count = datamodule.split_size("train")
-    world = config.devices * config.num_nodes
-    if world > 1:
-        return max(1, count // (world * config.batch_size))
-    return max(1, math.ceil(count / config.batch_size))
+    return datamodule.train_batches_per_epoch(config.devices * config.num_nodes)
 
 
 def _check_schema(config: TrainConfig, schema: Schema) -> None:

@@ -1,0 +1,177 @@
+"""The training stream over shards: every galaxy once per epoch, in an order fixed by (seed, epoch).
+
+A shard stream cannot seek, so its order must be a pure function of where the
+run stands. For epoch ``e`` the shards are permuted by ``(seed, e)``; rank ``r``
+of ``world`` takes every world-th of them and its loader worker ``w`` every
+workers-th of those; each worker reads its shards in that order through a
+shuffle buffer seeded by ``(seed, e, pass, r, w)``. The loader hands out one
+sample per worker in turn (PyTorch's round-robin over the workers still
+running), and batches are formed here, in the main process, so no worker ends
+an epoch on a short batch of its own.
+
+The position is the run's optimiser step: after a resume at step ``k`` the
+stream skips the ``k mod steps_per_epoch`` batches already trained, reading
+(not decoding) their bytes to replay the shuffle, and yields exactly the
+batches an uninterrupted run would have. One process sees every training
+galaxy once per epoch (the last batch partial). Under DDP each rank yields the
+same number of full batches (``count // (world * batch)``); a rank whose shards
+hold fewer galaxies starts a second pass over them, reshuffled, and extra
+galaxies wait for another epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+__all__ = ["ShardSamples", "TrainBatches", "batches_per_epoch", "interleaved_share"]
+
+
+def batches_per_epoch(count: int, batch_size: int, world: int) -> int:
+    """One process: every galaxy once (last batch partial); DDP: the equal per-rank share of full batches."""
+    if world > 1:
+        return max(1, count // (world * batch_size))
+    return max(1, -(-count // batch_size))
+
+
+def interleaved_share(counts: Sequence[int], n: int) -> list[int]:
+    """How many of the first ``n`` items of a round-robin over streams of these lengths come from each.
+
+    Streams take turns in order; one that has run out drops out of the turn.
+    """
+    share = [0] * len(counts)
+    left = n
+    active = [i for i, c in enumerate(counts) if c > 0]
+    while left > 0 and active:
+        step = min(min(counts[i] - share[i] for i in active), left // len(active))
+        if step == 0:  # fewer items left than a full round: the first streams in the turn get one more
+            for i in active[:left]:
+                share[i] += 1
+            break
+        for i in active:
+            share[i] += step
+        left -= step * len(active)
+        active = [i for i in active if share[i] < counts[i]]
+    return share
+
+
+def _buffered_shuffle(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    buffer: list[Any] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        j = int(rng.integers(size))
+        yield buffer[j]
+        buffer[j] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+class ShardSamples(IterableDataset):
+    """One pass of one rank's share of an epoch, sample by sample; each loader worker reads its own shards.
+
+    ``urls`` and ``counts`` list the split's non-empty shards. :meth:`at` gives a
+    copy positioned at (epoch, pass, galaxies already taken from this pass).
+    """
+
+    def __init__(self, urls: Sequence[str], counts: Sequence[int], decode: Callable[[dict], Any], seed: int,
+                 shuffle_buffer: int, rank: int = 0, world: int = 1, workers: int = 0):
+        if len(urls) < world:
+            raise ValueError(
+                f"the train split has {len(urls)} shard(s) for {world} processes; remake the shards with a smaller "
+                "--shard-size (each process needs at least one) or use fewer --devices"
+            )
+        self.urls, self.counts, self.decode = list(urls), list(counts), decode
+        self.seed, self.shuffle_buffer = seed, shuffle_buffer
+        self.rank, self.world = rank, world
+        self.loader_workers, self.workers = workers, max(workers, 1)  # 0 workers: read in the main process
+        self.epoch = self.pass_ = 0
+        self.skip = [0] * self.workers
+
+    def worker_shards(self, epoch: int) -> list[list[int]]:
+        """Shard indices each loader worker of this rank reads in ``epoch``, in reading order."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.urls))
+        mine = order[self.rank :: self.world]
+        return [mine[w :: self.workers].tolist() for w in range(self.workers)]
+
+    def rank_count(self, epoch: int) -> int:
+        """Galaxies in this rank's shards in ``epoch``: the length of one pass."""
+        return sum(self.counts[i] for shards in self.worker_shards(epoch) for i in shards)
+
+    def at(self, epoch: int, pass_: int, taken: int) -> "ShardSamples":
+        """A copy that starts ``taken`` galaxies into the pass (each worker skips its share of them)."""
+        positioned = copy.copy(self)
+        positioned.epoch, positioned.pass_ = epoch, pass_
+        per_worker = [sum(self.counts[i] for i in shards) for shards in self.worker_shards(epoch)]
+        positioned.skip = interleaved_share(per_worker, taken)
+        return positioned
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker = info.id if info else 0
+        if (info.num_workers if info else 1) != self.workers:
+            raise RuntimeError(f"ShardSamples was built for {self.workers} loader workers")
+        shards = self.worker_shards(self.epoch)[worker]
+        if not shards:
+            return
+        rng = np.random.default_rng([self.seed, self.epoch, self.pass_, self.rank, worker])
+        raw = iter(wds.WebDataset([self.urls[i] for i in shards], shardshuffle=False, nodesplitter=None,
+                                  workersplitter=None, empty_check=False))
+        for i, sample in enumerate(_buffered_shuffle(raw, self.shuffle_buffer, rng)):
+            if i >= self.skip[worker]:  # skipped samples are read to replay the shuffle, never decoded
+                yield self.decode(sample)
+
+
+class TrainBatches:
+    """What Lightning iterates for training: the epoch's batches from the run's current step on.
+
+    ``position`` returns the optimiser steps done so far (``trainer.global_step``);
+    each ``iter`` yields the rest of that epoch, ``steps_per_epoch`` batches in all.
+    """
+
+    def __init__(self, samples: ShardSamples, batch_size: int, steps_per_epoch: int,
+                 collate: Callable[[list], Any], position: Callable[[], int]):
+        self.samples, self.batch_size, self.steps = samples, batch_size, steps_per_epoch
+        self.collate, self.position = collate, position
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch, done = divmod(self.position(), self.steps)
+        per_pass = self.samples.rank_count(epoch)
+        pass_, taken = divmod(done * self.batch_size, per_pass)
+        batch: list[Any] = []
+        while done < self.steps:
+            loader = DataLoader(self.samples.at(epoch, pass_, taken), batch_size=None,
+                                num_workers=self.samples.loader_workers, collate_fn=_identity)
+            for sample in loader:
+                batch.append(sample)
+                if len(batch) == self.batch_size:
+                    yield self.collate(batch)
+                    batch, done = [], done + 1
+                    if done == self.steps:
+                        return
+            if self.samples.world == 1:  # one process: one pass holds every galaxy once
+                break
+            pass_, taken = pass_ + 1, 0
+        if batch:
+            yield self.collate(batch)
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved in each checkpoint (Lightning's resumable-loader hook): the epoch's shape, since the step is the position."""
+        return {"steps_per_epoch": self.steps, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state != self.state_dict():
+            raise ValueError(
+                f"the checkpoint was written with {state['steps_per_epoch']} steps per epoch of {state['batch_size']} "
+                f"galaxies, this run has {self.steps} of {self.batch_size}: resume with the same shards, --devices "
+                "and --num-nodes, or choose a new --out"
+            )
