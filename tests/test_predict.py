@@ -260,7 +260,10 @@ def test_fine_tuned_classifier_predicts_class_probabilities_with_bounds(finetune
         assert all(len(s) == 4 for s in frame[f"sample:{c}"])
     assert (frame["ring_q95"] - frame["ring_q05"]).max() > 0  # MC dropout: the samples differ
     assert list(frame["predicted_class"]) == [classes[i] for i in probs.argmax(axis=1)]
-    assert predict(finetuned_runs / "cls", out, images_dir=finetuned_runs / "images", progress=False)["new"] == 0
+    assert predict(finetuned_runs / "cls", out, images_dir=finetuned_runs / "images", samples=4,
+                   progress=False)["new"] == 0
+    with pytest.raises(ValueError, match="holds rows made with samples=4 .* not samples=5"):
+        predict(finetuned_runs / "cls", out, images_dir=finetuned_runs / "images", samples=5, progress=False)
     with pytest.raises(ValueError, match="fine-tuned classification model .* pandas"):
         read_predictions(out)
 
@@ -283,3 +286,107 @@ def test_cli_predicts_fine_tuned_models(finetuned_runs, tmp_path, run, columns):
     if run == "reg":  # a bounded target: the value and its bounds stay in [0, 1]
         assert frame["bar_length"].between(0, 1).all()
         assert (frame["bar_length_q05"] <= frame["bar_length"] + 1e-6).all()
+
+
+# ------------------------------------------------- nothing mixed: other models, other jobs, other nodes
+def _saved_model(folder: Path, seed: int, size: int = 16) -> Path:
+    from galaxymorph.models import GalaxyModel, save_model
+
+    torch.manual_seed(seed)
+    prep = Preprocessing(stored_size=size, image_size=size, train_zoom=(1.0, 1.0))
+    return save_model(GalaxyModel(TINY, arch="test_resnet", image_size=size, preprocessing=prep.to_dict()), folder)
+
+
+def test_resuming_with_another_model_or_settings_is_refused_and_the_output_names_its_model(tmp_path):
+    catalogue = _write_images(tmp_path / "images", 5, size=8)
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    first, second = _saved_model(tmp_path / "a" / "best", 0), _saved_model(tmp_path / "b" / "best", 1)
+    out = tmp_path / "preds.parquet"
+    predict(tmp_path / "a", out, catalog=tmp_path / "catalogue.csv", samples=2, progress=False)
+    made_by = read_predictions(out)[2]["made_by"]
+    assert made_by["checkpoint"] == str(tmp_path / "a") and made_by["samples"] == 2 and len(made_by["model_sha256"]) == 64
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=r"holds rows made with weights sha256 \w{12} .* not weights sha256"):
+        predict(second, out, catalog=tmp_path / "catalogue.csv", samples=2, progress=False)
+    with pytest.raises(ValueError, match="holds rows made with samples=2 .* not samples=3"):
+        predict(first, out, catalog=tmp_path / "catalogue.csv", samples=3, progress=False)
+    assert out.read_bytes() == before
+    assert predict(first.parent, out, catalog=tmp_path / "catalogue.csv", samples=2, progress=False)["new"] == 0
+
+
+def test_an_output_that_is_not_galaxymorph_predictions_is_left_alone(tmp_path):
+    catalogue = _write_images(tmp_path / "images", 3)
+    catalogue.to_parquet(tmp_path / "catalogue.parquet")
+    before = (tmp_path / "catalogue.parquet").read_bytes()
+    with pytest.raises(ValueError, match="not written by this version of galaxymorph"):
+        predict(TinyModel(), tmp_path / "catalogue.parquet", catalog=tmp_path / "catalogue.parquet", progress=False)
+    assert (tmp_path / "catalogue.parquet").read_bytes() == before
+
+
+def test_a_second_job_on_the_same_output_stops_without_touching_the_first_ones_parts(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "preds.parquet"
+    unfinished = parts_dir(out) / "rank0000-aaaa-00000.parquet.tmp"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, pathlib; from galaxymorph.predict import exclusive_writer;\n"
+         "with exclusive_writer(pathlib.Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        unfinished.write_bytes(b"the first job is writing this part")
+        with pytest.raises(ValueError, match="another galaxymorph job is writing .*preds.parquet"):
+            predict_records(TinyModel(), functools.partial(pixel_records, 4), out, progress=False)
+        assert unfinished.read_bytes() == b"the first job is writing this part"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_two_nodes_merge_only_after_both_wrote_every_galaxy(tmp_path):
+    """Two "nodes" on this machine (gloo); node 1 is slow, so a merge that does not wait would lose its rows."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    _saved_model(tmp_path / "run" / "best", 0)
+    catalogue = _write_images(tmp_path / "images", 24, size=8)
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    out = tmp_path / "preds.parquet"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    slow = ("import time, galaxymorph.predict as p; write = p.PartWriter.write_table;"
+            "p.PartWriter.write_table = lambda self, t: (time.sleep(1.0), write(self, t));"
+            "from galaxymorph.cli import app; app()")
+    args = ["predict", "--checkpoint", str(tmp_path / "run"), "--out", str(out), "--catalog",
+            str(tmp_path / "catalogue.csv"), "--num-nodes", "2", "--batch-size", "4", "--samples", "2"]
+    nodes = []
+    for node in (0, 1):
+        env = {**os.environ, "NODE_RANK": str(node), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        code = slow if node == 1 else "from galaxymorph.cli import app; app()"
+        nodes.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = [n.communicate(timeout=300)[0] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outputs
+    ids = _ids(out)
+    assert sorted(ids) == sorted(catalogue["id_str"]) and len(ids) == 24
+    assert not parts_dir(out).exists()
+
+
+def test_predicting_from_shards_made_with_other_pixels_than_the_model_is_refused(tmp_path):
+    from galaxymorph.data.shards import write_shards
+
+    catalogue = _write_images(tmp_path / "images", 4, size=8)
+    for answer in TINY.answers:
+        catalogue[answer] = 3.0
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    write_shards(tmp_path / "catalogue.csv", TINY, tmp_path / "shards", Preprocessing(stored_size=12, image_size=12),
+                 workers=1, progress=False)
+    model = _saved_model(tmp_path / "run" / "best", 0, size=16)
+    with pytest.raises(ValueError, match="hold images with stored_size=12, but the model was trained on stored_size=16"):
+        predict(model, tmp_path / "p.parquet", shards=tmp_path / "shards", progress=False)

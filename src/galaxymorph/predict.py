@@ -14,7 +14,10 @@ Output: one Parquet file, one row per galaxy, readable without this package:
 - ``<question>_asked``: probability that a volunteer is asked that question.
 
 The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
-samples and the preprocessing, so :func:`read_predictions` needs nothing else.
+samples and the preprocessing, so :func:`read_predictions` needs nothing else, and
+``made_by``: the checkpoint, the sha256 of its weights and config, the samples and
+the preprocessing. Every part carries it too, and a re-run with another model or
+settings is refused instead of mixing two posteriors in one file.
 
 Fine-tuned classification and regression models (``config["task"]``) get the
 columns of :mod:`galaxymorph.models.finetune_outputs` instead: ``sample:<output>``
@@ -38,6 +41,7 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -46,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from filelock import FileLock, Timeout
 from lightning import pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch import nn
@@ -53,9 +58,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from galaxymorph.data.catalog import resolve_paths
 from galaxymorph.data.datamodule import IMAGE_SUFFIXES
-from galaxymorph.data.images import load_image
 from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.finetune_model import load_any_model
 from galaxymorph.models.finetune_outputs import SUMMARISED_TASKS, outputs_layout, outputs_table
 from galaxymorph.quiet import quiet_lightning
@@ -66,8 +71,11 @@ __all__ = [
     "PartWriter",
     "catalogue_records",
     "directory_records",
+    "exclusive_writer",
     "load_checkpoint",
+    "made_by",
     "predict",
+    "prediction_records",
     "predict_records",
     "read_concentrations",
     "read_predictions",
@@ -216,8 +224,36 @@ class ErrorLog:
         self._file.close()
 
 
-def completed_ids(out: Path) -> set[str]:
-    """Ids already in ``out`` or in a complete part; unfinished ``.tmp`` parts are removed."""
+def made_by(model: nn.Module, checkpoint: str | Path | nn.Module, **settings: Any) -> dict[str, Any]:
+    """What makes an output's rows: recorded in its metadata, compared on every resume (path excepted)."""
+    path = None if isinstance(checkpoint, nn.Module) else str(checkpoint)
+    return {"checkpoint": path, "model_sha256": fingerprint(model),
+            "preprocessing": model.config["preprocessing"], **settings}
+
+
+def _setting(key: str, value: Any) -> str:
+    return f"weights sha256 {str(value)[:12]}" if key == "model_sha256" else f"{key}={value!r}"
+
+
+def _check_made_by(path: Path, expected: dict[str, Any], out: Path) -> None:
+    meta = json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
+    if "made_by" not in meta:
+        raise ValueError(f"{path} was not written by this version of galaxymorph predict or embed (no made_by "
+                         f"metadata); choose a new --out instead of {out}")
+    for key, value in expected.items():
+        saved = meta["made_by"].get(key)
+        if key != "checkpoint" and saved != value:
+            raise ValueError(
+                f"{out} holds rows made with {_setting(key, saved)} (model {meta['made_by'].get('checkpoint')}), "
+                f"not {_setting(key, value)}; re-run with the same model and settings to resume, or choose a new --out"
+            )
+
+
+def completed_ids(out: Path, expected: dict[str, Any]) -> set[str]:
+    """Ids already in ``out`` or in a complete part, all made as ``expected``; unfinished ``.tmp`` parts are removed.
+
+    Call it holding :func:`exclusive_writer`, since the ``.tmp`` parts removed are this output's.
+    """
     done: set[str] = set()
     sources = [out] if out.exists() else []
     if parts_dir(out).exists():
@@ -225,8 +261,40 @@ def completed_ids(out: Path) -> set[str]:
             tmp.unlink()
         sources += sorted(parts_dir(out).glob("*.parquet"))
     for path in sources:
+        _check_made_by(path, expected, out)
         done.update(pq.read_table(path, columns=["id_str"]).column("id_str").to_pylist())
     return done
+
+
+def _node_rank() -> tuple[str, bool]:
+    """This node's rank and whether this process launched it (not a further local rank of a DDP job)."""
+    node = os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or os.environ.get("SLURM_NODEID") or "0"
+    local = os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_LOCALID") or "0"
+    return node, local == "0"
+
+
+@contextmanager
+def exclusive_writer(out: Path) -> Iterator[None]:
+    """One job per output: a second predict or embed on the same ``out`` stops instead of deleting the first's parts.
+
+    The lock is per node (each node of a multi-node job launches once) and is
+    released when the process ends, however it ends.
+    """
+    node, launcher = _node_rank()
+    if not launcher:
+        yield
+        return
+    parts_dir(out).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(parts_dir(out) / f".lock-node{node}", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ValueError(f"another galaxymorph job is writing {out} (lock {lock.lock_file}); wait for it to "
+                         "finish, or choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def merge_parts(out: Path) -> tuple[int, int]:
@@ -313,6 +381,36 @@ def shard_records(shards: str | Path, split: str | None = None) -> Iterator[Reco
                 yield sample["id.txt"].decode(), sample
 
 
+def _check_shard_pixels(shards: str | Path, preprocessing: dict[str, Any]) -> None:
+    """Shards hold pixels read one way; a model trained on others would be fed the wrong images."""
+    stored = Preprocessing.from_dict(read_manifest(shards)["preprocessing"])
+    model = Preprocessing.from_dict(preprocessing)
+    for name in ("stored_size", "source_crop", "channels", "stretch"):
+        if getattr(stored, name) != getattr(model, name):
+            raise ValueError(
+                f"--shards {shards} hold images with {name}={getattr(stored, name)!r}, but the model was trained on "
+                f"{name}={getattr(model, name)!r}; predict from the catalogue (--catalog) instead, or make shards "
+                "with the model's settings"
+            )
+
+
+def prediction_records(images_dir: str | Path | None, catalog: str | Path | None, shards: str | Path | None,
+                       split: str | None, preprocessing: dict[str, Any]) -> Callable[[], Iterable[Record]]:
+    """The galaxies to predict or embed: exactly one of a folder of images, a catalogue or shards.
+
+    Returns a picklable callable (spawned processes and loader workers call it).
+    """
+    given = [x for x in (images_dir, catalog, shards) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one input: images_dir (--images), catalog (--catalog) or shards (--shards)")
+    if images_dir is not None:
+        return functools.partial(_listed, directory_records(images_dir))
+    if catalog is not None:
+        return functools.partial(_listed, catalogue_records(catalog))
+    _check_shard_pixels(shards, preprocessing)
+    return functools.partial(shard_records, shards, split)
+
+
 class GalaxyStream(IterableDataset):
     """Images to predict, read as in training; each (process, loader worker) takes every k-th pending record.
 
@@ -339,8 +437,7 @@ class GalaxyStream(IterableDataset):
         file_loc = source if isinstance(source, str) else None
         try:
             if isinstance(source, str):
-                pixels = load_image(source, size=prep["stored_size"], channels=prep["channels"],
-                                    crop_fraction=prep.get("source_crop", 1.0))
+                pixels = Preprocessing.from_dict(prep).read(source)
             else:
                 pixels = decode_sample(source)["image"] if isinstance(source, dict) else np.asarray(source, np.uint8)
                 pixels = pixels[..., None] if pixels.ndim == 2 else pixels
@@ -411,6 +508,7 @@ class _WriteParts(BasePredictionWriter):
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.writer.close()
         self.errors.close()
+        trainer.strategy.barrier("parts written")  # rank 0 merges only once every rank (every node) is done
 
 
 class _Inputs(pl.LightningDataModule):
@@ -456,31 +554,33 @@ def predict_records(
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = completed_ids(out)
-    for stale in parts_dir(out).glob("errors-*.csv") if parts_dir(out).exists() else []:
-        stale.unlink()  # unreadable images of an earlier run are retried
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    layout, to_table = output_format(model.config, samples, meta)
-    distributed = devices > 1 or num_nodes > 1
-    inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
-    # a stream has no sampler to take batch indices from; the writer needs none
-    with quiet_lightning("Couldn't infer the batch indices"):
-        trainer = pl.Trainer(
-            accelerator=accelerator,
-            devices=devices,
-            num_nodes=num_nodes,
-            strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=progress,
-            callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
-        )
-        trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
-    if trainer.global_rank != 0:
-        return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
-    had_errors = parts_dir(out).exists() and any(parts_dir(out).glob("errors-*.csv"))
-    rows, parts = merge_parts(out)
+    meta["made_by"] = meta.get("made_by") or made_by(model, model, samples=samples)
+    with exclusive_writer(out):
+        done = completed_ids(out, meta["made_by"])
+        for stale in parts_dir(out).glob("errors-*.csv"):
+            stale.unlink()  # unreadable images of an earlier run are retried
+        layout, to_table = output_format(model.config, samples, meta)
+        distributed = devices > 1 or num_nodes > 1
+        inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
+        # a stream has no sampler to take batch indices from; the writer needs none
+        with quiet_lightning("Couldn't infer the batch indices"):
+            trainer = pl.Trainer(
+                accelerator=accelerator,
+                devices=devices,
+                num_nodes=num_nodes,
+                strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=progress,
+                callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
+            )
+            trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
+        if trainer.global_rank != 0:
+            return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
+        had_errors = any(parts_dir(out).glob("errors-*.csv"))
+        rows, parts = merge_parts(out)
     errors = len(pd.read_csv(errors_path(out))) if had_errors and errors_path(out).exists() else 0
     return {"rows": rows, "new": rows - len(done), "errors": errors, "parts": parts}
 
@@ -505,17 +605,10 @@ def predict(
         >>> predict("runs/demo", "preds.parquet", catalog="galaxies.csv", samples=5)  # doctest: +SKIP
         {'rows': 1000, 'new': 1000, 'errors': 0}
     """
-    given = [x for x in (images_dir, catalog, shards) if x is not None]
-    if len(given) != 1:
-        raise ValueError("give exactly one input: images_dir (--images), catalog (--catalog) or shards (--shards)")
     model = load_checkpoint(checkpoint)
-    if images_dir is not None:
-        records: Callable[[], Iterable[Record]] = functools.partial(_listed, directory_records(images_dir))
-    elif catalog is not None:
-        records = functools.partial(_listed, catalogue_records(catalog))
-    else:
-        records = functools.partial(shard_records, shards, split)
+    records = prediction_records(images_dir, catalog, shards, split, model.config["preprocessing"])
     source = {"images": images_dir, "catalog": catalog, "shards": shards}
     return predict_records(model, records, out, samples=samples, batch_size=batch_size, workers=workers,
                            devices=devices, num_nodes=num_nodes, progress=progress,
-                           metadata={"source": {k: str(v) for k, v in source.items() if v is not None}})
+                           metadata={"source": {k: str(v) for k, v in source.items() if v is not None},
+                                     "made_by": made_by(model, checkpoint, samples=samples)})

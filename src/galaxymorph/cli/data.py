@@ -36,12 +36,13 @@ def shard(
     from galaxymorph.data.transforms import Preprocessing
 
     try:
-        prep = Preprocessing(stored_size=size, source_crop=crop, channels=channels, image_size=size)
+        prep = Preprocessing(stored_size=size, source_crop=crop, channels=channels, image_size=size,
+                             stretch=FitsStretch(kind=stretch))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CatalogWarning)
             manifest = write_shards(
                 catalog, get_schema(schema), out, prep, val_fraction, test_fraction, seed,
-                workers or None, shard_size, on_error, FitsStretch(kind=stretch), overwrite,
+                workers or None, shard_size, on_error, overwrite,
             )
     except (CatalogError, ValueError, KeyError, FileNotFoundError) as err:
         console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")

@@ -24,7 +24,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.data.catalog import read_catalogue, resolve_paths, vote_columns
-from galaxymorph.data.images import FITS_SUFFIXES, FitsStretch, ImageReadError, load_image
+from galaxymorph.data.images import FITS_SUFFIXES, ImageReadError
 from galaxymorph.data.stream import ShardSamples, TrainBatches, batches_per_epoch
 from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, is_shard_source, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
@@ -48,18 +48,18 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 class CatalogueDataset(Dataset):
     """Map-style dataset over validated catalogue rows, decoding images on the fly (or once, ``in_memory``)."""
 
-    def __init__(self, df: pd.DataFrame, schema: Schema, prep: Preprocessing, stretch: FitsStretch | None = None, in_memory: bool = False):
+    def __init__(self, df: pd.DataFrame, schema: Schema, prep: Preprocessing, in_memory: bool = False):
         self.paths = df["file_loc"].tolist()
         self.ids = df["id_str"].tolist()
         self.votes = df[vote_columns(schema)].to_numpy(np.float32)
-        self.prep, self.stretch = prep, stretch
+        self.prep = prep
         self.cache = [self._load(i) for i in range(len(self))] if in_memory else None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def _load(self, i: int) -> np.ndarray:
-        return load_image(self.paths[i], self.prep.stored_size, self.prep.channels, self.prep.source_crop, self.stretch)
+        return self.prep.read(self.paths[i])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         image = self.cache[i] if self.cache is not None else self._load(i)
@@ -101,7 +101,6 @@ class GalaxyDataModule(L.LightningDataModule):
         test_fraction: float = 0.1,
         on_error: str = "raise",
         in_memory: bool = False,
-        stretch: FitsStretch | None = None,
     ):
         super().__init__()
         self.source = source
@@ -126,7 +125,7 @@ class GalaxyDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.on_error, self.in_memory, self.stretch = on_error, in_memory, stretch
+        self.on_error, self.in_memory = on_error, in_memory
         self._train_transform = train_transform(prep)
         self._eval_transform = eval_transform(prep)
         self._datasets: dict[str, Dataset] = {}
@@ -139,7 +138,7 @@ class GalaxyDataModule(L.LightningDataModule):
         split = assign_splits(df["id_str"], self.seed, self.val_fraction, self.test_fraction)
         for name in SPLITS:
             part = df[split == name].reset_index(drop=True)
-            self._datasets[name] = CatalogueDataset(part, self.schema, self.preprocessing, self.stretch, self.in_memory)
+            self._datasets[name] = CatalogueDataset(part, self.schema, self.preprocessing, self.in_memory)
 
     def split_size(self, split: str) -> int:
         """Number of galaxies in a split (from the manifest, or the catalogue after ``setup``)."""
@@ -213,11 +212,11 @@ class PredictImages(Dataset):
     Build it from a catalogue (``id_str`` + ``file_loc``; votes not needed) or a folder.
     """
 
-    def __init__(self, ids: list[str], paths: list[str], prep: Preprocessing, stretch: FitsStretch | None = None):
-        self.ids, self.paths, self.prep, self.stretch = list(ids), list(paths), prep, stretch
+    def __init__(self, ids: list[str], paths: list[str], prep: Preprocessing):
+        self.ids, self.paths, self.prep = list(ids), list(paths), prep
 
     @classmethod
-    def from_catalogue(cls, catalogue: str | Path | pd.DataFrame, prep: Preprocessing, stretch: FitsStretch | None = None) -> "PredictImages":
+    def from_catalogue(cls, catalogue: str | Path | pd.DataFrame, prep: Preprocessing) -> "PredictImages":
         """``id_str`` + ``file_loc`` columns; relative paths are relative to the catalogue's folder."""
         if isinstance(catalogue, pd.DataFrame):
             df, root = catalogue, Path.cwd()
@@ -228,14 +227,14 @@ class PredictImages(Dataset):
         missing = {"id_str", "file_loc"} - set(df.columns)
         if missing:
             raise ValueError(f"catalogue lacks column(s) {sorted(missing)}; it needs id_str and file_loc")
-        return cls(df["id_str"].astype(str).tolist(), resolve_paths(df["file_loc"].astype(str), root).tolist(), prep, stretch)
+        return cls(df["id_str"].astype(str).tolist(), resolve_paths(df["file_loc"].astype(str), root).tolist(), prep)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, prep: Preprocessing, stretch: FitsStretch | None = None) -> "PredictImages":
+    def from_folder(cls, folder: str | Path, prep: Preprocessing) -> "PredictImages":
         """Every image in ``folder`` (sorted); ``id_str`` is the file name without its suffix."""
         files = sorted(p for p in Path(folder).iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
         ids = [p.name[: -len(next(s for s in IMAGE_SUFFIXES if p.name.lower().endswith(s)))] for p in files]
-        return cls(ids, [str(p) for p in files], prep, stretch)
+        return cls(ids, [str(p) for p in files], prep)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -243,7 +242,7 @@ class PredictImages(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         p = self.prep
         try:
-            image, error = load_image(self.paths[i], p.stored_size, p.channels, p.source_crop, self.stretch), ""
+            image, error = p.read(self.paths[i]), ""
         except ImageReadError as err:
             image, error = np.zeros((p.stored_size, p.stored_size, p.channels), np.uint8), str(err)
         return {"id_str": self.ids[i], "image": torch.from_numpy(image).permute(2, 0, 1), "error": error}
@@ -263,7 +262,6 @@ def iter_catalogue_images(
     prep: Preprocessing,
     batch_size: int = 64,
     num_workers: int = 0,
-    stretch: FitsStretch | None = None,
     transform: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Batches for prediction from a catalogue, a folder of images, or a list of paths.
@@ -273,12 +271,12 @@ def iter_catalogue_images(
     ``transform``, else uint8 stored pixels. Failed images are zeros with a reason.
     """
     if isinstance(source, (str, Path)) and Path(source).is_dir():
-        dataset = PredictImages.from_folder(source, prep, stretch)
+        dataset = PredictImages.from_folder(source, prep)
     elif isinstance(source, (str, Path, pd.DataFrame)):
-        dataset = PredictImages.from_catalogue(source, prep, stretch)
+        dataset = PredictImages.from_catalogue(source, prep)
     else:
         paths = [str(p) for p in source]
-        dataset = PredictImages([Path(p).stem for p in paths], paths, prep, stretch)
+        dataset = PredictImages([Path(p).stem for p in paths], paths, prep)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_predict)
     to_model = eval_transform(prep)
     for batch in loader:

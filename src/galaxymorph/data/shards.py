@@ -37,7 +37,7 @@ import webdataset as wds
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from galaxymorph.data.catalog import CatalogError, read_catalogue, vote_columns, write_report
-from galaxymorph.data.images import FitsStretch, ImageReadError, load_image
+from galaxymorph.data.images import ImageReadError
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema, get_schema
 
@@ -80,10 +80,10 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_job(job: tuple[str, int, int, float, FitsStretch | None]) -> tuple[np.ndarray | None, str | None]:
-    path, size, channels, crop, stretch = job
+def _decode_job(job: tuple[str, Preprocessing]) -> tuple[np.ndarray | None, str | None]:
+    path, prep = job
     try:
-        return load_image(path, size, channels, crop, stretch), None
+        return prep.read(path), None
     except ImageReadError as err:
         return None, str(err)
 
@@ -134,14 +134,13 @@ def write_shards(
     workers: int | None = None,
     shard_size: int = 1000,
     on_error: Literal["raise", "skip"] = "raise",
-    stretch: FitsStretch | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Validate a catalogue, decode each image once and write train/val/test shards + manifest.
 
-    ``preprocessing`` fixes ``stored_size``, ``source_crop`` and ``channels`` of the stored
-    pixels (the rest is recorded as the default for training). Resumable: re-running
+    ``preprocessing`` fixes ``stored_size``, ``source_crop``, ``channels`` and the FITS
+    ``stretch`` of the stored pixels (the rest is recorded as the default for training). Resumable: re-running
     with the same arguments finishes an interrupted run. Returns the manifest.
     """
     schema = get_schema(schema) if isinstance(schema, str) else schema
@@ -153,7 +152,7 @@ def write_shards(
     description = {
         "schema": schema.to_dict(),
         "pixels": {"stored_size": prep.stored_size, "source_crop": prep.source_crop, "channels": prep.channels},
-        "stretch": None if stretch is None else vars(stretch),
+        "stretch": vars(prep.stretch),
         "seed": seed,
         "shards": {
             _shard_name(s, i): hashlib.sha256("\n".join(df["id_str"].iloc[rows]).encode()).hexdigest()
@@ -165,7 +164,7 @@ def write_shards(
     for tmp in out.glob("*.tmp"):  # leftovers of a killed run
         tmp.unlink()
     todo = [(s, i, rows) for s, shards in plan.items() for i, rows in enumerate(shards) if not _is_complete(out, s, i)]
-    _write_todo(df, schema, out, prep, stretch, todo, workers or os.cpu_count() or 1, on_error, progress)
+    _write_todo(df, schema, out, prep, todo, workers or os.cpu_count() or 1, on_error, progress)
     return _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fraction)
 
 
@@ -174,11 +173,11 @@ def _is_complete(out: Path, split: str, index: int) -> bool:
     return (out / name).exists() and (out / name.replace(".tar", ".json")).exists()
 
 
-def _write_todo(df, schema, out, prep, stretch, todo, workers, on_error, progress) -> None:
+def _write_todo(df, schema, out, prep, todo, workers, on_error, progress) -> None:
     votes = df[vote_columns(schema)].to_numpy(np.float32)
     ids = df["id_str"].tolist()
     paths = df["file_loc"].tolist()
-    jobs = [(paths[r], prep.stored_size, prep.channels, prep.source_crop, stretch) for _, _, rows in todo for r in rows]
+    jobs = [(paths[r], prep) for _, _, rows in todo for r in rows]
     if not jobs:
         return
     bar = Progress(TextColumn("sharding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress)

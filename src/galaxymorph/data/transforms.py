@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from galaxymorph.data.images import FitsStretch, load_image
 
 __all__ = ["Preprocessing", "EvalTransform", "TrainTransform", "eval_transform", "train_transform", "to_channels"]
 
@@ -39,6 +43,8 @@ class Preprocessing:
             centred on their galaxy, so a few percent trains better (BENCHMARKS: GZ2) than
             letting the crop wander anywhere inside the frame as torchvision's
             RandomResizedCrop and Zoobot do; 0.5 restores that (up to 15% at zoom 0.7).
+        stretch: how FITS fluxes became the stored 0..255 pixels; kept here so that
+            prediction, embedding and fine-tuning read FITS files as the shards did.
     """
 
     stored_size: int = 128
@@ -48,8 +54,11 @@ class Preprocessing:
     train_zoom: tuple[float, float] = (0.7, 0.8)
     eval_zoom: float | None = None
     train_shift: float = 0.03
+    stretch: FitsStretch = FitsStretch()
 
     def __post_init__(self) -> None:
+        if isinstance(self.stretch, dict):  # from plain data
+            object.__setattr__(self, "stretch", FitsStretch(**self.stretch))
         object.__setattr__(self, "train_zoom", tuple(float(z) for z in self.train_zoom))
         if self.eval_zoom is None:
             object.__setattr__(self, "eval_zoom", sum(self.train_zoom) / 2)
@@ -77,6 +86,10 @@ class Preprocessing:
         if unknown:
             raise ValueError(f"unknown Preprocessing keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**data)
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """One image file as the stored pixels, uint8 (stored_size, stored_size, channels), as shards hold them."""
+        return load_image(path, self.stored_size, self.channels, self.source_crop, self.stretch)
 
 
 def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
+
+import torch
+from torch import nn
 
 from safetensors.torch import load_file, save_file
 
 from galaxymorph.models.galaxy_model import GalaxyModel
 
-__all__ = ["save_model", "load_model", "resolve_model_dir", "WEIGHTS_FILE", "CONFIG_FILE"]
+__all__ = ["save_model", "load_model", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE"]
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -56,6 +60,15 @@ def load_model(directory: str | Path, channels_last: bool = True) -> GalaxyModel
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
     return model.eval()
+
+
+def fingerprint(model: nn.Module) -> str:
+    """sha256 of a model's weights and config: what outputs record, so a resume with another model is refused."""
+    digest = hashlib.sha256(json.dumps(getattr(model, "config", None), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _replace(path: Path, write) -> None:

@@ -15,10 +15,9 @@ components are fitted on all of them at the end (scikit-learn ``PCA``, seeded).
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,15 +34,14 @@ from galaxymorph.predict import (
     ErrorLog,
     GalaxyStream,
     PartWriter,
-    Record,
-    catalogue_records,
     collate_galaxies,
     completed_ids,
-    directory_records,
     errors_path,
+    exclusive_writer,
+    made_by,
     merge_parts,
     parts_dir,
-    shard_records,
+    prediction_records,
 )
 
 __all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]
@@ -99,18 +97,6 @@ def _write_pca(source: Path, out: Path, k: int, seed: int) -> list[float]:
     return ratios
 
 
-def _records(images_dir: str | Path | None, catalog: str | Path | None, shards: str | Path | None,
-             split: str | None) -> Callable[[], Iterable[Record]]:
-    given = [x for x in (images_dir, catalog, shards) if x is not None]
-    if len(given) != 1:
-        raise ValueError("give exactly one input: images_dir (--images), catalog (--catalog) or shards (--shards)")
-    if images_dir is not None:
-        return functools.partial(list, directory_records(images_dir))
-    if catalog is not None:
-        return functools.partial(list, catalogue_records(catalog))
-    return functools.partial(shard_records, shards, split)
-
-
 def embed(
     checkpoint: str | Path | nn.Module,
     out: str | Path,
@@ -136,42 +122,44 @@ def embed(
     """
     from galaxymorph.models.finetune_model import load_any_model
 
-    records = _records(images_dir, catalog, shards, split)
     model = checkpoint if isinstance(checkpoint, nn.Module) else load_any_model(checkpoint)
+    prep = model.config["preprocessing"]
+    records = prediction_records(images_dir, catalog, shards, split, prep)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     target = features_path(out, pca)
-    done = completed_ids(target)
-    for stale in parts_dir(target).glob("errors-*.csv") if parts_dir(target).exists() else []:
-        stale.unlink()  # unreadable images of an earlier run are retried
-    prep = model.config["preprocessing"]
     source = {"images": images_dir, "catalog": catalog, "shards": shards}
     meta = {
         "checkpoint": str(checkpoint) if not isinstance(checkpoint, nn.Module) else None,
         "arch": model.config.get("arch"),
         "preprocessing": prep,
         "source": {k: str(v) for k, v in source.items() if v is not None},
+        "made_by": made_by(model, checkpoint),
     }
     layout = embedding_layout(int(model.config["n_features"]), meta)
-    writer = PartWriter(parts_dir(target), layout, rows_per_part=rows_per_part)
-    errors = ErrorLog(parts_dir(target) / f"errors-{writer.prefix}.csv")
-    stream = GalaxyStream(records, prep, frozenset(done))
-    loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate_galaxies)
-    transform = eval_transform(Preprocessing.from_dict(prep))
-    model.eval()
-    try:
-        with Progress(disable=not progress, transient=True) as bar, torch.inference_mode():
-            task = bar.add_task("embedding", total=None)
-            for batch in loader:
-                errors.write(batch["errors"])
-                if batch["image"] is not None:
-                    features = model.features(transform(batch["image"])).float().numpy()
-                    writer.write_table(_embedding_table(batch["id_str"], features, batch["file_loc"], layout))
-                bar.advance(task, len(batch["id_str"]) + len(batch["errors"]))
-    finally:
-        writer.close()
-        errors.close()
-    merge_parts(target)
+    with exclusive_writer(target):
+        done = completed_ids(target, meta["made_by"])
+        for stale in parts_dir(target).glob("errors-*.csv"):
+            stale.unlink()  # unreadable images of an earlier run are retried
+        writer = PartWriter(parts_dir(target), layout, rows_per_part=rows_per_part)
+        errors = ErrorLog(parts_dir(target) / f"errors-{writer.prefix}.csv")
+        stream = GalaxyStream(records, prep, frozenset(done))
+        loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate_galaxies)
+        transform = eval_transform(Preprocessing.from_dict(prep))
+        model.eval()
+        try:
+            with Progress(disable=not progress, transient=True) as bar, torch.inference_mode():
+                task = bar.add_task("embedding", total=None)
+                for batch in loader:
+                    errors.write(batch["errors"])
+                    if batch["image"] is not None:
+                        features = model.features(transform(batch["image"])).float().numpy()
+                        writer.write_table(_embedding_table(batch["id_str"], features, batch["file_loc"], layout))
+                    bar.advance(task, len(batch["id_str"]) + len(batch["errors"]))
+        finally:
+            writer.close()
+            errors.close()
+        merge_parts(target)
     rows = pq.ParquetFile(target).metadata.num_rows if target.exists() else 0
     if pca is not None and rows:
         _write_pca(target, out, pca, seed)
