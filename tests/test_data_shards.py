@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import hashlib
 import http.server
 import signal
@@ -283,3 +284,22 @@ def test_sigkilled_sharding_resumes_without_duplicates(tmp_path):
         seen.update(_collect(loader))
     assert len(seen) == 300 and sum(s["count"] for s in manifest["splits"].values()) == 300
     assert 0 < done_before < len(list(out.glob("*.tar"))), "the kill should land mid-run (machine too fast?)"
+
+
+def test_the_fits_stretch_travels_with_the_preprocessing_from_shards_to_prediction(tmp_path):
+    from galaxymorph.data.images import FitsStretch
+    from galaxymorph.predict import GalaxyStream
+    from galaxymorph.simulate import simulate_catalogue
+
+    cat = simulate_catalogue(6, 16, tmp_path / "sim", seed=0, image_format="fits", workers=1)
+    prep = Preprocessing(stored_size=16, image_size=8, stretch=FitsStretch("percentile"))
+    manifest = write_shards(tmp_path / "sim" / "catalogue.parquet", "gz_decals_dr5", tmp_path / "shards", prep,
+                            0.0, 0.0, workers=1, progress=False)
+    recorded = Preprocessing.from_dict(manifest["preprocessing"])  # what a model trained on these shards keeps
+    assert recorded.stretch == FitsStretch("percentile")
+    stored = {s["id.txt"].decode(): np.load(io.BytesIO(s["image.npy"])) for s in wds.WebDataset(
+        str(tmp_path / "shards" / "train-000000.tar"), shardshuffle=False, empty_check=False)}
+    path = tmp_path / "sim" / cat["file_loc"].iloc[0]
+    read = GalaxyStream(lambda: [], recorded.to_dict())._load(cat["id_str"].iloc[0], str(path))["image"]
+    np.testing.assert_array_equal(read.permute(1, 2, 0).numpy(), stored[cat["id_str"].iloc[0]])
+    assert not np.array_equal(Preprocessing(stored_size=16).read(path), stored[cat["id_str"].iloc[0]])  # arcsinh differs

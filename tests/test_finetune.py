@@ -248,3 +248,18 @@ def test_interrupted_fine_tune_resumes_and_other_settings_are_refused(run_dir, t
     assert load_any_model(best).config["task"] == "classification"
     with pytest.raises(ValueError, match="lr=0.001, not 0.5"):
         finetune(dataclasses.replace(config, lr=0.5))
+
+
+def test_fine_tuning_into_a_training_run_is_refused_and_leaves_it_whole(run_dir, toy_catalogue, tmp_path):
+    import shutil
+
+    run = tmp_path / "gz2"
+    shutil.copytree(run_dir, run)
+    (run / "train_config.yaml").write_text("arch: test\n")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"the pretrained run's state")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    config = FinetuneConfig(str(run), str(toy_catalogue), str(run), label_col="ring", epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"--out .*gz2 holds a training run \(galaxymorph train\); choose a new --out"):
+        finetune(config)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -23,6 +23,7 @@ from scipy import special
 
 from galaxymorph.kaggle import kaggle_rmse, to_kaggle
 from galaxymorph.losses import DirichletMultinomialLoss
+from galaxymorph.outputs import claim_folder
 from galaxymorph.predict import read_concentrations, read_predictions
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, vote_fractions
@@ -205,9 +206,10 @@ def evaluate(
                              schema, truth, min_votes, confident, levels)
     result["unmatched_predictions"] = int(len(frame) - len(matched))
     if out is not None:
-        from galaxymorph.report.plots import plot_evaluation
+        from galaxymorph.report.plots import PLOT_FILES, plot_evaluation
 
         out = Path(out)
+        claim_folder(out, "evaluation.json", own_files=PLOT_FILES)
         out.mkdir(parents=True, exist_ok=True)
         observed = vote_fractions(np.nan_to_num(rows[list(schema.answers)].to_numpy(np.float64)), schema)
         predicted = matched[[f"{a}_fraction" for a in schema.answers]].to_numpy(np.float64)

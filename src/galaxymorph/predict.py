@@ -63,6 +63,7 @@ from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.finetune_model import load_any_model
 from galaxymorph.models.finetune_outputs import SUMMARISED_TASKS, outputs_layout, outputs_table
+from galaxymorph.outputs import claim_file
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
@@ -553,6 +554,7 @@ def predict_records(
     world-size-th pending record and writes its own parts.
     """
     out = Path(out)
+    claim_file(out, is_own=True)  # a folder is refused here; whose rows a file holds, completed_ids checks
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
     meta["made_by"] = meta.get("made_by") or made_by(model, model, samples=samples)

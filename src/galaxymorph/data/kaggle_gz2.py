@@ -27,11 +27,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from galaxymorph.kaggle import KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
+from galaxymorph.outputs import claim_file
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = ["question_reach", "kaggle_to_catalogue", "kaggle_to_counts"]
+
+
+def _is_converted(path: Path) -> bool:
+    """A catalogue this module wrote (it carries the ``kaggle:`` fraction columns), so it may be rewritten."""
+    try:
+        names = (pq.read_schema(path).names if path.suffix.lower() in (".parquet", ".pq")
+                 else path.open().readline().split(","))
+    except (OSError, ValueError):
+        return False
+    return any(name.strip().startswith("kaggle:") for name in names)
 
 
 def _terminal_root_answers(schema: Schema) -> list[int]:
@@ -84,6 +96,8 @@ def kaggle_to_catalogue(
     The Kaggle fractions are kept as ``kaggle:Class1.1`` ... columns for evaluation.
     """
     schema = get_schema("gz2")
+    if out is not None:
+        claim_file(out, is_own=Path(out).is_file() and _is_converted(Path(out)))
     table = pd.read_csv(labels)
     names = kaggle_columns(schema)
     missing = [c for c in ["GalaxyID", *names] if c not in table.columns]

@@ -39,11 +39,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from galaxymorph.data.catalog import CatalogError, read_catalogue, vote_columns, write_report
 from galaxymorph.data.images import ImageReadError
 from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = ["SPLITS", "assign_splits", "decode_sample", "is_shard_source", "read_manifest", "shard_paths", "write_shards"]
 
 SPLITS = ("train", "val", "test")
+PROBLEMS_FILE = "catalogue.problems.csv"
 FORMAT = "galaxymorph-shards/1"
 
 
@@ -113,8 +115,8 @@ def _check_plan(out: Path, description: dict[str, Any], overwrite: bool) -> None
                 f"{out} holds shards built from a different catalogue or settings (see {plan_file}); "
                 "use a new --out directory, or --overwrite to rebuild it"
             )
-        for stale in [*out.glob("*.tar"), *out.glob("*-*.json"), out / "manifest.json"]:
-            stale.unlink(missing_ok=True)
+        for stale in [*(p for split in SPLITS for p in out.glob(f"{split}-[0-9]*")), out / "manifest.json"]:
+            stale.unlink(missing_ok=True)  # this command's own files only
     _atomic_write_text(plan_file, text)
 
 
@@ -146,8 +148,9 @@ def write_shards(
     schema = get_schema(schema) if isinstance(schema, str) else schema
     prep = preprocessing or Preprocessing()
     out = Path(out_dir)
+    claim_folder(out, "plan.json", own_files=(PROBLEMS_FILE,))
     out.mkdir(parents=True, exist_ok=True)
-    df = read_catalogue(catalogue, schema, on_error=on_error, report_path=out / "catalogue.problems.csv")
+    df = read_catalogue(catalogue, schema, on_error=on_error, report_path=out / PROBLEMS_FILE)
     plan = _plan(df, seed, val_fraction, test_fraction, shard_size)
     description = {
         "schema": schema.to_dict(),

@@ -21,7 +21,6 @@ best model over both stages.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from galaxymorph.models.finetune_data import LabelledImages, load_labelled, spli
 from galaxymorph.models.finetune_model import TASKS, FinetunedModel, PretrainedEncoder, load_pretrained_encoder
 from galaxymorph.models.finetune_module import FinetuneModule, task_loss
 from galaxymorph.models.train import MONITOR, ExportBest
+from galaxymorph.outputs import claim_folder
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import get_schema
 
@@ -193,10 +193,7 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
     config.validate()
     L.seed_everything(config.seed, workers=True, verbose=False)
     run = Path(config.out)
-    resuming = _check_same_run(run, config)
-    if not resuming:  # a model of an earlier, unrelated attempt here must not pass for this run's
-        shutil.rmtree(run / "best", ignore_errors=True)
-        shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    _check_same_run(run, config)
     run.mkdir(parents=True, exist_ok=True)
     (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     prep = Preprocessing.from_dict(model.config["preprocessing"])
@@ -225,11 +222,14 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
     return run / "best"
 
 
-def _check_same_run(run: Path, config: FinetuneConfig) -> bool:
-    """True when ``run`` holds an attempt with these settings; other settings are refused, naming one."""
+def _check_same_run(run: Path, config: FinetuneConfig) -> None:
+    """Another command's folder (a training run, say), or this run with other settings, is refused, naming it.
+
+    Nothing in ``run`` is ever deleted: only an attempt with these settings continues there.
+    """
+    if not claim_folder(run, CONFIG_FILE):
+        return
     saved_file = run / CONFIG_FILE
-    if not (saved_file.is_file() and (run / "checkpoints").is_dir()):
-        return False
     changed = changed_setting(saved_file, config.to_dict(), _RESUMABLE_CHANGES)
     if changed:
         key, saved, value = changed
@@ -237,7 +237,6 @@ def _check_same_run(run: Path, config: FinetuneConfig) -> bool:
             f"{run} holds a fine-tuning run with {key}={saved!r}, not {value!r}; "
             f"run again with the same settings (see {saved_file}) to resume, or choose a new --out"
         )
-    return True
 
 
 def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path:
@@ -253,6 +252,7 @@ def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path
         PosixPath('runs/rings/best')
     """
     config.validate()
+    _check_same_run(Path(config.out), config)  # before the data is read, not only in fit()
     pretrained = load_pretrained_encoder(config.checkpoint, channels=config.channels)
     prep = _preprocessing(pretrained, config)
     if data is None:

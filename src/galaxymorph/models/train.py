@@ -32,6 +32,7 @@ from galaxymorph.models.checkpoint import save_model
 from galaxymorph.models.config import TrainConfig, TrainConfigError, changed_setting, parse_max_time
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.lightning_module import GalaxyLightningModule
+from galaxymorph.outputs import claim_folder
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
 
@@ -66,7 +67,7 @@ def train(
     last = run / LAST_CHECKPOINT
     if resume and not last.is_file():
         raise TrainConfigError(f"--resume: no checkpoint at {last}; drop --resume to start this run")
-    _check_same_run(run, config, resuming=last.is_file())
+    _check_same_run(run, config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -176,11 +177,11 @@ def _check_data(config: TrainConfig, run: Path, schema: Schema, prep: dict[str, 
         )
 
 
-def _check_same_run(run: Path, config: TrainConfig, resuming: bool) -> None:
-    """Resuming with other settings would silently mix two experiments: refuse, naming the setting."""
-    saved_file = run / CONFIG_FILE
-    if not (resuming and saved_file.is_file()):
+def _check_same_run(run: Path, config: TrainConfig) -> None:
+    """Another command's folder, or this run with other settings, would mix two experiments: refuse, naming it."""
+    if not claim_folder(run, CONFIG_FILE):
         return
+    saved_file = run / CONFIG_FILE
     changed = changed_setting(saved_file, config.to_dict(), _RESUMABLE_CHANGES)
     if changed:
         key, saved, value = changed

@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from galaxymorph.data.images import load_image
+from galaxymorph.outputs import claim_file
 from galaxymorph.predict import read_predictions
 from galaxymorph.schema import Schema
 
@@ -126,6 +127,9 @@ def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: pd.Series, thumb_s
     }
 
 
+_TITLE = "<title>galaxymorph report: "  # in every report's first lines: a file holding it may be rewritten
+
+
 def build_report(
     predictions: str | Path,
     out: str | Path,
@@ -159,6 +163,7 @@ def build_report(
                        ("__SCRIPT__", _resource("gallery.js")), ("__DATA__", data)):
         page = page.replace(key, value, 1)
     out = Path(out)
+    claim_file(out, is_own=out.is_file() and _TITLE in out.read_text(encoding="utf-8", errors="replace")[:500])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

@@ -90,17 +90,21 @@ def plot_scatter(schema: Schema, predicted: np.ndarray, reference: np.ndarray, p
     plt.close(fig)
 
 
+PLOT_FILES = ("calibration.png", "confusion.png", "predicted_vs_observed.png", "predicted_vs_truth.png")
+
+
 def plot_evaluation(
     result: dict[str, Any], schema: Schema, predicted: np.ndarray, observed: np.ndarray,
     truth: np.ndarray | None, out: Path,
 ) -> list[str]:
     """Write every figure into ``out``; returns their file names."""
     out = Path(out)
-    plot_calibration(result, out / "calibration.png")
-    plot_confusion(result, out / "confusion.png")
-    plot_scatter(schema, predicted, observed, out / "predicted_vs_observed.png", "observed vote fraction")
-    names = ["calibration.png", "confusion.png", "predicted_vs_observed.png"]
+    calibration, confusion, versus_observed, versus_truth = PLOT_FILES
+    plot_calibration(result, out / calibration)
+    plot_confusion(result, out / confusion)
+    plot_scatter(schema, predicted, observed, out / versus_observed, "observed vote fraction")
+    names = [calibration, confusion, versus_observed]
     if truth is not None:
-        plot_scatter(schema, predicted, truth, out / "predicted_vs_truth.png", "true probability")
-        names.append("predicted_vs_truth.png")
+        plot_scatter(schema, predicted, truth, out / versus_truth, "true probability")
+        names.append(versus_truth)
     return names

@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.simulate.parameters import draw_parameters
 from galaxymorph.simulate.render import BANDS, render_galaxies
@@ -136,6 +137,8 @@ def _init_worker() -> None:
 def _check_resume(out_dir: Path, settings: dict) -> None:
     """Refuse to mix two different simulations in one folder; record the settings otherwise."""
     record = out_dir / "simulation.json"
+    claim_folder(out_dir, record.name, own_files=("images", "catalogue.parquet"))
+    out_dir.mkdir(parents=True, exist_ok=True)
     if record.exists():
         previous = json.loads(record.read_text())
         if previous != settings:

@@ -1,0 +1,67 @@
+"""Whose work a folder or file holds, so that no command writes into, or deletes from, another's.
+
+Each command that writes a folder keeps a marker in it (its settings file). A
+folder is free when it is absent or empty; it belongs to a command when it holds
+that command's marker, or only files that command writes; anything else is
+refused with what it holds and the fix. Every command goes through
+:func:`claim_folder` or :func:`claim_file` before writing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+__all__ = ["OutputInUse", "claim_file", "claim_folder"]
+
+# marker file -> what a folder holding it is
+MARKERS = {
+    "train_config.yaml": "a training run (galaxymorph train)",
+    "finetune_config.yaml": "a fine-tuning run (galaxymorph finetune)",
+    "plan.json": "shards (galaxymorph shard)",
+    "manifest.json": "shards (galaxymorph shard)",
+    "simulation.json": "a simulated data set (galaxymorph simulate)",
+    "evaluation.json": "an evaluation (galaxymorph evaluate)",
+}
+
+
+class OutputInUse(ValueError):
+    """The output named holds work this command did not write; the message says what and the fix."""
+
+
+def claim_folder(folder: str | Path, marker: str, own_files: Iterable[str] = ()) -> bool:
+    """May this command write ``folder``? True: it holds this command's earlier work (resume); False: it is free.
+
+    Args:
+        folder: the output folder (``--out``).
+        marker: the file that marks this command's folders (e.g. ``train_config.yaml``).
+        own_files: further names this command writes, so a folder holding only those is its own
+            (a run interrupted before its marker was written).
+
+    Raises:
+        OutputInUse: the folder is a file, or holds anything else.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputInUse(f"--out {folder} is a file, not a folder; choose a folder")
+    if (folder / marker).is_file():
+        return True
+    entries = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    if set(entries) <= {marker, *own_files}:
+        return bool(entries)
+    held = next((what for name, what in MARKERS.items() if name in entries), None)
+    if held:
+        raise OutputInUse(f"--out {folder} holds {held}; choose a new --out (nothing there is overwritten)")
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    raise OutputInUse(
+        f"--out {folder} already holds files this command did not write ({shown}); choose a new or empty --out"
+    )
+
+
+def claim_file(path: str | Path, is_own: bool) -> None:
+    """Refuse to replace an existing ``path`` that this command did not write (``is_own`` says whether it did)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputInUse(f"--out {path} is a folder; give a file name")
+    if path.exists() and not is_own:
+        raise OutputInUse(f"--out {path} exists and was not written by this command; choose another name or move it")

@@ -1,0 +1,101 @@
+"""No command writes into, or deletes from, a folder or file holding another command's work."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from test_data import make_catalogue
+from test_train import ToyDataModule, toy_config
+
+from galaxymorph.data.shards import write_shards
+from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.models import TrainConfigError, train
+from galaxymorph.outputs import OutputInUse, claim_file, claim_folder
+from galaxymorph.report import build_report
+
+
+def _files(folder) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_claim_folder_tells_free_own_and_foreign_folders_apart(tmp_path):
+    assert claim_folder(tmp_path / "new", "train_config.yaml") is False
+    (tmp_path / "empty").mkdir()
+    assert claim_folder(tmp_path / "empty", "train_config.yaml") is False
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_config.yaml").write_text("epochs: 1\n")
+    assert claim_folder(tmp_path / "run", "train_config.yaml") is True
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "images").mkdir()
+    assert claim_folder(tmp_path / "partial", "simulation.json", own_files=("images",)) is True
+    with pytest.raises(OutputInUse, match=r"holds a training run \(galaxymorph train\)"):
+        claim_folder(tmp_path / "run", "finetune_config.yaml")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("chapter 1")
+    with pytest.raises(OutputInUse, match=r"already holds files this command did not write \(thesis.tex\)"):
+        claim_folder(tmp_path / "mine", "plan.json")
+    with pytest.raises(OutputInUse, match="is a file, not a folder"):
+        claim_folder(tmp_path / "mine" / "thesis.tex", "plan.json")
+    with pytest.raises(OutputInUse, match="exists and was not written by this command"):
+        claim_file(tmp_path / "mine" / "thesis.tex", is_own=False)
+    with pytest.raises(OutputInUse, match="is a folder; give a file name"):
+        claim_file(tmp_path / "mine", is_own=True)
+
+
+def test_training_into_another_commands_folder_or_with_other_settings_is_refused(tmp_path):
+    (tmp_path / "ft").mkdir()
+    (tmp_path / "ft" / "finetune_config.yaml").write_text("task: classification\n")
+    with pytest.raises(OutputInUse, match=r"holds a fine-tuning run \(galaxymorph finetune\)"):
+        train(toy_config(tmp_path / "ft", epochs=1), datamodule=ToyDataModule(n=8))
+    (tmp_path / "run").mkdir()
+    earlier = {**toy_config(tmp_path / "run", epochs=1).to_dict(), "lr": 0.5}  # killed before any checkpoint
+    (tmp_path / "run" / "train_config.yaml").write_text(yaml.safe_dump(earlier))
+    with pytest.raises(TrainConfigError, match="started with lr=0.5, not 0.003"):
+        train(toy_config(tmp_path / "run", epochs=1), datamodule=ToyDataModule(n=8))
+
+
+def test_rebuilding_shards_deletes_only_the_shards(tmp_path):
+    make_catalogue(tmp_path, n=10).to_csv(tmp_path / "cat.csv", index=False)
+    prep = Preprocessing(stored_size=16, image_size=8)
+    write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", prep, workers=1, progress=False, shard_size=4)
+    (tmp_path / "s" / "notes-2026.json").write_text('{"observing": "run 3"}')
+    write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", prep, seed=5, workers=1, progress=False, overwrite=True)
+    assert (tmp_path / "s" / "notes-2026.json").read_text() == '{"observing": "run 3"}'
+
+
+def test_sharding_into_a_training_run_is_refused(tmp_path):
+    make_catalogue(tmp_path, n=4).to_csv(tmp_path / "cat.csv", index=False)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_config.yaml").write_text("epochs: 1\n")
+    before = _files(tmp_path / "run")
+    with pytest.raises(OutputInUse, match="holds a training run"):
+        write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "run", workers=1, progress=False)
+    assert _files(tmp_path / "run") == before
+
+
+def test_a_report_replaces_only_an_earlier_report(tmp_path):
+    import functools
+
+    from test_predict import TinyModel, pixel_records
+
+    from galaxymorph.predict import predict_records
+
+    predict_records(TinyModel(), functools.partial(pixel_records, 3), tmp_path / "p.parquet", progress=False)
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html><title>my notes</title></html>")
+    with pytest.raises(OutputInUse, match="notes.html exists and was not written by this command"):
+        build_report(tmp_path / "p.parquet", notes, gallery=0)
+    assert notes.read_text() == "<html><title>my notes</title></html>"
+    build_report(tmp_path / "p.parquet", tmp_path / "r.html", gallery=0)
+    build_report(tmp_path / "p.parquet", tmp_path / "r.html", gallery=0)  # its own report: rewritten
+
+
+def test_convert_kaggle_does_not_overwrite_a_catalogue_it_did_not_write(tmp_path):
+    from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
+
+    pd.DataFrame({"id_str": ["a"], "file_loc": ["a.png"]}).to_csv(tmp_path / "mine.csv", index=False)
+    before = (tmp_path / "mine.csv").read_bytes()
+    with pytest.raises(OutputInUse, match="mine.csv exists and was not written"):
+        kaggle_to_catalogue(tmp_path / "labels.csv", tmp_path, out=tmp_path / "mine.csv")
+    assert (tmp_path / "mine.csv").read_bytes() == before
