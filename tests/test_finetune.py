@@ -246,6 +246,9 @@ def test_interrupted_fine_tune_resumes_and_other_settings_are_refused(run_dir, t
     assert calls["n"] == 5  # the encoder stage's 2nd (crashed, redone) and 3rd epochs, nothing else
     assert (checkpoints / "finetune.done").is_file() and not (checkpoints / "finetune.ckpt").exists()
     assert load_any_model(best).config["task"] == "classification"
+    logs = tmp_path / "ft" / "logs" / "finetune"  # the crashed attempt's metrics are kept beside the resumed one's
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0", "version_1"]
+    assert all((v / "metrics.csv").is_file() for v in logs.iterdir())
     with pytest.raises(ValueError, match="lr=0.001, not 0.5"):
         finetune(dataclasses.replace(config, lr=0.5))
 

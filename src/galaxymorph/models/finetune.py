@@ -5,7 +5,7 @@ A fine-tuning run folder ``RUN2/`` holds:
                          loadable with :func:`galaxymorph.models.finetune_model.load_any_model`)
   ``finetune_config.yaml`` the settings
   ``checkpoints/``        Lightning state of each stage (every epoch) and ``<stage>.done`` markers
-  ``logs/``               per-stage metrics (CSV)
+  ``logs/<stage>/version_N/`` per-stage metrics (CSV), one folder per attempt
 
 Running the same settings again resumes: finished stages are skipped and an
 interrupted one continues from its last epoch. Other settings for an existing
@@ -175,7 +175,7 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
     with quiet_lightning(r".*module\(s\) in eval mode"):  # the frozen parts, on purpose
         trainer = L.Trainer(
             accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks,
-            logger=CSVLogger(config.out, name="logs", version=name),
+            logger=CSVLogger(Path(config.out) / "logs", name=name),  # version_N per attempt: a resume keeps the earlier logs
             enable_progress_bar=config.progress, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, gradient_clip_val=1.0,
         )
