@@ -15,15 +15,38 @@ def _trainer(tmp_path) -> None:
     L.Trainer(accelerator="cpu", logger=CSVLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False)
 
 
-def test_lightning_tip_is_dropped_inside_and_shown_outside(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
-        _trainer(tmp_path)
-        assert any("Tip" in r.getMessage() for r in caplog.records)  # the check below can fail
-        caplog.clear()
-        with quiet_lightning():
-            _trainer(tmp_path)
-        messages = [r.getMessage() for r in caplog.records]
-    assert messages and not any("Tip" in m for m in messages)  # other lines (e.g. GPU available) still come
+def _narration(tmp_path, caplog) -> list[str]:
+    caplog.clear()
+    _trainer(tmp_path)
+    return [r.getMessage() for r in caplog.records if r.name.startswith("lightning")]
+
+
+def test_lightning_narration_is_dropped_inside_and_shown_outside(tmp_path, caplog):
+    caplog.set_level(logging.NOTSET)
+    outside = _narration(tmp_path, caplog)
+    assert any("GPU available" in m for m in outside)  # the check below can fail
+    with quiet_lightning():
+        inside = _narration(tmp_path, caplog)
+    assert inside == []
+    assert _narration(tmp_path, caplog) == outside  # levels restored
+
+
+def test_the_demo_terminal_shows_the_steps_and_the_summary_without_lightning_narration(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    galaxymorph = Path(sys.executable).with_name("galaxymorph")
+    result = subprocess.run([str(galaxymorph), "demo", "--out", str(tmp_path / "demo"), "--galaxies", "60",
+                             "--epochs", "1"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    terminal = result.stdout + result.stderr
+    for step in ("1/5 simulating", "2/5 decoding", "3/5 training", "4/5 predicting", "5/5 evaluating",
+                 "MAE against the true probabilities", "inside the 90% predictive interval"):
+        assert step in terminal, step
+    for narration in ("GPU available", "TPU available", "Tip:", "LOCAL_RANK", "`Trainer("):
+        assert narration not in terminal, narration
 
 
 def test_only_the_named_warnings_are_silenced():
