@@ -22,7 +22,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, Dataset
 
-from galaxymorph.data.catalog import read_catalogue, resolve_paths, vote_columns
+from galaxymorph.data.catalog import read_catalogue, read_table, resolve_paths, vote_columns
 from galaxymorph.data.images import FITS_SUFFIXES, FitsStretch, ImageReadError, load_image
 from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, is_shard_source, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
@@ -219,12 +219,8 @@ class PredictImages(Dataset):
     @classmethod
     def from_catalogue(cls, catalogue: str | Path | pd.DataFrame, prep: Preprocessing, stretch: FitsStretch | None = None) -> "PredictImages":
         """``id_str`` + ``file_loc`` columns; relative paths are relative to the catalogue's folder."""
-        if isinstance(catalogue, pd.DataFrame):
-            df, root = catalogue, Path.cwd()
-        else:
-            path = Path(catalogue)
-            df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path, dtype={"id_str": str})
-            root = path.parent
+        df, path = read_table(catalogue)
+        root = path.parent if path else Path.cwd()
         missing = {"id_str", "file_loc"} - set(df.columns)
         if missing:
             raise ValueError(f"catalogue lacks column(s) {sorted(missing)}; it needs id_str and file_loc")

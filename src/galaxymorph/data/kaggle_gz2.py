@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galaxymorph.data.catalog import read_table
 from galaxymorph.kaggle import KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
 from galaxymorph.schema import Schema, get_schema
 
@@ -84,7 +85,9 @@ def kaggle_to_catalogue(
     The Kaggle fractions are kept as ``kaggle:Class1.1`` ... columns for evaluation.
     """
     schema = get_schema("gz2")
-    table = pd.read_csv(labels)
+    if not Path(images).is_dir():
+        raise FileNotFoundError(f"--images {images}: no such folder (the Kaggle images_training_rev1 folder)")
+    table, _ = read_table(labels)
     names = kaggle_columns(schema)
     missing = [c for c in ["GalaxyID", *names] if c not in table.columns]
     if missing:
