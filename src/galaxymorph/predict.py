@@ -132,7 +132,7 @@ def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, 
     """A Dirichlet model's predictions file as (DataFrame, schema, metadata)."""
     table = pq.read_table(path)
     meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"null"))
-    if not meta:
+    if not meta or not {"schema", "task"} & set(meta):
         raise ValueError(f"{path}: not a galaxymorph predictions file (no {META_KEY.decode()!r} metadata)")
     if "schema" not in meta:
         raise ValueError(f"{path}: predictions of a fine-tuned {meta.get('task')} model have no answer schema; "
