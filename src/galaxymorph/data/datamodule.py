@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.data.catalog import read_catalogue, read_table, resolve_paths, vote_columns
 from galaxymorph.data.images import FITS_SUFFIXES, FitsStretch, ImageReadError, load_image
-from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, is_shard_source, read_manifest, shard_paths
+from galaxymorph.data.shards import (
+    SPLITS, assign_splits, check_shards_per_process, decode_sample, is_shard_source, read_manifest, shard_paths,
+)
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import Schema, get_schema
 
@@ -154,11 +156,7 @@ class GalaxyDataModule(L.LightningDataModule):
             per_rank = max(1, self.split_size(split) // (world * self.batch_size))
             dataset = wds.WebDataset(urls, resampled=True, shardshuffle=False, nodesplitter=None, seed=self.seed)
         else:
-            if len(urls) < world:  # evaluation splits by whole shards: a rank without one would wait forever
-                raise ValueError(
-                    f"the {split} split has {len(urls)} shard(s) for {world} processes; remake the shards with a "
-                    f"smaller --shard-size (each process needs at least one) or use fewer --devices"
-                )
+            check_shards_per_process(split, len(urls), world)
             dataset = wds.WebDataset(
                 urls,
                 shardshuffle=len(urls) if train else False,
