@@ -189,7 +189,7 @@ def test_cli_reports_catalogue_errors_in_one_line_per_problem(tmp_path):
     cat.loc[1, "bar_yes"] = -3
     cat.to_csv(tmp_path / "cat.csv", index=False)
     result = CliRunner().invoke(app, ["shard", "--catalog", str(tmp_path / "cat.csv"), "--schema", "gz2", "--out", str(tmp_path / "s")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "id_str=J001.5+1: bar_yes = -3 is negative" in result.output
     assert "bar_yes = -3 is negative" in (tmp_path / "s" / "catalogue.problems.csv").read_text()
 

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from scipy import special
 
+from galaxymorph.data.catalog import check_votes, read_table, unique_ids
 from galaxymorph.kaggle import kaggle_rmse, to_kaggle
 from galaxymorph.losses import DirichletMultinomialLoss
 from galaxymorph.outputs import claim_folder
@@ -170,13 +171,6 @@ def evaluate_arrays(
     return result
 
 
-def _read_table(path: str | Path | pd.DataFrame) -> pd.DataFrame:
-    if isinstance(path, pd.DataFrame):
-        return path
-    path = Path(path)
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"id_str": str})
-
-
 def evaluate(
     predictions: str | Path,
     catalog: str | Path | pd.DataFrame,
@@ -190,12 +184,15 @@ def evaluate(
     With ``out``, writes ``evaluation.json`` and the plots there.
     """
     frame, schema, _ = read_predictions(predictions)
-    catalogue = _read_table(catalog)
+    catalogue, path = read_table(catalog)
     missing = [a for a in schema.answers if a not in catalogue.columns]
     if missing:
         raise ValueError(f"catalogue has no vote column {missing[0]!r} ({len(missing)} of schema {schema.name!r} "
                          "missing); evaluate against the catalogue the model's schema describes")
-    catalogue = catalogue.assign(id_str=catalogue["id_str"].astype(str)).drop_duplicates("id_str").set_index("id_str")
+    name = str(path or "catalogue")
+    ids = unique_ids(catalogue, name)
+    check_votes(catalogue, schema, name)
+    catalogue = catalogue.set_index(ids)
     matched = frame[frame["id_str"].isin(catalogue.index)]
     if matched.empty:
         raise ValueError("no predicted id_str is in the catalogue; are these the right files?")

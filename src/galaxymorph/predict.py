@@ -56,7 +56,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from galaxymorph.data.catalog import resolve_paths
+from galaxymorph.data.catalog import read_table, resolve_paths, unique_ids
 from galaxymorph.data.datamodule import IMAGE_SUFFIXES
 from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
@@ -141,7 +141,7 @@ def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, 
     """A Dirichlet model's predictions file as (DataFrame, schema, metadata)."""
     table = pq.read_table(path)
     meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"null"))
-    if not meta:
+    if not meta or not {"schema", "task"} & set(meta):
         raise ValueError(f"{path}: not a galaxymorph predictions file (no {META_KEY.decode()!r} metadata)")
     if "schema" not in meta:
         raise ValueError(f"{path}: predictions of a fine-tuned {meta.get('task')} model have no answer schema; "
@@ -336,18 +336,12 @@ def catalogue_records(catalog: str | Path | pd.DataFrame, root: str | Path | Non
     if isinstance(catalog, pd.DataFrame):
         frame, base, name = catalog, Path(root or Path.cwd()), "catalogue"
     else:
-        path = Path(catalog)
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"id_str": str})
+        frame, path = read_table(catalog)
         base, name = Path(root) if root else path.parent, str(path)
     missing = sorted({"id_str", "file_loc"} - set(frame.columns))
     if missing:
         raise ValueError(f"{name} has no column(s) {missing}; it needs id_str and file_loc (image path) per galaxy")
-    ids = frame["id_str"].astype(str)
-    duplicated = ids[ids.duplicated()]
-    if len(duplicated):
-        raise ValueError(f"{name}: id_str {duplicated.iloc[0]!r} appears more than once (row {duplicated.index[0]}); "
-                         "ids must be unique")
-    return list(zip(ids, resolve_paths(frame["file_loc"].astype(str), base)))
+    return list(zip(unique_ids(frame, name), resolve_paths(frame["file_loc"].astype(str), base)))
 
 
 def directory_records(images_dir: str | Path) -> list[Record]:

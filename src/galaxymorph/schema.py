@@ -17,10 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from galaxymorph.files import FORMATS, parse_mapping, read_mapping
 
 __all__ = ["Question", "Schema", "SchemaError", "get_schema", "list_schemas"]
 
@@ -208,39 +205,57 @@ class Schema:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Schema":
-        try:
-            questions = [
-                Question(q["name"], tuple(q["answers"]), tuple(q.get("after", ())), q.get("text", ""))
-                for q in data["questions"]
-            ]
-        except KeyError as err:
-            raise SchemaError(f"schema definition is missing the key {err.args[0]!r}") from None
-        return cls(data.get("name", "custom"), questions, data.get("description", ""))
+        """A tree from plain data; a wrong shape is refused naming the key (``answers = "yes"`` is no list)."""
+        questions = data.get("questions")
+        if not isinstance(questions, list) or not all(isinstance(q, dict) for q in questions):
+            raise SchemaError(f"schema definition needs 'questions', a list of tables, got {questions!r}")
+        built = [
+            Question(_text(q, "name", i), _texts(q, "answers", i), _texts(q, "after", i, []), _text(q, "text", i, ""))
+            for i, q in enumerate(questions)
+        ]
+        return cls(_text(data, "name", None, "custom"), built, _text(data, "description", None, ""))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Schema":
         """Read a tree from TOML, YAML or JSON (same keys as :meth:`to_dict`)."""
-        path = Path(path)
-        text = path.read_text()
-        suffix = path.suffix.lower()
-        if suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise SchemaError(f"{path}: unknown schema file type {suffix!r}; use .toml, .yaml or .json")
-        data.setdefault("name", path.stem)
-        return cls.from_dict(data)
+        data = read_mapping(path, SchemaError)
+        data.setdefault("name", Path(path).stem)
+        try:
+            return cls.from_dict(data)
+        except SchemaError as err:
+            raise SchemaError(f"{path}: {err}") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Schema) and self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+
+def _field(table: dict[str, Any], key: str, index: int | None, default: Any) -> Any:
+    """``table[key]``; ``default`` None means the key is required."""
+    if key not in table and default is None:
+        raise SchemaError(f"schema definition is missing the key {key!r}{_where(index)}")
+    return table.get(key, default)
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None else f" in question {index + 1}"
+
+
+def _text(table: dict[str, Any], key: str, index: int | None, default: str | None = None) -> str:
+    value = _field(table, key, index, default)
+    if not isinstance(value, str):
+        raise SchemaError(f"{key!r}{_where(index)} must be text, got {value!r}")
+    return value
+
+
+def _texts(table: dict[str, Any], key: str, index: int, default: list[str] | None = None) -> tuple[str, ...]:
+    """A list of text; a bare string would silently split into letters, so it is refused."""
+    value = _field(table, key, index, default)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise SchemaError(f"{key!r}{_where(index)} must be a list of text in brackets, got {value!r}")
+    return tuple(value)
 
 
 def _unknown(kind: str, name: str, choices: Iterable[str]) -> str:
@@ -270,14 +285,14 @@ def get_schema(name: str | Path, campaign: str | None = None) -> Schema:
         >>> get_schema("gz2").n_answers
         37
     """
-    if Path(str(name)).suffix.lower() in (".toml", ".yaml", ".yml", ".json"):
+    if Path(str(name)).suffix.lower() in FORMATS:
         schema = Schema.from_file(name)
     else:
         base = _ALIASES.get(str(name), str(name))
         resource = resources.files("galaxymorph") / "trees" / f"{base}.toml"
         if not resource.is_file():
             raise KeyError(_unknown("schema", str(name), list_schemas()))
-        data = tomllib.loads(resource.read_text())
+        data = parse_mapping(resource.read_text(), "TOML", str(resource), SchemaError)
         data["name"] = str(name)
         schema = Schema.from_dict(data)
     return schema.with_campaign(campaign) if campaign else schema

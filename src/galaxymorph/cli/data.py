@@ -24,29 +24,25 @@ def shard(
     test_fraction: float = typer.Option(0.1, help="Share of galaxies in the test split."),
     seed: int = typer.Option(0, help="Split seed (split = hash of seed and id_str)."),
     workers: int = typer.Option(0, help="Decoding processes (0 = all cores)."),
-    shard_size: int = typer.Option(1000, help="Galaxies per shard."),
+    shard_size: int = typer.Option(1000, min=1, help="Galaxies per shard."),
     on_error: str = typer.Option("raise", help="raise: stop on a bad row; skip: leave it out, listed in the report."),
     stretch: str = typer.Option("arcsinh", help="FITS only: arcsinh or percentile."),
     overwrite: bool = typer.Option(False, help="Rebuild an --out holding shards of other data/settings."),
 ) -> None:
     """Validate a catalogue, decode each image once, write WebDataset shards (resumable)."""
-    from galaxymorph.data.catalog import CatalogError, CatalogWarning
+    from galaxymorph.data.catalog import CatalogWarning
     from galaxymorph.data.images import FitsStretch
     from galaxymorph.data.shards import write_shards
     from galaxymorph.data.transforms import Preprocessing
 
-    try:
-        prep = Preprocessing(stored_size=size, source_crop=crop, channels=channels, image_size=size,
-                             stretch=FitsStretch(kind=stretch))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CatalogWarning)
-            manifest = write_shards(
-                catalog, get_schema(schema), out, prep, val_fraction, test_fraction, seed,
-                workers or None, shard_size, on_error, overwrite,
-            )
-    except (CatalogError, ValueError, KeyError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
-        raise typer.Exit(1) from None
+    prep = Preprocessing(stored_size=size, source_crop=crop, channels=channels, image_size=size,
+                         stretch=FitsStretch(kind=stretch))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CatalogWarning)
+        manifest = write_shards(
+            catalog, get_schema(schema), out, prep, val_fraction, test_fraction, seed,
+            workers or None, shard_size, on_error, overwrite,
+        )
     for warning in caught:
         console.print(f"[yellow]warning:[/yellow] {warning.message}")
     counts = ", ".join(f"{name} {s['count']}" for name, s in manifest["splits"].items())
@@ -62,9 +58,5 @@ def convert_kaggle(
     """Kaggle GZ2 weighted cumulative fractions -> a gz2 catalogue of vote counts (see README, data)."""
     from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 
-    try:
-        catalogue = kaggle_to_catalogue(labels, images, volunteers, out)
-    except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
+    catalogue = kaggle_to_catalogue(labels, images, volunteers, out)
     console.print(f"wrote {out}: {len(catalogue)} galaxies, {volunteers:g} volunteers assumed")

@@ -5,17 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 from rich.console import Console
 
 __all__ = ["finetune", "embed", "similar", "anomalies"]
-
-_err = Console(stderr=True)
-
-
-def _fail(error: Exception) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-    return typer.Exit(2)
 
 
 def _unfreeze(text: str) -> int | str:
@@ -66,7 +58,8 @@ def finetune(
     config: Path = typer.Option(None, help="YAML file with any FinetuneConfig settings (options given here win)."),
 ) -> None:
     """Fine-tune a pretrained encoder on a labelled catalogue; the best model goes to OUT/best/."""
-    from galaxymorph.data.catalog import CatalogError
+    from galaxymorph.files import read_mapping
+    from galaxymorph.models.config import settings_from_dict
     from galaxymorph.models.finetune import FinetuneConfig
     from galaxymorph.models.finetune import finetune as run
 
@@ -79,15 +72,9 @@ def finetune(
         patience=patience, val_fraction=val_fraction, seed=seed, image_size=image_size, source_crop=source_crop,
         channels=channels, workers=workers,
     )
-    try:
-        settings = (yaml.safe_load(config.read_text()) or {}) if config else {}
-        settings.update({k: v for k, v in options.items() if v is not None})
-        missing = [k for k in ("checkpoint", "catalog", "out") if not settings.get(k)]
-        if missing:
-            raise ValueError(f"missing --{', --'.join(missing)} (on the command line or in --config)")
-        best = run(FinetuneConfig(**settings))
-    except (CatalogError, ValueError, FileNotFoundError, TypeError) as error:
-        raise _fail(error) from None
+    settings = read_mapping(config, kind="YAML") if config else {}
+    settings.update({k: v for k, v in options.items() if v is not None})
+    best = run(settings_from_dict(FinetuneConfig, settings, str(config or "options")))
     Console().print(f"best model: {best}")
 
 
@@ -99,35 +86,29 @@ def embed(
     shards: str = typer.Option(None, help="A shard folder (with manifest.json), or its URL (see README)."),
     split: str = typer.Option(None, help="Shards: only this split."),
     pca: int = typer.Option(None, help="Keep only the first K principal components (full features kept beside)."),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, min=1),
     workers: int = typer.Option(0, help="Image-decoding worker processes."),
 ) -> None:
     """Encoder features per galaxy, streamed to Parquet; re-run the same command to resume."""
     from galaxymorph.representations import embed as run
 
-    try:
-        counts = run(checkpoint, out, images_dir=images, catalog=catalog, shards=shards, split=split, pca=pca,
-                     batch_size=batch_size, workers=workers)
-    except (ValueError, FileNotFoundError) as error:
-        raise _fail(error) from None
+    counts = run(checkpoint, out, images_dir=images, catalog=catalog, shards=shards, split=split, pca=pca,
+                 batch_size=batch_size, workers=workers)
     Console().print(f"{out}: {counts['rows']} galaxies ({counts['new']} new, {counts['errors']} unreadable)")
 
 
 def similar(
     embeddings: Path = typer.Option(..., help="Parquet file from `galaxymorph embed`."),
     query: str = typer.Option(..., help="id_str of the galaxy to find look-alikes of."),
-    k: int = typer.Option(8, help="How many galaxies to show, the query included."),
+    k: int = typer.Option(8, min=1, help="How many galaxies to show, the query included."),
     grid: Path = typer.Option(None, help="Also draw them into this PNG."),
 ) -> None:
     """Nearest neighbours by cosine similarity (scikit-learn NearestNeighbors, exact search)."""
     from galaxymorph.representations import image_grid, read_embeddings
     from galaxymorph.representations import similar as search
 
-    try:
-        frame, vectors, _ = read_embeddings(embeddings)
-        found = search(frame, vectors, query, k)
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        raise _fail(error) from None
+    frame, vectors, _ = read_embeddings(embeddings)
+    found = search(frame, vectors, query, k)
     Console().print(found[["rank", "id_str", "similarity"]].to_string(index=False))
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
@@ -139,7 +120,7 @@ def anomalies(
     embeddings: Path = typer.Option(..., help="Parquet file from `galaxymorph embed`."),
     out: Path = typer.Option(None, help="CSV of every galaxy's score (id_str, file_loc, anomaly_score), highest first."),
     method: str = typer.Option("knn", help="knn (cosine distance to the k-th neighbour) | isolation-forest."),
-    k: int = typer.Option(10, help="knn: which neighbour's distance."),
+    k: int = typer.Option(10, min=1, help="knn: which neighbour's distance."),
     top: int = typer.Option(20, help="How many of the most unusual galaxies to list and draw."),
     grid: Path = typer.Option(None, help="Draw the most unusual galaxies into this PNG."),
     seed: int = typer.Option(0),
@@ -147,11 +128,8 @@ def anomalies(
     """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
     from galaxymorph.representations import anomaly_scores, image_grid, read_embeddings
 
-    try:
-        frame, vectors, _ = read_embeddings(embeddings)
-        frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed)
-    except (ValueError, FileNotFoundError) as error:
-        raise _fail(error) from None
+    frame, vectors, _ = read_embeddings(embeddings)
+    frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed)
     ranked = frame.sort_values("anomaly_score", ascending=False, kind="stable")
     if out:
         ranked.to_csv(out, index=False)

@@ -10,11 +10,6 @@ from rich.console import Console
 err = Console(stderr=True)
 
 
-def _fail(error: Exception) -> None:
-    err.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
-
-
 def predict(
     checkpoint: Path = typer.Option(..., help="Training or fine-tuning run folder RUN/ or its RUN/best/."),
     out: Path = typer.Option(..., help="Output Parquet file (one row per galaxy)."),
@@ -23,7 +18,7 @@ def predict(
     shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (see README)."),
     split: str = typer.Option(None, help="With --shards: only this split (train/val/test); default all."),
     samples: int = typer.Option(5, help="MC-dropout samples (head passes per galaxy); 1 = deterministic."),
-    batch_size: int = typer.Option(64, help="Galaxies per batch (per process)."),
+    batch_size: int = typer.Option(64, min=1, help="Galaxies per batch (per process)."),
     workers: int = typer.Option(0, help="Image-reading processes per device."),
     devices: int = typer.Option(1, help="Data-parallel processes on this node (each writes its own parts)."),
     num_nodes: int = typer.Option(1, help="Nodes (launch on each, e.g. with srun; parts need a shared folder)."),
@@ -37,11 +32,8 @@ def predict(
     from galaxymorph.predict import errors_path
     from galaxymorph.predict import predict as run
 
-    try:
-        counts = run(checkpoint, out, images_dir=images, catalog=catalog, shards=shards, split=split, samples=samples,
-                     batch_size=batch_size, workers=workers, devices=devices, num_nodes=num_nodes)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        _fail(error)
+    counts = run(checkpoint, out, images_dir=images, catalog=catalog, shards=shards, split=split, samples=samples,
+                 batch_size=batch_size, workers=workers, devices=devices, num_nodes=num_nodes)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
     if counts["errors"]:
         err.print(f"[yellow]{counts['errors']} images could not be read: see {errors_path(Path(out))}[/yellow]")
@@ -52,15 +44,14 @@ def evaluate(
     catalog: Path = typer.Option(..., help="Catalogue with the vote counts (and true_p: columns if simulated)."),
     out: Path = typer.Option(None, help="Folder for evaluation.json and the plots."),
     min_votes: int = typer.Option(10, help="Votes a question needs for the confident-galaxy accuracy."),
-    confident: float = typer.Option(0.8, help="Vote fraction above which a galaxy counts as confidently labelled."),
+    confident: float = typer.Option(
+        0.8, min=0, max=1, help="Vote fraction above which a galaxy counts as confidently labelled."
+    ),
 ) -> None:
     """Metrics against volunteer votes (NLL, MAE, RMSE, accuracy, calibration) and against truth if present."""
     from galaxymorph.evaluate import evaluate as run
 
-    try:
-        result = run(predictions, catalog, out=out, min_votes=min_votes, confident=confident)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(error)
+    result = run(predictions, catalog, out=out, min_votes=min_votes, confident=confident)
     overall = result["overall"]
     Console().print(
         f"{result['galaxies']} galaxies: vote-fraction MAE {overall['model']['mae']:.4f} "
@@ -82,17 +73,14 @@ def report(
     """One self-contained HTML file: metrics, plots and a sortable, filterable gallery."""
     from galaxymorph.report import build_report
 
-    try:
-        path = build_report(predictions, out, evaluation=evaluation, catalog=catalog, gallery=gallery)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(error)
+    path = build_report(predictions, out, evaluation=evaluation, catalog=catalog, gallery=gallery)
     Console().print(f"report: {path}")
 
 
 def demo(
     out: Path = typer.Option(Path("demo_output"), help="Folder for everything the demo writes."),
-    galaxies: int = typer.Option(None, help="Galaxies to simulate. (default 3000)"),
-    epochs: int = typer.Option(None, help="Training epochs. (default 8)"),
+    galaxies: int = typer.Option(None, min=10, help="Galaxies to simulate. (default 3000)"),
+    epochs: int = typer.Option(None, min=1, help="Training epochs. (default 8)"),
 ) -> None:
     """Simulate galaxies, shard, train, predict held-out galaxies, evaluate against truth, write the report."""
     from galaxymorph.demo import DemoSettings, run_demo

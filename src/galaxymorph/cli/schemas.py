@@ -30,10 +30,7 @@ def show(
     campaign: str = typer.Option(None, help="Suffix question names, e.g. dr8 (keeps campaigns apart)."),
 ) -> None:
     """Show a tree: its questions in order, their answer columns, and what leads to each."""
-    try:
-        schema = get_schema(name, campaign=campaign)
-    except (KeyError, ValueError) as err:
-        raise typer.BadParameter(str(err.args[0] if err.args else err), param_hint="NAME") from None
+    schema = get_schema(name, campaign=campaign)
     table = Table("#", "question", "answer columns", "asked after", title=f"{schema.name}: {schema.description}")
     for i, q in enumerate(schema.questions, 1):
         table.add_row(str(i), f"{q.name}\n[dim]{q.text}[/dim]", "\n".join(q.columns), "\n".join(q.after) or "(first)")

@@ -22,14 +22,8 @@ def simulate(
 ) -> None:
     """Simulate galaxies (g, r, z -> RGB) and volunteers walking the gz_decals_dr5 tree."""
     from galaxymorph.simulate import simulate_catalogue
-    from galaxymorph.simulate.catalogue import FORMATS
 
-    if image_format not in FORMATS:
-        raise typer.BadParameter(f"{image_format!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
-    try:
-        catalogue = simulate_catalogue(n, size, out, seed, image_format, volunteers, workers)
-    except FileExistsError as err:
-        raise typer.BadParameter(str(err), param_hint="--out") from None
+    catalogue = simulate_catalogue(n, size, out, seed, image_format, volunteers, workers)
     console.print(f"wrote {len(catalogue)} galaxies: {out / 'catalogue.parquet'} (file_loc relative to {out})")
     if grid:
         from galaxymorph.simulate import parameters_of, render_galaxies

@@ -32,7 +32,7 @@ def train(
 
     Killed at any moment, the same command continues from RUN/checkpoints/last.ckpt.
     """
-    from galaxymorph.models import TrainConfig, TrainConfigError, UnknownArchitectureError
+    from galaxymorph.models import TrainConfig
     from galaxymorph.models import train as run_training
 
     options = dict(
@@ -40,14 +40,9 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, devices=devices, max_time=max_time,
         checkpoint_minutes=checkpoint_minutes, num_workers=num_workers, seed=seed, schema=schema,
     )
-    err = Console(stderr=True)
-    try:
-        if config is not None:
-            settings = TrainConfig.from_yaml(config, **options)
-        else:
-            settings = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None}, source="options")
-        best = run_training(settings, resume=resume)
-    except (TrainConfigError, UnknownArchitectureError, FileNotFoundError) as error:
-        err.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+    if config is not None:
+        settings = TrainConfig.from_yaml(config, **options)
+    else:
+        settings = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None}, source="options")
+    best = run_training(settings, resume=resume)
     Console().print(f"best model: {best}")

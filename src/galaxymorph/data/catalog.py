@@ -22,7 +22,10 @@ import pandas as pd
 from galaxymorph.data.images import check_image
 from galaxymorph.schema import Schema, get_schema
 
-__all__ = ["CatalogError", "CatalogWarning", "read_catalogue", "resolve_paths", "vote_columns"]
+__all__ = [
+    "CatalogError", "CatalogWarning", "check_votes", "read_catalogue", "read_table", "resolve_paths", "unique_ids",
+    "vote_columns",
+]
 
 REQUIRED = ("id_str", "file_loc")
 _SHOWN = 5
@@ -41,17 +44,50 @@ def vote_columns(schema: Schema) -> list[str]:
     return list(schema.answers)
 
 
-def _load_table(catalogue: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path | None]:
+def read_table(catalogue: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path | None]:
+    """The table of a CSV/Parquet file (and its path; None for a DataFrame, copied), unvalidated.
+
+    The one reader of catalogue-like files, so that a folder, an empty or corrupt
+    file is refused the same way everywhere, naming the file.
+    """
     if isinstance(catalogue, pd.DataFrame):
         return catalogue.copy(), None
     path = Path(catalogue)
+    if path.is_dir():
+        raise CatalogError(f"{path} is a folder; give a catalogue file (.csv or .parquet)")
     if not path.is_file():
         raise CatalogError(f"catalogue file not found: {path}")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path), path
-    if path.suffix.lower() in (".csv", ".gz", ".txt"):
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".gz", ".txt"):
+        raise CatalogError(f"{path}: unknown catalogue format {path.suffix!r}; use .csv or .parquet")
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path), path
         return pd.read_csv(path, dtype={"id_str": str, "file_loc": str}, keep_default_na=True), path
-    raise CatalogError(f"{path}: unknown catalogue format {path.suffix!r}; use .csv or .parquet")
+    except ValueError as err:  # pandas' ParserError and EmptyDataError, pyarrow's ArrowInvalid
+        kind = "Parquet" if "parquet" in suffix or suffix == ".pq" else "CSV"
+        raise CatalogError(f"{path}: cannot read it as a {kind} table ({err})") from None
+
+
+def unique_ids(df: pd.DataFrame, name: str) -> pd.Series:
+    """``id_str`` as text; a missing column, an empty or a repeated id is refused naming the row."""
+    _check_columns(df, ["id_str"], name)
+    ids = df["id_str"].reset_index(drop=True).map(lambda v: v if pd.isna(v) else str(v))
+    _refuse(_id_problems(ids), ids, name, "ids must be unique and non-empty")
+    return ids
+
+
+def check_votes(df: pd.DataFrame, schema: Schema, name: str) -> None:
+    """Refuse votes that would make the loss or the metrics NaN (see :func:`read_catalogue`), naming row and column."""
+    df = df.reset_index(drop=True)
+    _refuse(_vote_problems(df, schema), df["id_str"], name, "votes are whole numbers >= 0, NaN for a whole question")
+
+
+def _refuse(problems: dict[int, list[str]], ids: pd.Series, name: str, rule: str) -> None:
+    if problems:
+        row = min(problems)
+        more = f" ({len(problems)} rows in all)" if len(problems) > 1 else ""
+        raise CatalogError(f"{name}: row {row} id_str={ids[row]}: {problems[row][0]}{more}; {rule}")
 
 
 def _check_columns(df: pd.DataFrame, wanted: list[str], name: str) -> None:
@@ -76,7 +112,7 @@ def resolve_paths(file_loc: pd.Series, root: Path) -> pd.Series:
 
 
 def _vote_problems(df: pd.DataFrame, schema: Schema) -> dict[int, list[str]]:
-    """Row position -> reasons, for non-numeric, partly NaN, negative or non-integer votes."""
+    """Row position -> reasons, for non-numeric, partly NaN, infinite, negative or non-integer votes."""
     problems: dict[int, list[str]] = {}
     raw = df[vote_columns(schema)]
     numeric = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
@@ -93,9 +129,11 @@ def _vote_problems(df: pd.DataFrame, schema: Schema) -> dict[int, list[str]]:
     for i, j in zip(*np.nonzero(not_number)):
         problems.setdefault(i, []).append(f"{raw.columns[j]} is not a number ({raw.iat[i, j]!r})")
     with np.errstate(invalid="ignore"):
-        negative = numeric < 0
+        infinite = np.isinf(numeric)
+        negative = (numeric < 0) & ~infinite
         fractional = np.abs(numeric - np.round(numeric)) > 1e-6
-    for kind, mask in (("negative", negative), ("not a whole number of votes", fractional)):
+    checks = (("infinite", infinite), ("negative", negative), ("not a whole number of votes", fractional))
+    for kind, mask in checks:
         for i, j in zip(*np.nonzero(mask)):
             problems.setdefault(i, []).append(f"{raw.columns[j]} = {numeric[i, j]:g} is {kind}")
     return problems
@@ -156,7 +194,7 @@ def read_catalogue(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     schema = get_schema(schema) if isinstance(schema, str) else schema
-    df, path = _load_table(catalogue)
+    df, path = read_table(catalogue)
     name = str(path) if path else "(DataFrame)"
     _check_columns(df, [*REQUIRED, *vote_columns(schema)], name)
     root = Path(root) if root is not None else (path.parent if path else Path.cwd())

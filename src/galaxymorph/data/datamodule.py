@@ -23,10 +23,12 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, Dataset
 
-from galaxymorph.data.catalog import read_catalogue, resolve_paths, vote_columns
+from galaxymorph.data.catalog import read_catalogue, read_table, resolve_paths, vote_columns
 from galaxymorph.data.images import FITS_SUFFIXES, ImageReadError
+from galaxymorph.data.shards import (
+    SPLITS, assign_splits, check_shards_per_process, decode_sample, is_shard_source, read_manifest, shard_paths,
+)
 from galaxymorph.data.stream import ShardSamples, TrainBatches, batches_per_epoch
-from galaxymorph.data.shards import SPLITS, assign_splits, decode_sample, is_shard_source, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import Schema, get_schema
 
@@ -158,17 +160,13 @@ class GalaxyDataModule(L.LightningDataModule):
     def _shard_loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
         urls = shard_paths(self.source, split, self.manifest)
         world = self.trainer.world_size if self.trainer is not None else 1
+        check_shards_per_process(split, len(urls), world)
         if train:
             counts = [s["count"] for s in self.manifest["splits"][split]["shards"] if s["count"] > 0]
             rank = self.trainer.global_rank if self.trainer is not None else 0
             samples = ShardSamples(urls, counts, decode_sample, self.seed, self.shuffle_buffer, rank, world,
                                    self.num_workers)
             return TrainBatches(samples, self.batch_size, self.train_batches_per_epoch(world), collate, self._global_step)
-        if len(urls) < world:  # evaluation splits by whole shards: a rank without one would wait forever
-            raise ValueError(
-                f"the {split} split has {len(urls)} shard(s) for {world} processes; remake the shards with a "
-                f"smaller --shard-size (each process needs at least one) or use fewer --devices"
-            )
         dataset = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node,
                                  workersplitter=wds.split_by_worker, empty_check=False)
         dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=True)
@@ -218,12 +216,8 @@ class PredictImages(Dataset):
     @classmethod
     def from_catalogue(cls, catalogue: str | Path | pd.DataFrame, prep: Preprocessing) -> "PredictImages":
         """``id_str`` + ``file_loc`` columns; relative paths are relative to the catalogue's folder."""
-        if isinstance(catalogue, pd.DataFrame):
-            df, root = catalogue, Path.cwd()
-        else:
-            path = Path(catalogue)
-            df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path, dtype={"id_str": str})
-            root = path.parent
+        df, path = read_table(catalogue)
+        root = path.parent if path else Path.cwd()
         missing = {"id_str", "file_loc"} - set(df.columns)
         if missing:
             raise ValueError(f"catalogue lacks column(s) {sorted(missing)}; it needs id_str and file_loc")

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from galaxymorph.data.catalog import read_table
 from galaxymorph.kaggle import KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
 from galaxymorph.outputs import claim_file
 from galaxymorph.schema import Schema, get_schema
@@ -98,7 +99,9 @@ def kaggle_to_catalogue(
     schema = get_schema("gz2")
     if out is not None:
         claim_file(out, is_own=Path(out).is_file() and _is_converted(Path(out)))
-    table = pd.read_csv(labels)
+    if not Path(images).is_dir():
+        raise FileNotFoundError(f"--images {images}: no such folder (the Kaggle images_training_rev1 folder)")
+    table, _ = read_table(labels)
     names = kaggle_columns(schema)
     missing = [c for c in ["GalaxyID", *names] if c not in table.columns]
     if missing:

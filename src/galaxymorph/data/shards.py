@@ -42,7 +42,10 @@ from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
 
-__all__ = ["SPLITS", "assign_splits", "decode_sample", "is_shard_source", "read_manifest", "shard_paths", "write_shards"]
+__all__ = [
+    "SPLITS", "assign_splits", "check_shards_per_process", "decode_sample", "is_shard_source", "read_manifest",
+    "shard_paths", "write_shards",
+]
 
 SPLITS = ("train", "val", "test")
 PROBLEMS_FILE = "catalogue.problems.csv"
@@ -298,6 +301,15 @@ def shard_paths(shard_dir: str | Path, split: str, manifest: dict[str, Any] | No
     if split not in manifest["splits"]:
         raise KeyError(f"no split {split!r} in {shard_dir}; have {sorted(manifest['splits'])}")
     return [_location(shard_dir, s["name"]) for s in manifest["splits"][split]["shards"] if s["count"] > 0]
+
+
+def check_shards_per_process(split: str, shards: int, world: int) -> None:
+    """Splits are shared between processes by whole shards: one without a shard would wait forever or train on nothing."""
+    if shards < world:
+        raise ValueError(
+            f"the {split} split has {shards} shard(s) for {world} processes; remake the shards with a "
+            f"smaller --shard-size (each process needs at least one) or use fewer --devices"
+        )
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ import numpy as np
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from galaxymorph.data.shards import check_shards_per_process
+
 __all__ = ["ShardSamples", "TrainBatches", "batches_per_epoch", "interleaved_share"]
 
 
@@ -85,11 +87,7 @@ class ShardSamples(IterableDataset):
 
     def __init__(self, urls: Sequence[str], counts: Sequence[int], decode: Callable[[dict], Any], seed: int,
                  shuffle_buffer: int, rank: int = 0, world: int = 1, workers: int = 0):
-        if len(urls) < world:
-            raise ValueError(
-                f"the train split has {len(urls)} shard(s) for {world} processes; remake the shards with a smaller "
-                "--shard-size (each process needs at least one) or use fewer --devices"
-            )
+        check_shards_per_process("train", len(urls), world)
         self.urls, self.counts, self.decode = list(urls), list(counts), decode
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
         self.rank, self.world = rank, world

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
 
 from safetensors.torch import load_file, save_file
 
+from galaxymorph.files import read_mapping
 from galaxymorph.models.galaxy_model import GalaxyModel
 
-__all__ = ["save_model", "load_model", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE"]
+__all__ = ["save_model", "load_model", "read_config", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE"]
+
+T = TypeVar("T")
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -47,11 +52,25 @@ def resolve_model_dir(path: str | Path) -> Path:
     )
 
 
+def read_config(directory: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The model folder (see :func:`resolve_model_dir`) and its ``config.json``, refused naming the file if broken."""
+    directory = resolve_model_dir(directory)
+    return directory, read_mapping(directory / CONFIG_FILE, kind="JSON")
+
+
+def from_config(build: Callable[[dict[str, Any]], T], config: dict[str, Any], directory: Path) -> T:
+    """``build(config)``; an entry missing from a hand-edited ``config.json`` is named with the file."""
+    try:
+        return build(config)
+    except KeyError as err:
+        raise ValueError(f"{directory / CONFIG_FILE} has no {err.args[0]!r} entry; save the model again "
+                         "with galaxymorph (save_model) or restore the file") from None
+
+
 def load_model(directory: str | Path, channels_last: bool = True) -> GalaxyModel:
     """Rebuild a :class:`GalaxyModel` from ``RUN/`` or ``RUN/best/``, in eval mode."""
-    directory = resolve_model_dir(directory)
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    model = GalaxyModel.from_config(config, channels_last=channels_last)
+    directory, config = read_config(directory)
+    model = from_config(functools.partial(GalaxyModel.from_config, channels_last=channels_last), config, directory)
     state = load_file(str(directory / WEIGHTS_FILE))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["TrainConfig", "TrainConfigError", "parse_max_time"]
+from galaxymorph.files import read_mapping
+
+__all__ = ["TrainConfig", "TrainConfigError", "check_types", "parse_max_time", "settings_from_dict"]
 
 
 class TrainConfigError(ValueError):
@@ -48,24 +53,18 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        check_types(self, TrainConfigError)
+
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
         """Settings from a YAML file, then ``overrides`` that are not None (command-line options)."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise TrainConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        data = read_mapping(path, TrainConfigError, kind="YAML")
         return cls.from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}}, source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "settings") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainConfigError(f"{source}: unknown setting(s) {unknown}; valid: {sorted(known)}")
-        missing = sorted(k for k in ("shards", "out") if data.get(k) is None)
-        if missing:
-            raise TrainConfigError(f"{source}: missing required setting(s) {missing}")
-        return cls(**data)
+        return settings_from_dict(cls, data, source, TrainConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,6 +86,95 @@ class TrainConfig:
             if not ok:
                 raise TrainConfigError(f"{name}={getattr(self, name)!r} {rule}")
         parse_max_time(self.max_time)
+
+
+def settings_from_dict(cls: type, data: dict[str, Any], source: str, error: type[ValueError] = ValueError) -> Any:
+    """``cls(**data)`` for a settings dataclass, refusing unknown names and missing required ones."""
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
+    unknown = sorted(set(map(str, data)) - known)
+    if unknown:
+        raise error(f"{source}: unknown setting(s) {unknown}; valid: {sorted(known)}")
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = sorted(k for k in required if data.get(k) is None)
+    if missing:
+        raise error(f"{source}: missing required setting(s) {missing}")
+    return cls(**data)
+
+
+def check_types(config: Any, error: type[ValueError] = ValueError) -> None:
+    """Every field of a settings dataclass has its declared type, or ``error`` names setting, value and type.
+
+    YAML reads ``1e-3`` as text and ``1:30:00`` as a number (5400): numbers written as
+    text are converted where that is unambiguous; anything else is refused rather
+    than failing later, far from the setting.
+    """
+    for name, hint in typing.get_type_hints(type(config)).items():
+        value = getattr(config, name)
+        try:
+            object.__setattr__(config, name, _typed(value, hint))
+        except _Mismatch:
+            quote = "; write it in quotes" if str in _options(hint) and isinstance(value, (int, float)) else ""
+            raise error(f"{name}={value!r} ({type(value).__name__}) must be {_describe(hint)}{quote}") from None
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _options(hint: Any) -> tuple[Any, ...]:
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    return typing.get_args(hint) if union else (hint,)
+
+
+def _typed(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint``: as it is when it already fits an option, else converted from text if possible."""
+    for strict in (True, False):
+        for option in _options(hint):
+            try:
+                return _as(value, option, strict)
+            except _Mismatch:
+                continue
+    raise _Mismatch
+
+
+def _as(value: Any, kind: Any, strict: bool) -> Any:
+    if kind is type(None):
+        if value is None:
+            return None
+    elif typing.get_origin(kind) is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(kind)
+            return [_as(v, item, strict) for v in value]
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind in (int, float) and not isinstance(value, bool):
+        number = value
+        if isinstance(value, str) and not strict:
+            try:
+                number = float(value)
+            except ValueError:
+                raise _Mismatch from None
+        if isinstance(number, (int, float)) and math.isfinite(number):
+            if kind is float:
+                return float(number)
+            if isinstance(number, int) or (not strict and number.is_integer()):
+                return int(number)
+    raise _Mismatch
+
+
+_NAMES = {type(None): ("null", "nulls"), bool: ("true or false", "booleans"), int: ("a whole number", "whole numbers"),
+          float: ("a finite number", "numbers"), str: ("text", "strings")}
+
+
+def _describe(hint: Any) -> str:
+    """``float | None`` -> 'a finite number or null', ``list[str]`` -> 'a list of strings'."""
+    return " or ".join(f"a list of {_NAMES[typing.get_args(o)[0]][1]}" if typing.get_origin(o) is list else _NAMES[o][0]
+                       for o in _options(hint))
 
 
 def parse_max_time(text: str | None) -> timedelta | None:

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.models.checkpoint import WEIGHTS_FILE
-from galaxymorph.models.config import changed_setting
+from galaxymorph.models.config import changed_setting, check_types
 from galaxymorph.models.finetune_data import LabelledImages, load_labelled, split_train_val
 from galaxymorph.models.finetune_model import TASKS, FinetunedModel, PretrainedEncoder, load_pretrained_encoder
 from galaxymorph.models.finetune_module import FinetuneModule, task_loss
@@ -83,6 +83,9 @@ class FinetuneConfig:
     channels: int | None = None
     workers: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_types(self)
 
     def validate(self) -> None:
         checks = [

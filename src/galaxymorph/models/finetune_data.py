@@ -17,7 +17,7 @@ import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from galaxymorph.data.catalog import CatalogError, read_catalogue, resolve_paths, vote_columns
+from galaxymorph.data.catalog import CatalogError, read_catalogue, read_table, resolve_paths, vote_columns
 from galaxymorph.data.datamodule import PredictImages, collate_predict
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema
@@ -46,16 +46,6 @@ class LabelledImages:
     def subset(self, rows: np.ndarray | list[int]) -> "LabelledImages":
         index = torch.as_tensor(np.asarray(rows, dtype=np.int64))
         return LabelledImages([self.ids[i] for i in index.tolist()], self.images[index], self.targets[index], self.classes)
-
-
-def _read_table(catalog: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path]:
-    if isinstance(catalog, pd.DataFrame):
-        return catalog.reset_index(drop=True).copy(), Path.cwd()
-    path = Path(catalog)
-    if not path.is_file():
-        raise CatalogError(f"--catalog {path}: file not found")
-    frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path, dtype={"id_str": str})
-    return frame.reset_index(drop=True), path.parent
 
 
 def _bad_rows(frame: pd.DataFrame, mask: np.ndarray, reason: str, fix: str) -> None:
@@ -88,7 +78,8 @@ def read_labels(
             raise ValueError("the tree task needs --schema (the new decision tree)")
         frame = read_catalogue(catalog, schema)
         return frame, torch.from_numpy(frame[vote_columns(schema)].to_numpy(np.float32)), None
-    frame, root = _read_table(catalog)
+    frame, path = read_table(catalog)
+    frame, root = frame.reset_index(drop=True), path.parent if path else Path.cwd()
     if label_col is None:
         raise ValueError(f"the {task} task needs --label-col (the catalogue column holding each galaxy's label)")
     missing = [c for c in ("id_str", "file_loc", label_col) if c not in frame.columns]
@@ -112,7 +103,8 @@ def read_labels(
     if task != "regression":
         raise ValueError(f"task must be classification, regression or tree, got {task!r}")
     values = pd.to_numeric(labels, errors="coerce")
-    _bad_rows(frame, values.isna().to_numpy(), f"have a non-numeric {label_col!r}", "regression needs numbers")
+    _bad_rows(frame, ~np.isfinite(values.to_numpy(np.float64)), f"have a non-numeric or infinite {label_col!r}",
+              "regression needs finite numbers")
     if bounded:
         _bad_rows(frame, ((values < 0) | (values > 1)).to_numpy(), f"have {label_col!r} outside [0, 1]",
                   "rescale the target or drop --bounded")

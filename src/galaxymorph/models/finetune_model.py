@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from galaxymorph.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_model_dir
+from galaxymorph.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, from_config, load_model, read_config
 from galaxymorph.models.encoder import create_encoder
 from galaxymorph.models.galaxy_model import EncoderWithHead, GalaxyModel
 from galaxymorph.models.head import DirichletHead
@@ -295,11 +295,10 @@ class FinetunedModel(EncoderWithHead):
 
 def load_finetuned(directory: str | Path) -> FinetunedModel:
     """Rebuild a :class:`FinetunedModel` from ``RUN2/`` or ``RUN2/best/``, in eval mode."""
-    directory = resolve_model_dir(directory)
-    config = json.loads((directory / CONFIG_FILE).read_text())
+    directory, config = read_config(directory)
     if "task" not in config:
         raise ValueError(f"{directory / CONFIG_FILE} is not a fine-tuned model (no 'task'); use galaxymorph.models.load_model")
-    model = FinetunedModel.from_config(config)
+    model = from_config(FinetunedModel.from_config, config, directory)
     missing, unexpected = model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -310,6 +309,15 @@ def load_finetuned(directory: str | Path) -> FinetunedModel:
 
 
 def load_any_model(directory: str | Path) -> GalaxyModel | FinetunedModel:
-    """A trained (``GalaxyModel``) or fine-tuned (``FinetunedModel``) model, told apart by ``config["task"]``."""
-    config = json.loads((resolve_model_dir(directory) / CONFIG_FILE).read_text())
-    return load_finetuned(directory) if "task" in config else load_model(directory)
+    """A trained (``GalaxyModel``) or fine-tuned (``FinetunedModel``) model, told apart by ``config["task"]``.
+
+    For predicting and embedding, so the model must say how its images were prepared.
+    """
+    folder, config = read_config(directory)
+    if not config.get("preprocessing"):
+        raise ValueError(
+            f"{folder / CONFIG_FILE} has no 'preprocessing' (the image size, crop and channels it was trained on), "
+            "so new images cannot be prepared the same way; copy into it the \"preprocessing\" entry of the "
+            "manifest.json of the shards it was trained on"
+        )
+    return load_finetuned(folder) if "task" in config else load_model(folder)

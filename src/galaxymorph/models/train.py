@@ -104,7 +104,7 @@ def train(
 # ------------------------------------------------------------------------------ data
 def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
     from galaxymorph.data.datamodule import GalaxyDataModule
-    from galaxymorph.data.shards import is_shard_source, read_manifest
+    from galaxymorph.data.shards import check_shards_per_process, is_shard_source, read_manifest, shard_paths
     from galaxymorph.data.transforms import Preprocessing
 
     shards = config.shards
@@ -115,6 +115,7 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
         )
     manifest = read_manifest(shards)
     _check_schema(config, Schema.from_dict(manifest["schema"]))
+    check_shards_per_process("val", len(shard_paths(shards, "val", manifest)), config.devices * config.num_nodes)
     stored = Preprocessing.from_dict(manifest["preprocessing"])
     size = config.size or stored.image_size
     if size > stored.stored_size:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from galaxymorph.data.catalog import read_table
 from galaxymorph.data.images import load_image
 from galaxymorph.outputs import claim_file
 from galaxymorph.predict import read_predictions
@@ -50,8 +51,7 @@ def _image_paths(frame: pd.DataFrame, catalog: str | Path | None) -> pd.Series:
     """Image path per galaxy: the predictions' ``file_loc``, else the catalogue's (relative to its folder)."""
     paths = frame["file_loc"] if "file_loc" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
     if catalog is not None:
-        catalog = Path(catalog)
-        table = pd.read_parquet(catalog) if catalog.suffix == ".parquet" else pd.read_csv(catalog, dtype={"id_str": str})
+        table, catalog = read_table(catalog)
         lookup = dict(zip(table["id_str"].astype(str), (str(catalog.parent / f) for f in table["file_loc"].astype(str))))
         paths = paths.where(paths.notna(), frame["id_str"].map(lookup))
     return paths

@@ -1,0 +1,239 @@
+"""Bad input to every command: exit code 2, one message naming the culprit, no traceback, nothing lost.
+
+One table of cases run through ``galaxymorph.cli.app`` against small real inputs
+built once (a simulated catalogue, its shards, a random tiny model, its
+predictions and embeddings) and hand-broken copies of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from galaxymorph.cli import app
+from galaxymorph.data.shards import write_shards
+from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.models import GalaxyModel, save_model
+from galaxymorph.predict import predict
+from galaxymorph.representations import embed
+from galaxymorph.simulate import simulate_catalogue
+
+SCHEMA = "gz_decals_dr5"
+VOTE = "smooth-or-featured_smooth"
+PREP = Preprocessing(stored_size=20, image_size=16, channels=3)
+
+
+def _catalogue_variants(sim: Path) -> None:
+    """Broken copies of the simulated catalogue, beside it so that relative ``file_loc`` still resolve."""
+    good = pd.read_parquet(sim / "catalogue.parquet")
+    (sim / "corrupt.png").write_text("not a png")
+    variants = {
+        "inf": lambda c: c.assign(**{VOTE: c[VOTE].where(c.index != 2, float("inf"))}),
+        "negative": lambda c: c.assign(**{VOTE: c[VOTE].where(c.index != 1, -4)}),
+        "partly_nan": lambda c: c.assign(**{VOTE: c[VOTE].where(c.index != 3)}),
+        "duplicate": lambda c: c.assign(id_str=c["id_str"].where(c.index != 4, c["id_str"][0])),
+        "no_vote_column": lambda c: c.drop(columns=[VOTE]),
+        "no_id": lambda c: c.drop(columns=["id_str"]),
+        "no_file_loc": lambda c: c.drop(columns=["file_loc"]),
+        "corrupt_image": lambda c: c.assign(file_loc=c["file_loc"].where(c.index != 5, "corrupt.png")),
+        "text_votes": lambda c: c.astype({VOTE: object}).assign(**{VOTE: c[VOTE].astype(object).where(c.index != 6, "many")}),
+    }
+    for name, broken in variants.items():
+        broken(good.copy()).to_csv(sim / f"{name}.csv", index=False)
+    labels = good[["id_str", "file_loc"]].assign(ring=["yes", "no"] * (len(good) // 2), size=1.0)
+    labels.to_csv(sim / "labels.csv", index=False)
+    labels.assign(size=labels["size"].where(labels.index != 3, float("inf"))).to_csv(sim / "labels_inf.csv", index=False)
+
+
+def _model_variants(w: Path) -> None:
+    """A model folder whose config.json lost its preprocessing, and one whose config.json is not JSON."""
+    for name, edit in {"noprep": lambda c: json.dumps({k: v for k, v in c.items() if k != "preprocessing"}),
+                       "badjson": lambda c: "{"}.items():
+        shutil.copytree(w / "run" / "best", w / name / "best")
+        config = w / name / "best" / "config.json"
+        config.write_text(edit(json.loads(config.read_text())))
+
+
+def _text_files(w: Path) -> None:
+    files = {
+        "empty.csv": "",
+        "garbage.parquet": "PAR1 this is not parquet",
+        "list.yaml": "- lr\n- epochs\n",
+        "empty.yaml": "",
+        "broken.yaml": "lr: [0.1\n",
+        "lr_text.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nlr: fast\n",
+        "max_time.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nmax_time: 1:30:00\n",
+        "unknown.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nepoch: 3\n",
+        "ft_lr.yaml": f"checkpoint: {w / 'run'}\ncatalog: {w / 'sim' / 'labels.csv'}\nlabel_col: ring\nlr: fast\n",
+        "ft_epochs.yaml": "epochs: many\n",
+        "yes.toml": 'name = "rings"\n[[questions]]\nname = "ring"\nanswers = "yes"\n',
+        "broken.toml": "name = \n",
+        "blocker": "a regular file where a folder is expected",
+        "kaggle_labels.csv": "id,Class1.1\n1,0.5\n",
+    }
+    for name, text in files.items():
+        (w / name).write_text(text)
+    (w / "binary.yaml").write_bytes(bytes(range(256)))
+    for folder in ("folder.csv", "folder.toml", "kaggle_images"):
+        (w / folder).mkdir()
+    shutil.copytree(w / "shards", w / "old_shards")
+    manifest = json.loads((w / "old_shards" / "manifest.json").read_text())
+    (w / "old_shards" / "manifest.json").write_text(json.dumps({**manifest, "format": "galaxymorph-shards/0"}))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """Good inputs (catalogue, shards, model, predictions, embeddings) and broken ones, built once."""
+    w = tmp_path_factory.mktemp("world")
+    sim = w / "sim"
+    simulate_catalogue(12, 32, sim, workers=1, progress=False)
+    write_shards(sim / "catalogue.parquet", SCHEMA, w / "shards", PREP, 0.25, 0.25, shard_size=4, workers=1,
+                 progress=False)
+    torch.manual_seed(0)
+    save_model(GalaxyModel(SCHEMA, arch="test_resnet", preprocessing=PREP.to_dict()), w / "run" / "best")
+    predict(w / "run", w / "preds.parquet", catalog=sim / "catalogue.parquet", samples=2, progress=False)
+    embed(w / "run", w / "emb.parquet", catalog=sim / "catalogue.parquet", progress=False)
+    _catalogue_variants(sim)
+    _model_variants(w)
+    _text_files(w)
+    return w
+
+
+SHARD = "shard --schema gz_decals_dr5 --out {t}/s --workers 1 --catalog"
+TRAIN = "train --shards {w}/shards --out {t}/run --arch test_resnet --num-workers 0"
+PREDICT = "predict --checkpoint {w}/run --catalog {w}/sim/catalogue.parquet --out {t}/p.parquet"
+EVALUATE = "evaluate --predictions {w}/preds.parquet --catalog"
+FINETUNE = "finetune --checkpoint {w}/run --catalog {w}/sim/labels.csv --out {t}/ft --label-col ring"
+EMBED = "embed --checkpoint {w}/run --catalog {w}/sim/catalogue.parquet --out"
+
+# (command line, a piece of the message that names the culprit); {w}: the built inputs, {t}: an empty folder.
+CASES = [
+    ("schemas show {w}/missing.toml", "missing.toml: No such file"),
+    ("schemas show {w}/list.yaml", "list.yaml: expected a mapping"),
+    ("schemas show {w}/empty.yaml", "needs 'questions'"),
+    ("schemas show {w}/yes.toml", "'answers' in question 1 must be a list of text"),
+    ("schemas show {w}/broken.toml", "broken.toml: not valid TOML"),
+    ("schemas show {w}/folder.toml", "folder.toml: Is a directory"),
+    ("schemas show gz3", "unknown schema 'gz3'"),
+    (SHARD + " {w}/missing.csv", "catalogue file not found: {w}/missing.csv"),
+    (SHARD + " {w}/sim/inf.csv", f"row 2 id_str=sim-000002: {VOTE} = inf is infinite"),
+    (SHARD + " {w}/sim/negative.csv", f"row 1 id_str=sim-000001: {VOTE} = -4 is negative"),
+    (SHARD + " {w}/sim/partly_nan.csv", "row 3 id_str=sim-000003: question smooth-or-featured partly NaN"),
+    (SHARD + " {w}/sim/text_votes.csv", f"row 6 id_str=sim-000006: {VOTE} is not a number ('many')"),
+    (SHARD + " {w}/sim/duplicate.csv", "row 4 id_str=sim-000000: duplicate id_str (first on row 0)"),
+    (SHARD + " {w}/sim/no_vote_column.csv", f"{VOTE}: closest existing"),
+    (SHARD + " {w}/sim/corrupt_image.csv", "corrupt.png"),
+    (SHARD + " {w}/empty.csv", "empty.csv: cannot read it as a CSV table"),
+    (SHARD + " {w}/garbage.parquet", "garbage.parquet: cannot read it as a Parquet table"),
+    (SHARD + " {w}/folder.csv", "folder.csv is a folder"),
+    ("shard --schema gz3 --out {t}/s --catalog {w}/sim/catalogue.parquet", "unknown schema 'gz3'"),
+    ("shard --schema gz_decals_dr5 --out {w}/blocker/s --catalog {w}/sim/catalogue.parquet", "{w}/blocker"),
+    ("shard --schema gz_decals_dr5 --out {w}/shards --seed 5 --catalog {w}/sim/catalogue.parquet", "--overwrite"),
+    (SHARD + " {w}/sim/catalogue.parquet --val-fraction 0.6 --test-fraction 0.6", "sum < 1"),
+    (SHARD + " {w}/sim/catalogue.parquet --shard-size 0", "--shard-size"),
+    ("convert-kaggle --labels {w}/missing.csv --images {w}/kaggle_images --out {t}/k.csv", "missing.csv"),
+    ("convert-kaggle --labels {w}/kaggle_labels.csv --images {w}/kaggle_images --out {t}/k.csv", "missing columns ['GalaxyID'"),
+    ("convert-kaggle --labels {w}/kaggle_labels.csv --images {w}/blocker --out {t}/k.csv", "--images {w}/blocker: no such folder"),
+    ("train --config {w}/lr_text.yaml", "lr='fast' (str) must be a finite number"),
+    ("train --config {w}/max_time.yaml", "max_time=5400 (int) must be text or null; write it in quotes"),
+    ("train --config {w}/list.yaml", "list.yaml: expected a mapping"),
+    ("train --config {w}/unknown.yaml", "unknown setting(s) ['epoch']"),
+    ("train --config {w}/broken.yaml", "broken.yaml: not valid YAML"),
+    ("train --config {w}/missing.yaml", "missing.yaml: No such file"),
+    ("train --config {w}/binary.yaml", "binary.yaml: not a text file"),
+    ("train --config {w}/folder.toml", "folder.toml: Is a directory"),
+    ("train --out {t}/run", "missing required setting(s) ['shards']"),
+    ("train --shards {w}/missing --out {t}/run", "--shards {w}/missing: no manifest.json there"),
+    ("train --shards {w}/old_shards --out {t}/run", "unknown shard format 'galaxymorph-shards/0'"),
+    (TRAIN + " --devices 4", "the val split has 1 shard(s) for 4 processes"),
+    (TRAIN + " --epochs 0", "epochs=0 must be >= 1"),
+    (TRAIN + " --channels 2", "channels=2 must be 1 or 3"),
+    (TRAIN + " --arch resnet_nope", "unknown architecture 'resnet_nope'"),
+    (TRAIN + " --max-time 35min", "max_time='35min' must be HH:MM:SS"),
+    (TRAIN + " --schema gz2", "schema mismatch: --schema gz2"),
+    ("predict --checkpoint {w}/missing --images {w}/sim/images --out {t}/p.parquet", "no config.json + model.safetensors"),
+    ("predict --checkpoint {w}/noprep --images {w}/sim/images --out {t}/p.parquet", "noprep/best/config.json has no 'preprocessing'"),
+    ("predict --checkpoint {w}/badjson --images {w}/sim/images --out {t}/p.parquet", "badjson/best/config.json: not valid JSON"),
+    ("predict --checkpoint {w}/run --images {w}/missing --out {t}/p.parquet", "--images {w}/missing: no such folder"),
+    ("predict --checkpoint {w}/run --catalog {w}/sim/no_file_loc.csv --out {t}/p.parquet", "no column(s) ['file_loc']"),
+    ("predict --checkpoint {w}/run --catalog {w}/sim/duplicate.csv --out {t}/p.parquet", "row 4 id_str=sim-000000: duplicate"),
+    ("predict --checkpoint {w}/run --catalog {w}/empty.csv --out {t}/p.parquet", "empty.csv: cannot read"),
+    ("predict --checkpoint {w}/run --shards {w}/shards --split nope --out {t}/p.parquet", "no split 'nope'"),
+    (PREDICT.replace("{t}/p.parquet", "{w}/blocker/p.parquet"), "{w}/blocker"),
+    (EVALUATE + " {w}/sim/no_id.csv", "lacks 1 required column(s): id_str"),
+    (EVALUATE + " {w}/sim/duplicate.csv", "row 4 id_str=sim-000000: duplicate id_str (first on row 0)"),
+    (EVALUATE + " {w}/sim/no_vote_column.csv", f"no vote column '{VOTE}'"),
+    (EVALUATE + " {w}/sim/inf.csv", f"{VOTE} = inf is infinite"),
+    (EVALUATE + " {w}/folder.csv", "folder.csv is a folder"),
+    (EVALUATE + " {w}/sim/catalogue.parquet --confident 2", "--confident"),
+    ("evaluate --predictions {w}/missing.parquet --catalog {w}/sim/catalogue.parquet", "missing.parquet"),
+    ("evaluate --predictions {w}/emb.parquet --catalog {w}/sim/catalogue.parquet", "not a galaxymorph predictions file"),
+    ("evaluate --predictions {w}/garbage.parquet --catalog {w}/sim/catalogue.parquet", "garbage.parquet"),
+    (EVALUATE + " {w}/sim/catalogue.parquet --out {w}/blocker/eval", "{w}/blocker"),
+    ("report --predictions {w}/missing.parquet --out {t}/r.html", "missing.parquet"),
+    ("report --predictions {w}/preds.parquet --evaluation {w}/missing --out {t}/r.html", "{w}/missing/evaluation.json"),
+    ("report --predictions {w}/preds.parquet --catalog {w}/folder.csv --out {t}/r.html", "folder.csv is a folder"),
+    ("report --predictions {w}/preds.parquet --out {w}/blocker/r.html", "{w}/blocker"),
+    ("simulate --n 2 --size 32 --out {t}/sim --format gif", "'gif'"),
+    ("simulate --n 4 --size 32 --out {w}/sim --seed 3 --workers 1", "{w}/sim"),
+    ("simulate --n 2 --size 32 --out {w}/blocker/sim --workers 1", "{w}/blocker"),
+    ("simulate --n 0 --size 32 --out {t}/sim", "--n"),
+    ("finetune --config {w}/ft_lr.yaml --out {t}/ft", "lr='fast' (str) must be a finite number"),
+    (FINETUNE + " --config {w}/ft_epochs.yaml", "epochs='many' (str) must be a whole number"),
+    (FINETUNE + " --config {w}/unknown.yaml", "unknown setting(s) ['epoch', 'shards']"),
+    ("finetune --checkpoint {w}/run --out {t}/ft --label-col ring", "missing required setting(s) ['catalog']"),
+    (FINETUNE.replace("--label-col ring", "--label-col shape"), "lacks column(s) ['shape']"),
+    (FINETUNE.replace("{w}/run", "{w}/missing"), "--checkpoint {w}/missing: neither a galaxymorph run"),
+    (FINETUNE.replace("labels.csv", "labels_inf.csv").replace("ring", "size") + " --task regression",
+     "have a non-numeric or infinite 'size': row 3"),
+    (FINETUNE + " --task nope", "task='nope' must be one of"),
+    (FINETUNE + " --unfreeze lots", "'lots': give a number of blocks"),
+    (FINETUNE.replace("{t}/ft", "{w}/blocker/ft"), "{w}/blocker"),
+    ("embed --checkpoint {w}/noprep --images {w}/sim/images --out {t}/e.parquet", "has no 'preprocessing'"),
+    ("embed --checkpoint {w}/run --catalog {w}/missing.csv --out {t}/e.parquet", "catalogue file not found: {w}/missing.csv"),
+    (EMBED + " {w}/blocker/e.parquet", "{w}/blocker"),
+    ("similar --embeddings {w}/emb.parquet --query nope", "--query 'nope' is not in the embeddings"),
+    ("similar --embeddings {w}/preds.parquet --query sim_000000", "not a galaxymorph embeddings file"),
+    ("similar --embeddings {w}/missing.parquet --query sim_000000", "missing.parquet"),
+    ("anomalies --embeddings {w}/emb.parquet --method nope", "method must be one of"),
+    ("anomalies --embeddings {w}/emb.parquet --out {w}/blocker/a.csv", "{w}/blocker"),
+    ("anomalies --embeddings {w}/folder.csv", "folder.csv"),
+    ("anomalies --embeddings {w}/emb.parquet --k 0", "--k"),
+    ("demo --galaxies 0 --out {t}/demo", "--galaxies"),
+    ("demo --epochs 0 --out {t}/demo", "--epochs"),
+]
+
+
+def _snapshot(root: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("line, culprit", CASES, ids=[f"{line.split()[0]}-{i}" for i, (line, _) in enumerate(CASES)])
+def test_bad_input_exits_2_with_one_message_and_loses_nothing(world, tmp_path, line, culprit):
+    before = _snapshot(world)
+    args = shlex.split(line.format(w=world, t=tmp_path))
+    result = CliRunner().invoke(app, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    flat = " ".join(result.output.replace("│", " ").split())  # click's usage errors come in a (wrapped) box
+    assert culprit.format(w=world) in flat
+    after = _snapshot(world)
+    assert {p: after.get(p) for p in before} == before, "an input or earlier output was changed or removed"
+
+
+def test_numbers_written_as_text_in_a_train_config_are_read_as_numbers(tmp_path):
+    from galaxymorph.models import TrainConfig
+
+    (tmp_path / "c.yaml").write_text("shards: s\nout: o\nlr: 1e-3\nepochs: '3'\ngrad_clip: null\n")
+    config = TrainConfig.from_yaml(tmp_path / "c.yaml")
+    assert (config.lr, config.epochs, config.grad_clip) == (0.001, 3, None)
+    assert isinstance(config.lr, float) and isinstance(config.epochs, int)
