@@ -72,6 +72,7 @@ __all__ = [
     "PartWriter",
     "catalogue_records",
     "directory_records",
+    "check_output_file",
     "exclusive_writer",
     "load_checkpoint",
     "made_by",
@@ -265,6 +266,13 @@ def completed_ids(out: Path, expected: dict[str, Any]) -> set[str]:
         _check_made_by(path, expected, out)
         done.update(pq.read_table(path, columns=["id_str"]).column("id_str").to_pylist())
     return done
+
+
+def check_output_file(out: Path) -> None:
+    """``--out`` of predict and embed: a Parquet file name, not a folder (whose rows a file holds, completed_ids checks)."""
+    claim_file(out, is_own=True)
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"--out {out}: the output is Parquet; name it .parquet")
 
 
 def _node_rank() -> tuple[str, bool]:
@@ -548,7 +556,7 @@ def predict_records(
     world-size-th pending record and writes its own parts.
     """
     out = Path(out)
-    claim_file(out, is_own=True)  # a folder is refused here; whose rows a file holds, completed_ids checks
+    check_output_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
     meta["made_by"] = meta.get("made_by") or made_by(model, model, samples=samples)

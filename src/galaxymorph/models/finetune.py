@@ -220,7 +220,7 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
         if not (run / "checkpoints" / f"{name}.done").is_file():
             _stage(model, unfreeze, epochs, {**module_args, "lr": lr}, train_set, val_set, config, export, name)
         if not (run / "best" / WEIGHTS_FILE).is_file():
-            raise RuntimeError(f"no finite validation loss in the {name} stage; try a lower --lr or check the labels")
+            raise ValueError(f"no finite validation loss in the {name} stage; try a lower --lr or check the labels")
         model.load_state_dict(load_file(str(run / "best" / WEIGHTS_FILE)))  # next stage starts from the best
     return run / "best"
 

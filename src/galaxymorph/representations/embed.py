@@ -34,6 +34,7 @@ from galaxymorph.predict import (
     ErrorLog,
     GalaxyStream,
     PartWriter,
+    check_output_file,
     collate_galaxies,
     completed_ids,
     errors_path,
@@ -126,6 +127,7 @@ def embed(
     prep = model.config["preprocessing"]
     records = prediction_records(images_dir, catalog, shards, split, prep)
     out = Path(out)
+    check_output_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     target = features_path(out, pca)
     source = {"images": images_dir, "catalog": catalog, "shards": shards}
