@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxymorph.kaggle import KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
+from galaxymorph.kaggle import KAGGLE_PREFIX, KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = ["question_reach", "kaggle_to_catalogue", "kaggle_to_counts"]
@@ -103,7 +103,7 @@ def kaggle_to_catalogue(
         [
             pd.DataFrame({"id_str": ids, "file_loc": ids.map(location)}),
             pd.DataFrame(counts.astype(np.float32), columns=list(names.values())),
-            pd.DataFrame(cumulative, columns=[f"kaggle:{k}" for k in names]),
+            pd.DataFrame(cumulative, columns=[KAGGLE_PREFIX + k for k in names]),
         ],
         axis=1,
     )
