@@ -100,3 +100,58 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
     assert all((tmp_path / "eval" / name).stat().st_size > 1000 for name in result["plots"])
     with pytest.raises(ValueError, match="no vote column 'bar_no'"):
         evaluate(tmp_path / "preds.parquet", catalogue.drop(columns="bar_no"))
+
+
+# Per-question vote fractions of one galaxy, in gz2 order (questions 1 ... 11 of the Kaggle tree).
+GZ2_FRACTIONS = [(0.6, 0.35, 0.05), (0.3, 0.7), (0.2, 0.8), (0.55, 0.45), (0.1, 0.4, 0.3, 0.2), (0.15, 0.85),
+                 (0.5, 0.3, 0.2), (0.1, 0.1, 0.2, 0.1, 0.2, 0.2, 0.1), (0.5, 0.25, 0.25), (0.3, 0.4, 0.3),
+                 (0.1, 0.5, 0.1, 0.1, 0.1, 0.1)]
+
+
+def _write_predictions(path, ids, fractions, schema) -> np.ndarray:
+    """A predictions file whose expected fractions are ``fractions``; returns its concentrations (G, A, 1)."""
+    import pyarrow.parquet as pq
+
+    from galaxymorph.predict import arrow_schema, posterior_table
+
+    conc = (1e-3 + 1e6 * np.asarray(fractions))[..., None]
+    pq.write_table(posterior_table(ids, conc, [None] * len(ids), schema, arrow_schema(schema, 1, {})), path)
+    return conc
+
+
+def test_kaggle_rmse_scores_the_kaggle_fractions_and_skips_what_was_not_provided(tmp_path):
+    import pandas as pd
+
+    from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
+    from galaxymorph.kaggle import kaggle_columns, kaggle_rmse, to_kaggle
+    from galaxymorph.stats import expected_fractions, vote_fractions
+
+    schema = get_schema("gz2")
+    fractions = np.tile(np.concatenate(GZ2_FRACTIONS), (2, 1))
+    cumulative = to_kaggle(fractions, schema)
+    # the second galaxy has only questions 1, 2, 6, 7 and 8, like 4,000 of the real Kaggle galaxies
+    cumulative[1, np.isin(schema.question_index, [2, 3, 4, 8, 9, 10])] = np.nan
+    labels = pd.DataFrame(cumulative, columns=list(kaggle_columns(schema))).assign(GalaxyID=[100, 101])
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    catalogue = kaggle_to_catalogue(tmp_path / "labels.csv", tmp_path / "images", volunteers=40)
+    # 40 volunteers: e.g. 14 answer "edge-on?", whose 0.3 / 0.7 round to 4 / 10 votes
+    assert catalogue.loc[0, "disk-edge-on_yes"] == 4
+
+    # the prediction is right except for "how rounded?" (0.5, 0.4, 0.1 against 0.5, 0.3, 0.2), 0.6 of
+    # volunteers reach it: two cumulative errors of 0.06 per galaxy, over 37 + 17 provided values
+    predicted = fractions.copy()
+    predicted[:, schema.slices[6]] = (0.5, 0.4, 0.1)
+    conc = _write_predictions(tmp_path / "preds.parquet", ["100", "101"], predicted, schema)
+    benchmark = kaggle_rmse(to_kaggle(expected_fractions(conc, schema), schema), cumulative)
+    result = evaluate(tmp_path / "preds.parquet", catalogue)["overall"]["kaggle_rmse"]
+    assert result["model"] == pytest.approx(benchmark, rel=1e-6)
+    assert result["model"] == pytest.approx(np.sqrt(4 * 0.06 ** 2 / 54), rel=1e-6)
+    assert result["constant"] == pytest.approx(0.0, abs=1e-12)  # both galaxies have the same provided values
+
+    # without the Kaggle columns the targets come from the counts, still skipping what was not provided:
+    # predicting the counts' own fractions scores 0
+    counts = catalogue[list(schema.answers)].to_numpy(np.float64)
+    own = np.nan_to_num(vote_fractions(np.nan_to_num(counts), schema), nan=0.5)  # any value where NaN
+    _write_predictions(tmp_path / "own.parquet", ["100", "101"], own, schema)
+    votes_only = catalogue.drop(columns=[c for c in catalogue.columns if c.startswith("kaggle:")])
+    assert evaluate(tmp_path / "own.parquet", votes_only)["overall"]["kaggle_rmse"]["model"] == pytest.approx(0.0, abs=1e-6)

@@ -22,7 +22,7 @@ import torch
 from scipy import special
 
 from galaxymorph.data.catalog import check_votes, read_table, unique_ids
-from galaxymorph.kaggle import kaggle_rmse, to_kaggle
+from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns, kaggle_rmse, to_kaggle
 from galaxymorph.losses import DirichletMultinomialLoss
 from galaxymorph.outputs import claim_folder
 from galaxymorph.predict import read_concentrations, read_predictions
@@ -92,8 +92,14 @@ def evaluate_arrays(
     min_votes: int = 10,
     confident: float = 0.8,
     levels: Sequence[float] = LEVELS,
+    kaggle: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """All metrics from concentrations (G, A, S), vote counts (G, A) and optional true probabilities (G, A)."""
+    """All metrics from concentrations (G, A, S), vote counts (G, A) and optional true probabilities (G, A).
+
+    ``kaggle``: for ``gz2``, the Kaggle cumulative fractions (G, 37; NaN = not provided) that the
+    Kaggle RMSE is scored against, as the benchmarks score it. Without them the targets are
+    derived from the counts, which rounding has moved away from the original fractions.
+    """
     conc = np.asarray(concentrations, dtype=np.float64)
     conc = conc[..., None] if conc.ndim == 2 else conc
     counts = np.asarray(counts, dtype=np.float64)
@@ -163,12 +169,19 @@ def evaluate_arrays(
             "constant": _errors(_constant(truth), truth),
         }
     if schema.name == "gz2":
-        observed_cumulative = to_kaggle(np.nan_to_num(observed), schema)
+        # answers not provided (NaN) are skipped, not scored as zero
+        target = (np.where(np.isnan(counts), np.nan, to_kaggle(np.nan_to_num(observed), schema)) if kaggle is None
+                  else np.asarray(kaggle, dtype=np.float64))
         result["overall"]["kaggle_rmse"] = {
-            "model": kaggle_rmse(to_kaggle(predicted, schema), observed_cumulative),
-            "constant": kaggle_rmse(to_kaggle(np.nan_to_num(baseline), schema), observed_cumulative),
+            "model": kaggle_rmse(to_kaggle(predicted, schema), target),
+            "constant": kaggle_rmse(_constant(target), target),
         }
     return result
+
+
+def _optional_columns(rows: pd.DataFrame, columns: list[str]) -> np.ndarray | None:
+    """The catalogue's extra per-answer columns (truth, Kaggle fractions) as floats; None unless all are there."""
+    return rows[columns].to_numpy(np.float64) if all(c in rows.columns for c in columns) else None
 
 
 def evaluate(
@@ -179,7 +192,7 @@ def evaluate(
     confident: float = 0.8,
     levels: Sequence[float] = LEVELS,
 ) -> dict[str, Any]:
-    """Metrics of a predictions file against a catalogue's votes (and ``true_p:`` columns if present).
+    """Metrics of a predictions file against a catalogue's votes (and ``true_p:`` / ``kaggle:`` columns if present).
 
     With ``out``, writes ``evaluation.json`` and the plots there.
     """
@@ -197,10 +210,10 @@ def evaluate(
     if matched.empty:
         raise ValueError("no predicted id_str is in the catalogue; are these the right files?")
     rows = catalogue.loc[matched["id_str"]]
-    truth_columns = [TRUTH_PREFIX + a for a in schema.answers]
-    truth = rows[truth_columns].to_numpy(np.float64) if all(c in rows.columns for c in truth_columns) else None
+    truth = _optional_columns(rows, [TRUTH_PREFIX + a for a in schema.answers])
+    kaggle = _optional_columns(rows, [KAGGLE_PREFIX + k for k in kaggle_columns(schema)]) if schema.name == "gz2" else None
     result = evaluate_arrays(read_concentrations(matched, schema), rows[list(schema.answers)].to_numpy(np.float64),
-                             schema, truth, min_votes, confident, levels)
+                             schema, truth, min_votes, confident, levels, kaggle)
     result["unmatched_predictions"] = int(len(frame) - len(matched))
     if out is not None:
         from galaxymorph.report.plots import PLOT_FILES, plot_evaluation

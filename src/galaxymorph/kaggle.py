@@ -11,11 +11,15 @@ import numpy as np
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.stats import from_cumulative, to_cumulative
 
-__all__ = ["KAGGLE_UNIT_QUESTIONS", "kaggle_columns", "kaggle_rmse", "to_kaggle", "from_kaggle"]
+__all__ = ["KAGGLE_PREFIX", "KAGGLE_UNIT_QUESTIONS", "kaggle_columns", "kaggle_rmse", "to_kaggle", "from_kaggle"]
 
 # Kaggle normalised "anything odd?" to sum to 1 over all volunteers, although in
 # GZ2 it is reached only by those who did not answer "star or artifact".
 KAGGLE_UNIT_QUESTIONS = ("something-odd",)
+
+# A gz2 catalogue keeps the original Kaggle fractions beside the vote counts derived
+# from them (``kaggle:Class1.1`` ...), so that scores use the competition's targets.
+KAGGLE_PREFIX = "kaggle:"
 
 
 def kaggle_columns(schema: Schema | None = None) -> dict[str, str]:

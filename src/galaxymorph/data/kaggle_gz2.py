@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from galaxymorph.data.catalog import read_table
-from galaxymorph.kaggle import KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
+from galaxymorph.kaggle import KAGGLE_PREFIX, KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
 from galaxymorph.outputs import claim_file
 from galaxymorph.schema import Schema, get_schema
 
@@ -44,7 +44,7 @@ def _is_converted(path: Path) -> bool:
                  else path.open().readline().split(","))
     except (OSError, ValueError):
         return False
-    return any(name.strip().startswith("kaggle:") for name in names)
+    return any(name.strip().startswith(KAGGLE_PREFIX) for name in names)
 
 
 def _terminal_root_answers(schema: Schema) -> list[int]:
@@ -120,7 +120,7 @@ def kaggle_to_catalogue(
         [
             pd.DataFrame({"id_str": ids, "file_loc": ids.map(location)}),
             pd.DataFrame(counts.astype(np.float32), columns=list(names.values())),
-            pd.DataFrame(cumulative, columns=[f"kaggle:{k}" for k in names]),
+            pd.DataFrame(cumulative, columns=[KAGGLE_PREFIX + k for k in names]),
         ],
         axis=1,
     )
