@@ -21,42 +21,49 @@ from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluate import evaluate
 from galaxymorph.models import TrainConfig, train
+from galaxymorph.models.threads import fastest_thread_count
 from galaxymorph.predict import predict
 from galaxymorph.report import build_report
+from galaxymorph.schema import get_schema
 from galaxymorph.simulate import simulate_catalogue
 
 __all__ = ["DemoSettings", "run_demo"]
 
+SCHEMA = "gz_decals_dr5"  # the tree the simulated volunteers answer
+
 
 @dataclasses.dataclass
 class DemoSettings:
-    """Sizes of the demo; the defaults finish in under 10 minutes on 2 CPU cores."""
+    """Sizes of the demo; the defaults finish in under 5 minutes on 2 CPU cores with AVX2 alone (BENCHMARKS: demo)."""
 
     galaxies: int = 3000
     image_px: int = 64  # simulated images and stored shard pixels
     model_px: int = 48  # model input after the central zoom-crop
-    arch: str = "efficientnet_b0"
-    epochs: int = 12
+    arch: str = "resnet10t"  # 2.9x efficientnet_b0's training images/s at 48 px on such a machine, and closer to the truth
+    epochs: int = 16
     batch_size: int = 64
     lr: float = 2e-3
     samples: int = 5
     test_fraction: float = 0.2
     workers: int = 2  # processes simulating and sharding
     loader_workers: int = 1  # training reads raw shard pixels: one reader keeps up and leaves the cores to the model
-    threads: int = 1  # torch threads: on a shared 2-core machine, 2 OpenMP threads spinning against
-    # other processes trained 4x slower than 1 (measured: 25 against 101 images/s at load 4)
+    threads: int | None = None  # torch threads; None: the fastest, timed on this machine when the demo starts
     seed: int = 0
 
 
 def run_demo(out: str | Path = "demo_output", settings: DemoSettings | None = None, progress: bool = True) -> dict[str, Any]:
     """Run every step into ``out``; returns the paths written and the headline numbers."""
     settings = settings or DemoSettings()
-    threads = torch.get_num_threads()
+    if settings.threads is None:
+        schema = get_schema(SCHEMA)
+        threads = fastest_thread_count(schema, settings.arch, settings.model_px, settings.batch_size)
+        settings = dataclasses.replace(settings, threads=threads)
+    before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
         return _run(Path(out), settings, progress)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
@@ -80,13 +87,15 @@ def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
 
     with step("shard", "2/5 decoding the images once into shards (train / val / test)"):
         prep = Preprocessing(stored_size=settings.image_px, image_size=settings.model_px)
-        write_shards(catalogue, "gz_decals_dr5", paths["shards"], prep, test_fraction=settings.test_fraction,
+        write_shards(catalogue, SCHEMA, paths["shards"], prep, test_fraction=settings.test_fraction,
                      seed=settings.seed, workers=settings.workers, shard_size=500, progress=progress)
 
-    with step("train", f"3/5 training {settings.arch} at {settings.model_px} px for up to {settings.epochs} epochs"):
+    with step("train", f"3/5 training {settings.arch} at {settings.model_px} px for up to {settings.epochs} epochs "
+                       f"({settings.threads} torch thread{'s' if settings.threads > 1 else ''})"):
         best = train(TrainConfig(shards=str(paths["shards"]), out=str(paths["run"]), arch=settings.arch,
                                  epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                                 num_workers=settings.loader_workers, seed=settings.seed, progress=progress))
+                                 num_workers=settings.loader_workers, threads=settings.threads, seed=settings.seed,
+                                 progress=progress))
 
     with step("predict", f"4/5 predicting the held-out galaxies, {settings.samples} MC-dropout samples each"):
         predict(best, paths["predictions"], shards=paths["shards"], split="test", samples=settings.samples,

@@ -80,7 +80,7 @@ def report(
 def demo(
     out: Path = typer.Option(Path("demo_output"), help="Folder for everything the demo writes."),
     galaxies: int = typer.Option(None, min=10, help="Galaxies to simulate. (default 3000)"),
-    epochs: int = typer.Option(None, min=1, help="Training epochs. (default 8)"),
+    epochs: int = typer.Option(None, min=1, help="Training epochs. (default 16)"),
 ) -> None:
     """Simulate galaxies, shard, train, predict held-out galaxies, evaluate against truth, write the report."""
     from galaxymorph.demo import DemoSettings, run_demo

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,24 @@ class ExportBest(Callback):
         self.best = state_dict["best"]
 
 
+class TrainingProgress(RichProgressBar):
+    """Lightning's progress bar, plus the time left for the whole run (every epoch), not only this epoch."""
+
+    _start: tuple[float, int] | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._start = (time.monotonic(), trainer.global_step)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        total = trainer.max_epochs * trainer.num_training_batches
+        if self._start is not None and trainer.global_step > self._start[1] and math.isfinite(total):
+            seconds_per_step = (time.monotonic() - self._start[0]) / (trainer.global_step - self._start[1])
+            metrics["run left"] = str(timedelta(seconds=round(seconds_per_step * (total - trainer.global_step))))
+        return metrics
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes beside the target then renames: a kill mid-save leaves the previous checkpoint intact."""
 
@@ -241,7 +261,7 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra:
         *extra,
     ]
     if config.progress:
-        callbacks.append(RichProgressBar())
+        callbacks.append(TrainingProgress())
     loggers = [CSVLogger(run, name="logs", flush_logs_every_n_steps=10)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
