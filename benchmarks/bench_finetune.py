@@ -12,7 +12,7 @@ Protocol (one split, seeded):
      pool allows (nested: the 50 are among the 200, ...). 20% of them are the
      validation set for early stopping.
   3. Pretraining: ``--pretrain-galaxies`` other (non-ringed) galaxies, trained on the
-     whole ``gz2`` tree with ``galaxymorph.models.train`` EXCEPT the "odd feature"
+     whole ``gz2`` tree with ``galaxymorph.training.train_run`` EXCEPT the "odd feature"
      question (its votes are NaN, so ring votes never reach the encoder).
   4. Arms, same architecture, same labels, same epoch budget and early stopping:
      ``scratch`` (random init, everything trained at ``--lr``), ``head`` (pretrained,
@@ -43,12 +43,13 @@ from sklearn.metrics import roc_auc_score
 
 from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
+from galaxymorph.data.labelled import LabelledImages, load_labelled, split_train_val
 from galaxymorph.data.transforms import Preprocessing, eval_transform
-from galaxymorph.models import TrainConfig, create_encoder, train
-from galaxymorph.models.finetune import FinetuneConfig, build_model, fit
-from galaxymorph.models.finetune_data import LabelledImages, load_labelled, split_train_val
-from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder, load_pretrained_encoder
+from galaxymorph.models import create_encoder, load_encoder
+from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
 from galaxymorph.schema import get_schema
+from galaxymorph.training import FinetuneConfig, TrainConfig, train
+from galaxymorph.training.finetune_run import build_model, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gz2_kaggle"
@@ -161,8 +162,8 @@ def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledIma
             args: argparse.Namespace) -> dict:
     labelled = labelled_subset(pool, n, seed)
     train_set, val_set = split_train_val(labelled, 0.2, seed)
-    pretrained = load_pretrained_encoder(best)
-    common = dict(checkpoint=str(best), catalog="(in memory)", out=str(args.out / "runs" / f"{arm}-n{n}-s{seed}"),
+    pretrained = load_encoder(best)
+    common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(args.out / "runs" / f"{arm}-n{n}-s{seed}"),
                   label_col="ringed", batch_size=args.batch_size, patience=args.patience, seed=seed, progress=False)
     if arm == "scratch":
         pretrained = scratch_encoder(pretrained)

@@ -23,13 +23,23 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from bench_train_common import (
+    SPLIT_SEED,
+    WORK,
+    Throughput,
+    add_shift_option,
+    gz2_shards,
+    hhmmss,
+    predict_split,
+    shift_suffix,
+)
 
-from bench_train_common import SPLIT_SEED, WORK, Throughput, add_shift_option, gz2_shards, hhmmss, predict_split, shift_suffix
 from galaxymorph.data.shards import assign_splits
 from galaxymorph.evaluate import evaluate_arrays
 from galaxymorph.kaggle import kaggle_columns, kaggle_rmse, to_kaggle
-from galaxymorph.models import TrainConfig, load_model, train
+from galaxymorph.models import load_model
 from galaxymorph.stats import expected_fractions
+from galaxymorph.training import TrainConfig, train
 
 
 def kaggle_truth() -> pd.DataFrame:

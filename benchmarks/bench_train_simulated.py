@@ -16,13 +16,20 @@ import time
 
 import pandas as pd
 import torch
+from bench_train_common import (
+    WORK,
+    add_shift_option,
+    hhmmss,
+    predict_split,
+    shift_suffix,
+)
 
-from bench_train_common import WORK, add_shift_option, hhmmss, predict_split, shift_suffix
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluate import TRUTH_PREFIX, evaluate_arrays
-from galaxymorph.models import TrainConfig, load_model, train
+from galaxymorph.models import load_model
 from galaxymorph.simulate import simulate_catalogue
+from galaxymorph.training import TrainConfig, train
 
 
 def simulated_shards(n: int, sim_size: int, size: int, workers: int):

@@ -19,12 +19,13 @@ import tempfile
 import time
 
 import torch
-
 from bench_train_common import GZ2_PREPROCESSING, Throughput, gz2_shards
+
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.losses import DirichletMultinomialLoss
-from galaxymorph.models import GalaxyModel, TrainConfig, train
+from galaxymorph.models import GalaxyModel
 from galaxymorph.schema import get_schema
+from galaxymorph.training import TrainConfig, train
 
 
 def random_tensor_rate(arch: str, size: int, batch: int, steps: int, warmup: int, channels_last: bool) -> float:
@@ -45,7 +46,7 @@ def random_tensor_rate(arch: str, size: int, batch: int, steps: int, warmup: int
 
 
 def pipeline_rate(arch: str, size: int, batch: int, steps: int, warmup: int, channels_last: bool, workers: int) -> float:
-    """Images/s of ``galaxymorph.models.train`` on the GZ2 shards (augmentation included)."""
+    """Images/s of ``galaxymorph.training.train_run`` on the GZ2 shards (augmentation included)."""
     prep = Preprocessing.from_dict({**GZ2_PREPROCESSING.to_dict(), "image_size": size})
     probe = Throughput(warmup=warmup, steps=steps)
     with tempfile.TemporaryDirectory() as run:

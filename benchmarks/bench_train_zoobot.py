@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from bench_train_common import GZ2, SPLIT_SEED, WORK, hhmmss
+
 from galaxymorph.data.shards import assign_splits
 from galaxymorph.kaggle import kaggle_rmse, to_kaggle
 from galaxymorph.schema import get_schema

@@ -72,7 +72,7 @@ def _text_files(w: Path) -> None:
         "lr_text.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nlr: fast\n",
         "max_time.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nmax_time: 1:30:00\n",
         "unknown.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nepoch: 3\n",
-        "ft_lr.yaml": f"checkpoint: {w / 'run'}\ncatalog: {w / 'sim' / 'labels.csv'}\nlabel_col: ring\nlr: fast\n",
+        "ft_lr.yaml": f"checkpoint: {w / 'run'}\ncatalogue: {w / 'sim' / 'labels.csv'}\nlabel_col: ring\nlr: fast\n",
         "ft_epochs.yaml": "epochs: many\n",
         "yes.toml": 'name = "rings"\n[[questions]]\nname = "ring"\nanswers = "yes"\n',
         "broken.toml": "name = \n",
@@ -99,8 +99,8 @@ def world(tmp_path_factory) -> Path:
                  progress=False)
     torch.manual_seed(0)
     save_model(GalaxyModel(SCHEMA, arch="test_resnet", preprocessing=PREP.to_dict()), w / "run" / "best")
-    predict(w / "run", w / "preds.parquet", catalog=sim / "catalogue.parquet", samples=2, progress=False)
-    embed(w / "run", w / "emb.parquet", catalog=sim / "catalogue.parquet", progress=False)
+    predict(w / "run", w / "preds.parquet", catalogue=sim / "catalogue.parquet", samples=2, progress=False)
+    embed(w / "run", w / "emb.parquet", catalogue=sim / "catalogue.parquet", progress=False)
     _catalogue_variants(sim)
     _model_variants(w)
     _text_files(w)
@@ -195,7 +195,7 @@ CASES = [
     ("finetune --config {w}/ft_lr.yaml --out {t}/ft", "lr='fast' (str) must be a finite number"),
     (FINETUNE + " --config {w}/ft_epochs.yaml", "epochs='many' (str) must be a whole number"),
     (FINETUNE + " --config {w}/unknown.yaml", "unknown setting(s) ['epoch', 'shards']"),
-    ("finetune --checkpoint {w}/run --out {t}/ft --label-col ring", "missing required setting(s) ['catalog']"),
+    ("finetune --checkpoint {w}/run --out {t}/ft --label-col ring", "missing required setting(s) ['catalogue']"),
     (FINETUNE.replace("--label-col ring", "--label-col shape"), "lacks column(s) ['shape']"),
     (FINETUNE.replace("{w}/run", "{w}/missing"), "--checkpoint {w}/missing: neither a galaxymorph run"),
     (FINETUNE.replace("labels.csv", "labels_inf.csv").replace("ring", "size") + " --task regression",
@@ -238,7 +238,7 @@ def test_bad_input_exits_2_with_one_message_and_loses_nothing(world, tmp_path, l
 
 
 def test_numbers_written_as_text_in_a_train_config_are_read_as_numbers(tmp_path):
-    from galaxymorph.models import TrainConfig
+    from galaxymorph.training import TrainConfig
 
     (tmp_path / "c.yaml").write_text("shards: s\nout: o\nlr: 1e-3\nepochs: '3'\ngrad_clip: null\n")
     config = TrainConfig.from_yaml(tmp_path / "c.yaml")

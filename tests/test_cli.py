@@ -29,14 +29,13 @@ def test_help_lists_every_command():
 
 def test_help_defaults_match_the_configs():
     """The option help writes the config defaults as literals (importing the configs would load torch)."""
-    from galaxymorph.models import TrainConfig
-    from galaxymorph.models.finetune import FinetuneConfig
+    from galaxymorph.training import FinetuneConfig, TrainConfig
 
     commands = typer.main.get_command(app).commands
     checks = {
         "train": (TrainConfig(shards="", out=""),
                   ["arch", "epochs", "batch_size", "lr", "checkpoint_minutes", "num_workers", "seed"]),
-        "finetune": (FinetuneConfig(checkpoint="", catalog="", out=""),
+        "finetune": (FinetuneConfig(checkpoint="", catalogue="", out=""),
                      ["epochs", "batch_size", "lr", "layer_decay", "dropout", "patience", "val_fraction", "image_size"]),
     }
     for command, (defaults, names) in checks.items():

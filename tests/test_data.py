@@ -12,7 +12,7 @@ import torch
 from astropy.io import fits
 from PIL import Image
 
-from galaxymorph.data.catalog import CatalogError, CatalogWarning, read_catalogue
+from galaxymorph.data.catalogue import CatalogueError, CatalogueWarning, read_catalogue
 from galaxymorph.data.images import FitsStretch, ImageReadError, check_image, load_image
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import get_schema
@@ -197,7 +197,7 @@ def test_valid_catalogue_reads_with_absolute_paths_and_float_votes(tmp_path):
 
 def test_missing_columns_name_the_closest(tmp_path):
     cat = make_catalogue(tmp_path).rename(columns={"bar_yes": "bar_yess", "id_str": "id"})
-    with pytest.raises(CatalogError) as err:
+    with pytest.raises(CatalogueError) as err:
         read_catalogue(cat, "gz2", root=tmp_path)
     message = str(err.value)
     assert "2 required column(s)" in message and "bar_yes: closest existing ['bar_yess'" in message and "id_str" in message
@@ -230,7 +230,7 @@ EXPECTED_REASONS = {
 def test_every_bad_row_is_reported_with_id_and_reason(tmp_path):
     cat = _broken_catalogue(tmp_path)
     cat.to_csv(tmp_path / "cat.csv", index=False)
-    with pytest.raises(CatalogError) as err:
+    with pytest.raises(CatalogueError) as err:
         read_catalogue(tmp_path / "cat.csv", "gz2")
     message = str(err.value)
     report = tmp_path / "cat.problems.csv"
@@ -244,7 +244,7 @@ def test_every_bad_row_is_reported_with_id_and_reason(tmp_path):
 
 def test_skip_drops_exactly_the_bad_rows_and_says_so(tmp_path):
     cat = _broken_catalogue(tmp_path)
-    with pytest.warns(CatalogWarning, match="skipped 7 of 12 rows"):
+    with pytest.warns(CatalogueWarning, match="skipped 7 of 12 rows"):
         df = read_catalogue(cat, "gz2", on_error="skip", root=tmp_path, report_path=tmp_path / "r.csv")
     kept = [i for i in range(12) if i not in EXPECTED_REASONS]
     assert df["id_str"].tolist() == cat.loc[kept, "id_str"].tolist()

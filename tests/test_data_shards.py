@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-import io
 import hashlib
 import http.server
+import io
 import signal
 import subprocess
 import sys
@@ -22,8 +22,10 @@ from test_data import SCHEMA, make_catalogue
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
-from galaxymorph.data.catalog import CatalogError
-from galaxymorph.data.datamodule import GalaxyDataModule, PredictImages, iter_catalogue_images
+from galaxymorph.data.catalogue import CatalogueError
+from galaxymorph.data.datamodule import (
+    GalaxyDataModule,
+)
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import assign_splits, read_manifest, write_shards
 from galaxymorph.data.transforms import Preprocessing
@@ -126,7 +128,7 @@ def test_images_that_fail_to_decode_raise_or_are_listed(tmp_path):
     good = (tmp_path / "images" / "g0.png").read_bytes()
     (tmp_path / "images" / "g0.png").write_bytes(good[: len(good) // 2])  # header fine, data truncated
     cat.to_csv(tmp_path / "cat.csv", index=False)
-    with pytest.raises(CatalogError, match=r"id_str=J000\.5\+1: .*g0\.png"):
+    with pytest.raises(CatalogueError, match=r"id_str=J000\.5\+1: .*g0\.png"):
         write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", PREP, workers=1, progress=False)
     manifest = write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", PREP, workers=1, progress=False, on_error="skip")
     assert [s["id_str"] for s in manifest["skipped"]] == ["J000.5+1"]
@@ -150,15 +152,23 @@ def test_catalogue_datamodule_and_transform_by_stage(tmp_path):
         GalaxyDataModule(tmp_path / "cat.csv")
 
 
-def test_predict_images_report_failures_instead_of_stopping(tmp_path):
+def test_prediction_inputs_report_failures_instead_of_stopping(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from galaxymorph.data.inputs import (
+        GalaxyStream,
+        collate_galaxies,
+        directory_records,
+    )
+
     make_catalogue(tmp_path, n=5, not_provided=0)
     (tmp_path / "images" / "g4.png").write_bytes(b"broken")
-    batches = list(iter_catalogue_images(tmp_path / "images", PREP, batch_size=3))
+    records = directory_records(tmp_path / "images")
+    batches = list(DataLoader(GalaxyStream(lambda: records, PREP.to_dict()), batch_size=3, collate_fn=collate_galaxies))
     ids = [i for b in batches for i in b["id_str"]]
-    errors = [e for b in batches for e in b["error"]]
-    assert ids == ["g0", "g1", "g2", "g3", "g4"] and errors[:4] == [""] * 4 and "g4.png" in errors[4]
-    assert batches[0]["image"].shape == (3, 3, 8, 8) and batches[0]["image"].dtype == torch.float32
-    assert len(PredictImages.from_catalogue(pd.DataFrame({"id_str": ["a"], "file_loc": ["x.png"]}), PREP)) == 1
+    errors = [e for b in batches for e in b["errors"]]
+    assert ids == ["g0", "g1", "g2", "g3"] and [e[0] for e in errors] == ["g4"] and "g4.png" in errors[0][2]
+    assert batches[0]["image"].shape == (3, 3, 16, 16) and batches[0]["image"].dtype == torch.uint8
 
 
 @pytest.mark.real_data
@@ -288,7 +298,7 @@ def test_sigkilled_sharding_resumes_without_duplicates(tmp_path):
 
 def test_the_fits_stretch_travels_with_the_preprocessing_from_shards_to_prediction(tmp_path):
     from galaxymorph.data.images import FitsStretch
-    from galaxymorph.predict import GalaxyStream
+    from galaxymorph.data.inputs import GalaxyStream
     from galaxymorph.simulate import simulate_catalogue
 
     cat = simulate_catalogue(6, 16, tmp_path / "sim", seed=0, image_format="fits", workers=1)

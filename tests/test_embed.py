@@ -12,7 +12,13 @@ from typer.testing import CliRunner
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel, save_model
-from galaxymorph.representations import anomaly_scores, embed, image_grid, read_embeddings, similar
+from galaxymorph.representations import (
+    anomaly_scores,
+    embed,
+    image_grid,
+    read_embeddings,
+    similar,
+)
 
 PREP = Preprocessing(stored_size=20, image_size=16, channels=3).to_dict()
 
@@ -42,8 +48,8 @@ def catalogue(tmp_path_factory):
 
 
 def test_same_image_same_embedding_across_runs(run_dir, catalogue, tmp_path):
-    first = embed(run_dir, tmp_path / "a.parquet", catalog=catalogue, progress=False)
-    embed(run_dir, tmp_path / "b.parquet", catalog=catalogue, batch_size=5, progress=False)
+    first = embed(run_dir, tmp_path / "a.parquet", catalogue=catalogue, progress=False)
+    embed(run_dir, tmp_path / "b.parquet", catalogue=catalogue, batch_size=5, progress=False)
     assert first == {"rows": 12, "new": 12, "errors": 0}
     frame_a, a, meta = read_embeddings(tmp_path / "a.parquet")
     frame_b, b, _ = read_embeddings(tmp_path / "b.parquet")
@@ -58,15 +64,15 @@ def test_resume_embeds_only_new_galaxies(run_dir, catalogue, tmp_path):
     half = pd.read_csv(catalogue).head(5)
     half.to_csv(catalogue.parent / "half.csv", index=False)
     out = tmp_path / "e.parquet"
-    assert embed(run_dir, out, catalog=catalogue.parent / "half.csv", progress=False)["new"] == 5
-    counts = embed(run_dir, out, catalog=catalogue, progress=False)
+    assert embed(run_dir, out, catalogue=catalogue.parent / "half.csv", progress=False)["new"] == 5
+    counts = embed(run_dir, out, catalogue=catalogue, progress=False)
     assert counts == {"rows": 12, "new": 7, "errors": 0}
     assert sorted(read_embeddings(out)[0]["id_str"]) == sorted(f"g{i}" for i in range(12))
 
 
 def test_pca_keeps_k_components_and_the_full_features(run_dir, catalogue, tmp_path):
     out = tmp_path / "pca.parquet"
-    embed(run_dir, out, catalog=catalogue, pca=3, progress=False)
+    embed(run_dir, out, catalogue=catalogue, pca=3, progress=False)
     frame, vectors, meta = read_embeddings(out)
     assert vectors.shape == (12, 3) and meta["pca"]["components"] == 3
     ratios = meta["pca"]["explained_variance_ratio"]
@@ -131,7 +137,7 @@ def test_real_gz2_galaxies_are_their_own_nearest_neighbours(gz2_dir, run_dir, tm
     pd.DataFrame({"id_str": [p.stem for p in images], "file_loc": [str(p) for p in images]}).to_csv(
         tmp_path / "real.csv", index=False
     )
-    assert embed(run_dir, tmp_path / "real.parquet", catalog=tmp_path / "real.csv", progress=False)["rows"] == 16
+    assert embed(run_dir, tmp_path / "real.parquet", catalogue=tmp_path / "real.csv", progress=False)["rows"] == 16
     frame, vectors, _ = read_embeddings(tmp_path / "real.parquet")
     for galaxy in frame["id_str"]:
         assert similar(frame, vectors, galaxy, k=2)["id_str"].iloc[0] == galaxy

@@ -83,7 +83,7 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from galaxymorph.predict import arrow_schema, posterior_table
+    from galaxymorph.predict.layout import arrow_schema, posterior_table
 
     conc, counts, p = _calibrated(50)
     ids = [f"g{i}" for i in range(50)]
@@ -112,7 +112,7 @@ def _write_predictions(path, ids, fractions, schema) -> np.ndarray:
     """A predictions file whose expected fractions are ``fractions``; returns its concentrations (G, A, 1)."""
     import pyarrow.parquet as pq
 
-    from galaxymorph.predict import arrow_schema, posterior_table
+    from galaxymorph.predict.layout import arrow_schema, posterior_table
 
     conc = (1e-3 + 1e6 * np.asarray(fractions))[..., None]
     pq.write_table(posterior_table(ids, conc, [None] * len(ids), schema, arrow_schema(schema, 1, {})), path)
@@ -133,6 +133,7 @@ def test_kaggle_rmse_scores_the_kaggle_fractions_and_skips_what_was_not_provided
     cumulative[1, np.isin(schema.question_index, [2, 3, 4, 8, 9, 10])] = np.nan
     labels = pd.DataFrame(cumulative, columns=list(kaggle_columns(schema))).assign(GalaxyID=[100, 101])
     labels.to_csv(tmp_path / "labels.csv", index=False)
+    (tmp_path / "images").mkdir()  # the conversion checks the folder exists, not the images in it
     catalogue = kaggle_to_catalogue(tmp_path / "labels.csv", tmp_path / "images", volunteers=40)
     # 40 volunteers: e.g. 14 answer "edge-on?", whose 0.3 / 0.7 round to 4 / 10 votes
     assert catalogue.loc[0, "disk-edge-on_yes"] == 4

@@ -16,21 +16,21 @@ from timm.models._hub import save_for_hf
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
-from galaxymorph.data.catalog import CatalogError
+from galaxymorph.data.catalogue import CatalogueError
+from galaxymorph.data.labelled import decode_images, read_labels
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.losses import DirichletMultinomialLoss
-from galaxymorph.models import GalaxyModel, save_model
-from galaxymorph.models.finetune import FinetuneConfig, class_weights, finetune
-from galaxymorph.models.finetune_data import decode_images, read_labels
-from galaxymorph.models.finetune_model import (
-    FinetunedModel,
-    load_any_model,
-    load_finetuned,
-    load_pretrained_encoder,
+from galaxymorph.models import GalaxyModel, load_encoder, load_model, save_model
+from galaxymorph.models.finetune_model import FinetunedModel
+from galaxymorph.predict.layout import (
+    outputs_layout,
+    outputs_table,
+    summarise_samples,
 )
-from galaxymorph.models.finetune_module import layer_decay_param_groups
-from galaxymorph.models.finetune_outputs import outputs_layout, outputs_table, summarise_samples
 from galaxymorph.schema import get_schema
+from galaxymorph.training import FinetuneConfig
+from galaxymorph.training.finetune_module import layer_decay_param_groups
+from galaxymorph.training.finetune_run import class_weights, finetune
 
 ARCH = "test_resnet"  # timm's tiny test network: 5 coarse groups (stem, layer1..4)
 PREP = Preprocessing(stored_size=20, image_size=16, channels=3, train_zoom=(0.9, 1.0)).to_dict()
@@ -64,7 +64,7 @@ def toy_catalogue(tmp_path_factory):
 
 
 def _model(run_dir, task="classification", **kwargs) -> FinetunedModel:
-    return FinetunedModel.create(load_pretrained_encoder(run_dir), task, classes=["no", "yes"], **kwargs)
+    return FinetunedModel.create(load_encoder(run_dir), task, classes=["no", "yes"], **kwargs)
 
 
 def test_head_only_freezes_encoder_and_keeps_batchnorm_in_eval(run_dir):
@@ -119,7 +119,7 @@ def test_classification_fine_tune_beats_chance_and_round_trips(run_dir, toy_cata
     config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring",
                             epochs=5, lr=3e-2, batch_size=16, patience=5, progress=False)
     best = finetune(config)
-    model = load_any_model(best)
+    model = load_model(best)
     assert isinstance(model, FinetunedModel) and model.config["task"] == "classification"
     assert model.config["classes"] == ["no", "yes"]
     frame = pd.read_csv(toy_catalogue)
@@ -142,24 +142,24 @@ def test_hugging_face_style_timm_folders_load(tmp_path):
     save_for_hf(source, tmp_path / "bin", safe_serialization=False)
     assert (tmp_path / "st" / "model.safetensors").is_file() and (tmp_path / "bin" / "pytorch_model.bin").is_file()
     for folder in ("st", "bin"):
-        pretrained = load_pretrained_encoder(tmp_path / folder)
+        pretrained = load_encoder(tmp_path / folder)
         assert pretrained.config["arch"] == ARCH and pretrained.config["n_features"] == source.num_features
         for name, value in pretrained.encoder.state_dict().items():
             assert torch.equal(value, source.state_dict()[name]), name
     prep = Preprocessing(stored_size=20, image_size=16).to_dict()
-    model = FinetunedModel.create(load_pretrained_encoder(tmp_path / "st"), "regression", bounded=True, preprocessing=prep)
+    model = FinetunedModel.create(load_encoder(tmp_path / "st"), "regression", bounded=True, preprocessing=prep)
     out = model(torch.rand(3, 3, 16, 16))
     assert out.shape == (3, 1) and bool(((out >= 0) & (out <= 1)).all())
     with pytest.raises(FileNotFoundError, match="timm folder"):
-        load_pretrained_encoder(tmp_path)
+        load_encoder(tmp_path)
 
 
 def test_saved_fine_tuned_models_reload_exactly(run_dir, tmp_path):
     schema = get_schema("gz_decals_dr5")
-    model = FinetunedModel.create(load_pretrained_encoder(run_dir), "tree", schema=schema).eval()
+    model = FinetunedModel.create(load_encoder(run_dir), "tree", schema=schema).eval()
     x = torch.rand(2, 3, 16, 16)
     save_model(model, tmp_path / "tree")
-    again = load_finetuned(tmp_path / "tree")
+    again = load_model(tmp_path / "tree")
     assert torch.equal(again(x), model(x))
     conc = again.sample(again.features(x), 3)
     assert conc.shape == (2, schema.n_answers, 3) and bool((conc > 1).all())
@@ -172,12 +172,12 @@ def test_bad_labels_name_the_rows(toy_catalogue):
     frame = pd.read_csv(toy_catalogue)
     frame.loc[3, "ring"] = None
     frame["file_loc"] = [str(toy_catalogue.parent / f) for f in frame["file_loc"]]
-    with pytest.raises(CatalogError, match=r"row 3 \(id_str=g3\)"):
+    with pytest.raises(CatalogueError, match=r"row 3 \(id_str=g3\)"):
         read_labels(frame, "classification", "ring")
-    with pytest.raises(CatalogError, match="lacks column"):
+    with pytest.raises(CatalogueError, match="lacks column"):
         read_labels(frame, "classification", "rings")
     frame.loc[3, "x"] = 2.0
-    with pytest.raises(CatalogError, match="outside \\[0, 1\\]"):
+    with pytest.raises(CatalogueError, match="outside \\[0, 1\\]"):
         read_labels(frame, "regression", "x", bounded=True)
 
 
@@ -217,7 +217,7 @@ def test_cli_fine_tunes_a_new_decision_tree(run_dir, toy_catalogue, tmp_path):
             "--schema", str(tmp_path / "rings.toml"), "--out", str(tmp_path / "tree"), "--epochs", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    model = load_any_model(tmp_path / "tree")
+    model = load_model(tmp_path / "tree")
     assert model.config["task"] == "tree" and model.config["answers"] == ["ring_yes", "ring_no"]
     without_schema = [a for a in args if a not in ("--schema", str(tmp_path / "rings.toml"))]
     result = CliRunner().invoke(app, without_schema)
@@ -225,7 +225,7 @@ def test_cli_fine_tunes_a_new_decision_tree(run_dir, toy_catalogue, tmp_path):
 
 
 def test_interrupted_fine_tune_resumes_and_other_settings_are_refused(run_dir, toy_catalogue, tmp_path, monkeypatch):
-    from galaxymorph.models.finetune_module import FinetuneModule
+    from galaxymorph.training.finetune_module import FinetuneModule
 
     config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring", unfreeze=1,
                             head_epochs=1, epochs=3, patience=5, progress=False)
@@ -245,7 +245,7 @@ def test_interrupted_fine_tune_resumes_and_other_settings_are_refused(run_dir, t
     best = finetune(config)  # same settings: skips the head stage, continues the encoder stage
     assert calls["n"] == 5  # the encoder stage's 2nd (crashed, redone) and 3rd epochs, nothing else
     assert (checkpoints / "finetune.done").is_file() and not (checkpoints / "finetune.ckpt").exists()
-    assert load_any_model(best).config["task"] == "classification"
+    assert load_model(best).config["task"] == "classification"
     logs = tmp_path / "ft" / "logs" / "finetune"  # the crashed attempt's metrics are kept beside the resumed one's
     assert sorted(p.name for p in logs.iterdir()) == ["version_0", "version_1"]
     assert all((v / "metrics.csv").is_file() for v in logs.iterdir())

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from galaxymorph import DirichletMultinomialLoss, Question, Schema, dirichlet_multinomial_nll, get_schema
+from galaxymorph import (
+    DirichletMultinomialLoss,
+    Question,
+    Schema,
+    dirichlet_multinomial_nll,
+    get_schema,
+)
 from galaxymorph.losses import _DirichletMultinomialNLL
 
 ONE_QUESTION = Schema("one", [Question("q", ("a", "b", "c"))])

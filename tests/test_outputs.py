@@ -10,9 +10,9 @@ from test_train import ToyDataModule, toy_config
 
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.models import TrainConfigError, train
 from galaxymorph.outputs import OutputInUse, claim_file, claim_folder
 from galaxymorph.report import build_report
+from galaxymorph.training import TrainConfigError, train
 
 
 def _files(folder) -> dict:

@@ -15,7 +15,14 @@ from PIL import Image
 from torch import nn
 
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.predict import errors_path, parts_dir, predict, predict_records, read_concentrations, read_predictions
+from galaxymorph.predict import (
+    errors_path,
+    parts_dir,
+    predict,
+    predict_records,
+    read_concentrations,
+    read_predictions,
+)
 from galaxymorph.schema import Question, Schema
 
 TINY = Schema("tiny", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
@@ -148,7 +155,7 @@ def test_bad_images_go_to_the_side_file_and_the_rest_goes_on(tmp_path):
     (tmp_path / "images" / "gal4.png").unlink()
     catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
     out = tmp_path / "out" / "preds.parquet"
-    counts = predict(TinyModel(), out, catalog=tmp_path / "catalogue.csv", batch_size=4, progress=False)
+    counts = predict(TinyModel(), out, catalogue=tmp_path / "catalogue.csv", batch_size=4, progress=False)
     assert counts["rows"] == 4 and counts["errors"] == 2
     assert sorted(_ids(out)) == ["gal0", "gal1", "gal3", "gal5"]
     errors = pd.read_csv(errors_path(out)).set_index("id_str")
@@ -181,7 +188,7 @@ def test_two_processes_split_the_work_and_merge_without_duplicates(tmp_path):
     catalogue = _write_images(tmp_path / "images", 21, size=8)
     catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
     out = tmp_path / "preds.parquet"
-    counts = predict(tmp_path / "run", out, catalog=tmp_path / "catalogue.csv", devices=2, batch_size=4,
+    counts = predict(tmp_path / "run", out, catalogue=tmp_path / "catalogue.csv", devices=2, batch_size=4,
                      samples=3, progress=False)
     assert counts["parts"] == 2  # each process wrote its own part
     ids = _ids(out)
@@ -230,14 +237,14 @@ def test_sigkill_half_way_then_rerun_gives_every_id_once(tmp_path):
 @pytest.fixture(scope="module")
 def finetuned_runs(tmp_path_factory):
     """Fine-tuned classification and regression models (random heads on a tiny encoder), saved as runs."""
-    from galaxymorph.models import GalaxyModel, save_model
-    from galaxymorph.models.finetune_model import FinetunedModel, load_pretrained_encoder
+    from galaxymorph.models import GalaxyModel, load_encoder, save_model
+    from galaxymorph.models.finetune_model import FinetunedModel
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("finetuned")
     prep = Preprocessing(stored_size=20, image_size=16, train_zoom=(1.0, 1.0))
     save_model(GalaxyModel(TINY, arch="test_resnet", preprocessing=prep.to_dict()), root / "base" / "best")
-    encoder = load_pretrained_encoder(root / "base")
+    encoder = load_encoder(root / "base")
     save_model(FinetunedModel.create(encoder, "classification", classes=["ring", "lens", "none"]), root / "cls" / "best")
     save_model(FinetunedModel.create(encoder, "regression", target="bar_length", bounded=True), root / "reg" / "best")
     _write_images(root / "images", 7, size=10)
@@ -302,16 +309,16 @@ def test_resuming_with_another_model_or_settings_is_refused_and_the_output_names
     catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
     first, second = _saved_model(tmp_path / "a" / "best", 0), _saved_model(tmp_path / "b" / "best", 1)
     out = tmp_path / "preds.parquet"
-    predict(tmp_path / "a", out, catalog=tmp_path / "catalogue.csv", samples=2, progress=False)
+    predict(tmp_path / "a", out, catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)
     made_by = read_predictions(out)[2]["made_by"]
     assert made_by["checkpoint"] == str(tmp_path / "a") and made_by["samples"] == 2 and len(made_by["model_sha256"]) == 64
     before = out.read_bytes()
     with pytest.raises(ValueError, match=r"holds rows made with weights sha256 \w{12} .* not weights sha256"):
-        predict(second, out, catalog=tmp_path / "catalogue.csv", samples=2, progress=False)
+        predict(second, out, catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)
     with pytest.raises(ValueError, match="holds rows made with samples=2 .* not samples=3"):
-        predict(first, out, catalog=tmp_path / "catalogue.csv", samples=3, progress=False)
+        predict(first, out, catalogue=tmp_path / "catalogue.csv", samples=3, progress=False)
     assert out.read_bytes() == before
-    assert predict(first.parent, out, catalog=tmp_path / "catalogue.csv", samples=2, progress=False)["new"] == 0
+    assert predict(first.parent, out, catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)["new"] == 0
 
 
 def test_an_output_that_is_not_galaxymorph_predictions_is_left_alone(tmp_path):
@@ -319,7 +326,7 @@ def test_an_output_that_is_not_galaxymorph_predictions_is_left_alone(tmp_path):
     catalogue.to_parquet(tmp_path / "catalogue.parquet")
     before = (tmp_path / "catalogue.parquet").read_bytes()
     with pytest.raises(ValueError, match="not written by this version of galaxymorph"):
-        predict(TinyModel(), tmp_path / "catalogue.parquet", catalog=tmp_path / "catalogue.parquet", progress=False)
+        predict(TinyModel(), tmp_path / "catalogue.parquet", catalogue=tmp_path / "catalogue.parquet", progress=False)
     assert (tmp_path / "catalogue.parquet").read_bytes() == before
 
 
@@ -330,7 +337,7 @@ def test_a_second_job_on_the_same_output_stops_without_touching_the_first_ones_p
     out = tmp_path / "preds.parquet"
     unfinished = parts_dir(out) / "rank0000-aaaa-00000.parquet.tmp"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, pathlib; from galaxymorph.predict import exclusive_writer;\n"
+        [sys.executable, "-c", "import sys, time, pathlib; from galaxymorph.predict.parts import exclusive_writer;\n"
          "with exclusive_writer(pathlib.Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)", str(out)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -351,6 +358,7 @@ def test_two_nodes_merge_only_after_both_wrote_every_galaxy(tmp_path):
     import socket
     import subprocess
     import sys
+    import time
 
     _saved_model(tmp_path / "run" / "best", 0)
     catalogue = _write_images(tmp_path / "images", 24, size=8)
@@ -359,7 +367,7 @@ def test_two_nodes_merge_only_after_both_wrote_every_galaxy(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    slow = ("import time, galaxymorph.predict as p; write = p.PartWriter.write_table;"
+    slow = ("import time, galaxymorph.predict.parts as p; write = p.PartWriter.write_table;"
             "p.PartWriter.write_table = lambda self, t: (time.sleep(1.0), write(self, t));"
             "from galaxymorph.cli import app; app()")
     args = ["predict", "--checkpoint", str(tmp_path / "run"), "--out", str(out), "--catalog",
@@ -371,7 +379,15 @@ def test_two_nodes_merge_only_after_both_wrote_every_galaxy(tmp_path):
         code = slow if node == 1 else "from galaxymorph.cli import app; app()"
         nodes.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
-    outputs = [n.communicate(timeout=300)[0] for n in nodes]
+    deadline = time.monotonic() + 300
+    while any(n.poll() is None for n in nodes) and time.monotonic() < deadline:
+        if any(n.poll() not in (None, 0) for n in nodes):  # a node that died leaves the other waiting for it
+            break
+        time.sleep(0.2)
+    for n in nodes:
+        if n.poll() is None:
+            n.kill()
+    outputs = [n.communicate()[0] for n in nodes]
     assert [n.returncode for n in nodes] == [0, 0], outputs
     ids = _ids(out)
     assert sorted(ids) == sorted(catalogue["id_str"]) and len(ids) == 24

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from galaxymorph.evaluate import evaluate
-from galaxymorph.predict import arrow_schema, posterior_table
+from galaxymorph.predict.layout import arrow_schema, posterior_table
 from galaxymorph.report import build_report
 from galaxymorph.schema import Question, Schema
 

@@ -21,8 +21,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from galaxymorph.models import TrainConfig, TrainConfigError, UnknownArchitectureError, load_model, train
+from galaxymorph.models import UnknownArchitectureError, load_model
 from galaxymorph.schema import Question, Schema
+from galaxymorph.training import TrainConfig, TrainConfigError, train
 
 TOY_SCHEMA = Schema(
     "toy",

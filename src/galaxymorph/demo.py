@@ -20,12 +20,12 @@ from rich.console import Console
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluate import evaluate
-from galaxymorph.models import TrainConfig, train
-from galaxymorph.models.threads import fastest_thread_count
 from galaxymorph.predict import predict
 from galaxymorph.report import build_report
 from galaxymorph.schema import get_schema
 from galaxymorph.simulate import simulate_catalogue
+from galaxymorph.training import TrainConfig, train
+from galaxymorph.training.threads import fastest_thread_count
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -103,7 +103,7 @@ def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
 
     with step("evaluate_report", "5/5 evaluating against the votes and the simulator's truth; writing the report"):
         result = evaluate(paths["predictions"], catalogue, out=paths["evaluation"])
-        build_report(paths["predictions"], paths["report"], evaluation=paths["evaluation"], catalog=catalogue)
+        build_report(paths["predictions"], paths["report"], evaluation=paths["evaluation"], catalogue=catalogue)
 
     headline = {**_headline(result), "seconds": seconds}
     summary = {"settings": dataclasses.asdict(settings), **headline}

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from scipy import special
 
-from galaxymorph.data.catalog import check_votes, read_table, unique_ids
+from galaxymorph.data.catalogue import check_votes, read_table, unique_ids
 from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns, kaggle_rmse, to_kaggle
 from galaxymorph.losses import DirichletMultinomialLoss
 from galaxymorph.outputs import claim_folder
@@ -186,7 +186,7 @@ def _optional_columns(rows: pd.DataFrame, columns: list[str]) -> np.ndarray | No
 
 def evaluate(
     predictions: str | Path,
-    catalog: str | Path | pd.DataFrame,
+    catalogue: str | Path | pd.DataFrame,
     out: str | Path | None = None,
     min_votes: int = 10,
     confident: float = 0.8,
@@ -197,7 +197,7 @@ def evaluate(
     With ``out``, writes ``evaluation.json`` and the plots there.
     """
     frame, schema, _ = read_predictions(predictions)
-    catalogue, path = read_table(catalog)
+    catalogue, path = read_table(catalogue)
     missing = [a for a in schema.answers if a not in catalogue.columns]
     if missing:
         raise ValueError(f"catalogue has no vote column {missing[0]!r} ({len(missing)} of schema {schema.name!r} "

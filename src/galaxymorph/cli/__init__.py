@@ -1,6 +1,7 @@
 """The ``galaxymorph`` command line: a thin layer over the library.
 
-Each topic's commands live in their own module here and are registered below.
+Each command lives in the module named for it (``evaluate`` also holds ``report``; ``representations``
+holds ``embed``, ``similar`` and ``anomalies``) and is registered below.
 Every command is wrapped by :func:`_user_errors`, the one place where bad input
 (a missing file, a wrong column, an impossible setting) becomes ``error: ...``
 on stderr and exit code 2, so no command can forget an exception class.
@@ -14,16 +15,22 @@ from typing import Any, Callable
 import typer
 import yaml
 
-from galaxymorph.cli import schemas
-from galaxymorph.cli import data
-from galaxymorph.cli import train
-from galaxymorph.cli import predict
-from galaxymorph.cli import simulate
-from galaxymorph.cli import finetune
+from galaxymorph.cli import (
+    convert_kaggle,
+    demo,
+    evaluate,
+    finetune,
+    predict,
+    representations,
+    schemas,
+    shard,
+    simulate,
+    train,
+)
 
 __all__ = ["app", "USER_ERRORS"]
 
-# What bad input raises: ValueError also covers the library's own errors (CatalogError, SchemaError,
+# What bad input raises: ValueError also covers the library's own errors (CatalogueError, SchemaError,
 # TrainConfigError), JSON/TOML/CSV parse errors and pyarrow's ArrowInvalid; OSError covers missing,
 # unreadable or unwritable paths and undecodable images. KeyError: an unknown name (schema, split, id).
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, yaml.YAMLError)
@@ -68,16 +75,16 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(schemas.app, name="schemas")
-app.command()(data.shard)
-app.command()(data.convert_kaggle)
+app.command()(shard.shard)
+app.command()(convert_kaggle.convert_kaggle)
 app.command()(train.train)
 app.command()(predict.predict)
-app.command()(predict.evaluate)
-app.command()(predict.report)
-app.command()(predict.demo)
+app.command()(evaluate.evaluate)
+app.command()(evaluate.report)
+app.command()(demo.demo)
 app.command()(simulate.simulate)
 app.command()(finetune.finetune)
-app.command()(finetune.embed)
-app.command()(finetune.similar)
-app.command()(finetune.anomalies)
+app.command()(representations.embed)
+app.command()(representations.similar)
+app.command()(representations.anomalies)
 _guard_every_command(app)

@@ -1,4 +1,4 @@
-"""``galaxymorph finetune``, ``embed``, ``similar`` and ``anomalies``: reuse a trained encoder."""
+"""``galaxymorph finetune``: a pretrained encoder with a new head for a new task."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-__all__ = ["finetune", "embed", "similar", "anomalies"]
+__all__ = ["finetune"]
 
 
 def _unfreeze(text: str) -> int | str:
@@ -30,7 +30,7 @@ def _class_weights(text: str | None) -> str | list[float] | None:
 
 def finetune(
     checkpoint: Path = typer.Option(None, help="galaxymorph RUN/ or RUN/best/, or a Hugging Face style timm folder."),
-    catalog: Path = typer.Option(None, help="CSV/Parquet: id_str, file_loc, and the label column (or the tree's votes)."),
+    catalogue: Path = typer.Option(None, "--catalog", help="CSV/Parquet: id_str, file_loc, and the label column (or the tree's votes)."),
     out: Path = typer.Option(None, help="Run folder: best/ model (usable by `galaxymorph predict`), logs/."),
     task: str = typer.Option(None, help="classification | regression | tree. (default classification)"),
     label_col: str = typer.Option(None, help="Catalogue column with each galaxy's label (classification, regression)."),
@@ -59,12 +59,12 @@ def finetune(
 ) -> None:
     """Fine-tune a pretrained encoder on a labelled catalogue; the best model goes to OUT/best/."""
     from galaxymorph.files import read_mapping
-    from galaxymorph.models.config import settings_from_dict
-    from galaxymorph.models.finetune import FinetuneConfig
-    from galaxymorph.models.finetune import finetune as run
+    from galaxymorph.training import FinetuneConfig
+    from galaxymorph.training.config import settings_from_dict
+    from galaxymorph.training.finetune_run import finetune as run
 
     options = dict(
-        checkpoint=checkpoint and str(checkpoint), catalog=catalog and str(catalog), out=out and str(out), task=task,
+        checkpoint=checkpoint and str(checkpoint), catalogue=catalogue and str(catalogue), out=out and str(out), task=task,
         label_col=label_col, schema=schema, classes=classes.split(",") if classes else None,
         class_weights=_class_weights(class_weights), label_smoothing=label_smoothing, regression_loss=loss,
         bounded=bounded, unfreeze=_unfreeze(unfreeze) if unfreeze is not None else None, head_epochs=head_epochs,
@@ -76,67 +76,3 @@ def finetune(
     settings.update({k: v for k, v in options.items() if v is not None})
     best = run(settings_from_dict(FinetuneConfig, settings, str(config or "options")))
     Console().print(f"best model: {best}")
-
-
-def embed(
-    checkpoint: Path = typer.Option(..., help="Training or fine-tuning run (RUN/ or RUN/best/)."),
-    out: Path = typer.Option(..., help="Parquet file: id_str, file_loc, embedding."),
-    images: Path = typer.Option(None, help="A folder of images (id_str = file name without suffix)."),
-    catalog: Path = typer.Option(None, help="A catalogue with id_str and file_loc."),
-    shards: str = typer.Option(None, help="A shard folder (with manifest.json), or its URL (see README)."),
-    split: str = typer.Option(None, help="Shards: only this split."),
-    pca: int = typer.Option(None, help="Keep only the first K principal components (full features kept beside)."),
-    batch_size: int = typer.Option(64, min=1),
-    workers: int = typer.Option(0, help="Image-decoding worker processes."),
-) -> None:
-    """Encoder features per galaxy, streamed to Parquet; re-run the same command to resume."""
-    from galaxymorph.representations import embed as run
-
-    counts = run(checkpoint, out, images_dir=images, catalog=catalog, shards=shards, split=split, pca=pca,
-                 batch_size=batch_size, workers=workers)
-    Console().print(f"{out}: {counts['rows']} galaxies ({counts['new']} new, {counts['errors']} unreadable)")
-
-
-def similar(
-    embeddings: Path = typer.Option(..., help="Parquet file from `galaxymorph embed`."),
-    query: str = typer.Option(..., help="id_str of the galaxy to find look-alikes of."),
-    k: int = typer.Option(8, min=1, help="How many galaxies to show, the query included."),
-    grid: Path = typer.Option(None, help="Also draw them into this PNG."),
-) -> None:
-    """Nearest neighbours by cosine similarity (scikit-learn NearestNeighbors, exact search)."""
-    from galaxymorph.representations import image_grid, read_embeddings
-    from galaxymorph.representations import similar as search
-
-    frame, vectors, _ = read_embeddings(embeddings)
-    found = search(frame, vectors, query, k)
-    Console().print(found[["rank", "id_str", "similarity"]].to_string(index=False))
-    if grid:
-        captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
-        image_grid(found["file_loc"].tolist(), captions, grid, title=f"most similar to {query} (cosine)")
-        Console().print(f"grid: {grid}")
-
-
-def anomalies(
-    embeddings: Path = typer.Option(..., help="Parquet file from `galaxymorph embed`."),
-    out: Path = typer.Option(None, help="CSV of every galaxy's score (id_str, file_loc, anomaly_score), highest first."),
-    method: str = typer.Option("knn", help="knn (cosine distance to the k-th neighbour) | isolation-forest."),
-    k: int = typer.Option(10, min=1, help="knn: which neighbour's distance."),
-    top: int = typer.Option(20, help="How many of the most unusual galaxies to list and draw."),
-    grid: Path = typer.Option(None, help="Draw the most unusual galaxies into this PNG."),
-    seed: int = typer.Option(0),
-) -> None:
-    """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
-    from galaxymorph.representations import anomaly_scores, image_grid, read_embeddings
-
-    frame, vectors, _ = read_embeddings(embeddings)
-    frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed)
-    ranked = frame.sort_values("anomaly_score", ascending=False, kind="stable")
-    if out:
-        ranked.to_csv(out, index=False)
-    Console().print(ranked.head(top)[["id_str", "anomaly_score"]].to_string(index=False))
-    if grid:
-        shown = ranked.head(top)
-        captions = [f"{i} ({s:.3g})" for i, s in zip(shown["id_str"], shown["anomaly_score"])]
-        image_grid(shown["file_loc"].tolist(), captions, grid, title=f"most unusual ({method})")
-        Console().print(f"grid: {grid}")
-

@@ -32,8 +32,8 @@ def train(
 
     Killed at any moment, the same command continues from RUN/checkpoints/last.ckpt.
     """
-    from galaxymorph.models import TrainConfig
-    from galaxymorph.models import train as run_training
+    from galaxymorph.training import TrainConfig
+    from galaxymorph.training import train as run_training
 
     options = dict(
         shards=shards, out=out and str(out), arch=arch, size=size, channels=channels,

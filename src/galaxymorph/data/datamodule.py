@@ -14,7 +14,7 @@ an equal number of batches per rank (DDP needs equal step counts).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -23,18 +23,25 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, Dataset
 
-from galaxymorph.data.catalog import read_catalogue, read_table, resolve_paths, vote_columns
-from galaxymorph.data.images import FITS_SUFFIXES, ImageReadError
+from galaxymorph.data.catalogue import (
+    read_catalogue,
+    vote_columns,
+)
 from galaxymorph.data.shards import (
-    SPLITS, assign_splits, check_shards_per_process, decode_sample, is_shard_source, read_manifest, shard_paths,
+    SPLITS,
+    assign_splits,
+    check_shards_per_process,
+    decode_sample,
+    is_shard_source,
+    read_manifest,
+    shard_paths,
 )
 from galaxymorph.data.stream import ShardSamples, TrainBatches, batches_per_epoch
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import Schema, get_schema
 
-__all__ = ["CatalogueDataset", "GalaxyDataModule", "PredictImages", "collate", "collate_predict", "iter_catalogue_images"]
+__all__ = ["AugmentingDataModule", "CatalogueDataset", "GalaxyDataModule", "collate"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", *FITS_SUFFIXES)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -68,7 +75,30 @@ class CatalogueDataset(Dataset):
         return {"image": image, "votes": self.votes[i], "id_str": self.ids[i]}
 
 
-class GalaxyDataModule(L.LightningDataModule):
+class AugmentingDataModule(L.LightningDataModule):
+    """Loaders give uint8 batches; on the device, training batches get the random augmentation, others the fixed transform.
+
+    Training (:class:`GalaxyDataModule`) and fine-tuning (``data.labelled.LabelledDataModule``)
+    both augment this one way. ``generator`` seeds the augmentation (None: torch's global RNG).
+    """
+
+    def __init__(self, preprocessing: Preprocessing, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.preprocessing = preprocessing
+        self._train_transform = train_transform(preprocessing, generator)
+        self._eval_transform = eval_transform(preprocessing)
+
+    def transform_batch(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
+        """uint8 batch -> model batch: random augmentation if ``train``, else the deterministic transform."""
+        transform = self._train_transform if train else self._eval_transform
+        return {**batch, "image": transform(batch["image"])}
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        training = self.trainer is not None and self.trainer.training
+        return self.transform_batch(batch, train=training)
+
+
+class GalaxyDataModule(AugmentingDataModule):
     """Lightning data over a shard directory (streamed) or a catalogue (small data).
 
     Args:
@@ -104,7 +134,6 @@ class GalaxyDataModule(L.LightningDataModule):
         on_error: str = "raise",
         in_memory: bool = False,
     ):
-        super().__init__()
         self.source = source
         self.is_shards = not isinstance(source, pd.DataFrame) and is_shard_source(source)
         if self.is_shards:
@@ -123,13 +152,11 @@ class GalaxyDataModule(L.LightningDataModule):
             prep = preprocessing or Preprocessing()
         if image_size is not None:
             prep = Preprocessing.from_dict({**prep.to_dict(), "image_size": image_size})
-        self.preprocessing = prep
+        super().__init__(prep)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.on_error, self.in_memory = on_error, in_memory
-        self._train_transform = train_transform(prep)
-        self._eval_transform = eval_transform(prep)
         self._datasets: dict[str, Dataset] = {}
 
     # --- catalogue mode ---------------------------------------------------------
@@ -190,88 +217,3 @@ class GalaxyDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
-
-    # --- transforms -------------------------------------------------------------
-    def transform_batch(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
-        """uint8 batch -> model batch: random augmentation if ``train``, else the deterministic transform."""
-        transform = self._train_transform if train else self._eval_transform
-        return {**batch, "image": transform(batch["image"])}
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        training = self.trainer is not None and self.trainer.training
-        return self.transform_batch(batch, train=training)
-
-
-class PredictImages(Dataset):
-    """Images to predict on, with failures reported instead of raised.
-
-    Each item is ``{"id_str", "image": uint8 (C, S, S), "error": "" or the reason}``;
-    a failed image gives zeros and its error, so one bad file never stops a long run.
-    Build it from a catalogue (``id_str`` + ``file_loc``; votes not needed) or a folder.
-    """
-
-    def __init__(self, ids: list[str], paths: list[str], prep: Preprocessing):
-        self.ids, self.paths, self.prep = list(ids), list(paths), prep
-
-    @classmethod
-    def from_catalogue(cls, catalogue: str | Path | pd.DataFrame, prep: Preprocessing) -> "PredictImages":
-        """``id_str`` + ``file_loc`` columns; relative paths are relative to the catalogue's folder."""
-        df, path = read_table(catalogue)
-        root = path.parent if path else Path.cwd()
-        missing = {"id_str", "file_loc"} - set(df.columns)
-        if missing:
-            raise ValueError(f"catalogue lacks column(s) {sorted(missing)}; it needs id_str and file_loc")
-        return cls(df["id_str"].astype(str).tolist(), resolve_paths(df["file_loc"].astype(str), root).tolist(), prep)
-
-    @classmethod
-    def from_folder(cls, folder: str | Path, prep: Preprocessing) -> "PredictImages":
-        """Every image in ``folder`` (sorted); ``id_str`` is the file name without its suffix."""
-        files = sorted(p for p in Path(folder).iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
-        ids = [p.name[: -len(next(s for s in IMAGE_SUFFIXES if p.name.lower().endswith(s)))] for p in files]
-        return cls(ids, [str(p) for p in files], prep)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        p = self.prep
-        try:
-            image, error = p.read(self.paths[i]), ""
-        except ImageReadError as err:
-            image, error = np.zeros((p.stored_size, p.stored_size, p.channels), np.uint8), str(err)
-        return {"id_str": self.ids[i], "image": torch.from_numpy(image).permute(2, 0, 1), "error": error}
-
-
-def collate_predict(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """``{"id_str": [...], "image": uint8 (B, C, S, S), "error": [...]}``."""
-    return {
-        "id_str": [s["id_str"] for s in samples],
-        "image": torch.stack([s["image"] for s in samples]),
-        "error": [s["error"] for s in samples],
-    }
-
-
-def iter_catalogue_images(
-    source: str | Path | pd.DataFrame | Iterable[str],
-    prep: Preprocessing,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    transform: bool = True,
-) -> Iterator[dict[str, Any]]:
-    """Batches for prediction from a catalogue, a folder of images, or a list of paths.
-
-    Yields ``{"id_str", "image", "error"}`` in input order; ``image`` is the
-    deterministic eval transform's float32 (B, C, image_size, image_size) if
-    ``transform``, else uint8 stored pixels. Failed images are zeros with a reason.
-    """
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        dataset = PredictImages.from_folder(source, prep)
-    elif isinstance(source, (str, Path, pd.DataFrame)):
-        dataset = PredictImages.from_catalogue(source, prep)
-    else:
-        paths = [str(p) for p in source]
-        dataset = PredictImages([Path(p).stem for p in paths], paths, prep)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_predict)
-    to_model = eval_transform(prep)
-    for batch in loader:
-        yield {**batch, "image": to_model(batch["image"])} if transform else batch

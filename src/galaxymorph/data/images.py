@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["FITS_SUFFIXES", "FitsStretch", "ImageReadError", "check_image", "load_image"]
+__all__ = ["FITS_SUFFIXES", "IMAGE_SUFFIXES", "FitsStretch", "ImageReadError", "check_image", "load_image"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", *FITS_SUFFIXES)  # what a folder of images may hold
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
 
 

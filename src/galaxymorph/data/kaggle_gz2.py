@@ -29,8 +29,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from galaxymorph.data.catalog import read_table
-from galaxymorph.kaggle import KAGGLE_PREFIX, KAGGLE_UNIT_QUESTIONS, from_kaggle, kaggle_columns
+from galaxymorph.data.catalogue import read_table
+from galaxymorph.kaggle import (
+    KAGGLE_PREFIX,
+    KAGGLE_UNIT_QUESTIONS,
+    from_kaggle,
+    kaggle_columns,
+)
 from galaxymorph.outputs import claim_file
 from galaxymorph.schema import Schema, get_schema
 

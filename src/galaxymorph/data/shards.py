@@ -34,9 +34,20 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import pandas as pd
 import webdataset as wds
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from galaxymorph.data.catalog import CatalogError, read_catalogue, vote_columns, write_report
+from galaxymorph.data.catalogue import (
+    CatalogueError,
+    read_catalogue,
+    vote_columns,
+    write_report,
+)
 from galaxymorph.data.images import ImageReadError
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.outputs import claim_folder
@@ -209,7 +220,7 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
             bar.advance(task)
             if error:
                 if on_error == "raise":
-                    raise CatalogError(
+                    raise CatalogueError(
                         f"id_str={ids[r]}: {error}\nFix or remove that image, or pass on_error='skip' "
                         "(--on-error skip) to leave it out (it will be listed in the manifest)."
                     )

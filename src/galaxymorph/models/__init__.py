@@ -1,22 +1,23 @@
-"""The Bayesian CNN (timm encoder + Dirichlet head), its training, and its shareable checkpoints."""
+"""The models: a timm encoder with a Dirichlet head (or a fine-tuned head), and their shareable checkpoints.
 
-from galaxymorph.models.checkpoint import load_model, save_model
-from galaxymorph.models.config import TrainConfig, TrainConfigError
+``load_model(path)`` loads any galaxymorph model folder; ``load_encoder(path)`` the encoder
+of a run or of a Hugging Face style timm folder, to start training or fine-tuning from.
+"""
+
+from galaxymorph.models.checkpoint import save_model
 from galaxymorph.models.encoder import UnknownArchitectureError, create_encoder
+from galaxymorph.models.finetune_model import FinetunedModel
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.head import DirichletHead
-from galaxymorph.models.lightning_module import GalaxyLightningModule
-from galaxymorph.models.train import train  # after the submodule import, so the name is the function
+from galaxymorph.models.loading import load_encoder, load_model
 
 __all__ = [
     "DirichletHead",
-    "GalaxyLightningModule",
+    "FinetunedModel",
     "GalaxyModel",
-    "TrainConfig",
-    "TrainConfigError",
     "UnknownArchitectureError",
     "create_encoder",
+    "load_encoder",
     "load_model",
     "save_model",
-    "train",
 ]

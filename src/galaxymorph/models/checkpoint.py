@@ -1,8 +1,7 @@
-"""Share a trained model as safetensors weights plus a JSON config: no pickles to load."""
+"""Share a model as safetensors weights plus a JSON config (no pickles); :mod:`galaxymorph.models.loading` reads it back."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -10,14 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
-
-from safetensors.torch import load_file, save_file
 
 from galaxymorph.files import read_mapping
 from galaxymorph.models.galaxy_model import GalaxyModel
 
-__all__ = ["save_model", "load_model", "read_config", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE"]
+__all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE"]
 
 T = TypeVar("T")
 
@@ -65,20 +63,6 @@ def from_config(build: Callable[[dict[str, Any]], T], config: dict[str, Any], di
     except KeyError as err:
         raise ValueError(f"{directory / CONFIG_FILE} has no {err.args[0]!r} entry; save the model again "
                          "with galaxymorph (save_model) or restore the file") from None
-
-
-def load_model(directory: str | Path, channels_last: bool = True) -> GalaxyModel:
-    """Rebuild a :class:`GalaxyModel` from ``RUN/`` or ``RUN/best/``, in eval mode."""
-    directory, config = read_config(directory)
-    model = from_config(functools.partial(GalaxyModel.from_config, channels_last=channels_last), config, directory)
-    state = load_file(str(directory / WEIGHTS_FILE))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{directory / WEIGHTS_FILE} does not match its {CONFIG_FILE} "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    return model.eval()
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -1,9 +1,7 @@
 """A pretrained encoder with a new head for a new task, shaped like :class:`GalaxyModel` so predict can use it.
 
-The encoder comes from a galaxymorph run (``RUN/`` or ``RUN/best/``) or from a
-Hugging Face style timm folder (``config.json`` with ``architecture`` plus
-``model.safetensors`` or ``pytorch_model.bin``, as Zoobot's encoders are
-published), loaded by timm itself (``local-dir:``); nothing is downloaded.
+The encoder comes from :func:`galaxymorph.models.load_encoder`: a galaxymorph run or a
+Hugging Face style timm folder.
 
 The fine-tuned model exposes the same API as ``GalaxyModel``:
 ``features(x) -> (B, F)``, ``head(features)`` (raw outputs: logits, values or
@@ -18,85 +16,21 @@ concentrations), ``sample(features, n) -> (B, K, n)`` with MC dropout and
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
-import timm
-from timm.models import group_parameters
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file
-from torch import Tensor, nn
+from timm.models import group_parameters
+from torch import nn
 
-from galaxymorph.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, from_config, load_model, read_config
 from galaxymorph.models.encoder import create_encoder
-from galaxymorph.models.galaxy_model import EncoderWithHead, GalaxyModel
-from galaxymorph.models.head import DirichletHead
+from galaxymorph.models.galaxy_model import EncoderWithHead
+from galaxymorph.models.head import ClassifierHead, DirichletHead, RegressionHead
 from galaxymorph.schema import Schema
 
-__all__ = [
-    "TASKS",
-    "ClassifierHead",
-    "RegressionHead",
-    "FinetunedModel",
-    "PretrainedEncoder",
-    "load_pretrained_encoder",
-    "load_finetuned",
-    "load_any_model",
-]
+__all__ = ["TASKS", "FinetunedModel", "PretrainedEncoder"]
 
 TASKS = ("classification", "regression", "tree")
 FINETUNE_CONFIG_VERSION = 1
-
-
-class ClassifierHead(nn.Module):
-    """Features to class logits: dropout then one linear layer; ``sample`` gives softmax probabilities."""
-
-    def __init__(self, in_features: int, n_classes: int, dropout: float = 0.2) -> None:
-        super().__init__()
-        if n_classes < 2:
-            raise ValueError(f"a classifier needs >= 2 classes, got {n_classes}")
-        self.dropout = dropout
-        self.linear = nn.Linear(in_features, n_classes)
-
-    def forward(self, features: Tensor, mc_dropout: bool = False) -> Tensor:
-        return self.linear(F.dropout(features, self.dropout, training=self.training or mc_dropout))
-
-    def sample(self, features: Tensor, n: int) -> Tensor:
-        return _mc_samples(self, features, n).softmax(dim=1)
-
-
-class RegressionHead(nn.Module):
-    """Features to one value: dropout, linear, and a sigmoid when the target is bounded to [0, 1]."""
-
-    def __init__(self, in_features: int, dropout: float = 0.2, bounded: bool = False) -> None:
-        super().__init__()
-        self.dropout = dropout
-        self.bounded = bounded
-        self.linear = nn.Linear(in_features, 1)
-
-    def forward(self, features: Tensor, mc_dropout: bool = False) -> Tensor:
-        out = self.linear(F.dropout(features, self.dropout, training=self.training or mc_dropout))
-        return torch.sigmoid(out) if self.bounded else out
-
-    def sample(self, features: Tensor, n: int) -> Tensor:
-        return _mc_samples(self, features, n)
-
-
-def _mc_samples(head: nn.Module, features: Tensor, n: int) -> Tensor:
-    """(B, K, n) head outputs from n dropout masks in one batched pass; n=1 is deterministic (no dropout)."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if n == 1:
-        was_training = head.training
-        head.eval()
-        try:
-            return head(features).unsqueeze(-1)
-        finally:
-            head.train(was_training)
-    out = head(features.repeat(n, 1), mc_dropout=True)
-    return out.view(n, features.shape[0], -1).permute(1, 2, 0)
 
 
 class PretrainedEncoder:
@@ -105,77 +39,6 @@ class PretrainedEncoder:
     def __init__(self, encoder: nn.Module, config: dict[str, Any]) -> None:
         self.encoder = encoder
         self.config = config
-
-
-def load_pretrained_encoder(source: str | Path, channels: int | None = None) -> PretrainedEncoder:
-    """The encoder of a galaxymorph run (``RUN/``, ``RUN/best/``) or of a Hugging Face style timm folder.
-
-    ``config`` holds ``arch``, ``channels``, ``encoder_args`` (timm kwargs to rebuild it),
-    ``input_mean``/``input_std``, ``n_features`` and, for galaxymorph runs, ``preprocessing``
-    and ``image_size`` (``None`` for timm folders: the caller chooses).
-
-    Raises:
-        FileNotFoundError: ``source`` is neither kind of folder (the message says what each needs).
-    """
-    source = Path(source)
-    timm_config = source / "config.json"
-    if timm_config.is_file() and "architecture" in json.loads(timm_config.read_text()):
-        return _timm_folder_encoder(source, channels)
-    try:
-        model = load_model(source)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"--checkpoint {source}: neither a galaxymorph run (RUN/ or RUN/best/ with {CONFIG_FILE} + {WEIGHTS_FILE}) "
-            "nor a Hugging Face style timm folder (config.json with 'architecture' + model.safetensors or pytorch_model.bin)"
-        ) from None
-    if channels is not None and channels != model.config["channels"]:
-        raise ValueError(
-            f"--channels {channels} but {source} was trained on {model.config['channels']}-channel images; "
-            f"drop --channels or use {model.config['channels']}"
-        )
-    cfg = model.config
-    return PretrainedEncoder(
-        model.encoder,
-        {
-            "arch": cfg["arch"],
-            "channels": cfg["channels"],
-            "encoder_args": {},
-            "input_mean": cfg.get("input_mean", 0.5),
-            "input_std": cfg.get("input_std", 0.5),
-            "n_features": int(model.encoder.num_features),
-            "preprocessing": cfg.get("preprocessing"),
-            "image_size": cfg.get("image_size"),
-            "channels_last": model.channels_last,
-            "source": str(source),
-        },
-    )
-
-
-def _timm_folder_encoder(folder: Path, channels: int | None) -> PretrainedEncoder:
-    """timm's own ``local-dir:`` loader: config.json + safetensors (or a .bin read with weights_only=True)."""
-    info = json.loads((folder / "config.json").read_text())
-    channels = channels or int(info.get("model_args", {}).get("in_chans", 3))
-    encoder = timm.create_model(f"local-dir:{folder.resolve()}", pretrained=True, num_classes=0, in_chans=channels)
-    pretrained = info.get("pretrained_cfg", {})
-    mean, std = pretrained.get("mean", 0.5), pretrained.get("std", 0.5)
-    if isinstance(mean, list) and len(mean) != channels:  # colour statistics for a single band: average them
-        mean, std = sum(mean) / len(mean), sum(std) / len(std)
-    model_args = {k: v for k, v in info.get("model_args", {}).items() if k not in ("num_classes", "in_chans")}
-    return PretrainedEncoder(
-        encoder,
-        {
-            "arch": info["architecture"],
-            "channels": channels,
-            "encoder_args": model_args,
-            "input_mean": mean,
-            "input_std": std,
-            "n_features": int(encoder.num_features),
-            "preprocessing": None,
-            "image_size": None,
-            "channels_last": True,
-            "source": str(folder),
-        },
-    )
 
 
 class FinetunedModel(EncoderWithHead):
@@ -293,31 +156,3 @@ class FinetunedModel(EncoderWithHead):
         return self
 
 
-def load_finetuned(directory: str | Path) -> FinetunedModel:
-    """Rebuild a :class:`FinetunedModel` from ``RUN2/`` or ``RUN2/best/``, in eval mode."""
-    directory, config = read_config(directory)
-    if "task" not in config:
-        raise ValueError(f"{directory / CONFIG_FILE} is not a fine-tuned model (no 'task'); use galaxymorph.models.load_model")
-    model = from_config(FinetunedModel.from_config, config, directory)
-    missing, unexpected = model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{directory / WEIGHTS_FILE} does not match its {CONFIG_FILE} "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    return model.eval()
-
-
-def load_any_model(directory: str | Path) -> GalaxyModel | FinetunedModel:
-    """A trained (``GalaxyModel``) or fine-tuned (``FinetunedModel``) model, told apart by ``config["task"]``.
-
-    For predicting and embedding, so the model must say how its images were prepared.
-    """
-    folder, config = read_config(directory)
-    if not config.get("preprocessing"):
-        raise ValueError(
-            f"{folder / CONFIG_FILE} has no 'preprocessing' (the image size, crop and channels it was trained on), "
-            "so new images cannot be prepared the same way; copy into it the \"preprocessing\" entry of the "
-            "manifest.json of the shards it was trained on"
-        )
-    return load_finetuned(folder) if "task" in config else load_model(folder)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from galaxymorph.data.catalog import read_table
+from galaxymorph.data.catalogue import read_table
 from galaxymorph.data.images import load_image
 from galaxymorph.outputs import claim_file
 from galaxymorph.predict import read_predictions
@@ -47,12 +47,12 @@ def _thumbnail(path: str | None, size: int) -> str | None:
         return None
 
 
-def _image_paths(frame: pd.DataFrame, catalog: str | Path | None) -> pd.Series:
+def _image_paths(frame: pd.DataFrame, catalogue: str | Path | None) -> pd.Series:
     """Image path per galaxy: the predictions' ``file_loc``, else the catalogue's (relative to its folder)."""
     paths = frame["file_loc"] if "file_loc" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
-    if catalog is not None:
-        table, catalog = read_table(catalog)
-        lookup = dict(zip(table["id_str"].astype(str), (str(catalog.parent / f) for f in table["file_loc"].astype(str))))
+    if catalogue is not None:
+        table, catalogue = read_table(catalogue)
+        lookup = dict(zip(table["id_str"].astype(str), (str(catalogue.parent / f) for f in table["file_loc"].astype(str))))
         paths = paths.where(paths.notna(), frame["id_str"].map(lookup))
     return paths
 
@@ -134,20 +134,20 @@ def build_report(
     predictions: str | Path,
     out: str | Path,
     evaluation: str | Path | None = None,
-    catalog: str | Path | None = None,
+    catalogue: str | Path | None = None,
     gallery: int = 300,
     thumb_size: int = 96,
     seed: int = 0,
 ) -> Path:
     """Write the HTML report; the gallery shows ``gallery`` galaxies drawn at random (all if fewer).
 
-    Images come from the predictions' ``file_loc`` column, or from ``catalog``
+    Images come from the predictions' ``file_loc`` column, or from ``catalogue``
     (its ``file_loc``) for predictions made from shards.
     """
     frame, schema, meta = read_predictions(predictions)
     if len(frame) > gallery:
         frame = frame.sample(n=gallery, random_state=seed).sort_values("id_str")
-    paths = _image_paths(frame, catalog)
+    paths = _image_paths(frame, catalogue)
     metrics, plots = "", ""
     if evaluation is not None:
         directory = Path(evaluation)

@@ -28,21 +28,22 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader
 
-from galaxymorph.data.transforms import Preprocessing, eval_transform
-from galaxymorph.predict import (
-    META_KEY,
-    ErrorLog,
+from galaxymorph.data.inputs import (
     GalaxyStream,
+    collate_galaxies,
+    describe_inputs,
+    prediction_records,
+)
+from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.predict import META_KEY, errors_path, parts_dir
+from galaxymorph.predict.parts import (
+    ErrorLog,
     PartWriter,
     check_output_file,
-    collate_galaxies,
     completed_ids,
-    errors_path,
     exclusive_writer,
     made_by,
     merge_parts,
-    parts_dir,
-    prediction_records,
 )
 
 __all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]
@@ -102,7 +103,7 @@ def embed(
     checkpoint: str | Path | nn.Module,
     out: str | Path,
     images_dir: str | Path | None = None,
-    catalog: str | Path | None = None,
+    catalogue: str | Path | None = None,
     shards: str | Path | None = None,
     split: str | None = None,
     pca: int | None = None,
@@ -118,24 +119,23 @@ def embed(
     or a model with ``features`` and ``config["preprocessing"]``.
 
     Example:
-        >>> embed("runs/gz2", "emb.parquet", catalog="galaxies.csv", pca=32)  # doctest: +SKIP
+        >>> embed("runs/gz2", "emb.parquet", catalogue="galaxies.csv", pca=32)  # doctest: +SKIP
         {'rows': 1000, 'new': 1000, 'errors': 0}
     """
-    from galaxymorph.models.finetune_model import load_any_model
+    from galaxymorph.models import load_model
 
-    model = checkpoint if isinstance(checkpoint, nn.Module) else load_any_model(checkpoint)
+    model = load_model(checkpoint)
     prep = model.config["preprocessing"]
-    records = prediction_records(images_dir, catalog, shards, split, prep)
+    records = prediction_records(images_dir, catalogue, shards, split, prep)
     out = Path(out)
     check_output_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     target = features_path(out, pca)
-    source = {"images": images_dir, "catalog": catalog, "shards": shards}
     meta = {
         "checkpoint": str(checkpoint) if not isinstance(checkpoint, nn.Module) else None,
         "arch": model.config.get("arch"),
         "preprocessing": prep,
-        "source": {k: str(v) for k, v in source.items() if v is not None},
+        "source": describe_inputs(images_dir, catalogue, shards),
         "made_by": made_by(model, checkpoint),
     }
     layout = embedding_layout(int(model.config["n_features"]), meta)

@@ -13,7 +13,11 @@ from galaxymorph.simulate.catalogue import (
 )
 from galaxymorph.simulate.parameters import draw_parameters
 from galaxymorph.simulate.render import render_galaxies
-from galaxymorph.simulate.volunteers import simulate_votes, true_probabilities, visibility
+from galaxymorph.simulate.volunteers import (
+    simulate_votes,
+    true_probabilities,
+    visibility,
+)
 
 __all__ = [
     "Simulation",

@@ -19,13 +19,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.simulate.parameters import draw_parameters
 from galaxymorph.simulate.render import BANDS, render_galaxies
-from galaxymorph.simulate.volunteers import simulate_votes, true_probabilities, volunteer_counts
+from galaxymorph.simulate.volunteers import (
+    simulate_votes,
+    true_probabilities,
+    volunteer_counts,
+)
 
 __all__ = ["FORMATS", "Simulation", "parameters_of", "simulate", "simulate_catalogue", "simulate_truth"]
 

@@ -12,7 +12,11 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
-from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
+from timm.optim import (
+    create_optimizer_v2,
+    param_groups_layer_decay,
+    param_groups_weight_decay,
+)
 from torch import Tensor, nn
 
 from galaxymorph.losses import DirichletMultinomialLoss
@@ -62,7 +66,7 @@ def task_loss(
 
 
 class FinetuneModule(L.LightningModule):
-    """Batches ``{"image": uint8 (B, C, S, S), "target": ...}``: augment, predict, task loss.
+    """Batches ``{"image", "target"}``, already augmented (``data.labelled.LabelledDataModule``): predict, task loss.
 
     Logs ``train/loss``, ``val/loss`` (the early-stopping and best-model metric) and,
     for classification, ``val/accuracy``. The optimiser's learning rate is constant:
@@ -73,8 +77,6 @@ class FinetuneModule(L.LightningModule):
         self,
         model: FinetunedModel,
         loss: Callable[[Tensor, Tensor], Tensor],
-        train_transform: Callable[[Tensor], Tensor],
-        eval_transform: Callable[[Tensor], Tensor],
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         layer_decay: float = 0.75,
@@ -82,16 +84,15 @@ class FinetuneModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.loss = loss
-        self.train_transform, self.eval_transform = train_transform, eval_transform
         self.lr, self.weight_decay, self.layer_decay = lr, weight_decay, layer_decay
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.loss(self.model(self.train_transform(batch["image"])), batch["target"])
+        loss = self.loss(self.model(batch["image"]), batch["target"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["image"]))
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        outputs = self.model(self.eval_transform(batch["image"]))
+        outputs = self.model(batch["image"])
         size = len(batch["image"])
         self.log("val/loss", self.loss(outputs, batch["target"]), prog_bar=True, batch_size=size)
         if self.model.task == "classification":

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
-import os
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,24 +22,31 @@ import lightning as L
 import pandas as pd
 import torch
 import yaml
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from galaxymorph.models.checkpoint import save_model
-from galaxymorph.models.config import TrainConfig, TrainConfigError, changed_setting, parse_max_time
 from galaxymorph.models.galaxy_model import GalaxyModel
-from galaxymorph.models.lightning_module import GalaxyLightningModule
-from galaxymorph.outputs import claim_folder
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
+from galaxymorph.training.callbacks import (
+    MONITOR,
+    AtomicCheckpointIO,
+    ExportBest,
+    TrainingProgress,
+)
+from galaxymorph.training.config import (
+    TrainConfig,
+    TrainConfigError,
+    check_same_run,
+    parse_max_time,
+)
+from galaxymorph.training.galaxy_module import GalaxyLightningModule
 
-__all__ = ["train", "LAST_CHECKPOINT", "MONITOR"]
+__all__ = ["train", "LAST_CHECKPOINT"]
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
-MONITOR = "val/loss"
 # Settings that may change between attempts of one run without changing what is trained.
 _RESUMABLE_CHANGES = {"devices", "num_nodes", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
 
@@ -69,7 +73,7 @@ def train(
     last = run / LAST_CHECKPOINT
     if resume and not last.is_file():
         raise TrainConfigError(f"--resume: no checkpoint at {last}; drop --resume to start this run")
-    _check_same_run(run, config)
+    check_same_run(run, CONFIG_FILE, config.to_dict(), _RESUMABLE_CHANGES, TrainConfigError)
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -106,7 +110,12 @@ def train(
 # ------------------------------------------------------------------------------ data
 def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
     from galaxymorph.data.datamodule import GalaxyDataModule
-    from galaxymorph.data.shards import check_shards_per_process, is_shard_source, read_manifest, shard_paths
+    from galaxymorph.data.shards import (
+        check_shards_per_process,
+        is_shard_source,
+        read_manifest,
+        shard_paths,
+    )
     from galaxymorph.data.transforms import Preprocessing
 
     shards = config.shards
@@ -180,73 +189,7 @@ def _check_data(config: TrainConfig, run: Path, schema: Schema, prep: dict[str, 
         )
 
 
-def _check_same_run(run: Path, config: TrainConfig) -> None:
-    """Another command's folder, or this run with other settings, would mix two experiments: refuse, naming it."""
-    if not claim_folder(run, CONFIG_FILE):
-        return
-    saved_file = run / CONFIG_FILE
-    changed = changed_setting(saved_file, config.to_dict(), _RESUMABLE_CHANGES)
-    if changed:
-        key, saved, value = changed
-        raise TrainConfigError(
-            f"{run} was started with {key}={saved!r}, not {value!r}; "
-            f"resume with the same settings (see {saved_file}) or choose a new --out"
-        )
-
-
 # --------------------------------------------------------------------------- trainer
-class ExportBest(Callback):
-    """Writes ``RUN/best`` (safetensors + JSON) whenever the validation loss improves."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.best = float("inf")
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: GalaxyLightningModule) -> None:
-        if trainer.sanity_checking or MONITOR not in trainer.callback_metrics:
-            return
-        loss = float(trainer.callback_metrics[MONITOR])
-        if loss < self.best:
-            self.best = loss
-            if trainer.is_global_zero:
-                save_model(pl_module.model, self.directory)
-                info = {"val_loss": loss, "epoch": trainer.current_epoch, "global_step": trainer.global_step}
-                (self.directory / "training.yaml").write_text(yaml.safe_dump(info))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict["best"]
-
-
-class TrainingProgress(RichProgressBar):
-    """Lightning's progress bar, plus the time left for the whole run (every epoch), not only this epoch."""
-
-    _start: tuple[float, int] | None = None
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        self._start = (time.monotonic(), trainer.global_step)
-
-    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
-        total = trainer.max_epochs * trainer.num_training_batches
-        if self._start is not None and trainer.global_step > self._start[1] and math.isfinite(total):
-            seconds_per_step = (time.monotonic() - self._start[0]) / (trainer.global_step - self._start[1])
-            metrics["run left"] = str(timedelta(seconds=round(seconds_per_step * (total - trainer.global_step))))
-        return metrics
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes beside the target then renames: a kill mid-save leaves the previous checkpoint intact."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        tmp = f"{path}.tmp"
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
-
-
 def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra: list[Callback]) -> L.Trainer:
     checkpoints = run / LAST_CHECKPOINT.parent
     callbacks: list[Callback] = [

@@ -5,7 +5,7 @@ A catalogue is a CSV/Parquet file (or DataFrame) with ``id_str``, ``file_loc``
 column per schema answer. A question whose columns are *all* NaN for a galaxy
 was not provided (valid: it costs nothing in the loss); a question only partly
 NaN is invalid. Every problem becomes one line ``row, id_str, reason`` in a CSV
-report; the caller chooses to fail (:class:`CatalogError`) or to skip the bad
+report; the caller chooses to fail (:class:`CatalogueError`) or to skip the bad
 rows (they stay listed in the report and in a warning, never dropped silently).
 """
 
@@ -23,7 +23,7 @@ from galaxymorph.data.images import check_image
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = [
-    "CatalogError", "CatalogWarning", "check_votes", "read_catalogue", "read_table", "resolve_paths", "unique_ids",
+    "CatalogueError", "CatalogueWarning", "check_votes", "read_catalogue", "read_table", "resolve_paths", "unique_ids",
     "vote_columns",
 ]
 
@@ -31,11 +31,11 @@ REQUIRED = ("id_str", "file_loc")
 _SHOWN = 5
 
 
-class CatalogError(ValueError):
+class CatalogueError(ValueError):
     """The catalogue has problems; the message counts them, shows the first few and names the report."""
 
 
-class CatalogWarning(UserWarning):
+class CatalogueWarning(UserWarning):
     """Rows were skipped (``on_error="skip"``); the report file lists each one."""
 
 
@@ -54,19 +54,19 @@ def read_table(catalogue: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path
         return catalogue.copy(), None
     path = Path(catalogue)
     if path.is_dir():
-        raise CatalogError(f"{path} is a folder; give a catalogue file (.csv or .parquet)")
+        raise CatalogueError(f"{path} is a folder; give a catalogue file (.csv or .parquet)")
     if not path.is_file():
-        raise CatalogError(f"catalogue file not found: {path}")
+        raise CatalogueError(f"catalogue file not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv", ".gz", ".txt"):
-        raise CatalogError(f"{path}: unknown catalogue format {path.suffix!r}; use .csv or .parquet")
+        raise CatalogueError(f"{path}: unknown catalogue format {path.suffix!r}; use .csv or .parquet")
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path), path
         return pd.read_csv(path, dtype={"id_str": str, "file_loc": str}, keep_default_na=True), path
     except ValueError as err:  # pandas' ParserError and EmptyDataError, pyarrow's ArrowInvalid
         kind = "Parquet" if "parquet" in suffix or suffix == ".pq" else "CSV"
-        raise CatalogError(f"{path}: cannot read it as a {kind} table ({err})") from None
+        raise CatalogueError(f"{path}: cannot read it as a {kind} table ({err})") from None
 
 
 def unique_ids(df: pd.DataFrame, name: str) -> pd.Series:
@@ -87,7 +87,7 @@ def _refuse(problems: dict[int, list[str]], ids: pd.Series, name: str, rule: str
     if problems:
         row = min(problems)
         more = f" ({len(problems)} rows in all)" if len(problems) > 1 else ""
-        raise CatalogError(f"{name}: row {row} id_str={ids[row]}: {problems[row][0]}{more}; {rule}")
+        raise CatalogueError(f"{name}: row {row} id_str={ids[row]}: {problems[row][0]}{more}; {rule}")
 
 
 def _check_columns(df: pd.DataFrame, wanted: list[str], name: str) -> None:
@@ -100,7 +100,7 @@ def _check_columns(df: pd.DataFrame, wanted: list[str], name: str) -> None:
         close = difflib.get_close_matches(col, have, n=3, cutoff=0.5)
         hints.append(f"  {col}: closest existing {close}" if close else f"  {col}: no similar column")
     more = f"\n  ... and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
-    raise CatalogError(
+    raise CatalogueError(
         f"catalogue {name} lacks {len(missing)} required column(s):\n" + "\n".join(hints) + more
         + "\nRename the columns (vote columns are '<question>_<answer>', see `galaxymorph schemas show`)."
     )
@@ -181,8 +181,8 @@ def read_catalogue(
     Args:
         catalogue: CSV/Parquet path, or a DataFrame.
         schema: the decision tree whose answers name the vote columns.
-        on_error: ``"raise"`` a :class:`CatalogError`, or ``"skip"`` bad rows (with a
-            :class:`CatalogWarning`); either way every problem is in the report.
+        on_error: ``"raise"`` a :class:`CatalogueError`, or ``"skip"`` bad rows (with a
+            :class:`CatalogueWarning`); either way every problem is in the report.
         report_path: CSV of problems; default ``<catalogue>.problems.csv`` beside the
             file (``catalogue.problems.csv`` in ``root``/the working folder for DataFrames).
         check_images: check each image exists and its header parses (cheap, no decode).
@@ -221,11 +221,11 @@ def read_catalogue(
         more = f"\n  ... {len(lines) - _SHOWN} more" if len(lines) > _SHOWN else ""
         summary = f"{len(found)} of {len(df)} rows of catalogue {name} have problems ({len(lines)} in all):\n{shown}{more}"
         if on_error == "raise":
-            raise CatalogError(
+            raise CatalogueError(
                 f"{summary}\nFull list: {report_path}. Fix those rows, or skip them with on_error='skip' "
                 "(--on-error skip); skipped rows stay listed in the report."
             )
-        warnings.warn(f"skipped {summary}\nFull list: {report_path}", CatalogWarning, stacklevel=2)
+        warnings.warn(f"skipped {summary}\nFull list: {report_path}", CatalogueWarning, stacklevel=2)
         df = df.drop(index=sorted(found)).reset_index(drop=True)
         df.attrs["skipped"] = [{"row": i, "id_str": ident, "reason": reason} for i, ident, reason in lines]
 

@@ -1,4 +1,4 @@
-"""Training settings as plain data: the keys of `galaxymorph train --config FILE.yaml` and of `TrainConfig`."""
+"""Training and fine-tuning settings as plain data: the keys of `--config FILE.yaml`, `TrainConfig` and `FinetuneConfig`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from typing import Any
 import yaml
 
 from galaxymorph.files import read_mapping
+from galaxymorph.models.finetune_model import TASKS
+from galaxymorph.outputs import claim_folder
 
-__all__ = ["TrainConfig", "TrainConfigError", "check_types", "parse_max_time", "settings_from_dict"]
+__all__ = ["FinetuneConfig", "TrainConfig", "TrainConfigError", "check_same_run", "check_types", "parse_max_time",
+           "settings_from_dict"]
 
 
 class TrainConfigError(ValueError):
@@ -86,6 +89,69 @@ class TrainConfig:
             if not ok:
                 raise TrainConfigError(f"{name}={getattr(self, name)!r} {rule}")
         parse_max_time(self.max_time)
+
+
+FINETUNE_CONFIG_FILE = "finetune_config.yaml"
+# Settings that may change between attempts of one run without changing what is trained.
+FINETUNE_RESUMABLE = {"progress", "workers"}
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs (a YAML file with these keys can hold any of them)."""
+
+    checkpoint: str  # galaxymorph RUN/ or RUN/best/, or a Hugging Face style timm folder
+    catalogue: str  # id_str, file_loc, and the label column (or the tree's vote columns)
+    out: str
+    task: str = "classification"  # classification | regression | tree
+    label_col: str | None = None  # classification / regression target
+    schema: str | None = None  # tree: a built-in tree name or a schema file
+    classes: list[str] | None = None  # classification: class order (default: sorted label values)
+    class_weights: str | list[float] | None = None  # None, "balanced", or one weight per class
+    label_smoothing: float = 0.0
+    regression_loss: str = "mse"  # mse | mae
+    bounded: bool = False  # regression target in [0, 1]: sigmoid output
+    unfreeze: int | str = 0  # encoder blocks to train after the head stage: 0 (head only), N, or "all"
+    head_epochs: int = 0  # head-only epochs before unfreezing (only used when unfreeze != 0)
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    head_lr: float | None = None  # learning rate of the head-only stage (default: lr)
+    layer_decay: float = 0.75
+    weight_decay: float = 0.05
+    dropout: float = 0.2
+    patience: int = 5
+    val_fraction: float = 0.2
+    seed: int = 0
+    # Only for timm folders, which carry no galaxymorph preprocessing:
+    image_size: int = 64
+    source_crop: float = 1.0
+    channels: int | None = None
+    workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+    def validate(self) -> None:
+        checks = [
+            (self.task in TASKS, "task", f"must be one of {TASKS}"),
+            (self.task == "tree" or self.label_col, "label_col", f"is needed for the {self.task} task"),
+            (self.task != "tree" or self.schema, "schema", "is needed for the tree task (the new decision tree)"),
+            (self.unfreeze == "all" or (isinstance(self.unfreeze, int) and self.unfreeze >= 0), "unfreeze",
+             "must be a number of blocks >= 0 or 'all'"),
+            (self.regression_loss in ("mse", "mae"), "regression_loss", "must be 'mse' or 'mae'"),
+            (self.epochs >= 1 and self.head_epochs >= 0, "epochs", "must be >= 1 (head_epochs >= 0)"),
+            (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
+            (0 < self.layer_decay <= 1, "layer_decay", "must be in (0, 1]"),
+            (0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)"),
+        ]
+        for ok, name, rule in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} {rule}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def settings_from_dict(cls: type, data: dict[str, Any], source: str, error: type[ValueError] = ValueError) -> Any:
@@ -188,15 +254,18 @@ def parse_max_time(text: str | None) -> timedelta | None:
     return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
-def changed_setting(saved_file: Path, settings: dict[str, Any], may_change: set[str]) -> tuple[str, Any, Any] | None:
-    """The first setting (name, saved value, new value) that differs from a run's saved YAML, if any.
+def check_same_run(run: str | Path, config_file: str, settings: dict[str, Any], may_change: set[str],
+                   error: type[ValueError] = ValueError) -> None:
+    """Refuse another command's folder, or a run of this kind with other settings (naming one).
 
-    Resuming a run with other settings would silently mix two experiments, so
-    callers refuse; settings in ``may_change`` (devices, progress, ...) are free.
+    Resuming a run with other settings would silently mix two experiments; settings in
+    ``may_change`` (devices, progress, ...) do not change what is trained and are free.
     """
+    if not claim_folder(run, config_file):
+        return
+    saved_file = Path(run) / config_file
     saved = yaml.safe_load(saved_file.read_text())
     for key, value in settings.items():
         if key not in may_change and saved.get(key) != value:
-            return key, saved.get(key), value
-    return None
-
+            raise error(f"{run} was started with {key}={saved.get(key)!r}, not {value!r}; "
+                        f"resume with the same settings (see {saved_file}) or choose a new --out")

@@ -7,6 +7,7 @@ batch on each epoch, instead of being decoded again every epoch.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,17 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.progress import Progress
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from galaxymorph.data.catalog import CatalogError, read_catalogue, read_table, resolve_paths, vote_columns
-from galaxymorph.data.datamodule import PredictImages, collate_predict
+from galaxymorph.data.catalogue import (
+    CatalogueError,
+    read_catalogue,
+    read_table,
+    resolve_paths,
+    vote_columns,
+)
+from galaxymorph.data.datamodule import AugmentingDataModule
+from galaxymorph.data.inputs import GalaxyStream, collate_galaxies
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema
 
@@ -54,11 +62,11 @@ def _bad_rows(frame: pd.DataFrame, mask: np.ndarray, reason: str, fix: str) -> N
     if len(rows):
         shown = ", ".join(f"row {i} (id_str={frame.at[i, 'id_str']})" for i in rows[:_SHOWN])
         more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
-        raise CatalogError(f"{len(rows)} of {len(frame)} rows {reason}: {shown}{more}; {fix}")
+        raise CatalogueError(f"{len(rows)} of {len(frame)} rows {reason}: {shown}{more}; {fix}")
 
 
 def read_labels(
-    catalog: str | Path | pd.DataFrame,
+    catalogue: str | Path | pd.DataFrame,
     task: str,
     label_col: str | None = None,
     schema: Schema | None = None,
@@ -70,21 +78,21 @@ def read_labels(
     Classes are the label values as strings, in sorted order unless ``classes`` is given.
 
     Raises:
-        CatalogError: a missing column, an empty or unknown label, a value outside [0, 1]
+        CatalogueError: a missing column, an empty or unknown label, a value outside [0, 1]
             when ``bounded``; the message names the rows and the fix.
     """
     if task == "tree":
         if schema is None:
             raise ValueError("the tree task needs --schema (the new decision tree)")
-        frame = read_catalogue(catalog, schema)
+        frame = read_catalogue(catalogue, schema)
         return frame, torch.from_numpy(frame[vote_columns(schema)].to_numpy(np.float32)), None
-    frame, path = read_table(catalog)
+    frame, path = read_table(catalogue)
     frame, root = frame.reset_index(drop=True), path.parent if path else Path.cwd()
     if label_col is None:
         raise ValueError(f"the {task} task needs --label-col (the catalogue column holding each galaxy's label)")
     missing = [c for c in ("id_str", "file_loc", label_col) if c not in frame.columns]
     if missing:
-        raise CatalogError(f"catalogue lacks column(s) {missing}; it has {list(frame.columns)[:12]}")
+        raise CatalogueError(f"catalogue lacks column(s) {missing}; it has {list(frame.columns)[:12]}")
     frame["id_str"] = frame["id_str"].astype(str)
     frame["file_loc"] = resolve_paths(frame["file_loc"].astype(str), root)
     _bad_rows(frame, frame["id_str"].duplicated().to_numpy(), "repeat an id_str", "ids must be unique")
@@ -97,7 +105,7 @@ def read_labels(
         _bad_rows(frame, (~text.isin(class_names)).to_numpy(), f"have a {label_col!r} not in the classes {class_names}",
                   "fix the labels or the --classes list")
         if len(set(text)) < 2:
-            raise CatalogError(f"{label_col!r} has a single value {text.iloc[0]!r}; classification needs >= 2 classes")
+            raise CatalogueError(f"{label_col!r} has a single value {text.iloc[0]!r}; classification needs >= 2 classes")
         index = {c: i for i, c in enumerate(class_names)}
         return frame, torch.tensor([index[t] for t in text], dtype=torch.int64), class_names
     if task != "regression":
@@ -112,26 +120,35 @@ def read_labels(
 
 
 def decode_images(ids: list[str], paths: list[str], prep: Preprocessing, workers: int = 0, progress: bool = True) -> torch.Tensor:
-    """All images as uint8 (N, C, stored_size, stored_size); any unreadable file is one error naming the rows."""
-    dataset = PredictImages(ids, paths, prep)
-    loader = DataLoader(dataset, batch_size=64, num_workers=workers, collate_fn=collate_predict)
-    images, errors = [], []
+    """All images as uint8 (N, C, stored_size, stored_size), in input order; unreadable files are one error naming the rows.
+
+    Read by the prediction stack (:class:`galaxymorph.data.inputs.GalaxyStream`), so a model
+    sees its fine-tuning images exactly as it will see the galaxies it predicts.
+    """
+    stream = GalaxyStream(functools.partial(list, list(zip(ids, paths))), prep.to_dict())
+    loader = DataLoader(stream, batch_size=64, num_workers=workers, collate_fn=collate_galaxies)
+    row = {id_str: i for i, id_str in enumerate(ids)}
+    decoded: dict[str, torch.Tensor] = {}
+    errors: list[str] = []
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("decoding images", total=len(dataset))
+        task = bar.add_task("decoding images", total=len(ids))
         for batch in loader:
-            offset = sum(len(b) for b in images)
-            errors += [f"row {offset + i} ({e})" for i, e in enumerate(batch["error"]) if e]
-            images.append(batch["image"])
-            bar.advance(task, len(batch["id_str"]))
+            if batch["image"] is not None:
+                decoded.update(zip(batch["id_str"], batch["image"]))
+            errors += [f"row {row[id_str]} ({reason})" for id_str, _, reason in batch["errors"]]
+            bar.advance(task, len(batch["id_str"]) + len(batch["errors"]))
     if errors:
-        raise CatalogError(
-            f"{len(errors)} of {len(ids)} images cannot be read, e.g. {'; '.join(errors[:3])}; fix or remove those rows"
+        raise CatalogueError(
+            f"{len(errors)} of {len(ids)} images cannot be read, e.g. {'; '.join(sorted(errors)[:3])}; "
+            "fix or remove those rows"
         )
-    return torch.cat(images) if images else torch.zeros((0, prep.channels, prep.stored_size, prep.stored_size), dtype=torch.uint8)
+    if not ids:
+        return torch.zeros((0, prep.channels, prep.stored_size, prep.stored_size), dtype=torch.uint8)
+    return torch.stack([decoded[id_str] for id_str in ids])
 
 
 def load_labelled(
-    catalog: str | Path | pd.DataFrame,
+    catalogue: str | Path | pd.DataFrame,
     task: str,
     preprocessing: dict[str, Any],
     label_col: str | None = None,
@@ -142,7 +159,7 @@ def load_labelled(
     progress: bool = True,
 ) -> LabelledImages:
     """A catalogue's labels checked and its images decoded as the encoder expects (``preprocessing``)."""
-    frame, targets, class_names = read_labels(catalog, task, label_col, schema, classes, bounded)
+    frame, targets, class_names = read_labels(catalogue, task, label_col, schema, classes, bounded)
     prep = Preprocessing.from_dict(preprocessing)
     ids = frame["id_str"].astype(str).tolist()
     images = decode_images(ids, frame["file_loc"].tolist(), prep, workers, progress)
@@ -161,3 +178,30 @@ def split_train_val(data: LabelledImages, val_fraction: float, seed: int = 0) ->
         stratify = None  # a class with one example cannot be on both sides
     train_rows, val_rows = train_test_split(rows, test_size=val_fraction, random_state=seed, stratify=stratify)
     return data.subset(np.sort(train_rows)), data.subset(np.sort(val_rows))
+
+
+class _Rows(Dataset):
+    def __init__(self, data: LabelledImages) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.data.images[i], "target": self.data.targets[i]}
+
+
+class LabelledDataModule(AugmentingDataModule):
+    """Fine-tuning batches ``{"image", "target"}`` from decoded images, augmented on the device as training's are."""
+
+    def __init__(self, train_set: LabelledImages, val_set: LabelledImages, preprocessing: Preprocessing,
+                 batch_size: int, seed: int = 0) -> None:
+        super().__init__(preprocessing, torch.Generator().manual_seed(seed))
+        self.train_set, self.val_set, self.batch_size, self.seed = train_set, val_set, batch_size, seed
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(_Rows(self.train_set), batch_size=self.batch_size, shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.val_set), batch_size=max(self.batch_size, 64))

@@ -1,4 +1,4 @@
-"""``galaxymorph shard`` and ``galaxymorph convert-kaggle``: catalogues into training data."""
+"""``galaxymorph shard``: validate a catalogue and decode its images once into shards."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from galaxymorph.schema import get_schema
 
 console = Console(stderr=True)
 
+__all__ = ["shard"]
+
 
 def shard(
-    catalog: Path = typer.Option(..., "--catalog", help="Catalogue (.csv/.parquet): id_str, file_loc, vote counts."),
+    catalogue: Path = typer.Option(..., "--catalog", help="Catalogue (.csv/.parquet): id_str, file_loc, vote counts."),
     schema: str = typer.Option(..., help="Decision tree naming the vote columns (see `galaxymorph schemas`)."),
     out: Path = typer.Option(..., help="Output directory for shards + manifest.json (re-run to resume)."),
     size: int = typer.Option(128, help="Side in px of the stored pixels."),
@@ -30,7 +32,7 @@ def shard(
     overwrite: bool = typer.Option(False, help="Rebuild an --out holding shards of other data/settings."),
 ) -> None:
     """Validate a catalogue, decode each image once, write WebDataset shards (resumable)."""
-    from galaxymorph.data.catalog import CatalogWarning
+    from galaxymorph.data.catalogue import CatalogueWarning
     from galaxymorph.data.images import FitsStretch
     from galaxymorph.data.shards import write_shards
     from galaxymorph.data.transforms import Preprocessing
@@ -38,25 +40,12 @@ def shard(
     prep = Preprocessing(stored_size=size, source_crop=crop, channels=channels, image_size=size,
                          stretch=FitsStretch(kind=stretch))
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CatalogWarning)
+        warnings.simplefilter("always", CatalogueWarning)
         manifest = write_shards(
-            catalog, get_schema(schema), out, prep, val_fraction, test_fraction, seed,
+            catalogue, get_schema(schema), out, prep, val_fraction, test_fraction, seed,
             workers or None, shard_size, on_error, overwrite,
         )
     for warning in caught:
         console.print(f"[yellow]warning:[/yellow] {warning.message}")
     counts = ", ".join(f"{name} {s['count']}" for name, s in manifest["splits"].items())
     console.print(f"wrote {out}: {counts}; {len(manifest['skipped'])} skipped")
-
-
-def convert_kaggle(
-    labels: Path = typer.Option(..., help="Kaggle GZ2 labels.csv (GalaxyID, Class1.1 ... Class11.6)."),
-    images: Path = typer.Option(..., help="Folder of <GalaxyID>.jpg images."),
-    out: Path = typer.Option(..., help="Catalogue to write (.parquet or .csv)."),
-    volunteers: float = typer.Option(40, help="Assumed volunteers per galaxy: counts = round(fraction x volunteers reaching the question)."),
-) -> None:
-    """Kaggle GZ2 weighted cumulative fractions -> a gz2 catalogue of vote counts (see README, data)."""
-    from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
-
-    catalogue = kaggle_to_catalogue(labels, images, volunteers, out)
-    console.print(f"wrote {out}: {len(catalogue)} galaxies, {volunteers:g} volunteers assumed")

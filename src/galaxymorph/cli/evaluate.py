@@ -1,0 +1,48 @@
+"""``galaxymorph evaluate`` and ``report``: metrics against the votes (and truth), and the HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+__all__ = ["evaluate", "report"]
+
+
+def evaluate(
+    predictions: Path = typer.Option(..., help="Parquet file from `galaxymorph predict`."),
+    catalogue: Path = typer.Option(..., "--catalog", help="Catalogue with the vote counts (and true_p: columns if simulated)."),
+    out: Path = typer.Option(None, help="Folder for evaluation.json and the plots."),
+    min_votes: int = typer.Option(10, help="Votes a question needs for the confident-galaxy accuracy."),
+    confident: float = typer.Option(
+        0.8, min=0, max=1, help="Vote fraction above which a galaxy counts as confidently labelled."
+    ),
+) -> None:
+    """Metrics against volunteer votes (NLL, MAE, RMSE, accuracy, calibration) and against truth if present."""
+    from galaxymorph.evaluate import evaluate as run
+
+    result = run(predictions, catalogue, out=out, min_votes=min_votes, confident=confident)
+    overall = result["overall"]
+    Console().print(
+        f"{result['galaxies']} galaxies: vote-fraction MAE {overall['model']['mae']:.4f} "
+        f"(constant {overall['constant']['mae']:.4f}), RMSE {overall['model']['rmse']:.4f}, "
+        f"90% interval coverage {overall['coverage']['0.9']:.3f}"
+        + (f", MAE vs truth {overall['truth']['model']['mae']:.4f}" if "truth" in overall else "")
+        + (f", Kaggle RMSE {overall['kaggle_rmse']['model']:.4f}" if "kaggle_rmse" in overall else "")
+        + (f"\nwritten to {out}" if out else "")
+    )
+
+
+def report(
+    predictions: Path = typer.Option(..., help="Parquet file from `galaxymorph predict`."),
+    out: Path = typer.Option(Path("report.html"), help="The HTML file to write."),
+    evaluation: Path = typer.Option(None, help="Folder written by `galaxymorph evaluate --out`."),
+    catalogue: Path = typer.Option(None, "--catalog", help="Catalogue to find images when predicting from shards."),
+    gallery: int = typer.Option(300, help="Galaxies in the gallery (drawn at random when there are more)."),
+) -> None:
+    """One self-contained HTML file: metrics, plots and a sortable, filterable gallery."""
+    from galaxymorph.report import build_report
+
+    path = build_report(predictions, out, evaluation=evaluation, catalogue=catalogue, gallery=gallery)
+    Console().print(f"report: {path}")

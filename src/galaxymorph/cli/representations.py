@@ -1,0 +1,73 @@
+"""``galaxymorph embed``, ``similar`` and ``anomalies``: encoder features, neighbours and outliers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+__all__ = ["embed", "similar", "anomalies"]
+
+
+def embed(
+    checkpoint: Path = typer.Option(..., help="Training or fine-tuning run (RUN/ or RUN/best/)."),
+    out: Path = typer.Option(..., help="Parquet file: id_str, file_loc, embedding."),
+    images: Path = typer.Option(None, help="A folder of images (id_str = file name without suffix)."),
+    catalogue: Path = typer.Option(None, "--catalog", help="A catalogue with id_str and file_loc."),
+    shards: str = typer.Option(None, help="A shard folder (with manifest.json), or its URL (see README)."),
+    split: str = typer.Option(None, help="Shards: only this split."),
+    pca: int = typer.Option(None, help="Keep only the first K principal components (full features kept beside)."),
+    batch_size: int = typer.Option(64, min=1),
+    workers: int = typer.Option(0, help="Image-decoding worker processes."),
+) -> None:
+    """Encoder features per galaxy, streamed to Parquet; re-run the same command to resume."""
+    from galaxymorph.representations import embed as run
+
+    counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split, pca=pca,
+                 batch_size=batch_size, workers=workers)
+    Console().print(f"{out}: {counts['rows']} galaxies ({counts['new']} new, {counts['errors']} unreadable)")
+
+
+def similar(
+    embeddings: Path = typer.Option(..., help="Parquet file from `galaxymorph embed`."),
+    query: str = typer.Option(..., help="id_str of the galaxy to find look-alikes of."),
+    k: int = typer.Option(8, min=1, help="How many galaxies to show, the query included."),
+    grid: Path = typer.Option(None, help="Also draw them into this PNG."),
+) -> None:
+    """Nearest neighbours by cosine similarity (scikit-learn NearestNeighbors, exact search)."""
+    from galaxymorph.representations import image_grid, read_embeddings
+    from galaxymorph.representations import similar as search
+
+    frame, vectors, _ = read_embeddings(embeddings)
+    found = search(frame, vectors, query, k)
+    Console().print(found[["rank", "id_str", "similarity"]].to_string(index=False))
+    if grid:
+        captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
+        image_grid(found["file_loc"].tolist(), captions, grid, title=f"most similar to {query} (cosine)")
+        Console().print(f"grid: {grid}")
+
+
+def anomalies(
+    embeddings: Path = typer.Option(..., help="Parquet file from `galaxymorph embed`."),
+    out: Path = typer.Option(None, help="CSV of every galaxy's score (id_str, file_loc, anomaly_score), highest first."),
+    method: str = typer.Option("knn", help="knn (cosine distance to the k-th neighbour) | isolation-forest."),
+    k: int = typer.Option(10, min=1, help="knn: which neighbour's distance."),
+    top: int = typer.Option(20, help="How many of the most unusual galaxies to list and draw."),
+    grid: Path = typer.Option(None, help="Draw the most unusual galaxies into this PNG."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
+    from galaxymorph.representations import anomaly_scores, image_grid, read_embeddings
+
+    frame, vectors, _ = read_embeddings(embeddings)
+    frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed)
+    ranked = frame.sort_values("anomaly_score", ascending=False, kind="stable")
+    if out:
+        ranked.to_csv(out, index=False)
+    Console().print(ranked.head(top)[["id_str", "anomaly_score"]].to_string(index=False))
+    if grid:
+        shown = ranked.head(top)
+        captions = [f"{i} ({s:.3g})" for i, s in zip(shown["id_str"], shown["anomaly_score"])]
+        image_grid(shown["file_loc"].tolist(), captions, grid, title=f"most unusual ({method})")
+        Console().print(f"grid: {grid}")

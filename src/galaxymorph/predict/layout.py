@@ -1,0 +1,161 @@
+"""The predictions file: one Parquet row per galaxy, readable without this package.
+
+- ``id_str`` (string) and ``file_loc`` (string, null for shard input);
+- ``conc:<answer>``: fixed-size list of float32, the Dirichlet concentration of
+  that answer in each of the N MC-dropout samples (sample ``s`` of every answer
+  column belongs to the same dropout mask);
+- ``<answer>_fraction``, ``<answer>_q05``, ``<answer>_q95``: posterior mean vote
+  fraction within the question and its 5% / 95% credible bounds (mixture over samples);
+- ``<question>_asked``: probability that a volunteer is asked that question.
+
+The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
+samples and the preprocessing, so :func:`read_predictions` needs nothing else, and
+``made_by`` (see :mod:`galaxymorph.predict.parts`).
+
+Fine-tuned classification and regression models (``config["task"]``) get other
+columns: ``sample:<output>`` (the N MC-dropout samples) and their summaries (class
+probabilities with 5% / 95% bounds and ``predicted_class``, or the value with its
+spread, see :func:`summarise_samples`); the metadata holds the task and outputs in
+place of the schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from galaxymorph.schema import Schema
+from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
+
+__all__ = ["META_KEY", "output_format", "read_concentrations", "read_predictions", "summarise_samples"]
+
+META_KEY = b"galaxymorph"
+TableBuilder = Callable[[Sequence[str], np.ndarray, Sequence[str | None]], pa.Table]  # (ids, samples, file_locs)
+
+
+SUMMARISED_TASKS = ("classification", "regression")
+
+
+def summarise_samples(config: dict[str, Any], samples: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-galaxy columns from (B, K, n) samples of a classification or regression model.
+
+    classification: ``<class>_probability`` (mean over samples), ``<class>_q05`` / ``_q95``
+    (5% / 95% over samples) and ``predicted_class`` (largest mean probability).
+    regression: ``<target>`` (mean), ``<target>_std``, ``<target>_q05`` / ``_q95``.
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    task = config["task"]
+    if samples.ndim != 3 or samples.shape[1] != len(config["outputs"]):
+        raise ValueError(f"expected samples (galaxies, {len(config['outputs'])}, n), got {samples.shape}")
+    low, high = np.quantile(samples, [0.05, 0.95], axis=2)
+    mean = samples.mean(axis=2)
+    columns: dict[str, np.ndarray] = {}
+    if task == "classification":
+        for i, name in enumerate(config["classes"]):
+            columns[f"{name}_probability"] = mean[:, i]
+            columns[f"{name}_q05"], columns[f"{name}_q95"] = low[:, i], high[:, i]
+        columns["predicted_class"] = np.asarray(config["classes"], dtype=object)[mean.argmax(axis=1)]
+        return columns
+    if task == "regression":
+        name = config["outputs"][0]
+        return {name: mean[:, 0], f"{name}_std": samples[:, 0].std(axis=1), f"{name}_q05": low[:, 0], f"{name}_q95": high[:, 0]}
+    raise ValueError(f"task {task!r}: use predict's Dirichlet posterior summaries for the tree task")
+
+
+def outputs_layout(config: dict[str, Any], samples: int, metadata: dict[str, Any] | None = None) -> pa.Schema:
+    """Parquet layout of a classification / regression model's predictions.
+
+    ``id_str``, ``file_loc``, ``sample:<output>`` (fixed-size float32 list: the MC-dropout
+    samples), then the :func:`summarise_samples` columns; metadata holds the task,
+    the outputs and ``metadata``.
+    """
+    fields = [pa.field("id_str", pa.string()), pa.field("file_loc", pa.string())]
+    fields += [pa.field(f"sample:{o}", pa.list_(pa.float32(), samples)) for o in config["outputs"]]
+    example = summarise_samples(config, np.full((1, len(config["outputs"]), samples), 0.5))
+    fields += [pa.field(k, pa.string() if k == "predicted_class" else pa.float32()) for k in example]
+    meta = {"task": config["task"], "outputs": config["outputs"], "samples": samples, **(metadata or {})}
+    return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
+
+
+def outputs_table(ids: Sequence[str], samples: np.ndarray, file_locs: Sequence[str | None],
+                  config: dict[str, Any], layout: pa.Schema) -> pa.Table:
+    """One batch of rows in :func:`outputs_layout` from samples (galaxies, outputs, n)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    columns: dict[str, Any] = {"id_str": list(ids), "file_loc": list(file_locs)}
+    for i, name in enumerate(config["outputs"]):
+        flat = pa.array(np.ascontiguousarray(samples[:, i, :]).reshape(-1), pa.float32())
+        columns[f"sample:{name}"] = pa.FixedSizeListArray.from_arrays(flat, samples.shape[2])
+    columns.update(summarise_samples(config, samples))
+    return pa.table({f.name: columns[f.name] for f in layout}, schema=layout)
+
+
+def arrow_schema(schema: Schema, samples: int, metadata: dict[str, Any]) -> pa.Schema:
+    """The Parquet layout documented in the module docstring."""
+    fields = [pa.field("id_str", pa.string()), pa.field("file_loc", pa.string())]
+    fields += [pa.field(f"conc:{a}", pa.list_(pa.float32(), samples)) for a in schema.answers]
+    fields += [pa.field(f"{a}_{stat}", pa.float32()) for a in schema.answers for stat in ("fraction", "q05", "q95")]
+    fields += [pa.field(f"{q}_asked", pa.float32()) for q in schema.question_names]
+    meta = {"schema": schema.to_dict(), "samples": samples, **metadata}
+    return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
+
+
+def posterior_table(
+    ids: Sequence[str], concentrations: np.ndarray, file_locs: Sequence[str | None], schema: Schema, layout: pa.Schema
+) -> pa.Table:
+    """One batch of rows: concentrations (galaxies, answers, samples) and their posterior summaries."""
+    conc = np.asarray(concentrations, dtype=np.float32)
+    fractions = expected_fractions(conc, schema)
+    bounds = credible_intervals(conc, schema, (0.05, 0.95))
+    asked = probability_asked(conc, schema)
+    samples = conc.shape[2]
+    columns: dict[str, Any] = {"id_str": list(ids), "file_loc": list(file_locs)}
+    for i, a in enumerate(schema.answers):
+        flat = pa.array(np.ascontiguousarray(conc[:, i, :]).reshape(-1), pa.float32())
+        columns[f"conc:{a}"] = pa.FixedSizeListArray.from_arrays(flat, samples)
+    for i, a in enumerate(schema.answers):
+        columns[f"{a}_fraction"] = fractions[:, i].astype(np.float32)
+        columns[f"{a}_q05"] = bounds[:, i, 0].astype(np.float32)
+        columns[f"{a}_q95"] = bounds[:, i, 1].astype(np.float32)
+    for q, name in enumerate(schema.question_names):
+        columns[f"{name}_asked"] = asked[:, q].astype(np.float32)
+    return pa.table({f.name: columns[f.name] for f in layout}, schema=layout)
+
+
+def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]) -> tuple[pa.Schema, TableBuilder]:
+    """The Parquet layout of a model's predictions and the function that turns one batch of samples into rows.
+
+    Dirichlet models (trained, or fine-tuned on a tree) get the posterior columns;
+    fine-tuned classification / regression models the ``finetune_outputs`` columns.
+    """
+    if config.get("task") in SUMMARISED_TASKS:
+        layout = outputs_layout(config, samples, metadata)
+        return layout, functools.partial(outputs_table, config=config, layout=layout)
+    schema = Schema.from_dict(config["schema"])
+    layout = arrow_schema(schema, samples, metadata)
+    return layout, functools.partial(posterior_table, schema=schema, layout=layout)
+
+
+def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
+    """A Dirichlet model's predictions file as (DataFrame, schema, metadata)."""
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"null"))
+    if not meta or not {"schema", "task"} & set(meta):
+        raise ValueError(f"{path}: not a galaxymorph predictions file (no {META_KEY.decode()!r} metadata)")
+    if "schema" not in meta:
+        raise ValueError(f"{path}: predictions of a fine-tuned {meta.get('task')} model have no answer schema; "
+                         "read them with pandas.read_parquet")
+    return table.to_pandas(), Schema.from_dict(meta["schema"]), meta
+
+
+def read_concentrations(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """The ``conc:<answer>`` columns of a predictions frame as float64 (galaxies, answers, samples)."""
+    return np.stack([np.stack(frame[f"conc:{a}"].to_numpy()) for a in schema.answers], axis=1).astype(np.float64)
+
+

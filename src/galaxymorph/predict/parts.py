@@ -1,0 +1,222 @@
+"""Streaming and resuming an output: part files, the record of what made them, one job per output.
+
+Each process appends batches (row groups) to part files in ``<out>.parts/``; a part
+is written as ``.tmp`` and renamed when complete, so a killed run loses at most one
+unfinished part. A re-run skips every id already in a complete part (or in ``<out>``),
+then the parts are merged into ``<out>`` without duplicates. Every part and the output
+record what made them (metadata ``made_by``: the checkpoint, the sha256 of its weights
+and config, the samples, the preprocessing), and a re-run with another model or
+settings is refused instead of mixing two posteriors in one file. Images that cannot
+be read go to ``<out stem>.errors.csv`` (``id_str, file_loc, reason``) and are retried
+by the next run. Predict and embed both write through here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
+from torch import nn
+
+from galaxymorph.models.checkpoint import fingerprint
+from galaxymorph.outputs import claim_file
+from galaxymorph.predict.layout import META_KEY
+
+__all__ = ["ErrorLog", "PartWriter", "check_output_file", "completed_ids", "errors_path", "exclusive_writer",
+           "made_by", "merge_parts", "parts_dir"]
+
+ERROR_FIELDS = ("id_str", "file_loc", "reason")
+
+
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def errors_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".parquet") + ".errors.csv")
+
+
+class PartWriter:
+    """Streams Arrow tables (batches in ``layout``) into Parquet parts of at most ``rows_per_part`` rows.
+
+    One row group per table. A part is written as ``.tmp`` and renamed only when
+    closed, so every visible part is complete; memory holds one batch at a time.
+    Predict and embed both write through it, each building its own tables.
+    """
+
+    def __init__(self, directory: Path, layout: pa.Schema, rank: int = 0, rows_per_part: int = 50_000):
+        self.directory, self.layout = Path(directory), layout
+        self.prefix = f"rank{rank:04d}-{uuid.uuid4().hex[:8]}"
+        self.rows_per_part = rows_per_part
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = 0
+        self._parts = 0
+        self.rows_written = 0
+
+    def write_table(self, table: pa.Table) -> None:
+        if not len(table):
+            return
+        if self._writer is None:
+            self._tmp = self.directory / f"{self.prefix}-{self._parts:05d}.parquet.tmp"
+            self._writer = pq.ParquetWriter(self._tmp, self.layout)
+        self._writer.write_table(table)
+        self._rows += len(table)
+        self.rows_written += len(table)
+        if self._rows >= self.rows_per_part:
+            self._commit()
+
+    def _commit(self) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        self._tmp.rename(self._tmp.with_suffix(""))
+        self._writer, self._rows = None, 0
+        self._parts += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._commit()
+
+
+class ErrorLog:
+    """Appends unreadable images to a per-process CSV, flushed at once so nothing is lost on a kill."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "w", newline="")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(ERROR_FIELDS)
+        self.count = 0
+
+    def write(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        for row in rows:
+            self._csv.writerow(row)
+            self.count += 1
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def made_by(model: nn.Module, checkpoint: str | Path | nn.Module, **settings: Any) -> dict[str, Any]:
+    """What makes an output's rows: recorded in its metadata, compared on every resume (path excepted)."""
+    path = None if isinstance(checkpoint, nn.Module) else str(checkpoint)
+    return {"checkpoint": path, "model_sha256": fingerprint(model),
+            "preprocessing": model.config["preprocessing"], **settings}
+
+
+def _setting(key: str, value: Any) -> str:
+    return f"weights sha256 {str(value)[:12]}" if key == "model_sha256" else f"{key}={value!r}"
+
+
+def _check_made_by(path: Path, expected: dict[str, Any], out: Path) -> None:
+    meta = json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
+    if "made_by" not in meta:
+        raise ValueError(f"{path} was not written by this version of galaxymorph predict or embed (no made_by "
+                         f"metadata); choose a new --out instead of {out}")
+    for key, value in expected.items():
+        saved = meta["made_by"].get(key)
+        if key != "checkpoint" and saved != value:
+            raise ValueError(
+                f"{out} holds rows made with {_setting(key, saved)} (model {meta['made_by'].get('checkpoint')}), "
+                f"not {_setting(key, value)}; re-run with the same model and settings to resume, or choose a new --out"
+            )
+
+
+def completed_ids(out: Path, expected: dict[str, Any]) -> set[str]:
+    """Ids already in ``out`` or in a complete part, all made as ``expected``; unfinished ``.tmp`` parts are removed.
+
+    Call it holding :func:`exclusive_writer`, since the ``.tmp`` parts removed are this output's.
+    """
+    done: set[str] = set()
+    sources = [out] if out.exists() else []
+    if parts_dir(out).exists():
+        for tmp in parts_dir(out).glob("*.tmp"):
+            tmp.unlink()
+        sources += sorted(parts_dir(out).glob("*.parquet"))
+    for path in sources:
+        _check_made_by(path, expected, out)
+        done.update(pq.read_table(path, columns=["id_str"]).column("id_str").to_pylist())
+    return done
+
+
+def check_output_file(out: Path) -> None:
+    """``--out`` of predict and embed: a Parquet file name, not a folder (whose rows a file holds, completed_ids checks)."""
+    claim_file(out, is_own=True)
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"--out {out}: the output is Parquet; name it .parquet")
+
+
+def _node_rank() -> tuple[str, bool]:
+    """This node's rank and whether this process launched it (not a further local rank of a DDP job)."""
+    node = os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or os.environ.get("SLURM_NODEID") or "0"
+    local = os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_LOCALID") or "0"
+    return node, local == "0"
+
+
+@contextmanager
+def exclusive_writer(out: Path) -> Iterator[None]:
+    """One job per output: a second predict or embed on the same ``out`` stops instead of deleting the first's parts.
+
+    The lock is per node (each node of a multi-node job launches once) and is
+    released when the process ends, however it ends.
+    """
+    node, launcher = _node_rank()
+    if not launcher:
+        yield
+        return
+    parts_dir(out).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(parts_dir(out) / f".lock-node{node}", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ValueError(f"another galaxymorph job is writing {out} (lock {lock.lock_file}); wait for it to "
+                         "finish, or choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def merge_parts(out: Path) -> tuple[int, int]:
+    """Fold the parts (and an existing ``out``) into ``out``, each id once; returns (rows, parts merged)."""
+    parts = sorted(parts_dir(out).glob("*.parquet")) if parts_dir(out).exists() else []
+    sources = ([out] if out.exists() else []) + parts
+    if not sources:
+        return 0, 0
+    layout = pq.read_schema(sources[-1])
+    seen: set[str] = set()
+    tmp = out.with_name(out.name + ".merging")
+    with pq.ParquetWriter(tmp, layout) as writer:
+        for path in sources:
+            reader = pq.ParquetFile(path)
+            for group in range(reader.num_row_groups):
+                table = reader.read_row_group(group).cast(layout)
+                ids = table.column("id_str").to_pylist()
+                keep = [i not in seen and not seen.add(i) for i in ids]  # type: ignore[func-returns-value]
+                if not all(keep):
+                    table = table.filter(pa.array(keep))
+                writer.write_table(table)
+    tmp.replace(out)
+    errors = sorted(parts_dir(out).glob("errors-*.csv")) if parts_dir(out).exists() else []
+    if errors:
+        merged = pd.concat([pd.read_csv(e, dtype=str, keep_default_na=False) for e in errors], ignore_index=True)
+        merged = merged[~merged["id_str"].isin(seen)].drop_duplicates("id_str")
+        if len(merged):
+            merged.to_csv(errors_path(out), index=False)
+        elif errors_path(out).exists():
+            errors_path(out).unlink()
+    shutil.rmtree(parts_dir(out), ignore_errors=True)
+    return len(seen), len(parts)
+
+

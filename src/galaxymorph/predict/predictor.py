@@ -1,0 +1,189 @@
+"""The MC-dropout predictor: the encoder once per galaxy, the head N times, rows streamed into parts.
+
+Dropout lives only in the head, so N posterior samples cost one encoder pass
+plus N cheap head passes instead of N full forward passes. Lightning runs it on
+one process or many (``ddp_spawn`` on one node, ``ddp`` across nodes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import torch
+from lightning import pytorch as pl
+from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
+from torch import nn
+from torch.utils.data import DataLoader
+
+from galaxymorph.data.inputs import (
+    GalaxyStream,
+    Record,
+    collate_galaxies,
+    describe_inputs,
+    prediction_records,
+)
+from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.models import load_model
+from galaxymorph.predict.layout import TableBuilder, output_format
+from galaxymorph.predict.parts import (
+    ErrorLog,
+    PartWriter,
+    check_output_file,
+    completed_ids,
+    errors_path,
+    exclusive_writer,
+    made_by,
+    merge_parts,
+    parts_dir,
+)
+from galaxymorph.quiet import quiet_lightning
+
+__all__ = ["MCDropoutPredictor", "predict", "predict_records"]
+
+class MCDropoutPredictor(pl.LightningModule):
+    """The encoder once, then ``samples`` head passes; returns the head's samples (B, outputs, samples)."""
+
+    def __init__(self, model: nn.Module, samples: int):
+        super().__init__()
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        self.model, self.samples = model, samples
+        self._transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def on_predict_start(self) -> None:
+        if self.trainer.world_size > 1:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.trainer.world_size))
+        self._transform = eval_transform(Preprocessing.from_dict(self.model.config["preprocessing"]))
+        self.model.eval()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["image"] is None:
+            return None
+        assert self._transform is not None
+        features = self.model.features(self._transform(batch["image"]))
+        return self.model.sample(features, self.samples).float()
+
+
+class _WriteParts(BasePredictionWriter):
+    """Turns each batch's samples into rows (``to_table``) for this process's part writer; errors to its log."""
+
+    def __init__(self, out: Path, layout: pa.Schema, to_table: TableBuilder, rows_per_part: int):
+        super().__init__(write_interval="batch")
+        self.out, self.layout, self.to_table, self.rows_per_part = out, layout, to_table, rows_per_part
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        directory = parts_dir(self.out)
+        self.writer = PartWriter(directory, self.layout, trainer.global_rank, self.rows_per_part)
+        self.errors = ErrorLog(directory / f"errors-{self.writer.prefix}.csv")
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:  # type: ignore[override]
+        self.errors.write(batch["errors"])
+        if prediction is not None:
+            self.writer.write_table(self.to_table(batch["id_str"], prediction.cpu().numpy(), batch["file_loc"]))
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.writer.close()
+        self.errors.close()
+        trainer.strategy.barrier("parts written")  # rank 0 merges only once every rank (every node) is done
+
+
+class _Inputs(pl.LightningDataModule):
+    """Builds each process's loader once the process knows its rank."""
+
+    def __init__(self, records: Callable[[], Iterable[Record]], preprocessing: dict[str, Any],
+                 skip: frozenset[str], batch_size: int, workers: int):
+        super().__init__()
+        self.records, self.preprocessing, self.skip = records, preprocessing, skip
+        self.batch_size, self.workers = batch_size, workers
+
+    def predict_dataloader(self) -> DataLoader:
+        stream = GalaxyStream(self.records, self.preprocessing, self.skip,
+                              self.trainer.global_rank, self.trainer.world_size)
+        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.workers,
+                          collate_fn=collate_galaxies, persistent_workers=False)
+
+
+def predict_records(
+    model: nn.Module,
+    records: Callable[[], Iterable[Record]],
+    out: str | Path,
+    samples: int = 5,
+    batch_size: int = 64,
+    workers: int = 0,
+    devices: int = 1,
+    num_nodes: int = 1,
+    accelerator: str = "auto",
+    rows_per_part: int = 50_000,
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """Predict every record not yet in ``out``, then merge; returns counts (rows, new, errors, parts).
+
+    ``records`` is a picklable callable giving (id_str, image path or uint8 pixels).
+    With ``devices`` > 1 (or ``num_nodes`` > 1) each process predicts every
+    world-size-th pending record and writes its own parts.
+    """
+    out = Path(out)
+    check_output_file(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
+    meta["made_by"] = meta.get("made_by") or made_by(model, model, samples=samples)
+    with exclusive_writer(out):
+        done = completed_ids(out, meta["made_by"])
+        for stale in parts_dir(out).glob("errors-*.csv"):
+            stale.unlink()  # unreadable images of an earlier run are retried
+        layout, to_table = output_format(model.config, samples, meta)
+        distributed = devices > 1 or num_nodes > 1
+        inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
+        # a stream has no sampler to take batch indices from; the writer needs none
+        with quiet_lightning("Couldn't infer the batch indices"):
+            trainer = pl.Trainer(
+                accelerator=accelerator,
+                devices=devices,
+                num_nodes=num_nodes,
+                strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=progress,
+                callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
+            )
+            trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
+        if trainer.global_rank != 0:
+            return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
+        had_errors = any(parts_dir(out).glob("errors-*.csv"))
+        rows, parts = merge_parts(out)
+    errors = len(pd.read_csv(errors_path(out))) if had_errors and errors_path(out).exists() else 0
+    return {"rows": rows, "new": rows - len(done), "errors": errors, "parts": parts}
+
+
+def predict(
+    checkpoint: str | Path | nn.Module,
+    out: str | Path,
+    images_dir: str | Path | None = None,
+    catalogue: str | Path | None = None,
+    shards: str | Path | None = None,
+    split: str | None = None,
+    samples: int = 5,
+    batch_size: int = 64,
+    workers: int = 0,
+    devices: int = 1,
+    num_nodes: int = 1,
+    progress: bool = True,
+) -> dict[str, int]:
+    """A trained or fine-tuned model's predictions for a folder of images, a catalogue, or shards (exactly one).
+
+    Example:
+        >>> predict("runs/demo", "preds.parquet", catalogue="galaxies.csv", samples=5)  # doctest: +SKIP
+        {'rows': 1000, 'new': 1000, 'errors': 0}
+    """
+    model = load_model(checkpoint)
+    records = prediction_records(images_dir, catalogue, shards, split, model.config["preprocessing"])
+    return predict_records(model, records, out, samples=samples, batch_size=batch_size, workers=workers,
+                           devices=devices, num_nodes=num_nodes, progress=progress,
+                           metadata={"source": describe_inputs(images_dir, catalogue, shards),
+                                     "made_by": made_by(model, checkpoint, samples=samples)})
