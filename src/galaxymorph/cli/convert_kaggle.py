@@ -18,7 +18,7 @@ def convert_kaggle(
     out: Path = typer.Option(..., help="Catalogue to write (.parquet or .csv)."),
     volunteers: float = typer.Option(40, help="Assumed volunteers per galaxy: counts = round(fraction x volunteers reaching the question)."),
 ) -> None:
-    """Kaggle GZ2 weighted cumulative fractions -> a gz2 catalogue of vote counts (see README, data)."""
+    """Kaggle GZ2 weighted cumulative fractions -> a gz2 catalogue of vote counts (see docs/data.md)."""
     from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 
     catalogue = kaggle_to_catalogue(labels, images, volunteers, out)

@@ -17,7 +17,7 @@ def predict(
     out: Path = typer.Option(..., help="Output Parquet file (one row per galaxy)."),
     images: Path = typer.Option(None, help="Folder of PNG/JPEG/FITS images (id_str = file name without suffix)."),
     catalogue: Path = typer.Option(None, "--catalog", help="Catalogue (CSV/Parquet) with id_str and file_loc."),
-    shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (see README)."),
+    shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (see docs/training.md)."),
     split: str = typer.Option(None, help="With --shards: only this split (train/val/test); default all."),
     samples: int = typer.Option(5, help="MC-dropout samples (head passes per galaxy); 1 = deterministic."),
     batch_size: int = typer.Option(64, min=1, help="Galaxies per batch (per process)."),

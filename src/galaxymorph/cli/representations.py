@@ -15,7 +15,7 @@ def embed(
     out: Path = typer.Option(..., help="Parquet file: id_str, file_loc, embedding."),
     images: Path = typer.Option(None, help="A folder of images (id_str = file name without suffix)."),
     catalogue: Path = typer.Option(None, "--catalog", help="A catalogue with id_str and file_loc."),
-    shards: str = typer.Option(None, help="A shard folder (with manifest.json), or its URL (see README)."),
+    shards: str = typer.Option(None, help="A shard folder (with manifest.json), or its URL (see docs/training.md)."),
     split: str = typer.Option(None, help="Shards: only this split."),
     pca: int = typer.Option(None, help="Keep only the first K principal components (full features kept beside)."),
     batch_size: int = typer.Option(64, min=1),

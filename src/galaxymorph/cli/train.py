@@ -9,7 +9,7 @@ from rich.console import Console
 
 
 def train(
-    shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (https://..., gs://..., or a pipe: command with {name}; see README)."),
+    shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (https://..., gs://..., or a pipe: command with {name}; see docs/training.md)."),
     out: Path = typer.Option(None, help="Run folder: best/ model, checkpoints/, metrics.csv."),
     arch: str = typer.Option(None, help="Any timm architecture. (default efficientnet_b0)"),
     size: int = typer.Option(None, help="Model input px. (default the shards' image size)"),

@@ -107,10 +107,12 @@ class GalaxyDataModule(AugmentingDataModule):
         preprocessing: for shards, defaults to the manifest's (its stored pixels are fixed);
             for a catalogue, defaults to ``Preprocessing()``.
         image_size: model input size, overriding ``preprocessing.image_size``.
-        batch_size, num_workers: as for ``DataLoader``.
+        batch_size: as for ``DataLoader``.
+        num_workers: as for ``DataLoader``.
         shuffle_buffer: samples held for shuffling a shard stream (bounds memory).
         seed: shard order / shuffle seed, and for a catalogue the split seed.
-        val_fraction, test_fraction: split of a catalogue (hash of id_str, as for shards).
+        val_fraction: share of a catalogue's galaxies for validation (hash of id_str, as for shards).
+        test_fraction: share for the test split, likewise.
         on_error: for a catalogue, ``"raise"`` or ``"skip"`` bad rows (see ``read_catalogue``).
         in_memory: for a catalogue, decode every image once and keep it in RAM.
 

@@ -1,7 +1,7 @@
 """Synthetic galaxies and synthetic Galaxy Zoo volunteers, with known truth.
 
 ``simulate_catalogue`` writes images and a catalogue (the default data of the demo);
-``simulate`` does the same in memory. See the README section "Simulated data".
+``simulate`` does the same in memory. See the user guide, docs/simulate.md.
 """
 
 from galaxymorph.simulate.catalogue import (

@@ -49,7 +49,7 @@ class TrainConfig:
     channels_last: bool = True
     seed: int = 0
     devices: int = 1  # processes per node (DDP when > 1, or with num_nodes > 1)
-    num_nodes: int = 1  # machines; launch one process per device with srun/torchrun (see README)
+    num_nodes: int = 1  # machines; launch one process per device with srun/torchrun (see docs/training.md)
     num_workers: int = 2
     threads: int | None = None  # torch intra-op threads per process; None: torch's default
     max_time: str | None = None  # HH:MM:SS
