@@ -29,3 +29,15 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path):
     assert page.count('"image": "data:image/png;base64,') == len(predictions)  # every test galaxy has its image
     summary = json.loads((tmp_path / "demo_summary.json").read_text())
     assert summary["settings"]["galaxies"] == 150
+    assert summary["settings"]["threads"] >= 1  # timed at start-up, recorded with the other settings
+
+
+def test_the_thread_count_is_timed_on_this_machine_and_torch_is_left_as_it_was():
+    import torch
+
+    from galaxymorph.schema import get_schema
+    from galaxymorph.training.threads import available_cores, fastest_thread_count
+
+    before = torch.get_num_threads()
+    threads = fastest_thread_count(get_schema("gz_decals_dr5"), "test_resnet", 16, 4)
+    assert threads in {1, available_cores()} and torch.get_num_threads() == before
