@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +69,7 @@ def run_demo(out: str | Path = "demo_output", settings: DemoSettings | None = No
 
 def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
     console = Console(quiet=not progress)
+    load_at_start = os.getloadavg()[0]
     paths = {name: out / name for name in ("simulation", "shards", "run", "evaluation")}
     paths.update(predictions=out / "predictions.parquet", report=out / "report.html")
 
@@ -106,7 +108,8 @@ def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
         build_report(paths["predictions"], paths["report"], evaluation=paths["evaluation"], catalogue=catalogue)
 
     headline = {**_headline(result), "seconds": seconds}
-    summary = {"settings": dataclasses.asdict(settings), **headline}
+    # how busy the machine was: a time means little without it
+    summary = {"settings": dataclasses.asdict(settings), **headline, "load_average": [load_at_start, os.getloadavg()[0]]}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary(headline, paths))
     return {"paths": {k: str(v) for k, v in paths.items()}, **headline}
