@@ -1,0 +1,46 @@
+"""Post-hoc calibration: a scale per question that keeps the fractions and fixes the spread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galaxymorph.calibration import fit_scales, scale_concentrations
+from galaxymorph.schema import Question, Schema
+from galaxymorph.stats import expected_fractions
+
+SCHEMA = Schema("two", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no", "maybe"), after=("shape_disk",))])
+
+
+def _votes(true_conc: np.ndarray, volunteers: int, rng: np.random.Generator) -> np.ndarray:
+    """Votes drawn from the Dirichlet-Multinomial with these concentrations (every question asked of everyone)."""
+    counts = []
+    for s in SCHEMA.slices:
+        p = np.stack([rng.dirichlet(a) for a in true_conc[:, s]])
+        counts.append(np.stack([rng.multinomial(volunteers, q) for q in p]))
+    return np.concatenate(counts, axis=1).astype(float)
+
+
+def test_scaling_keeps_every_expected_fraction_and_touches_only_its_question():
+    conc = np.random.default_rng(0).uniform(1, 9, (4, SCHEMA.n_answers, 3))
+    scaled = scale_concentrations(conc, SCHEMA, {"bar": 0.5})
+    np.testing.assert_allclose(expected_fractions(scaled, SCHEMA), expected_fractions(conc, SCHEMA))
+    np.testing.assert_array_equal(scaled[:, :2], conc[:, :2])
+    np.testing.assert_allclose(scaled[:, 2:], conc[:, 2:] * 0.5)
+
+
+def test_posteriors_four_times_too_confident_get_a_scale_near_a_quarter():
+    rng = np.random.default_rng(1)
+    true = rng.uniform(1, 6, (3000, SCHEMA.n_answers))
+    counts = _votes(true, 30, rng)
+    scales = fit_scales(true * 4, counts, SCHEMA)  # the right means, concentrations 4x too large
+    assert scales["shape"] == pytest.approx(0.25, rel=0.15) and scales["bar"] == pytest.approx(0.25, rel=0.15)
+    assert fit_scales(true, counts, SCHEMA)["bar"] == pytest.approx(1.0, rel=0.15)  # calibrated: left alone
+
+
+def test_a_question_nobody_answered_keeps_scale_one():
+    rng = np.random.default_rng(2)
+    true = rng.uniform(1, 6, (50, SCHEMA.n_answers))
+    counts = _votes(true, 10, rng)
+    counts[:, 2:] = 0
+    assert fit_scales(true, counts, SCHEMA)["bar"] == 1.0
