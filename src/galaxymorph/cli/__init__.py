@@ -20,6 +20,7 @@ from galaxymorph.cli import train
 from galaxymorph.cli import predict
 from galaxymorph.cli import simulate
 from galaxymorph.cli import finetune
+from galaxymorph.cli import acquire
 
 __all__ = ["app", "USER_ERRORS"]
 
@@ -80,4 +81,5 @@ app.command()(finetune.finetune)
 app.command()(finetune.embed)
 app.command()(finetune.similar)
 app.command()(finetune.anomalies)
+app.command()(acquire.acquire)
 _guard_every_command(app)
