@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -154,3 +155,14 @@ def test_acquire_refuses_bad_input_in_one_line(world, tmp_path, extra, culprit):
     assert "Traceback" not in result.output
     assert culprit.format(w=world) in " ".join(result.output.replace("│", " ").split())
     assert not (tmp_path / "q.csv").exists()
+
+
+def test_report_gallery_carries_each_galaxys_score_to_sort_by(world, tmp_path):
+    from galaxymorph.report import build_report
+
+    page = build_report(world / "preds.parquet", tmp_path / "r.html").read_text()
+    data = json.loads(page.split('id="galaxy-data">', 1)[1].split("</script>", 1)[0])
+    shown = {g["id"]: g["information"] for g in data["galaxies"]}
+    expected = rank_predictions(world / "preds.parquet", 12)
+    np.testing.assert_allclose([shown[i] for i in expected["id_str"]], expected["score"], atol=1e-4)
+    assert '<option value="informative">' in page and 'key === "informative"' in page
