@@ -16,7 +16,8 @@ Output: one Parquet file, one row per galaxy, readable without this package:
 The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
 samples and the preprocessing, so :func:`read_predictions` needs nothing else, and
 ``made_by``: the checkpoint, the sha256 of its weights and config, the samples and
-the preprocessing. Every part carries it too, and a re-run with another model or
+the preprocessing (lists of checkpoints and sha256s for an ensemble, whose
+``samples`` per model are stacked: the file holds samples x models). Every part carries it too, and a re-run with another model or
 settings is refused instead of mixing two posteriors in one file.
 
 Fine-tuned classification and regression models (``config["task"]``) get the
@@ -43,7 +44,7 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,7 @@ from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
 __all__ = [
+    "Ensemble",
     "PartWriter",
     "catalogue_records",
     "directory_records",
@@ -88,6 +90,7 @@ META_KEY = b"galaxymorph"
 ERROR_FIELDS = ("id_str", "file_loc", "reason")
 
 Record = tuple[str, Any]  # (id_str, image path, uint8 array (H, W, C) or raw shard sample)
+Checkpoints = Union[str, Path, nn.Module, Sequence[Union[str, Path, nn.Module]]]  # one model, or an ensemble's
 TableBuilder = Callable[[Sequence[str], np.ndarray, Sequence[str | None]], pa.Table]  # (ids, samples, file_locs)
 
 
@@ -226,10 +229,17 @@ class ErrorLog:
         self._file.close()
 
 
-def made_by(model: nn.Module, checkpoint: str | Path | nn.Module, **settings: Any) -> dict[str, Any]:
-    """What makes an output's rows: recorded in its metadata, compared on every resume (path excepted)."""
-    path = None if isinstance(checkpoint, nn.Module) else str(checkpoint)
-    return {"checkpoint": path, "model_sha256": fingerprint(model),
+def made_by(model: nn.Module, checkpoint: Checkpoints, **settings: Any) -> dict[str, Any]:
+    """What makes an output's rows: recorded in its metadata, compared on every resume (path excepted).
+
+    An :class:`Ensemble` lists every model's path and sha256, in order.
+    """
+    members = list(model.models) if isinstance(model, Ensemble) else [model]
+    given = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint] * len(members)
+    paths = [None if isinstance(c, nn.Module) else str(c) for c in given]
+    shas = [fingerprint(m) for m in members]
+    single = len(members) == 1
+    return {"checkpoint": paths[0] if single else paths, "model_sha256": shas[0] if single else shas,
             "preprocessing": model.config["preprocessing"], **settings}
 
 
@@ -462,9 +472,44 @@ def collate_galaxies(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- model
-def load_checkpoint(checkpoint: str | Path | nn.Module) -> nn.Module:
-    """A trained or fine-tuned model from ``RUN/`` or ``RUN/best/`` (safetensors + config), or a model passed as is."""
+def load_checkpoint(checkpoint: Checkpoints) -> nn.Module:
+    """A trained or fine-tuned model from ``RUN/`` or ``RUN/best/`` (safetensors + config), or a model passed as is.
+
+    Several (a list) make one :class:`Ensemble`.
+    """
+    if isinstance(checkpoint, (list, tuple)):
+        models = [load_checkpoint(c) for c in checkpoint]
+        return models[0] if len(models) == 1 else Ensemble(models)
     return checkpoint if isinstance(checkpoint, nn.Module) else load_any_model(checkpoint)
+
+
+class Ensemble(nn.Module):
+    """Models trained with other seeds as one posterior: every model's MC-dropout samples, stacked.
+
+    Dropout in the head alone spreads the samples less than models trained from
+    other starts do (Lakshminarayanan et al. 2017); ``sample(features, n)`` gives
+    ``n`` samples of each model, model after model, so the output has n x models.
+    """
+
+    _SAME = ("task", "schema", "classes", "target", "bounded", "preprocessing")  # what the output means and is fed
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        first = models[0].config
+        for i, model in enumerate(models[1:], start=2):
+            differs = [key for key in self._SAME if model.config.get(key) != first.get(key)]
+            if differs:
+                raise ValueError(f"--checkpoint {i} differs from the first in {differs[0]!r}; an ensemble's models "
+                                 "need the same outputs and preprocessing")
+        self.models = nn.ModuleList(models)
+        self.config = first
+        self.members = len(models)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [model.features(x) for model in self.models]
+
+    def sample(self, features: list[torch.Tensor], n: int) -> torch.Tensor:
+        return torch.cat([model.sample(f, n) for model, f in zip(self.models, features)], dim=-1)
 
 
 class MCDropoutPredictor(pl.LightningModule):
@@ -564,7 +609,7 @@ def predict_records(
         done = completed_ids(out, meta["made_by"])
         for stale in parts_dir(out).glob("errors-*.csv"):
             stale.unlink()  # unreadable images of an earlier run are retried
-        layout, to_table = output_format(model.config, samples, meta)
+        layout, to_table = output_format(model.config, samples * getattr(model, "members", 1), meta)
         distributed = devices > 1 or num_nodes > 1
         inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
         # a stream has no sampler to take batch indices from; the writer needs none
@@ -590,7 +635,7 @@ def predict_records(
 
 
 def predict(
-    checkpoint: str | Path | nn.Module,
+    checkpoint: Checkpoints,
     out: str | Path,
     images_dir: str | Path | None = None,
     catalog: str | Path | None = None,
@@ -604,6 +649,9 @@ def predict(
     progress: bool = True,
 ) -> dict[str, int]:
     """A trained or fine-tuned model's predictions for a folder of images, a catalogue, or shards (exactly one).
+
+    A list of checkpoints (the same outputs, e.g. other seeds) predicts as one :class:`Ensemble`:
+    ``samples`` from each model, stacked into one posterior.
 
     Example:
         >>> predict("runs/demo", "preds.parquet", catalog="galaxies.csv", samples=5)  # doctest: +SKIP

@@ -11,7 +11,8 @@ err = Console(stderr=True)
 
 
 def predict(
-    checkpoint: Path = typer.Option(..., help="Training or fine-tuning run folder RUN/ or its RUN/best/."),
+    checkpoint: list[Path] = typer.Option(..., help="Training or fine-tuning run folder RUN/ or its RUN/best/; "
+                                          "repeat it for an ensemble (samples of every model, stacked)."),
     out: Path = typer.Option(..., help="Output Parquet file (one row per galaxy)."),
     images: Path = typer.Option(None, help="Folder of PNG/JPEG/FITS images (id_str = file name without suffix)."),
     catalog: Path = typer.Option(None, help="Catalogue (CSV/Parquet) with id_str and file_loc."),
