@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="folder for the simulation, runs and results.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "active_learning.png")
     args = parser.parse_args()
+    args.work = args.work.resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = {k: v for k, v in vars(args).items() if k not in ("seeds", "threads", "work", "plot")}
     results_file = args.work / "results.json"
