@@ -16,6 +16,7 @@ import typer
 import yaml
 
 from galaxymorph.cli import (
+    acquire,
     convert_kaggle,
     demo,
     evaluate,
@@ -87,4 +88,5 @@ app.command()(finetune.finetune)
 app.command()(representations.embed)
 app.command()(representations.similar)
 app.command()(representations.anomalies)
+app.command()(acquire.acquire)
 _guard_every_command(app)

@@ -13,7 +13,8 @@ __all__ = ["predict"]
 
 
 def predict(
-    checkpoint: Path = typer.Option(..., help="Training or fine-tuning run folder RUN/ or its RUN/best/."),
+    checkpoint: list[Path] = typer.Option(..., help="Training or fine-tuning run folder RUN/ or its RUN/best/; "
+                                          "repeat it for an ensemble (samples of every model, stacked)."),
     out: Path = typer.Option(..., help="Output Parquet file (one row per galaxy)."),
     images: Path = typer.Option(None, help="Folder of PNG/JPEG/FITS images (id_str = file name without suffix)."),
     catalogue: Path = typer.Option(None, "--catalog", help="Catalogue (CSV/Parquet) with id_str and file_loc."),

@@ -6,6 +6,7 @@ of a run or of a Hugging Face style timm folder, to start training or fine-tunin
 
 from galaxymorph.models.checkpoint import save_model
 from galaxymorph.models.encoder import UnknownArchitectureError, create_encoder
+from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.finetune_model import FinetunedModel
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.head import DirichletHead
@@ -13,6 +14,7 @@ from galaxymorph.models.loading import load_encoder, load_model
 
 __all__ = [
     "DirichletHead",
+    "Ensemble",
     "FinetunedModel",
     "GalaxyModel",
     "UnknownArchitectureError",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence, Union
 
 import timm
 from safetensors.torch import load_file
@@ -23,17 +24,21 @@ from galaxymorph.models.checkpoint import (
     from_config,
     read_config,
 )
+from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
 from galaxymorph.models.galaxy_model import GalaxyModel
 
-__all__ = ["load_encoder", "load_model"]
+__all__ = ["Checkpoints", "load_encoder", "load_model"]
 
 
-def load_model(directory: str | Path | nn.Module, channels_last: bool = True) -> GalaxyModel | FinetunedModel:
+Checkpoints = Union[str, Path, nn.Module, Sequence[Union[str, Path, nn.Module]]]  # one model, or an ensemble's
+
+
+def load_model(directory: Checkpoints, channels_last: bool = True) -> GalaxyModel | FinetunedModel | Ensemble:
     """The model in ``RUN/`` or ``RUN/best/``, in eval mode: a :class:`GalaxyModel`, or a :class:`FinetunedModel`.
 
     A model already in memory is returned as it is, so every command that takes a
-    checkpoint takes a model too.
+    checkpoint takes a model too; several (a list) make one :class:`Ensemble`.
 
     The config must say how its images were prepared (``preprocessing``), or new images
     could not be read the way it was trained on.
@@ -43,6 +48,9 @@ def load_model(directory: str | Path | nn.Module, channels_last: bool = True) ->
         >>> model.sample(model.features(images), 5).shape  # doctest: +SKIP
         torch.Size([64, 37, 5])
     """
+    if isinstance(directory, (list, tuple)):
+        models = [load_model(one, channels_last) for one in directory]
+        return models[0] if len(models) == 1 else Ensemble(models)
     if isinstance(directory, nn.Module):
         return directory
     folder, config = read_config(directory)

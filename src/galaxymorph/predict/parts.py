@@ -29,6 +29,8 @@ from filelock import FileLock, Timeout
 from torch import nn
 
 from galaxymorph.models.checkpoint import fingerprint
+from galaxymorph.models.ensemble import Ensemble
+from galaxymorph.models.loading import Checkpoints
 from galaxymorph.outputs import claim_file
 from galaxymorph.predict.layout import META_KEY
 
@@ -108,10 +110,17 @@ class ErrorLog:
         self._file.close()
 
 
-def made_by(model: nn.Module, checkpoint: str | Path | nn.Module, **settings: Any) -> dict[str, Any]:
-    """What makes an output's rows: recorded in its metadata, compared on every resume (path excepted)."""
-    path = None if isinstance(checkpoint, nn.Module) else str(checkpoint)
-    return {"checkpoint": path, "model_sha256": fingerprint(model),
+def made_by(model: nn.Module, checkpoint: Checkpoints, **settings: Any) -> dict[str, Any]:
+    """What makes an output's rows: recorded in its metadata, compared on every resume (path excepted).
+
+    An :class:`Ensemble` lists every model's path and sha256, in order.
+    """
+    members = list(model.models) if isinstance(model, Ensemble) else [model]
+    given = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint] * len(members)
+    paths = [None if isinstance(c, nn.Module) else str(c) for c in given]
+    shas = [fingerprint(m) for m in members]
+    single = len(members) == 1
+    return {"checkpoint": paths[0] if single else paths, "model_sha256": shas[0] if single else shas,
             "preprocessing": model.config["preprocessing"], **settings}
 
 

@@ -28,6 +28,7 @@ from galaxymorph.data.inputs import (
 )
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.models import load_model
+from galaxymorph.models.loading import Checkpoints
 from galaxymorph.predict.layout import TableBuilder, output_format
 from galaxymorph.predict.parts import (
     ErrorLog,
@@ -136,7 +137,7 @@ def predict_records(
         done = completed_ids(out, meta["made_by"])
         for stale in parts_dir(out).glob("errors-*.csv"):
             stale.unlink()  # unreadable images of an earlier run are retried
-        layout, to_table = output_format(model.config, samples, meta)
+        layout, to_table = output_format(model.config, samples * getattr(model, "members", 1), meta)
         distributed = devices > 1 or num_nodes > 1
         inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
         # a stream has no sampler to take batch indices from; the writer needs none
@@ -162,7 +163,7 @@ def predict_records(
 
 
 def predict(
-    checkpoint: str | Path | nn.Module,
+    checkpoint: Checkpoints,
     out: str | Path,
     images_dir: str | Path | None = None,
     catalogue: str | Path | None = None,
@@ -176,6 +177,9 @@ def predict(
     progress: bool = True,
 ) -> dict[str, int]:
     """A trained or fine-tuned model's predictions for a folder of images, a catalogue, or shards (exactly one).
+
+    A list of checkpoints (the same outputs, e.g. other seeds) predicts as one ensemble:
+    ``samples`` from each model, stacked into one posterior.
 
     Example:
         >>> predict("runs/demo", "preds.parquet", catalogue="galaxies.csv", samples=5)  # doctest: +SKIP

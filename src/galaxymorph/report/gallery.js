@@ -100,6 +100,7 @@
       if (key === "fraction") return y.fraction[chosen] - x.fraction[chosen];
       if (key === "certain") return (x.q95[chosen] - x.q05[chosen]) - (y.q95[chosen] - y.q05[chosen]);
       if (key === "uncertain") return y.uncertainty - x.uncertainty;
+      if (key === "informative") return y.information - x.information;
       return x.id < y.id ? -1 : x.id > y.id ? 1 : 0;
     });
     gallery.replaceChildren.apply(gallery, shown.map(function (g) { return card(g, chosen); }));

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from galaxymorph.acquisition import acquisition_scores
 from galaxymorph.data.catalogue import read_table
 from galaxymorph.data.images import load_image
 from galaxymorph.outputs import claim_file
-from galaxymorph.predict import read_predictions
+from galaxymorph.predict import read_concentrations, read_predictions
 from galaxymorph.schema import Schema
 
 __all__ = ["build_report"]
@@ -114,10 +115,11 @@ def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: pd.Series, thumb_s
 
     fraction, q05, q95 = column("_fraction"), column("_q05"), column("_q95")
     asked = np.round(frame[[f"{q}_asked" for q in schema.question_names]].to_numpy(np.float64), 3)
+    information = acquisition_scores(read_concentrations(frame, schema), schema)["score"].round(4)
     galaxies = [
         {"id": str(i), "image": _thumbnail(p, thumb_size), "fraction": f.tolist(), "q05": lo.tolist(),
-         "q95": hi.tolist(), "asked": a.tolist()}
-        for i, p, f, lo, hi, a in zip(frame["id_str"], paths, fraction, q05, q95, asked)
+         "q95": hi.tolist(), "asked": a.tolist(), "information": mi}
+        for i, p, f, lo, hi, a, mi in zip(frame["id_str"], paths, fraction, q05, q95, asked, information)
     ]
     return {
         "answers": list(schema.answers),
