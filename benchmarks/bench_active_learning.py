@@ -39,12 +39,12 @@ from galaxymorph.acquisition import acquisition_scores  # noqa: E402
 from galaxymorph.data.datamodule import GalaxyDataModule, collate  # noqa: E402
 from galaxymorph.data.transforms import Preprocessing  # noqa: E402
 from galaxymorph.evaluate import TRUTH_PREFIX, evaluate_arrays  # noqa: E402
-from galaxymorph.training import TrainConfig, train  # noqa: E402
 from galaxymorph.predict import predict, read_concentrations, read_predictions  # noqa: E402
 from galaxymorph.schema import get_schema  # noqa: E402
 from galaxymorph.simulate import simulate_catalogue, simulate_votes  # noqa: E402
 from galaxymorph.simulate.volunteers import volunteer_counts  # noqa: E402
 from galaxymorph.stats import expected_fractions  # noqa: E402
+from galaxymorph.training import TrainConfig, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "_work" / "active_learning"

@@ -44,3 +44,25 @@ def test_a_question_nobody_answered_keeps_scale_one():
     counts = _votes(true, 10, rng)
     counts[:, 2:] = 0
     assert fit_scales(true, counts, SCHEMA)["bar"] == 1.0
+
+
+def test_a_finished_run_is_calibrated_on_its_validation_split_and_predicts_calibrated(tmp_path):
+    import json
+
+    import torch
+    from test_train import TOY_SCHEMA, ToyDataModule, toy_config
+
+    from galaxymorph.models import load_model
+    from galaxymorph.training import train
+
+    best = train(toy_config(tmp_path / "run", epochs=2), datamodule=ToyDataModule(n=48))
+    scales = json.loads((best / "config.json").read_text())["calibration"]
+    assert set(scales) == set(TOY_SCHEMA.question_names) and all(0.05 <= s <= 20 for s in scales.values()), scales
+    model = load_model(best).eval()
+    raw = load_model(best).eval()
+    raw.set_calibration(None)  # what a model saved before calibration does
+    features = model.features(torch.rand(3, 3, 32, 32))
+    expected = raw.sample(features, 1)[..., 0] * torch.tensor([scales["shape"]] * 2 + [scales["bar"]] * 2)
+    torch.testing.assert_close(model.sample(features, 1)[..., 0], expected)
+    unscaled = train(toy_config(tmp_path / "plain", epochs=1, calibrate=False), datamodule=ToyDataModule(n=24))
+    assert "calibration" not in json.loads((unscaled / "config.json").read_text())

@@ -52,6 +52,6 @@ def fit_scales(concentrations: np.ndarray, counts: np.ndarray, schema: Schema) -
 
     coarse = best_of(np.repeat(GRID[:, None], schema.n_questions, axis=1))
     step = GRID[1] / GRID[0]
-    fine = best_of(coarse[None, :] * np.geomspace(1 / step, step, 11)[:, None])
+    fine = best_of(np.clip(coarse[None, :] * np.geomspace(1 / step, step, 11)[:, None], GRID[0], GRID[-1]))
     answered = [np.nansum(counts[:, s]) > 0 for s in schema.slices]
     return {name: float(s) if ok else 1.0 for name, s, ok in zip(schema.question_names, fine, answered)}

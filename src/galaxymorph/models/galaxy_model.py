@@ -94,6 +94,7 @@ class GalaxyModel(EncoderWithHead):
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         self._set_input_normalisation(input_mean, input_std)
+        self.register_buffer("_calibration", None, persistent=False)
         self._config: dict[str, Any] = {
             "version": CONFIG_VERSION,
             "schema": self.schema.to_dict(),
@@ -108,12 +109,31 @@ class GalaxyModel(EncoderWithHead):
             "answers": list(self.schema.answers),
         }
 
+    def set_calibration(self, scales: dict[str, float] | None) -> None:
+        """Multiply each question's concentrations by its scale in every sample (``galaxymorph.calibration``).
+
+        Fitted on the validation votes after training; ``None`` removes it. Kept in the
+        config (plain data), so a saved model predicts calibrated.
+        """
+        if scales is None:
+            self._config.pop("calibration", None)
+            self._calibration = None
+            return
+        per_answer = [float(scales.get(self.schema.question_names[q], 1.0)) for q in self.schema.question_index]
+        self._config["calibration"] = {name: float(scales.get(name, 1.0)) for name in self.schema.question_names}
+        self._calibration = torch.tensor(per_answer, dtype=torch.float32, device=self._mean.device)
+
+    def sample(self, features: Tensor, n: int) -> Tensor:
+        """(B, A, n) concentrations from n MC-dropout passes of the head, calibrated if the model is."""
+        samples = super().sample(features, n)
+        return samples if self._calibration is None else samples * self._calibration.view(1, -1, 1)
+
     @classmethod
     def from_config(cls, config: dict[str, Any], channels_last: bool = True) -> "GalaxyModel":
         version = config.get("version", CONFIG_VERSION)
         if version > CONFIG_VERSION:
             raise ValueError(f"model config version {version} is newer than this galaxymorph ({CONFIG_VERSION}); upgrade")
-        return cls(
+        model = cls(
             Schema.from_dict(config["schema"]),
             arch=config["arch"],
             channels=config["channels"],
@@ -124,3 +144,5 @@ class GalaxyModel(EncoderWithHead):
             input_std=config.get("input_std", 0.5),
             channels_last=channels_last,
         )
+        model.set_calibration(config.get("calibration"))  # absent in models saved before calibration: as before
+        return model

@@ -54,6 +54,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads per process; None: torch's default
     max_time: str | None = None  # HH:MM:SS
     checkpoint_minutes: float = 10.0
+    calibrate: bool = True  # fit one concentration scale per question on the validation votes after training
     progress: bool = True
 
     def __post_init__(self) -> None:

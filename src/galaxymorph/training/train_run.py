@@ -29,6 +29,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
+from galaxymorph.training.calibrate import calibrate_run
 from galaxymorph.training.callbacks import (
     MONITOR,
     AtomicCheckpointIO,
@@ -48,7 +49,7 @@ __all__ = ["train", "LAST_CHECKPOINT"]
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
 # Settings that may change between attempts of one run without changing what is trained.
-_RESUMABLE_CHANGES = {"devices", "num_nodes", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
+_RESUMABLE_CHANGES = {"calibrate", "devices", "num_nodes", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
 
 
 def train(
@@ -104,6 +105,8 @@ def train(
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
     if trainer.is_global_zero:
         _merge_metrics(run)
+        if config.calibrate and (run / "best").is_dir():
+            calibrate_run(run / "best", datamodule, seed=config.seed)
     return run / "best"
 
 
