@@ -115,7 +115,7 @@ def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: pd.Series, thumb_s
 
     fraction, q05, q95 = column("_fraction"), column("_q05"), column("_q95")
     asked = np.round(frame[[f"{q}_asked" for q in schema.question_names]].to_numpy(np.float64), 3)
-    information = acquisition_scores(read_concentrations(frame, schema), schema)["score"].round(4)
+    information = acquisition_scores(read_concentrations(frame, schema), schema)["score"].round(4) if len(frame) else []
     galaxies = [
         {"id": str(i), "image": _thumbnail(p, thumb_size), "fraction": f.tolist(), "q05": lo.tolist(),
          "q95": hi.tolist(), "asked": a.tolist(), "information": mi}
