@@ -51,10 +51,10 @@ def test_every_training_galaxy_once_per_epoch_in_the_fixed_number_of_batches(sha
     assert all(len(b) == 4 for b in batches[:-1])
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_stream_started_mid_epoch_yields_the_batches_not_yet_seen_in_order(sharded, workers):  # noqa: F811
+@pytest.mark.parametrize("workers, batch", [(0, 4), (2, 4), (2, 3), (3, 4)])
+def test_a_stream_started_mid_epoch_yields_the_batches_not_yet_seen_in_order(sharded, workers, batch):  # noqa: F811
     _, folder, _ = sharded
-    dm = GalaxyDataModule(folder / "shards", batch_size=4, num_workers=workers, shuffle_buffer=6)
+    dm = GalaxyDataModule(folder / "shards", batch_size=batch, num_workers=workers, shuffle_buffer=6)
     steps = dm.train_batches_per_epoch()
     loader = dm.train_dataloader()
     dm.trainer = SimpleNamespace(global_step=steps, world_size=1, global_rank=0)  # epoch 1 from its start
@@ -85,3 +85,16 @@ def test_ddp_needs_a_training_shard_per_process(sharded):  # noqa: F811
     dm.trainer = SimpleNamespace(global_step=0, world_size=shards + 1, global_rank=0)
     with pytest.raises(ValueError, match=rf"train split has {shards} shard\(s\) for {shards + 1} processes"):
         dm.train_dataloader()
+
+
+def test_a_resume_mid_epoch_with_other_loader_workers_is_refused(sharded):  # noqa: F811
+    _, folder, _ = sharded
+    dm = GalaxyDataModule(folder / "shards", batch_size=4, num_workers=2)
+    dm.trainer = SimpleNamespace(global_step=3, world_size=1, global_rank=0)
+    saved = dm.train_dataloader().state_dict()
+    other = GalaxyDataModule(folder / "shards", batch_size=4, num_workers=1)
+    other.trainer = dm.trainer
+    with pytest.raises(ValueError, match="stopped mid-epoch with 2 loader worker.*--num-workers 2"):
+        other.train_dataloader().load_state_dict(saved)
+    other.trainer = SimpleNamespace(global_step=other.train_batches_per_epoch(), world_size=1, global_rank=0)
+    other.train_dataloader().load_state_dict(saved)  # at an epoch boundary another count is fine

@@ -12,7 +12,8 @@ an epoch on a short batch of its own.
 The position is the run's optimiser step: after a resume at step ``k`` the
 stream skips the ``k mod steps_per_epoch`` batches already trained, reading
 (not decoding) their bytes to replay the shuffle, and yields exactly the
-batches an uninterrupted run would have. One process sees every training
+batches an uninterrupted run would have. The order depends on the number of
+loader workers too, so a resume mid-epoch with another number is refused. One process sees every training
 galaxy once per epoch (the last batch partial). Under DDP each rank yields the
 same number of full batches (``count // (world * batch)``); a rank whose shards
 hold fewer galaxies starts a second pass over them, reshuffled, and extra
@@ -125,8 +126,9 @@ class ShardSamples(IterableDataset):
         raw = iter(wds.WebDataset([self.urls[i] for i in shards], shardshuffle=False, nodesplitter=None,
                                   workersplitter=None, empty_check=False))
         for i, sample in enumerate(_buffered_shuffle(raw, self.shuffle_buffer, rng)):
-            if i >= self.skip[worker]:  # skipped samples are read to replay the shuffle, never decoded
-                yield self.decode(sample)
+            # skipped samples are read to replay the shuffle, never decoded; each still takes its turn
+            # (a None) so the loader's round-robin over the workers stays where an uninterrupted run has it
+            yield self.decode(sample) if i >= self.skip[worker] else None
 
 
 class TrainBatches:
@@ -150,6 +152,8 @@ class TrainBatches:
             loader = DataLoader(self.samples.at(epoch, pass_, taken), batch_size=None,
                                 num_workers=self.samples.loader_workers, collate_fn=_identity)
             for sample in loader:
+                if sample is None:  # a turn of a galaxy trained before the resume
+                    continue
                 batch.append(sample)
                 if len(batch) == self.batch_size:
                     yield self.collate(batch)
@@ -163,13 +167,20 @@ class TrainBatches:
             yield self.collate(batch)
 
     def state_dict(self) -> dict[str, int]:
-        """Saved in each checkpoint (Lightning's resumable-loader hook): the epoch's shape, since the step is the position."""
-        return {"steps_per_epoch": self.steps, "batch_size": self.batch_size}
+        """Saved in each checkpoint (Lightning's resumable-loader hook): what the order depends on besides the step."""
+        return {"steps_per_epoch": self.steps, "batch_size": self.batch_size, "loader_workers": self.samples.workers}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        if state != self.state_dict():
+        """Refuse a resume whose order would differ: other steps per epoch, or other workers mid-epoch."""
+        if (state["steps_per_epoch"], state["batch_size"]) != (self.steps, self.batch_size):
             raise ValueError(
                 f"the checkpoint was written with {state['steps_per_epoch']} steps per epoch of {state['batch_size']} "
                 f"galaxies, this run has {self.steps} of {self.batch_size}: resume with the same shards, --devices "
                 "and --num-nodes, or choose a new --out"
+            )
+        workers = state.get("loader_workers", self.samples.workers)
+        if workers != self.samples.workers and self.position() % self.steps:
+            raise ValueError(
+                f"the run stopped mid-epoch with {workers} loader worker(s), which fix the order of the epoch's "
+                f"galaxies; resume with --num-workers {workers} (another count is fine from the next epoch on)"
             )
