@@ -337,8 +337,8 @@ def test_a_second_job_on_the_same_output_stops_without_touching_the_first_ones_p
     out = tmp_path / "preds.parquet"
     unfinished = parts_dir(out) / "rank0000-aaaa-00000.parquet.tmp"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, pathlib; from galaxymorph.predict.parts import exclusive_writer;\n"
-         "with exclusive_writer(pathlib.Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)", str(out)],
+        [sys.executable, "-c", "import sys, time, pathlib; from galaxymorph.predict.parts import resumable_output;\n"
+         "with resumable_output(pathlib.Path(sys.argv[1]), {}):\n    print('locked', flush=True); time.sleep(60)", str(out)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -406,3 +406,36 @@ def test_predicting_from_shards_made_with_other_pixels_than_the_model_is_refused
     model = _saved_model(tmp_path / "run" / "best", 0, size=16)
     with pytest.raises(ValueError, match="hold images with stored_size=12, but the model was trained on stored_size=16"):
         predict(model, tmp_path / "p.parquet", shards=tmp_path / "shards", progress=False)
+
+
+def test_only_the_jobs_first_process_cleans_up_what_an_interrupted_run_left(tmp_path, monkeypatch):
+    from galaxymorph.predict.parts import resumable_output
+
+    out = tmp_path / "preds.parquet"
+    parts_dir(out).mkdir()
+    unfinished = parts_dir(out) / "rank0001-bbbb-00000.parquet.tmp"
+    unfinished.write_bytes(b"another process of this job may be writing this")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a further local rank of a DDP job: reads, never deletes
+    with resumable_output(out, {}) as done:
+        assert done == set()
+    assert unfinished.exists()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("NODE_RANK", "1")  # another node's launcher: the same
+    with resumable_output(out, {}):
+        pass
+    assert unfinished.exists()
+    monkeypatch.setenv("NODE_RANK", "0")  # the job's first process removes the leftovers of a killed run
+    with resumable_output(out, {}):
+        pass
+    assert not unfinished.exists()
+
+
+def test_embed_does_not_resume_into_a_predictions_file(tmp_path):
+    from galaxymorph.representations import embed
+
+    catalogue = _write_images(tmp_path / "images", 3, size=8)
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    model = _saved_model(tmp_path / "run" / "best", 0)
+    predict(model, tmp_path / "p.parquet", catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)
+    with pytest.raises(ValueError, match="holds rows made with command='predict' .* not command='embed'"):
+        embed(model, tmp_path / "p.parquet", catalogue=tmp_path / "catalogue.csv", progress=False)

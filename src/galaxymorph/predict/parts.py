@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -34,7 +35,7 @@ from galaxymorph.models.loading import Checkpoints
 from galaxymorph.outputs import claim_file
 from galaxymorph.predict.layout import META_KEY
 
-__all__ = ["ErrorLog", "PartWriter", "check_output_file", "completed_ids", "errors_path", "exclusive_writer",
+__all__ = ["ErrorLog", "PartWriter", "check_output_file", "completed_ids", "errors_path", "resumable_output",
            "made_by", "merge_parts", "parts_dir"]
 
 ERROR_FIELDS = ("id_str", "file_loc", "reason")
@@ -110,10 +111,11 @@ class ErrorLog:
         self._file.close()
 
 
-def made_by(model: nn.Module, checkpoint: Checkpoints, **settings: Any) -> dict[str, Any]:
+def made_by(model: nn.Module, checkpoint: Checkpoints, command: str, **settings: Any) -> dict[str, Any]:
     """What makes an output's rows: recorded in its metadata, compared on every resume (path excepted).
 
-    An :class:`Ensemble` lists every model's path and sha256, in order.
+    ``command`` (predict or embed) keeps one from resuming into the other's file. An
+    :class:`Ensemble` lists every model's path and sha256, in order.
     """
     members = list(model.models) if isinstance(model, Ensemble) else [model]
     given = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint] * len(members)
@@ -121,7 +123,7 @@ def made_by(model: nn.Module, checkpoint: Checkpoints, **settings: Any) -> dict[
     shas = [fingerprint(m) for m in members]
     single = len(members) == 1
     return {"checkpoint": paths[0] if single else paths, "model_sha256": shas[0] if single else shas,
-            "preprocessing": model.config["preprocessing"], **settings}
+            "command": command, "preprocessing": model.config["preprocessing"], **settings}
 
 
 def _setting(key: str, value: Any) -> str:
@@ -143,16 +145,9 @@ def _check_made_by(path: Path, expected: dict[str, Any], out: Path) -> None:
 
 
 def completed_ids(out: Path, expected: dict[str, Any]) -> set[str]:
-    """Ids already in ``out`` or in a complete part, all made as ``expected``; unfinished ``.tmp`` parts are removed.
-
-    Call it holding :func:`exclusive_writer`, since the ``.tmp`` parts removed are this output's.
-    """
+    """Ids already in ``out`` or in a complete part, all made as ``expected`` (anything else is refused)."""
     done: set[str] = set()
-    sources = [out] if out.exists() else []
-    if parts_dir(out).exists():
-        for tmp in parts_dir(out).glob("*.tmp"):
-            tmp.unlink()
-        sources += sorted(parts_dir(out).glob("*.parquet"))
+    sources = ([out] if out.exists() else []) + sorted(parts_dir(out).glob("*.parquet"))
     for path in sources:
         _check_made_by(path, expected, out)
         done.update(pq.read_table(path, columns=["id_str"]).column("id_str").to_pylist())
@@ -174,27 +169,36 @@ def _node_rank() -> tuple[str, bool]:
 
 
 @contextmanager
-def exclusive_writer(out: Path) -> Iterator[None]:
-    """One job per output: a second predict or embed on the same ``out`` stops instead of deleting the first's parts.
+def resumable_output(out: Path, expected: dict[str, Any]) -> Iterator[set[str]]:
+    """Claim ``out`` for this job and give the ids it already holds (made as ``expected``).
 
-    The lock is per node (each node of a multi-node job launches once) and is
-    released when the process ends, however it ends.
+    The job's first process (node 0's launcher) takes the output's lock, released when
+    the process ends however it ends, and only it removes what an interrupted run left
+    (unfinished ``.tmp`` parts; the last run's error lists, whose images are retried).
+    Every other process of the job (other nodes, further local ranks) only reads, so a
+    second job on the same ``out`` stops at the lock before touching anything.
     """
     node, launcher = _node_rank()
-    if not launcher:
-        yield
-        return
-    parts_dir(out).mkdir(parents=True, exist_ok=True)
-    lock = FileLock(parts_dir(out) / f".lock-node{node}", timeout=0)
+    lock = None
+    if launcher and node == "0":
+        parts_dir(out).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(parts_dir(out) / ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ValueError(f"another galaxymorph job is writing {out} (lock {lock.lock_file}); wait for it to "
+                             "finish, or choose another --out") from None
+        except NotImplementedError:  # a file system without flock (e.g. Lustre mounted without it)
+            warnings.warn(f"{out}: this file system cannot lock files, so nothing stops a second job from writing "
+                          "the same --out; run one job at a time there", stacklevel=3)
+            lock = None
+        for leftover in [*parts_dir(out).glob("*.tmp"), *parts_dir(out).glob("errors-*.csv")]:
+            leftover.unlink()
     try:
-        lock.acquire()
-    except Timeout:
-        raise ValueError(f"another galaxymorph job is writing {out} (lock {lock.lock_file}); wait for it to "
-                         "finish, or choose another --out") from None
-    try:
-        yield
+        yield completed_ids(out, expected)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def merge_parts(out: Path) -> tuple[int, int]:

@@ -34,12 +34,11 @@ from galaxymorph.predict.parts import (
     ErrorLog,
     PartWriter,
     check_output_file,
-    completed_ids,
     errors_path,
-    exclusive_writer,
     made_by,
     merge_parts,
     parts_dir,
+    resumable_output,
 )
 from galaxymorph.quiet import quiet_lightning
 
@@ -132,11 +131,8 @@ def predict_records(
     check_output_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    meta["made_by"] = meta.get("made_by") or made_by(model, model, samples=samples)
-    with exclusive_writer(out):
-        done = completed_ids(out, meta["made_by"])
-        for stale in parts_dir(out).glob("errors-*.csv"):
-            stale.unlink()  # unreadable images of an earlier run are retried
+    meta["made_by"] = meta.get("made_by") or made_by(model, model, "predict", samples=samples)
+    with resumable_output(out, meta["made_by"]) as done:
         layout, to_table = output_format(model.config, samples * getattr(model, "members", 1), meta)
         distributed = devices > 1 or num_nodes > 1
         inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
@@ -190,4 +186,4 @@ def predict(
     return predict_records(model, records, out, samples=samples, batch_size=batch_size, workers=workers,
                            devices=devices, num_nodes=num_nodes, progress=progress,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
-                                     "made_by": made_by(model, checkpoint, samples=samples)})
+                                     "made_by": made_by(model, checkpoint, "predict", samples=samples)})

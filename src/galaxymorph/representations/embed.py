@@ -40,10 +40,9 @@ from galaxymorph.predict.parts import (
     ErrorLog,
     PartWriter,
     check_output_file,
-    completed_ids,
-    exclusive_writer,
     made_by,
     merge_parts,
+    resumable_output,
 )
 
 __all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]
@@ -136,13 +135,10 @@ def embed(
         "arch": model.config.get("arch"),
         "preprocessing": prep,
         "source": describe_inputs(images_dir, catalogue, shards),
-        "made_by": made_by(model, checkpoint),
+        "made_by": made_by(model, checkpoint, "embed"),
     }
     layout = embedding_layout(int(model.config["n_features"]), meta)
-    with exclusive_writer(target):
-        done = completed_ids(target, meta["made_by"])
-        for stale in parts_dir(target).glob("errors-*.csv"):
-            stale.unlink()  # unreadable images of an earlier run are retried
+    with resumable_output(target, meta["made_by"]) as done:
         writer = PartWriter(parts_dir(target), layout, rows_per_part=rows_per_part)
         errors = ErrorLog(parts_dir(target) / f"errors-{writer.prefix}.csv")
         stream = GalaxyStream(records, prep, frozenset(done))
