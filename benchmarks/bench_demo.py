@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from galaxymorph.demo import DemoSettings, run_demo
+from galaxymorph.training.threads import available_cores
 
 WORK = Path(__file__).resolve().parent / "_work" / "demo"
 VARIANTS = {
@@ -48,7 +49,7 @@ def main() -> None:
         settings = json.loads((out / "demo_summary.json").read_text())["settings"]
         rows.append((name, settings, wall, result))
         print(f"{name}: {wall:.0f} s", flush=True)
-    print(f"\nCPU: {cpu()}, {len(__import__('os').sched_getaffinity(0))} cores\n")
+    print(f"\nCPU: {cpu()}, {available_cores()} cores\n")
     print("| variant | arch, epochs, threads | demo wall s | train s | MAE vs truth (constant, noise floor) "
           "| MAE vs votes (constant) | 90% coverage |")
     print("|---|---|---|---|---|---|---|")

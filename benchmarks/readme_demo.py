@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from pathlib import Path
 
 from bench_demo import cpu
+
+from galaxymorph.training.threads import available_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- demo numbers: start -->", "<!-- demo numbers: end -->"
@@ -31,7 +32,7 @@ def section(run: Path, wall: float | None, where: str = "") -> str:
     better = 1 - summary["mae_truth"] / summary["mae_truth_constant"]
     start, end = summary["load_average"]
     lines = [
-        f"Measured on {cpu()}, {len(os.sched_getaffinity(0))} cores (load average {start:.1f} when the demo "
+        f"Measured on {cpu()}, {available_cores()} cores (load average {start:.1f} when the demo "
         f"started, {end:.1f} when it ended){where}: **{int(total // 60)} min {round(total % 60)} s** in all "
         f"({steps}), training {s['arch']} at {s['model_px']} px for {s['epochs']} epochs with "
         f"{s['threads']} torch thread(s).",

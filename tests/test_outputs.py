@@ -10,7 +10,7 @@ from test_train import ToyDataModule, toy_config
 
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.outputs import OutputInUse, claim_file, claim_folder
+from galaxymorph.outputs import OutputInUse, claim_file, claim_folder, claim_table
 from galaxymorph.report import build_report
 from galaxymorph.training import TrainConfigError, train
 
@@ -99,3 +99,31 @@ def test_convert_kaggle_does_not_overwrite_a_catalogue_it_did_not_write(tmp_path
     with pytest.raises(OutputInUse, match="mine.csv exists and was not written"):
         kaggle_to_catalogue(tmp_path / "labels.csv", tmp_path, out=tmp_path / "mine.csv")
     assert (tmp_path / "mine.csv").read_bytes() == before
+
+
+def test_simulate_never_writes_into_a_folder_of_someone_elses_images(tmp_path):
+    from galaxymorph.simulate import simulate_catalogue
+
+    (tmp_path / "survey" / "images").mkdir(parents=True)
+    (tmp_path / "survey" / "images" / "J1234.png").write_bytes(b"a real cutout")
+    with pytest.raises(OutputInUse, match="already holds files this command did not write"):
+        simulate_catalogue(4, 16, tmp_path / "survey", workers=1, progress=False)
+    assert [p.name for p in (tmp_path / "survey" / "images").iterdir()] == ["J1234.png"]
+
+
+def test_tables_and_pictures_are_rewritten_only_when_galaxymorph_wrote_them(tmp_path):
+    from galaxymorph.representations import image_grid
+
+    notes = tmp_path / "queue.csv"
+    notes.write_text("id_str,comment\nJ1,look again\n")
+    with pytest.raises(OutputInUse, match="queue.csv exists and was not written by this command"):
+        claim_table(notes, ["rank", "id_str", "score"])
+    (tmp_path / "ours.csv").write_text("rank,id_str,score\n0,a,1.0\n")
+    claim_table(tmp_path / "ours.csv", ["rank", "id_str", "score"])
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+    with pytest.raises(OutputInUse, match="photo.png exists and was not written"):
+        image_grid([], [], tmp_path / "photo.png")
+    image_grid([], [], tmp_path / "grid.png")
+    image_grid([], [], tmp_path / "grid.png")  # its own picture: drawn again

@@ -304,3 +304,8 @@ def test_a_run_resumed_mid_epoch_trains_on_exactly_the_batches_of_an_uninterrupt
     assert min(after.steps) == steps + 2
     resumed = {**{s: b for s, b in before.steps.items() if s < steps + 2}, **after.steps}
     assert resumed == whole.steps
+
+
+def test_a_run_cut_short_by_max_time_says_so(tmp_path):
+    with pytest.warns(UserWarning, match=r"stopped at --max-time 00:00:00 after 0 of 4 epochs.*longer --max-time"):
+        train(toy_config(tmp_path / "run", max_time="00:00:00"), datamodule=ToyDataModule(n=16))

@@ -69,7 +69,7 @@ def run_demo(out: str | Path = "demo_output", settings: DemoSettings | None = No
 
 def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
     console = Console(quiet=not progress)
-    load_at_start = os.getloadavg()[0]
+    load_at_start = _load_average()
     paths = {name: out / name for name in ("simulation", "shards", "run", "evaluation")}
     paths.update(predictions=out / "predictions.parquet", report=out / "report.html")
 
@@ -109,10 +109,15 @@ def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
 
     headline = {**_headline(result), "seconds": seconds}
     # how busy the machine was: a time means little without it
-    summary = {"settings": dataclasses.asdict(settings), **headline, "load_average": [load_at_start, os.getloadavg()[0]]}
+    summary = {"settings": dataclasses.asdict(settings), **headline, "load_average": [load_at_start, _load_average()]}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary(headline, paths))
     return {"paths": {k: str(v) for k, v in paths.items()}, **headline}
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the system keeps none, as on Windows)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def _headline(result: dict[str, Any]) -> dict[str, Any]:

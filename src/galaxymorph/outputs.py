@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["OutputInUse", "claim_file", "claim_folder"]
+__all__ = ["SOFTWARE", "OutputInUse", "claim_file", "claim_folder", "claim_picture", "claim_table"]
+
+SOFTWARE = "galaxymorph"  # the Software text chunk of every PNG galaxymorph draws, so it knows its own pictures
 
 # marker file -> what a folder holding it is
 MARKERS = {
@@ -65,3 +67,28 @@ def claim_file(path: str | Path, is_own: bool) -> None:
         raise OutputInUse(f"--out {path} is a folder; give a file name")
     if path.exists() and not is_own:
         raise OutputInUse(f"--out {path} exists and was not written by this command; choose another name or move it")
+
+
+def claim_table(path: str | Path, columns: Iterable[str]) -> None:
+    """Like :func:`claim_file` for a CSV this command writes: its own if the header holds all of ``columns``."""
+    path = Path(path)
+    try:
+        header = path.open().readline().strip().split(",") if path.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        header = []
+    claim_file(path, is_own=bool(header) and set(columns) <= set(header))
+
+
+def claim_picture(path: str | Path) -> None:
+    """Like :func:`claim_file` for a PNG: its own if galaxymorph drew it (``SOFTWARE`` in its metadata)."""
+    from PIL import Image
+
+    path = Path(path)
+    own = False
+    if path.is_file():
+        try:
+            with Image.open(path) as image:
+                own = image.info.get("Software") == SOFTWARE
+        except OSError:
+            own = False
+    claim_file(path, is_own=own)

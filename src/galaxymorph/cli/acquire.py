@@ -22,9 +22,11 @@ def acquire(
     a galaxy's score sums them weighted by P(asked). See galaxymorph.acquisition.
     """
     from galaxymorph.acquisition import rank_predictions
+    from galaxymorph.outputs import claim_table
     from galaxymorph.representations import image_grid
 
     chosen = [q.strip() for q in questions.split(",")] if questions else None
+    claim_table(out, ["rank", "id_str", "score"])
     queue = rank_predictions(predictions, top, volunteers, chosen)
     out.parent.mkdir(parents=True, exist_ok=True)
     queue.to_csv(out, index=False)

@@ -58,12 +58,14 @@ def anomalies(
     seed: int = typer.Option(0),
 ) -> None:
     """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
+    from galaxymorph.outputs import claim_table
     from galaxymorph.representations import anomaly_scores, image_grid, read_embeddings
 
     frame, vectors, _ = read_embeddings(embeddings)
     frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed)
     ranked = frame.sort_values("anomaly_score", ascending=False, kind="stable")
     if out:
+        claim_table(out, ["id_str", "anomaly_score"])
         ranked.to_csv(out, index=False)
     Console().print(ranked.head(top)[["id_str", "anomaly_score"]].to_string(index=False))
     if grid:

@@ -132,7 +132,7 @@ def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]
     """The Parquet layout of a model's predictions and the function that turns one batch of samples into rows.
 
     Dirichlet models (trained, or fine-tuned on a tree) get the posterior columns;
-    fine-tuned classification / regression models the ``finetune_outputs`` columns.
+    fine-tuned classification / regression models the columns of :func:`summarise_samples`.
     """
     if config.get("task") in SUMMARISED_TASKS:
         layout = outputs_layout(config, samples, metadata)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from galaxymorph.data.images import ImageReadError, load_image  # noqa: E402
+from galaxymorph.outputs import SOFTWARE, claim_picture
 
 __all__ = ["image_grid"]
 
@@ -42,7 +43,8 @@ def image_grid(
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out = Path(out)
+    claim_picture(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, metadata={"Software": SOFTWARE})
     plt.close(fig)
     return out

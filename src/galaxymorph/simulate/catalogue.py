@@ -147,7 +147,7 @@ def _init_worker() -> None:
 def _check_resume(out_dir: Path, settings: dict) -> None:
     """Refuse to mix two different simulations in one folder; record the settings otherwise."""
     record = out_dir / "simulation.json"
-    claim_folder(out_dir, record.name, own_files=("images", "catalogue.parquet"))
+    claim_folder(out_dir, record.name)  # its own only once it holds simulation.json, written before any image
     out_dir.mkdir(parents=True, exist_ok=True)
     if record.exists():
         previous = json.loads(record.read_text())
@@ -192,9 +192,9 @@ def simulate_catalogue(
     if size < 8:
         raise ValueError(f"size must be at least 8 px, got {size}")
     out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
     settings = {"n": n, "size": size, "seed": seed, "format": image_format, "volunteers": volunteers}
     _check_resume(out_dir, settings)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
 
     catalogue = simulate_truth(n, seed, volunteers)
     file_loc = [f"images/{i}{FORMATS[image_format]}" for i in catalogue["id_str"]]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galaxymorph.outputs import SOFTWARE, claim_picture
 from galaxymorph.simulate.catalogue import parameters_of
 
 __all__ = ["describe", "plot_grid", "showcase"]
@@ -80,7 +81,8 @@ def plot_grid(images: np.ndarray, catalogue: pd.DataFrame, path: str | Path, col
         ax.set_title(f"{describe(p)}\nS/N {p['snr']:.0f}", fontsize=6.5)
     fig.tight_layout(pad=0.3, h_pad=0.8)
     path = Path(path)
+    claim_picture(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80, metadata={"Software": None})
+    fig.savefig(path, dpi=80, metadata={"Software": SOFTWARE})
     plt.close(fig)
     return path

@@ -94,7 +94,7 @@ class TrainConfig:
 
 FINETUNE_CONFIG_FILE = "finetune_config.yaml"
 # Settings that may change between attempts of one run without changing what is trained.
-FINETUNE_RESUMABLE = {"progress", "workers"}
+FINETUNE_RESUMABLE = {"progress", "workers", "out"}
 
 
 @dataclasses.dataclass

@@ -2,7 +2,7 @@
 
 A fine-tuning run folder ``RUN2/`` holds:
   ``best/``              the best model by validation loss (``model.safetensors`` + ``config.json``,
-                         loadable with :func:`galaxymorph.models.finetune_model.load_model`)
+                         loadable with :func:`galaxymorph.models.load_model`)
   ``finetune_config.yaml`` the settings
   ``checkpoints/``        Lightning state of each stage (every epoch) and ``<stage>.done`` markers
   ``logs/<stage>/version_N/`` per-stage metrics (CSV), one folder per attempt

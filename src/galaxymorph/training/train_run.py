@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ def train(
             run.mkdir(parents=True, exist_ok=True)
             (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
+    _warn_if_stopped_by_time(trainer, config)
     if trainer.is_global_zero:
         _merge_metrics(run)
         if config.calibrate and (run / "best").is_dir():
@@ -235,6 +237,16 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra:
         log_every_n_steps=10,
         enable_model_summary=False,
     )
+
+
+def _warn_if_stopped_by_time(trainer: L.Trainer, config: TrainConfig) -> None:
+    """A run cut short by ``max_time`` must not look finished: a cluster user has to know to resubmit."""
+    stopped_early = trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch > 0
+    if config.max_time and trainer.current_epoch < config.epochs and not stopped_early:
+        warnings.warn(
+            f"training stopped at --max-time {config.max_time} after {trainer.current_epoch} of {config.epochs} "
+            f"epochs; best/ holds the best model so far. To train on, run the same command with a longer "
+            "--max-time (it resumes from checkpoints/last.ckpt)", stacklevel=2)
 
 
 def _merge_metrics(run: Path) -> None:
