@@ -24,6 +24,8 @@ def predict(
     workers: int = typer.Option(0, help="Image-reading processes per device."),
     devices: int = typer.Option(1, help="Data-parallel processes on this node (each writes its own parts)."),
     num_nodes: int = typer.Option(1, help="Nodes (launch on each, e.g. with srun; parts need a shared folder)."),
+    accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
+    precision: str = typer.Option("32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed."),
 ) -> None:
     """Posterior vote fractions with credible intervals: the encoder once, the head --samples times.
 
@@ -35,7 +37,8 @@ def predict(
     from galaxymorph.predict import predict as run
 
     counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split, samples=samples,
-                 batch_size=batch_size, workers=workers, devices=devices, num_nodes=num_nodes)
+                 batch_size=batch_size, workers=workers, devices=devices, num_nodes=num_nodes,
+                 accelerator=accelerator, precision=precision)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
     if counts["errors"]:
         err.print(f"[yellow]{counts['errors']} images could not be read: see {errors_path(Path(out))}[/yellow]")

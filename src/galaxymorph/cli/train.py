@@ -17,7 +17,9 @@ def train(
     epochs: int = typer.Option(None, help="(default 10)"),
     batch_size: int = typer.Option(None, help="Per device. (default 64)"),
     lr: float = typer.Option(None, help="AdamW learning rate. (default 0.001)"),
+    accelerator: str = typer.Option(None, help="auto | cpu | gpu | mps. (default auto)"),
     devices: int = typer.Option(None, help="Data-parallel processes (DDP; gloo on CPU). (default 1)"),
+    precision: str = typer.Option(None, help="Lightning precision: 32-true, bf16-mixed, 16-mixed. (default 32-true)"),
     max_time: str = typer.Option(None, help="Stop after this much training, HH:MM:SS."),
     checkpoint_minutes: float = typer.Option(
         None, help="Also save last.ckpt this often mid-epoch. (default 10.0)"
@@ -37,7 +39,8 @@ def train(
 
     options = dict(
         shards=shards, out=out and str(out), arch=arch, size=size, channels=channels,
-        epochs=epochs, batch_size=batch_size, lr=lr, devices=devices, max_time=max_time,
+        epochs=epochs, batch_size=batch_size, lr=lr, accelerator=accelerator, devices=devices,
+        precision=precision, max_time=max_time,
         checkpoint_minutes=checkpoint_minutes, num_workers=num_workers, seed=seed, schema=schema,
     )
     if config is not None:

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch import nn
 from torch.utils.data import DataLoader
 
+from galaxymorph.accelerators import check_accelerator, pin_memory
 from galaxymorph.data.inputs import (
     GalaxyStream,
     Record,
@@ -42,7 +43,7 @@ from galaxymorph.predict.parts import (
 )
 from galaxymorph.quiet import quiet_lightning
 
-__all__ = ["MCDropoutPredictor", "predict", "predict_records"]
+__all__ = ["MCDropoutPredictor", "predict", "predict_records", "stream_predict"]
 
 class MCDropoutPredictor(pl.LightningModule):
     """The encoder once, then ``samples`` head passes; returns the head's samples (B, outputs, samples)."""
@@ -95,16 +96,48 @@ class _Inputs(pl.LightningDataModule):
     """Builds each process's loader once the process knows its rank."""
 
     def __init__(self, records: Callable[[], Iterable[Record]], preprocessing: dict[str, Any],
-                 skip: frozenset[str], batch_size: int, workers: int):
+                 skip: frozenset[str], batch_size: int, workers: int, pin_memory: bool = False):
         super().__init__()
         self.records, self.preprocessing, self.skip = records, preprocessing, skip
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers, self.pin_memory = batch_size, workers, pin_memory
 
     def predict_dataloader(self) -> DataLoader:
         stream = GalaxyStream(self.records, self.preprocessing, self.skip,
                               self.trainer.global_rank, self.trainer.world_size)
         return DataLoader(stream, batch_size=self.batch_size, num_workers=self.workers,
-                          collate_fn=collate_galaxies, persistent_workers=False)
+                          collate_fn=collate_galaxies, persistent_workers=False, pin_memory=self.pin_memory)
+
+
+def stream_predict(module: pl.LightningModule, records: Callable[[], Iterable[Record]], out: Path,
+                   skip: frozenset[str], layout: pa.Schema, to_table: TableBuilder, batch_size: int = 64,
+                   workers: int = 0, devices: int = 1, num_nodes: int = 1, accelerator: str = "auto",
+                   precision: str = "32-true", rows_per_part: int = 50_000, progress: bool = True,
+                   callbacks: list[pl.Callback] | None = None) -> int:
+    """Run ``module``'s predict step over the pending records into ``out``'s parts; returns this process's rank.
+
+    The one Lightning loop behind ``predict`` and ``embed``: devices, precision and
+    moving batches to the model's device are the Trainer's.
+    """
+    check_accelerator(accelerator, devices)
+    distributed = devices > 1 or num_nodes > 1
+    inputs = _Inputs(records, module.model.config["preprocessing"], skip, batch_size, workers, pin_memory(accelerator))
+    # a stream has no sampler to take batch indices from; the writer needs none
+    with quiet_lightning("Couldn't infer the batch indices"):
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            precision=precision,
+            strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            callbacks=[_WriteParts(out, layout, to_table, rows_per_part), *(callbacks or [])]
+            + ([RichProgressBar()] if progress else []),
+        )
+        trainer.predict(module, datamodule=inputs, return_predictions=False)
+    return trainer.global_rank
 
 
 def predict_records(
@@ -120,12 +153,15 @@ def predict_records(
     rows_per_part: int = 50_000,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
+    precision: str = "32-true",
+    callbacks: list[pl.Callback] | None = None,
 ) -> dict[str, int]:
     """Predict every record not yet in ``out``, then merge; returns counts (rows, new, errors, parts).
 
     ``records`` is a picklable callable giving (id_str, image path or uint8 pixels).
     With ``devices`` > 1 (or ``num_nodes`` > 1) each process predicts every
-    world-size-th pending record and writes its own parts.
+    world-size-th pending record and writes its own parts. ``accelerator``, ``devices``
+    and ``precision`` are Lightning's; ``callbacks`` are extra Lightning callbacks.
     """
     out = Path(out)
     check_output_file(out)
@@ -137,23 +173,10 @@ def predict_records(
         for stale in parts_dir(out).glob("errors-*.csv"):
             stale.unlink()  # unreadable images of an earlier run are retried
         layout, to_table = output_format(model.config, samples, meta)
-        distributed = devices > 1 or num_nodes > 1
-        inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
-        # a stream has no sampler to take batch indices from; the writer needs none
-        with quiet_lightning("Couldn't infer the batch indices"):
-            trainer = pl.Trainer(
-                accelerator=accelerator,
-                devices=devices,
-                num_nodes=num_nodes,
-                strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
-                logger=False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                enable_progress_bar=progress,
-                callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
-            )
-            trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
-        if trainer.global_rank != 0:
+        rank = stream_predict(MCDropoutPredictor(model, samples), records, out, frozenset(done), layout, to_table,
+                              batch_size, workers, devices, num_nodes, accelerator, precision, rows_per_part, progress,
+                              callbacks)
+        if rank != 0:
             return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
         had_errors = any(parts_dir(out).glob("errors-*.csv"))
         rows, parts = merge_parts(out)
@@ -174,6 +197,8 @@ def predict(
     devices: int = 1,
     num_nodes: int = 1,
     progress: bool = True,
+    accelerator: str = "auto",
+    precision: str = "32-true",
 ) -> dict[str, int]:
     """A trained or fine-tuned model's predictions for a folder of images, a catalogue, or shards (exactly one).
 
@@ -184,6 +209,7 @@ def predict(
     model = load_model(checkpoint)
     records = prediction_records(images_dir, catalogue, shards, split, model.config["preprocessing"])
     return predict_records(model, records, out, samples=samples, batch_size=batch_size, workers=workers,
-                           devices=devices, num_nodes=num_nodes, progress=progress,
+                           devices=devices, num_nodes=num_nodes, progress=progress, accelerator=accelerator,
+                           precision=precision,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
                                      "made_by": made_by(model, checkpoint, samples=samples)})

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from galaxymorph.accelerators import check_accelerator
 from galaxymorph.files import read_mapping
 from galaxymorph.models.finetune_model import TASKS
 from galaxymorph.outputs import claim_folder
@@ -44,7 +45,8 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     grad_clip: float | None = 1.0
     patience: int = 5  # epochs without val-loss improvement before stopping
-    precision: str = "32-true"  # or "bf16-mixed"
+    accelerator: str = "auto"  # auto | cpu | gpu | mps
+    precision: str = "32-true"  # or "bf16-mixed", "16-mixed"
     compile: bool = False
     channels_last: bool = True
     seed: int = 0
@@ -89,11 +91,15 @@ class TrainConfig:
             if not ok:
                 raise TrainConfigError(f"{name}={getattr(self, name)!r} {rule}")
         parse_max_time(self.max_time)
+        try:
+            check_accelerator(self.accelerator, self.devices)
+        except ValueError as err:
+            raise TrainConfigError(str(err)) from None
 
 
 FINETUNE_CONFIG_FILE = "finetune_config.yaml"
 # Settings that may change between attempts of one run without changing what is trained.
-FINETUNE_RESUMABLE = {"progress", "workers"}
+FINETUNE_RESUMABLE = {"progress", "workers", "accelerator", "devices"}
 
 
 @dataclasses.dataclass
@@ -128,6 +134,9 @@ class FinetuneConfig:
     source_crop: float = 1.0
     channels: int | None = None
     workers: int = 0
+    accelerator: str = "auto"  # auto | cpu | gpu | mps
+    devices: int = 1
+    precision: str = "32-true"  # or "bf16-mixed", "16-mixed"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -149,6 +158,7 @@ class FinetuneConfig:
         for ok, name, rule in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} {rule}")
+        check_accelerator(self.accelerator, self.devices)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

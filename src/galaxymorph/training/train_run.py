@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 
+from galaxymorph.accelerators import pin_memory
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
@@ -48,7 +49,7 @@ __all__ = ["train", "LAST_CHECKPOINT"]
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
 # Settings that may change between attempts of one run without changing what is trained.
-_RESUMABLE_CHANGES = {"devices", "num_nodes", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
+_RESUMABLE_CHANGES = {"accelerator", "devices", "num_nodes", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
 
 
 def train(
@@ -139,7 +140,8 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
         settings["train_shift"] = config.train_shift
     prep = Preprocessing.from_dict({**stored.to_dict(), **settings})
     return GalaxyDataModule(
-        shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed
+        shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed,
+        pin_memory=pin_memory(config.accelerator),
     )
 
 
@@ -210,12 +212,12 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(run, name="logs", version=loggers[0].version))
-    cpu = not torch.cuda.is_available()
+    cpu = config.accelerator == "cpu" or not torch.cuda.is_available()
     strategy: Any = "auto"
     if config.devices * config.num_nodes > 1:
         strategy = DDPStrategy(process_group_backend="gloo") if cpu else "ddp"
     return L.Trainer(
-        accelerator="cpu" if cpu else "auto",
+        accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=strategy,
