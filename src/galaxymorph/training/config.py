@@ -32,6 +32,7 @@ class TrainConfig:
     shards: str
     out: str
     arch: str = "efficientnet_b0"
+    init: str | None = None  # start the encoder from a galaxymorph run or a Hugging Face style timm folder
     size: int | None = None  # model input px; None: the shards' preprocessing image_size
     channels: int | None = None  # None: the shards' channels
     train_shift: float | None = None  # largest training-crop offset, fraction of the frame (0.5: anywhere); None: the shards' (0.03)

@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+import timm
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
@@ -27,6 +28,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from galaxymorph.accelerators import pin_memory
+from galaxymorph.models import load_encoder
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
@@ -83,15 +85,7 @@ def train(
     prep = datamodule.preprocessing
     prep_dict = prep.to_dict() if hasattr(prep, "to_dict") else dict(prep)
     _check_data(config, run, datamodule.schema, prep_dict)
-    model = GalaxyModel(
-        datamodule.schema,
-        arch=config.arch,
-        channels=config.channels or prep_dict["channels"],
-        dropout=config.dropout,
-        image_size=prep_dict["image_size"],
-        preprocessing=prep_dict,
-        channels_last=config.channels_last,
-    )
+    model = _model(config, datamodule.schema, prep_dict)
     if config.compile:
         model.encoder.compile()
     module = GalaxyLightningModule(
@@ -106,6 +100,31 @@ def train(
     if trainer.is_global_zero:
         _merge_metrics(run)
     return run / "best"
+
+
+# ----------------------------------------------------------------------------- model
+def _model(config: TrainConfig, schema: Schema, prep: dict[str, Any]) -> GalaxyModel:
+    """A new model for the tree being trained; with ``init``, its encoder (and input normalisation) from there."""
+    channels = config.channels or prep["channels"]
+    settings = dict(arch=config.arch, channels=channels, dropout=config.dropout, image_size=prep["image_size"],
+                    preprocessing=prep, channels_last=config.channels_last)
+    if config.init is None:
+        return GalaxyModel(schema, **settings)
+    try:
+        pretrained = load_encoder(config.init, channels=channels)
+    except (FileNotFoundError, ValueError) as err:
+        raise TrainConfigError(f"--init: {err}") from None
+    found = pretrained.config["arch"]
+    if timm.models.split_model_name_tag(found)[0] != timm.models.split_model_name_tag(config.arch)[0]:
+        raise TrainConfigError(f"architecture mismatch: --init {config.init} holds a {found} encoder but --arch is "
+                               f"{config.arch}; use --arch {found}")
+    model = GalaxyModel(schema, **settings, input_mean=pretrained.config["input_mean"],
+                        input_std=pretrained.config["input_std"], pretrained_from=config.init)
+    missing, unexpected = model.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=False)
+    if missing or unexpected:
+        raise TrainConfigError(f"--init {config.init}: its {found} weights do not fit a plain {config.arch} encoder "
+                               f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    return model
 
 
 # ------------------------------------------------------------------------------ data
