@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from galaxymorph.data.inputs import describe_inputs, prediction_records
@@ -120,12 +121,14 @@ def embed(
     accelerator: str = "auto",
     devices: int = 1,
     precision: str = "32-true",
+    callbacks: list[Callback] | None = None,
 ) -> dict[str, int]:
     """Encoder features of every galaxy not yet in the output, then merge (and PCA); returns counts.
 
     ``checkpoint`` is a training run, a fine-tuning run (either ``RUN/`` or ``RUN/best/``)
     or a model with ``features`` and ``config["preprocessing"]``. ``accelerator``, ``devices``
-    and ``precision`` are Lightning's, as for :func:`galaxymorph.predict.predict`.
+    and ``precision`` are Lightning's, as for :func:`galaxymorph.predict.predict`; ``callbacks``
+    are extra Lightning callbacks.
 
     Example:
         >>> embed("runs/gz2", "emb.parquet", catalogue="galaxies.csv", pca=32)  # doctest: +SKIP
@@ -154,7 +157,7 @@ def embed(
             stale.unlink()  # unreadable images of an earlier run are retried
         rank = stream_predict(_Features(model), records, target, frozenset(done), layout,
                               functools.partial(_embedding_table, layout=layout), batch_size, workers, devices, 1,
-                              accelerator, precision, rows_per_part, progress)
+                              accelerator, precision, rows_per_part, progress, callbacks)
         if rank != 0:
             return {"rows": 0, "new": 0, "errors": 0}
         merge_parts(target)
