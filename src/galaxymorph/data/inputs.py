@@ -109,6 +109,8 @@ def prediction_records(images_dir: str | Path | None, catalogue: str | Path | No
     if catalogue is not None:
         return Records(listed=catalogue_records(catalogue))
     _check_shard_pixels(shards, preprocessing)
+    if split is not None:
+        shard_paths(shards, split)  # an unknown split is refused here, naming the ones there are
     return Records(shards=shards, split=split)
 
 

@@ -47,6 +47,7 @@ from galaxymorph.quiet import quiet_lightning
 
 __all__ = ["MCDropoutPredictor", "posterior_samples", "predict", "predict_records", "stream_predict"]
 
+
 def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False) -> torch.Tensor:
     """(B, outputs, samples) head passes over one encoder pass; with ``tta`` (B, outputs, 8 x samples).
 
