@@ -19,6 +19,7 @@ from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel
+from galaxymorph.predict.predictor import posterior_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("GALAXYMORPH_BENCH_WORK", ROOT / "runs" / "bench_train"))
@@ -74,8 +75,7 @@ def predict_split(model: GalaxyModel, shards: Path, split: str = "test", samples
     loader = data.test_dataloader() if split == "test" else data.val_dataloader()
     for batch in loader:
         x = data.transform_batch(batch, train=False)["image"]
-        views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)] if tta else [x]
-        conc.append(torch.cat([model.sample(model.features(v), samples) for v in views], dim=2).numpy())
+        conc.append(posterior_samples(model, x, samples, tta).numpy())
         ids += batch["id_str"]
         votes.append(batch["votes"].numpy())
     return ids, np.concatenate(conc), np.concatenate(votes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 from timm.models import group_parameters
 from timm.models._hub import save_for_hf
+from torch import nn
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
@@ -136,10 +138,17 @@ def test_classification_fine_tune_beats_chance_and_round_trips(run_dir, toy_cata
     assert (best / "training.yaml").is_file() and (tmp_path / "ft" / "finetune_config.yaml").is_file()
 
 
+def timm_folder(folder: Path, arch: str = ARCH, safe_serialization: bool = True) -> nn.Module:
+    """A Hugging Face style folder written by timm itself, as Zoobot publishes its encoders; returns its model."""
+    torch.manual_seed(1)
+    source = timm.create_model(arch, num_classes=7)
+    save_for_hf(source, folder, safe_serialization=safe_serialization)
+    return source
+
+
 def test_hugging_face_style_timm_folders_load(tmp_path):
-    source = timm.create_model(ARCH, num_classes=7)
-    save_for_hf(source, tmp_path / "st", safe_serialization=True)
-    save_for_hf(source, tmp_path / "bin", safe_serialization=False)
+    source = timm_folder(tmp_path / "st")
+    timm_folder(tmp_path / "bin", safe_serialization=False)
     assert (tmp_path / "st" / "model.safetensors").is_file() and (tmp_path / "bin" / "pytorch_model.bin").is_file()
     for folder in ("st", "bin"):
         pretrained = load_encoder(tmp_path / folder)

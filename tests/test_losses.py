@@ -12,6 +12,7 @@ from galaxymorph import (
     Schema,
     dirichlet_multinomial_nll,
     get_schema,
+    losses,
 )
 from galaxymorph.losses import _DirichletMultinomialNLL
 
@@ -80,16 +81,56 @@ def test_known_value_ln_91():
     assert functional.item() == pytest.approx(math.log(91), rel=1e-6)
 
 
+@pytest.mark.parametrize("host", [True, False], ids=["host-path", "accelerator-path"])
 @pytest.mark.parametrize("whole", [True, False], ids=["vote-counts", "fractional-counts"])
-def test_gradient_matches_finite_differences(whole):
+def test_gradient_matches_finite_differences(whole, host):
     schema = get_schema("gz2")
     concentrations, counts = random_batch(schema, galaxies=3, whole=whole)
     conc = torch.tensor(concentrations, requires_grad=True)
     votes = torch.nan_to_num(torch.tensor(counts), nan=0.0)
     question_index = torch.from_numpy(schema.question_index).long()
     assert torch.autograd.gradcheck(
-        lambda c: _DirichletMultinomialNLL.apply(c, votes, question_index, schema.n_questions), (conc,)
+        lambda c: _DirichletMultinomialNLL.apply(c, votes, question_index, schema.n_questions, host), (conc,)
     )
+
+
+@pytest.fixture
+def accelerator_path(monkeypatch):
+    """The loss as it runs on a GPU (no value read back to Python), here on CPU tensors."""
+    monkeypatch.setattr(losses, "_on_host", lambda tensor: False)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["vote-counts", "fractional-counts"])
+def test_accelerator_path_gives_the_host_paths_values_and_gradients(whole, monkeypatch):
+    schema = get_schema("gz2")
+    concentrations, counts = random_batch(schema, whole=whole)
+    counts[4, 0] = -1.0  # a negative count: the one case that needs the no-votes mask
+    results = []
+    for host in (True, False):
+        monkeypatch.setattr(losses, "_on_host", lambda tensor, host=host: host)
+        conc = torch.tensor(concentrations, requires_grad=True)
+        per_question = DirichletMultinomialLoss(schema, reduction="none")(conc, torch.tensor(counts))
+        per_question.sum().backward()
+        results.append((per_question.detach(), conc.grad))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
+def test_accelerator_path_reads_nothing_back():
+    # meta tensors have no values: any .item(), float() or bool() on them raises, so this is a sync-free step
+    schema = get_schema("gz2")
+    loss = DirichletMultinomialLoss(schema).to("meta")
+    conc = torch.full((4, schema.n_answers), 2.0, device="meta", requires_grad=True)
+    loss(conc, torch.ones(4, schema.n_answers, device="meta")).backward()
+    assert conc.grad.device.type == "meta"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0])
+def test_accelerator_path_still_refuses_bad_concentrations(bad, accelerator_path):
+    schema = get_schema("gz2")
+    concentrations = torch.full((4, schema.n_answers), 2.0)
+    concentrations[1, 5] = bad
+    with pytest.raises(RuntimeError, match="concentrations must be finite and > 0"):
+        DirichletMultinomialLoss(schema)(concentrations, torch.ones_like(concentrations))
 
 
 def test_gradient_matches_reference_derivative():

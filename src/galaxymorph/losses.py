@@ -45,20 +45,25 @@ class _DirichletMultinomialNLL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, concentrations: Tensor, counts: Tensor, question_index: Tensor, n_questions: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx, concentrations: Tensor, counts: Tensor, question_index: Tensor, n_questions: int,  # type: ignore[override]
+                host: bool) -> Tensor:
         answers = concentrations.shape[1]
         values = torch.stack([concentrations, counts])
         totals = values.new_zeros(2, len(values[0]), n_questions).index_add_(2, question_index, values)
         arguments = torch.cat([values, totals], dim=2)
         conc, count = arguments
-        lowest, highest = (float(x) for x in torch.aminmax(count)) if count.numel() else (0.0, 0.0)
-        log_factorial = _log_factorial(count, lowest, highest)
+        if host:  # reading the range back is free here, and picks the cheaper log factorial
+            lowest, highest = (float(x) for x in torch.aminmax(count)) if count.numel() else (0.0, 0.0)
+            log_factorial = _log_factorial(count, lowest, highest)
+        else:  # on an accelerator lgamma is cheap and a read-back would stall every step
+            lowest, log_factorial = -math.inf, torch.lgamma(count + 1)
         count.add_(conc)  # arguments is now [a|A, n+a|N+A]
         lgamma_conc, lgamma_count_plus_conc = arguments.lgamma()
         log_beta_1 = log_factorial.add_(lgamma_conc).sub_(lgamma_count_plus_conc)
         nll = _sum_per_question(log_beta_1[:, :answers], question_index, n_questions).sub_(log_beta_1[:, answers:])
         # A question without votes already comes out exactly 0, with zero gradient:
-        # every term is lgamma(1) = 0 or lgamma(x) - lgamma(x + 0). Only negative counts need a mask.
+        # every term is lgamma(1) = 0 or lgamma(x) - lgamma(x + 0). Only negative counts need a mask
+        # (always applied off the host, where the mask costs less than finding out).
         unobserved = totals[1] <= 0 if lowest < 0 else None
         ctx.save_for_backward(arguments, question_index, unobserved)
         return nll if unobserved is None else nll.masked_fill_(unobserved, 0.0)
@@ -74,7 +79,7 @@ class _DirichletMultinomialNLL(torch.autograd.Function):
         grad = torch.sub(d_log_beta_1[:, :answers], d_log_beta_1[:, answers:].index_select(1, question_index))
         if unobserved is not None:
             grad_output = grad_output.masked_fill(unobserved, 0.0)
-        return grad.mul_(grad_output.index_select(1, question_index)), None, None, None
+        return grad.mul_(grad_output.index_select(1, question_index)), None, None, None, None
 
 
 def _log_factorial(counts: Tensor, lowest: float, highest: float) -> Tensor:
@@ -110,19 +115,33 @@ def dirichlet_multinomial_nll(concentrations: Tensor, counts: Tensor, answer_mat
     return _nll(concentrations, counts, question_index, answer_matrix.shape[1])
 
 
+def _on_host(tensor: Tensor) -> bool:
+    """Whether reading a value back to Python is free (CPU), rather than a stall of the accelerator's queue."""
+    return tensor.device.type == "cpu"
+
+
 def _nll(concentrations: Tensor, counts: Tensor, question_index: Tensor, n_questions: int) -> Tensor:
-    _check_concentrations(concentrations)
+    host = _on_host(concentrations)
+    _check_concentrations(concentrations, host)
     counts = counts.to(concentrations.dtype)
-    if not math.isfinite(counts.sum().item()):  # one sum is cheaper than a scan for NaN
+    if not host or not math.isfinite(counts.sum().item()):  # on the host one sum is cheaper than a scan for NaN
         counts = torch.nan_to_num(counts, nan=0.0)
-    return _DirichletMultinomialNLL.apply(concentrations, counts, question_index, n_questions)
+    return _DirichletMultinomialNLL.apply(concentrations, counts, question_index, n_questions, host)
 
 
-def _check_concentrations(concentrations: Tensor) -> None:
-    """Raise on NaN, infinite or non-positive values; one cheap reduction when all is well."""
+def _check_concentrations(concentrations: Tensor, host: bool = True) -> None:
+    """Raise on NaN, infinite or non-positive values; one cheap reduction when all is well.
+
+    Off the host the same reduction feeds an asynchronous device assertion, so a
+    training step never waits for it; the galaxy row and answer column are then not known.
+    """
     if concentrations.numel() == 0:
         return
     lowest, highest = torch.aminmax(concentrations)  # NaN propagates to both, failing both tests
+    if not host:
+        torch._assert_async((lowest > 0) & (highest < math.inf),
+                            "concentrations must be finite and > 0 (run the loss on CPU to find the galaxy row and answer column)")
+        return
     if 0 < lowest.item() and highest.item() < math.inf:
         return
     bad = ~(torch.isfinite(concentrations) & (concentrations > 0))

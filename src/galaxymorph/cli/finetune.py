@@ -55,6 +55,9 @@ def finetune(
     source_crop: float = typer.Option(None, help="timm folders only: central fraction of each image kept. (default 1)"),
     channels: int = typer.Option(None, help="timm folders only: 1 or 3. (default: as saved)"),
     workers: int = typer.Option(None, help="Image-decoding worker processes. (default 0)"),
+    accelerator: str = typer.Option(None, help="auto | cpu | gpu | mps. (default auto)"),
+    devices: int = typer.Option(None, help="Devices (processes) to train on. (default 1)"),
+    precision: str = typer.Option(None, help="Lightning precision: 32-true, bf16-mixed, 16-mixed. (default 32-true)"),
     config: Path = typer.Option(None, help="YAML file with any FinetuneConfig settings (options given here win)."),
 ) -> None:
     """Fine-tune a pretrained encoder on a labelled catalogue; the best model goes to OUT/best/."""
@@ -70,7 +73,7 @@ def finetune(
         bounded=bounded, unfreeze=_unfreeze(unfreeze) if unfreeze is not None else None, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, layer_decay=layer_decay, dropout=dropout,
         patience=patience, val_fraction=val_fraction, seed=seed, image_size=image_size, source_crop=source_crop,
-        channels=channels, workers=workers,
+        channels=channels, workers=workers, accelerator=accelerator, devices=devices, precision=precision,
     )
     settings = read_mapping(config, kind="YAML") if config else {}
     settings.update({k: v for k, v in options.items() if v is not None})

@@ -21,10 +21,13 @@ def predict(
     shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (see docs/training.md)."),
     split: str = typer.Option(None, help="With --shards: only this split (train/val/test); default all."),
     samples: int = typer.Option(5, help="MC-dropout samples (head passes per galaxy); 1 = deterministic."),
+    tta: bool = typer.Option(False, "--tta", help="Also the 8 rotation/flip views: 8 x --samples samples per galaxy."),
     batch_size: int = typer.Option(64, min=1, help="Galaxies per batch (per process)."),
     workers: int = typer.Option(0, help="Image-reading processes per device."),
     devices: int = typer.Option(1, help="Data-parallel processes on this node (each writes its own parts)."),
     num_nodes: int = typer.Option(1, help="Nodes (launch on each, e.g. with srun; parts need a shared folder)."),
+    accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
+    precision: str = typer.Option("32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed."),
 ) -> None:
     """Posterior vote fractions with credible intervals: the encoder once, the head --samples times.
 
@@ -36,7 +39,8 @@ def predict(
     from galaxymorph.predict import predict as run
 
     counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split, samples=samples,
-                 batch_size=batch_size, workers=workers, devices=devices, num_nodes=num_nodes)
+                 tta=tta, batch_size=batch_size, workers=workers, devices=devices, num_nodes=num_nodes,
+                 accelerator=accelerator, precision=precision)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
     if counts["errors"]:
         err.print(f"[yellow]{counts['errors']} images could not be read: see {errors_path(Path(out))}[/yellow]")

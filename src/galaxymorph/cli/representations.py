@@ -20,12 +20,15 @@ def embed(
     pca: int = typer.Option(None, help="Keep only the first K principal components (full features kept beside)."),
     batch_size: int = typer.Option(64, min=1),
     workers: int = typer.Option(0, help="Image-decoding worker processes."),
+    accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
+    devices: int = typer.Option(1, help="Data-parallel processes on this node."),
+    precision: str = typer.Option("32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed."),
 ) -> None:
     """Encoder features per galaxy, streamed to Parquet; re-run the same command to resume."""
     from galaxymorph.representations import embed as run
 
     counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split, pca=pca,
-                 batch_size=batch_size, workers=workers)
+                 batch_size=batch_size, workers=workers, accelerator=accelerator, devices=devices, precision=precision)
     Console().print(f"{out}: {counts['rows']} galaxies ({counts['new']} new, {counts['errors']} unreadable)")
 
 

@@ -12,12 +12,15 @@ def train(
     shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (https://..., gs://..., or a pipe: command with {name}; see docs/training.md)."),
     out: Path = typer.Option(None, help="Run folder: best/ model, checkpoints/, metrics.csv."),
     arch: str = typer.Option(None, help="Any timm architecture. (default efficientnet_b0)"),
+    init: str = typer.Option(None, help="Start the encoder from a galaxymorph RUN/ or a Hugging Face style timm folder (same --arch); the head is new."),
     size: int = typer.Option(None, help="Model input px. (default the shards' image size)"),
     channels: int = typer.Option(None, help="1 or 3. (default the shards' channels)"),
     epochs: int = typer.Option(None, help="(default 10)"),
     batch_size: int = typer.Option(None, help="Per device. (default 64)"),
     lr: float = typer.Option(None, help="AdamW learning rate. (default 0.001)"),
+    accelerator: str = typer.Option(None, help="auto | cpu | gpu | mps. (default auto)"),
     devices: int = typer.Option(None, help="Data-parallel processes (DDP; gloo on CPU). (default 1)"),
+    precision: str = typer.Option(None, help="Lightning precision: 32-true, bf16-mixed, 16-mixed. (default 32-true)"),
     max_time: str = typer.Option(None, help="Stop after this much training, HH:MM:SS."),
     checkpoint_minutes: float = typer.Option(
         None, help="Also save last.ckpt this often mid-epoch. (default 10.0)"
@@ -36,8 +39,9 @@ def train(
     from galaxymorph.training import train as run_training
 
     options = dict(
-        shards=shards, out=out and str(out), arch=arch, size=size, channels=channels,
-        epochs=epochs, batch_size=batch_size, lr=lr, devices=devices, max_time=max_time,
+        shards=shards, out=out and str(out), arch=arch, init=init, size=size, channels=channels,
+        epochs=epochs, batch_size=batch_size, lr=lr, accelerator=accelerator, devices=devices,
+        precision=precision, max_time=max_time,
         checkpoint_minutes=checkpoint_minutes, num_workers=num_workers, seed=seed, schema=schema,
     )
     if config is not None:

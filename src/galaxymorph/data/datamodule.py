@@ -115,6 +115,7 @@ class GalaxyDataModule(AugmentingDataModule):
         test_fraction: share for the test split, likewise.
         on_error: for a catalogue, ``"raise"`` or ``"skip"`` bad rows (see ``read_catalogue``).
         in_memory: for a catalogue, decode every image once and keep it in RAM.
+        pin_memory: page-locked batches, so copies to a CUDA GPU overlap compute (``accelerators.pin_memory``).
 
     Example:
         >>> dm = GalaxyDataModule("shards/", batch_size=64, num_workers=2, image_size=64)  # doctest: +SKIP
@@ -135,6 +136,7 @@ class GalaxyDataModule(AugmentingDataModule):
         test_fraction: float = 0.1,
         on_error: str = "raise",
         in_memory: bool = False,
+        pin_memory: bool = False,
     ):
         self.source = source
         self.is_shards = not isinstance(source, pd.DataFrame) and is_shard_source(source)
@@ -158,7 +160,7 @@ class GalaxyDataModule(AugmentingDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.on_error, self.in_memory = on_error, in_memory
+        self.on_error, self.in_memory, self.pin_memory = on_error, in_memory, pin_memory
         self._datasets: dict[str, Dataset] = {}
 
     # --- catalogue mode ---------------------------------------------------------
@@ -195,11 +197,13 @@ class GalaxyDataModule(AugmentingDataModule):
             rank = self.trainer.global_rank if self.trainer is not None else 0
             samples = ShardSamples(urls, counts, decode_sample, self.seed, self.shuffle_buffer, rank, world,
                                    self.num_workers)
-            return TrainBatches(samples, self.batch_size, self.train_batches_per_epoch(world), collate, self._global_step)
+            return TrainBatches(samples, self.batch_size, self.train_batches_per_epoch(world), collate, self._global_step,
+                                self.pin_memory)
         dataset = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node,
                                  workersplitter=wds.split_by_worker, empty_check=False)
         dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=True)
-        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=self.pin_memory)
 
     def _loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
         if self.is_shards:
@@ -209,6 +213,7 @@ class GalaxyDataModule(AugmentingDataModule):
         return DataLoader(
             self._datasets[split], batch_size=self.batch_size, shuffle=train, generator=generator,
             num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader | TrainBatches:

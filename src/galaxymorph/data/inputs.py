@@ -9,9 +9,9 @@ and reports unreadable images instead of stopping.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Collection, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from galaxymorph.data.images import IMAGE_SUFFIXES
 from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing
 
-__all__ = ["GalaxyStream", "Record", "catalogue_records", "collate_galaxies", "describe_inputs", "directory_records",
+__all__ = ["GalaxyStream", "Record", "Records", "catalogue_records", "collate_galaxies", "describe_inputs", "directory_records",
            "prediction_records",
            "shard_records"]
 
@@ -96,7 +96,7 @@ def describe_inputs(images_dir: str | Path | None, catalogue: str | Path | None,
 
 
 def prediction_records(images_dir: str | Path | None, catalogue: str | Path | None, shards: str | Path | None,
-                       split: str | None, preprocessing: dict[str, Any]) -> Callable[[], Iterable[Record]]:
+                       split: str | None, preprocessing: dict[str, Any]) -> Records:
     """The galaxies to predict or embed: exactly one of a folder of images, a catalogue or shards.
 
     Returns a picklable callable (spawned processes and loader workers call it).
@@ -105,11 +105,35 @@ def prediction_records(images_dir: str | Path | None, catalogue: str | Path | No
     if len(given) != 1:
         raise ValueError("give exactly one input: images_dir (--images), catalogue (--catalog) or shards (--shards)")
     if images_dir is not None:
-        return functools.partial(_listed, directory_records(images_dir))
+        return Records(listed=directory_records(images_dir))
     if catalogue is not None:
-        return functools.partial(_listed, catalogue_records(catalogue))
+        return Records(listed=catalogue_records(catalogue))
     _check_shard_pixels(shards, preprocessing)
-    return functools.partial(shard_records, shards, split)
+    if split is not None:
+        shard_paths(shards, split)  # an unknown split is refused here, naming the ones there are
+    return Records(shards=shards, split=split)
+
+
+@dataclasses.dataclass(frozen=True)
+class Records:
+    """The records callable of :func:`prediction_records` that also knows, before streaming, how many are pending.
+
+    A folder's or catalogue's records are listed already; shards are counted from their manifest.
+    """
+
+    listed: list[Record] | None = None
+    shards: str | Path | None = None
+    split: str | None = None
+
+    def __call__(self) -> Iterable[Record]:
+        return self.listed if self.listed is not None else shard_records(self.shards, self.split)
+
+    def pending(self, done: Collection[str]) -> int:
+        """How many records are not in ``done`` (for shards: every galaxy of the split(s) less those done)."""
+        if self.listed is not None:
+            return sum(1 for id_str, _ in self.listed if id_str not in done)
+        splits = read_manifest(self.shards)["splits"]
+        return max(0, sum(splits[name]["count"] for name in ([self.split] if self.split else splits)) - len(done))
 
 
 class GalaxyStream(IterableDataset):
@@ -158,7 +182,3 @@ def collate_galaxies(items: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": [(x["id_str"], x["file_loc"] or "", x["error"]) for x in items if x["error"] is not None],
     }
 
-
-def _listed(records: list[Record]) -> list[Record]:
-    """A list as the picklable records callable that spawned processes and loader workers call."""
-    return records

@@ -195,13 +195,15 @@ class LabelledDataModule(AugmentingDataModule):
     """Fine-tuning batches ``{"image", "target"}`` from decoded images, augmented on the device as training's are."""
 
     def __init__(self, train_set: LabelledImages, val_set: LabelledImages, preprocessing: Preprocessing,
-                 batch_size: int, seed: int = 0) -> None:
+                 batch_size: int, seed: int = 0, pin_memory: bool = False) -> None:
         super().__init__(preprocessing, torch.Generator().manual_seed(seed))
         self.train_set, self.val_set, self.batch_size, self.seed = train_set, val_set, batch_size, seed
+        self.pin_memory = pin_memory
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(_Rows(self.train_set), batch_size=self.batch_size, shuffle=True, generator=generator)
+        return DataLoader(_Rows(self.train_set), batch_size=self.batch_size, shuffle=True, generator=generator,
+                          pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_Rows(self.val_set), batch_size=max(self.batch_size, 64))
+        return DataLoader(_Rows(self.val_set), batch_size=max(self.batch_size, 64), pin_memory=self.pin_memory)

@@ -26,6 +26,7 @@ import copy
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -73,6 +74,10 @@ def _buffered_shuffle(items: Iterator[Any], size: int, rng: np.random.Generator)
         buffer[j] = item
     rng.shuffle(buffer)
     yield from buffer
+
+
+def _pinned(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _identity(item: Any) -> Any:
@@ -136,12 +141,14 @@ class TrainBatches:
 
     ``position`` returns the optimiser steps done so far (``trainer.global_step``);
     each ``iter`` yields the rest of that epoch, ``steps_per_epoch`` batches in all.
+    With ``pin_memory`` the batches' tensors are page-locked (for copies to a CUDA GPU).
     """
 
     def __init__(self, samples: ShardSamples, batch_size: int, steps_per_epoch: int,
-                 collate: Callable[[list], Any], position: Callable[[], int]):
+                 collate: Callable[[list], Any], position: Callable[[], int], pin_memory: bool = False):
         self.samples, self.batch_size, self.steps = samples, batch_size, steps_per_epoch
-        self.collate, self.position = collate, position
+        self.position = position
+        self.collate = (lambda b: _pinned(collate(b))) if pin_memory else collate
 
     def __iter__(self) -> Iterator[Any]:
         epoch, done = divmod(self.position(), self.steps)

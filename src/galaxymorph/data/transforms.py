@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from galaxymorph.data.images import FitsStretch, load_image
 
-__all__ = ["Preprocessing", "EvalTransform", "TrainTransform", "eval_transform", "train_transform", "to_channels"]
+__all__ = ["DIHEDRAL", "Preprocessing", "EvalTransform", "TrainTransform", "dihedral_views", "eval_transform",
+           "train_transform", "to_channels"]
 
 _LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 
@@ -171,3 +172,12 @@ def train_transform(prep: Preprocessing, generator: torch.Generator | None = Non
 def eval_transform(prep: Preprocessing) -> EvalTransform:
     """uint8 (B, C, stored, stored) -> float32 (B, channels, image_size, image_size) in [0, 1], deterministic."""
     return EvalTransform(prep)
+
+
+# The 8 symmetries of the square, as (quarter turns, mirrored first): a galaxy's label does not depend on them.
+DIHEDRAL = tuple((k, mirrored) for mirrored in (False, True) for k in range(4))
+
+
+def dihedral_views(images: torch.Tensor) -> torch.Tensor:
+    """(8, B, C, S, S): square images under the 4 rotations, then the 4 rotations of their mirror image."""
+    return torch.stack([torch.rot90(images.flip(3) if mirrored else images, k, dims=(2, 3)) for k, mirrored in DIHEDRAL])

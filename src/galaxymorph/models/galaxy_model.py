@@ -80,9 +80,10 @@ class GalaxyModel(EncoderWithHead):
         dropout: float = 0.2,
         image_size: int | None = None,
         preprocessing: dict[str, Any] | None = None,
-        input_mean: float = 0.5,
-        input_std: float = 0.5,
+        input_mean: float | list[float] = 0.5,
+        input_std: float | list[float] = 0.5,
         channels_last: bool = True,
+        pretrained_from: str | None = None,
     ) -> None:
         super().__init__()
         self.schema = get_schema(schema) if isinstance(schema, str) else schema
@@ -107,6 +108,7 @@ class GalaxyModel(EncoderWithHead):
             "input_std": input_std,
             "n_features": int(self.encoder.num_features),
             "answers": list(self.schema.answers),
+            "pretrained_from": pretrained_from,  # the run or timm folder the encoder started from (train --init)
         }
 
     def set_calibration(self, scales: dict[str, float] | None) -> None:
@@ -143,6 +145,7 @@ class GalaxyModel(EncoderWithHead):
             input_mean=config.get("input_mean", 0.5),
             input_std=config.get("input_std", 0.5),
             channels_last=channels_last,
+            pretrained_from=config.get("pretrained_from"),
         )
         model.set_calibration(config.get("calibration"))  # absent in models saved before calibration: as before
         return model

@@ -19,14 +19,21 @@ from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch import nn
 from torch.utils.data import DataLoader
 
+from galaxymorph.accelerators import check_accelerator, pin_memory
 from galaxymorph.data.inputs import (
     GalaxyStream,
     Record,
+    Records,
     collate_galaxies,
     describe_inputs,
     prediction_records,
 )
-from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.data.transforms import (
+    DIHEDRAL,
+    Preprocessing,
+    dihedral_views,
+    eval_transform,
+)
 from galaxymorph.models import load_model
 from galaxymorph.models.loading import Checkpoints
 from galaxymorph.predict.layout import TableBuilder, output_format
@@ -40,18 +47,37 @@ from galaxymorph.predict.parts import (
     parts_dir,
     resumable_output,
 )
+from galaxymorph.predict.progress import PendingProgressBar
 from galaxymorph.quiet import quiet_lightning
 
-__all__ = ["MCDropoutPredictor", "predict", "predict_records"]
+__all__ = ["MCDropoutPredictor", "posterior_samples", "predict", "predict_records", "stream_predict"]
+
+
+def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False) -> torch.Tensor:
+    """(B, outputs, samples) head passes over one encoder pass; with ``tta`` (B, outputs, 8 x samples).
+
+    The 8 rotation/flip views of each galaxy (:func:`dihedral_views`) go through the
+    encoder as one batch, and each view's ``samples`` MC-dropout passes are further
+    samples of the same posterior, view by view.
+    """
+    if not tta:
+        return model.sample(model.features(images), samples)
+    views = dihedral_views(images)
+    per_view = model.sample(model.features(views.flatten(0, 1)), samples)  # (8 B, outputs, samples)
+    return per_view.unflatten(0, views.shape[:2]).permute(1, 2, 0, 3).flatten(2)
+
 
 class MCDropoutPredictor(pl.LightningModule):
-    """The encoder once, then ``samples`` head passes; returns the head's samples (B, outputs, samples)."""
+    """The encoder once, then ``samples`` head passes; returns the head's samples (B, outputs, samples).
 
-    def __init__(self, model: nn.Module, samples: int):
+    With ``tta`` the encoder sees the 8 rotation/flip views at once and the samples are 8 x ``samples``.
+    """
+
+    def __init__(self, model: nn.Module, samples: int, tta: bool = False):
         super().__init__()
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        self.model, self.samples = model, samples
+        self.model, self.samples, self.tta = model, samples, tta
         self._transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def on_predict_start(self) -> None:
@@ -64,8 +90,7 @@ class MCDropoutPredictor(pl.LightningModule):
         if batch["image"] is None:
             return None
         assert self._transform is not None
-        features = self.model.features(self._transform(batch["image"]))
-        return self.model.sample(features, self.samples).float()
+        return posterior_samples(self.model, self._transform(batch["image"]), self.samples, self.tta).float()
 
 
 class _WriteParts(BasePredictionWriter):
@@ -95,16 +120,56 @@ class _Inputs(pl.LightningDataModule):
     """Builds each process's loader once the process knows its rank."""
 
     def __init__(self, records: Callable[[], Iterable[Record]], preprocessing: dict[str, Any],
-                 skip: frozenset[str], batch_size: int, workers: int):
+                 skip: frozenset[str], batch_size: int, workers: int, pin_memory: bool = False):
         super().__init__()
         self.records, self.preprocessing, self.skip = records, preprocessing, skip
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers, self.pin_memory = batch_size, workers, pin_memory
 
     def predict_dataloader(self) -> DataLoader:
         stream = GalaxyStream(self.records, self.preprocessing, self.skip,
                               self.trainer.global_rank, self.trainer.world_size)
         return DataLoader(stream, batch_size=self.batch_size, num_workers=self.workers,
-                          collate_fn=collate_galaxies, persistent_workers=False)
+                          collate_fn=collate_galaxies, persistent_workers=False, pin_memory=self.pin_memory)
+
+
+def _progress_bar(records: Callable[[], Iterable[Record]], done: frozenset[str], batch_size: int,
+                  workers: int) -> RichProgressBar:
+    if isinstance(records, Records):
+        return PendingProgressBar(records.pending(done), batch_size, workers)
+    return RichProgressBar()  # a generator of unknown length: batches done, no total
+
+
+def stream_predict(module: pl.LightningModule, records: Callable[[], Iterable[Record]], out: Path,
+                   skip: frozenset[str], layout: pa.Schema, to_table: TableBuilder, batch_size: int = 64,
+                   workers: int = 0, devices: int = 1, num_nodes: int = 1, accelerator: str = "auto",
+                   precision: str = "32-true", rows_per_part: int = 50_000, progress: bool = True,
+                   callbacks: list[pl.Callback] | None = None) -> int:
+    """Run ``module``'s predict step over the pending records into ``out``'s parts; returns this process's rank.
+
+    The one Lightning loop behind ``predict`` and ``embed``: devices, precision and
+    moving batches to the model's device are the Trainer's. Records that can count
+    their pending galaxies (``data.inputs.Records``) give the progress bar a total and an ETA.
+    """
+    check_accelerator(accelerator, devices)
+    distributed = devices > 1 or num_nodes > 1
+    inputs = _Inputs(records, module.model.config["preprocessing"], skip, batch_size, workers, pin_memory(accelerator))
+    # a stream has no sampler to take batch indices from; the writer needs none
+    with quiet_lightning("Couldn't infer the batch indices"):
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            precision=precision,
+            strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            callbacks=[_WriteParts(out, layout, to_table, rows_per_part), *(callbacks or [])]
+            + ([_progress_bar(records, skip, batch_size, workers)] if progress else []),
+        )
+        trainer.predict(module, datamodule=inputs, return_predictions=False)
+    return trainer.global_rank
 
 
 def predict_records(
@@ -120,37 +185,30 @@ def predict_records(
     rows_per_part: int = 50_000,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
+    precision: str = "32-true",
+    callbacks: list[pl.Callback] | None = None,
+    tta: bool = False,
 ) -> dict[str, int]:
     """Predict every record not yet in ``out``, then merge; returns counts (rows, new, errors, parts).
 
     ``records`` is a picklable callable giving (id_str, image path or uint8 pixels).
     With ``devices`` > 1 (or ``num_nodes`` > 1) each process predicts every
-    world-size-th pending record and writes its own parts.
+    world-size-th pending record and writes its own parts. ``accelerator``, ``devices``
+    and ``precision`` are Lightning's; ``callbacks`` are extra Lightning callbacks.
+    ``tta`` adds the 8 rotation/flip views as samples (8 x ``samples`` per galaxy).
     """
     out = Path(out)
     check_output_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    meta["made_by"] = meta.get("made_by") or made_by(model, model, "predict", samples=samples)
+    meta["made_by"] = meta.get("made_by") or made_by(model, model, "predict", samples=samples, tta=tta)
     with resumable_output(out, meta["made_by"]) as done:
-        layout, to_table = output_format(model.config, samples * getattr(model, "members", 1), meta)
-        distributed = devices > 1 or num_nodes > 1
-        inputs = _Inputs(records, model.config["preprocessing"], frozenset(done), batch_size, workers)
-        # a stream has no sampler to take batch indices from; the writer needs none
-        with quiet_lightning("Couldn't infer the batch indices"):
-            trainer = pl.Trainer(
-                accelerator=accelerator,
-                devices=devices,
-                num_nodes=num_nodes,
-                strategy=("ddp_spawn" if num_nodes == 1 else "ddp") if distributed else "auto",
-                logger=False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                enable_progress_bar=progress,
-                callbacks=[_WriteParts(out, layout, to_table, rows_per_part)] + ([RichProgressBar()] if progress else []),
-            )
-            trainer.predict(MCDropoutPredictor(model, samples), datamodule=inputs, return_predictions=False)
-        if trainer.global_rank != 0:
+        views = len(DIHEDRAL) if tta else 1
+        layout, to_table = output_format(model.config, samples * views * getattr(model, "members", 1), meta)
+        rank = stream_predict(MCDropoutPredictor(model, samples, tta), records, out, frozenset(done), layout, to_table,
+                              batch_size, workers, devices, num_nodes, accelerator, precision, rows_per_part, progress,
+                              callbacks)
+        if rank != 0:
             return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
         had_errors = any(parts_dir(out).glob("errors-*.csv"))
         rows, parts = merge_parts(out)
@@ -171,6 +229,9 @@ def predict(
     devices: int = 1,
     num_nodes: int = 1,
     progress: bool = True,
+    accelerator: str = "auto",
+    precision: str = "32-true",
+    tta: bool = False,
 ) -> dict[str, int]:
     """A trained or fine-tuned model's predictions for a folder of images, a catalogue, or shards (exactly one).
 
@@ -184,6 +245,7 @@ def predict(
     model = load_model(checkpoint)
     records = prediction_records(images_dir, catalogue, shards, split, model.config["preprocessing"])
     return predict_records(model, records, out, samples=samples, batch_size=batch_size, workers=workers,
-                           devices=devices, num_nodes=num_nodes, progress=progress,
+                           devices=devices, num_nodes=num_nodes, progress=progress, accelerator=accelerator,
+                           precision=precision, tta=tta,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
-                                     "made_by": made_by(model, checkpoint, "predict", samples=samples)})
+                                     "made_by": made_by(model, checkpoint, "predict", samples=samples, tta=tta)})

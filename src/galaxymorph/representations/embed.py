@@ -15,6 +15,7 @@ components are fitted on all of them at the end (scikit-learn ``PCA``, seeded).
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,26 +25,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from rich.progress import Progress
+from lightning.pytorch.callbacks import Callback
 from torch import nn
-from torch.utils.data import DataLoader
 
-from galaxymorph.data.inputs import (
-    GalaxyStream,
-    collate_galaxies,
-    describe_inputs,
-    prediction_records,
-)
-from galaxymorph.data.transforms import Preprocessing, eval_transform
-from galaxymorph.predict import META_KEY, errors_path, parts_dir
+from galaxymorph.data.inputs import describe_inputs, prediction_records
+from galaxymorph.predict import META_KEY, errors_path
 from galaxymorph.predict.parts import (
-    ErrorLog,
-    PartWriter,
     check_output_file,
     made_by,
     merge_parts,
     resumable_output,
 )
+from galaxymorph.predict.predictor import MCDropoutPredictor, stream_predict
 
 __all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]
 
@@ -75,6 +68,19 @@ def read_embeddings(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, dict[st
     column = table.column(EMBEDDING).combine_chunks()
     vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), -1).astype(np.float32)
     return table.drop_columns([EMBEDDING]).to_pandas(), vectors, meta
+
+
+class _Features(MCDropoutPredictor):
+    """The predictor's image preparation, then the pooled encoder features instead of head samples."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model, samples=1)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["image"] is None:
+            return None
+        assert self._transform is not None
+        return self.model.features(self._transform(batch["image"])).float()
 
 
 def features_path(out: Path, pca: int | None) -> Path:
@@ -111,11 +117,17 @@ def embed(
     rows_per_part: int = 50_000,
     seed: int = 0,
     progress: bool = True,
+    accelerator: str = "auto",
+    devices: int = 1,
+    precision: str = "32-true",
+    callbacks: list[Callback] | None = None,
 ) -> dict[str, int]:
     """Encoder features of every galaxy not yet in the output, then merge (and PCA); returns counts.
 
     ``checkpoint`` is a training run, a fine-tuning run (either ``RUN/`` or ``RUN/best/``)
-    or a model with ``features`` and ``config["preprocessing"]``.
+    or a model with ``features`` and ``config["preprocessing"]``. ``accelerator``, ``devices``
+    and ``precision`` are Lightning's, as for :func:`galaxymorph.predict.predict`; ``callbacks``
+    are extra Lightning callbacks.
 
     Example:
         >>> embed("runs/gz2", "emb.parquet", catalogue="galaxies.csv", pca=32)  # doctest: +SKIP
@@ -139,24 +151,11 @@ def embed(
     }
     layout = embedding_layout(int(model.config["n_features"]), meta)
     with resumable_output(target, meta["made_by"]) as done:
-        writer = PartWriter(parts_dir(target), layout, rows_per_part=rows_per_part)
-        errors = ErrorLog(parts_dir(target) / f"errors-{writer.prefix}.csv")
-        stream = GalaxyStream(records, prep, frozenset(done))
-        loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate_galaxies)
-        transform = eval_transform(Preprocessing.from_dict(prep))
-        model.eval()
-        try:
-            with Progress(disable=not progress, transient=True) as bar, torch.inference_mode():
-                task = bar.add_task("embedding", total=None)
-                for batch in loader:
-                    errors.write(batch["errors"])
-                    if batch["image"] is not None:
-                        features = model.features(transform(batch["image"])).float().numpy()
-                        writer.write_table(_embedding_table(batch["id_str"], features, batch["file_loc"], layout))
-                    bar.advance(task, len(batch["id_str"]) + len(batch["errors"]))
-        finally:
-            writer.close()
-            errors.close()
+        rank = stream_predict(_Features(model), records, target, frozenset(done), layout,
+                              functools.partial(_embedding_table, layout=layout), batch_size, workers, devices, 1,
+                              accelerator, precision, rows_per_part, progress, callbacks)
+        if rank != 0:
+            return {"rows": 0, "new": 0, "errors": 0}
         merge_parts(target)
     rows = pq.ParquetFile(target).metadata.num_rows if target.exists() else 0
     if pca is not None and rows:

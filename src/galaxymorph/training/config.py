@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from galaxymorph.accelerators import check_accelerator
 from galaxymorph.files import read_mapping
 from galaxymorph.models.finetune_model import TASKS
 from galaxymorph.outputs import claim_folder
@@ -31,6 +32,7 @@ class TrainConfig:
     shards: str
     out: str
     arch: str = "efficientnet_b0"
+    init: str | None = None  # start the encoder from a galaxymorph run or a Hugging Face style timm folder
     size: int | None = None  # model input px; None: the shards' preprocessing image_size
     channels: int | None = None  # None: the shards' channels
     train_shift: float | None = None  # largest training-crop offset, fraction of the frame (0.5: anywhere); None: the shards' (0.03)
@@ -44,7 +46,8 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     grad_clip: float | None = 1.0
     patience: int = 5  # epochs without val-loss improvement before stopping
-    precision: str = "32-true"  # or "bf16-mixed"
+    accelerator: str = "auto"  # auto | cpu | gpu | mps
+    precision: str = "32-true"  # or "bf16-mixed", "16-mixed"
     compile: bool = False
     channels_last: bool = True
     seed: int = 0
@@ -90,11 +93,15 @@ class TrainConfig:
             if not ok:
                 raise TrainConfigError(f"{name}={getattr(self, name)!r} {rule}")
         parse_max_time(self.max_time)
+        try:
+            check_accelerator(self.accelerator, self.devices)
+        except ValueError as err:
+            raise TrainConfigError(str(err)) from None
 
 
 FINETUNE_CONFIG_FILE = "finetune_config.yaml"
 # Settings that may change between attempts of one run without changing what is trained.
-FINETUNE_RESUMABLE = {"progress", "workers", "out"}
+FINETUNE_RESUMABLE = {"progress", "workers", "out", "accelerator", "devices"}
 
 
 @dataclasses.dataclass
@@ -129,6 +136,9 @@ class FinetuneConfig:
     source_crop: float = 1.0
     channels: int | None = None
     workers: int = 0
+    accelerator: str = "auto"  # auto | cpu | gpu | mps
+    devices: int = 1
+    precision: str = "32-true"  # or "bf16-mixed", "16-mixed"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -150,6 +160,7 @@ class FinetuneConfig:
         for ok, name, rule in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} {rule}")
+        check_accelerator(self.accelerator, self.devices)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

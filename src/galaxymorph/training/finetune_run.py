@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProg
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_file
 
+from galaxymorph.accelerators import pin_memory
 from galaxymorph.data.labelled import (
     LabelledDataModule,
     LabelledImages,
@@ -101,7 +102,7 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
     resume_from = checkpoints / f"{name}.ckpt"
     model.set_trainable(unfreeze)
     data = LabelledDataModule(train_set, val_set, Preprocessing.from_dict(model.config["preprocessing"]),
-                              config.batch_size, config.seed)
+                              config.batch_size, config.seed, pin_memory(config.accelerator))
     callbacks = [
         export, EarlyStopping(monitor=MONITOR, patience=config.patience),
         ModelCheckpoint(dirpath=checkpoints, filename=name, enable_version_counter=False),  # every epoch
@@ -110,7 +111,7 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
         callbacks.append(RichProgressBar())
     with quiet_lightning(r".*module\(s\) in eval mode"):  # the frozen parts, on purpose
         trainer = L.Trainer(
-            accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks,
+            accelerator=config.accelerator, devices=config.devices, precision=config.precision, max_epochs=epochs, callbacks=callbacks,
             logger=CSVLogger(Path(config.out) / "logs", name=name),  # version_N per attempt: a resume keeps the earlier logs
             enable_progress_bar=config.progress, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, gradient_clip_val=1.0,

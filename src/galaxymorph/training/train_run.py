@@ -21,12 +21,15 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+import timm
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 
+from galaxymorph.accelerators import pin_memory
+from galaxymorph.models import load_encoder
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
@@ -50,7 +53,8 @@ __all__ = ["train", "LAST_CHECKPOINT"]
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
 # Settings that may change between attempts of one run without changing what is trained.
-_RESUMABLE_CHANGES = {"calibrate", "devices", "num_nodes", "num_workers", "threads", "max_time", "progress", "checkpoint_minutes", "compile", "out"}
+_RESUMABLE_CHANGES = {"accelerator", "calibrate", "devices", "num_nodes", "num_workers", "threads", "max_time", "progress",
+                      "checkpoint_minutes", "compile", "out"}
 
 
 def train(
@@ -84,15 +88,7 @@ def train(
     prep = datamodule.preprocessing
     prep_dict = prep.to_dict() if hasattr(prep, "to_dict") else dict(prep)
     _check_data(config, run, datamodule.schema, prep_dict)
-    model = GalaxyModel(
-        datamodule.schema,
-        arch=config.arch,
-        channels=config.channels or prep_dict["channels"],
-        dropout=config.dropout,
-        image_size=prep_dict["image_size"],
-        preprocessing=prep_dict,
-        channels_last=config.channels_last,
-    )
+    model = _model(config, datamodule.schema, prep_dict)
     if config.compile:
         model.encoder.compile()
     module = GalaxyLightningModule(
@@ -110,6 +106,31 @@ def train(
         if config.calibrate and (run / "best").is_dir():
             calibrate_run(run / "best", datamodule, seed=config.seed)
     return run / "best"
+
+
+# ----------------------------------------------------------------------------- model
+def _model(config: TrainConfig, schema: Schema, prep: dict[str, Any]) -> GalaxyModel:
+    """A new model for the tree being trained; with ``init``, its encoder (and input normalisation) from there."""
+    channels = config.channels or prep["channels"]
+    settings = dict(arch=config.arch, channels=channels, dropout=config.dropout, image_size=prep["image_size"],
+                    preprocessing=prep, channels_last=config.channels_last)
+    if config.init is None:
+        return GalaxyModel(schema, **settings)
+    try:
+        pretrained = load_encoder(config.init, channels=channels)
+    except (FileNotFoundError, ValueError) as err:
+        raise TrainConfigError(f"--init: {err}") from None
+    found = pretrained.config["arch"]
+    if timm.models.split_model_name_tag(found)[0] != timm.models.split_model_name_tag(config.arch)[0]:
+        raise TrainConfigError(f"architecture mismatch: --init {config.init} holds a {found} encoder but --arch is "
+                               f"{config.arch}; use --arch {found}")
+    model = GalaxyModel(schema, **settings, input_mean=pretrained.config["input_mean"],
+                        input_std=pretrained.config["input_std"], pretrained_from=config.init)
+    missing, unexpected = model.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=False)
+    if missing or unexpected:
+        raise TrainConfigError(f"--init {config.init}: its {found} weights do not fit a plain {config.arch} encoder "
+                               f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    return model
 
 
 # ------------------------------------------------------------------------------ data
@@ -144,7 +165,8 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
         settings["train_shift"] = config.train_shift
     prep = Preprocessing.from_dict({**stored.to_dict(), **settings})
     return GalaxyDataModule(
-        shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed
+        shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed,
+        pin_memory=pin_memory(config.accelerator),
     )
 
 
@@ -215,12 +237,12 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(run, name="logs", version=loggers[0].version))
-    cpu = not torch.cuda.is_available()
+    cpu = config.accelerator == "cpu" or not torch.cuda.is_available()
     strategy: Any = "auto"
     if config.devices * config.num_nodes > 1:
         strategy = DDPStrategy(process_group_backend="gloo") if cpu else "ddp"
     return L.Trainer(
-        accelerator="cpu" if cpu else "auto",
+        accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=strategy,

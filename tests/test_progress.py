@@ -1,0 +1,77 @@
+"""``predict`` and ``embed`` show a total (and so an ETA): the pending galaxies are counted before the stream starts."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from lightning.pytorch.callbacks import Callback
+from test_data_shards import sharded  # noqa: F401  (module fixture: 40 galaxies in shards of 5)
+from test_embed import catalogue, run_dir  # noqa: F401  (module fixtures: a test_resnet run, 12 images)
+from test_predict import TinyModel
+from torch.utils.data import DataLoader
+
+from galaxymorph.data.inputs import (
+    GalaxyStream,
+    Records,
+    collate_galaxies,
+    shard_records,
+)
+from galaxymorph.predict import predict_records
+from galaxymorph.predict.progress import stream_batches
+from galaxymorph.representations import embed
+
+
+class RecordTotals(Callback):
+    """The total the progress bar was given, and that of the Rich task it shows."""
+
+    def __init__(self) -> None:
+        self.totals: list[tuple[float, float]] = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        bar = trainer.progress_bar_callback
+        task = bar.progress.tasks[bar.predict_progress_bar_id]
+        self.totals.append((bar.total_predict_batches_current_dataloader, task.total))
+
+
+def _pixels(n: int) -> list:
+    rng = np.random.default_rng(0)
+    return [(f"g{i}", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize("pending, batch_size, workers, world", list(itertools.product([0, 1, 7, 30], [1, 4], [0, 1, 3], [1, 2])))
+def test_batch_count_follows_how_the_stream_splits_records(pending, batch_size, workers, world):
+    stride = world * max(workers, 1)
+    for rank in range(world):
+        slots = [rank * max(workers, 1) + w for w in range(max(workers, 1))]
+        expected = sum(math.ceil(len(range(slot, pending, stride)) / batch_size) for slot in slots)
+        assert stream_batches(pending, batch_size, workers, rank, world) == expected
+
+
+def test_batch_count_is_what_two_loader_workers_yield():
+    stream = GalaxyStream(Records(listed=_pixels(11)), TinyModel().config["preprocessing"])
+    loader = DataLoader(stream, batch_size=4, num_workers=2, collate_fn=collate_galaxies)
+    assert sum(1 for _ in loader) == stream_batches(11, 4, 2)
+
+
+def test_predict_bar_total_counts_only_the_galaxies_still_to_do(tmp_path):
+    out = tmp_path / "p.parquet"
+    predict_records(TinyModel(), Records(listed=_pixels(4)), out, samples=2, progress=False)
+    recorder = RecordTotals()
+    predict_records(TinyModel(), Records(listed=_pixels(10)), out, samples=2, batch_size=4, callbacks=[recorder])
+    assert recorder.totals == [(2, 2), (2, 2)]  # 6 pending galaxies in batches of 4
+
+
+def test_shard_records_count_their_pending_galaxies_from_the_manifest(sharded):  # noqa: F811
+    _, folder, _ = sharded
+    records = Records(shards=folder / "shards", split="val")
+    ids = [id_str for id_str, _ in shard_records(folder / "shards", "val")]
+    assert records.pending(set()) == len(ids)
+    assert records.pending(set(ids[:3])) == len(ids) - 3
+    assert Records(shards=folder / "shards").pending(set()) == 40
+
+
+def test_embed_bar_has_the_total(run_dir, catalogue, tmp_path):  # noqa: F811
+    recorder = RecordTotals()
+    embed(run_dir, tmp_path / "e.parquet", catalogue=catalogue, batch_size=5, callbacks=[recorder])
+    assert recorder.totals == [(3, 3)] * 3  # 12 galaxies in batches of 5
