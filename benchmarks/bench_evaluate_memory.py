@@ -44,7 +44,9 @@ def run(src: str, task: str, preds: Path, catalogue: Path, out: Path) -> dict:
     """One task in a fresh interpreter importing galaxymorph from ``src``."""
     env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
     done = subprocess.run([sys.executable, "-c", CHILD, str(preds), str(catalogue), str(out), task],
-                          env=env, check=True, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{task} with {src} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

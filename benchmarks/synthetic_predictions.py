@@ -29,7 +29,7 @@ def write_predictions(path: Path, n: int, samples: int = 5, block: int = 50_000,
     rng = np.random.default_rng(seed)
     layout = arrow_schema(schema, samples, {})
     conc = rng.uniform(1, 20, (min(block, n), schema.n_answers, samples))
-    template = posterior_table([""] * len(conc), conc, [None] * len(conc), schema, layout)
+    template = posterior_table([""] * len(conc), conc, [""] * len(conc), schema, layout)  # no image to decode
     with pq.ParquetWriter(path, layout) as writer:
         for start in range(0, n, block):
             rows = template.slice(0, min(block, n - start))
