@@ -347,6 +347,8 @@ def evaluate(
     plotted: list[tuple[np.ndarray, _References]] = []
     for rows, batch in batches(["id_str"] + [f"conc:{a}" for a in schema.answers]):
         keep = rows >= 0
+        if not keep.any():
+            continue
         rows = rows[keep]
         ref = _references(counts[rows], schema, _take(truth, rows), _take(kaggle, rows))
         predicted = sums.add(_batch_concentrations(batch, schema)[keep], ref)
