@@ -144,7 +144,11 @@ def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]
 
 def read_metadata(path: str | Path) -> tuple[Schema, dict[str, Any]]:
     """(schema, metadata) of a Dirichlet model's predictions file, from its footer alone (no rows read)."""
-    meta = json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"null"))
+    try:
+        footer = pq.read_schema(path).metadata or {}
+    except pa.ArrowInvalid as err:
+        raise ValueError(f"{path}: cannot read it as a Parquet file ({err})") from err
+    meta = json.loads(footer.get(META_KEY, b"null"))
     if not meta or not {"schema", "task"} & set(meta):
         raise ValueError(f"{path}: not a galaxymorph predictions file (no {META_KEY.decode()!r} metadata)")
     if "schema" not in meta:
