@@ -47,7 +47,10 @@ def run(src: str, task: str, preds: Path, catalogue: Path, out: Path) -> dict:
                           env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{task} with {src} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    if not measured["module"].startswith(str(Path(src).resolve())):  # e.g. an editable install came first
+        raise SystemExit(f"asked for {src}, imported {measured['module']}")
+    return measured
 
 
 def main() -> None:

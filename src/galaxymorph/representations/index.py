@@ -31,6 +31,7 @@ MADE_BY = "galaxymorph neighbour index"
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (float32), so that inner products are cosine similarities."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.finfo(np.float32).tiny)
 
@@ -55,11 +56,11 @@ class NeighbourIndex:
             return cls(vectors)
         import faiss
 
-        unit = _unit(vectors)
-        hnsw = faiss.IndexHNSWFlat(unit.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        built = cls(vectors)
+        hnsw = faiss.IndexHNSWFlat(built.vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
         hnsw.hnsw.efConstruction = EF_CONSTRUCTION
-        hnsw.add(unit)
-        return cls(unit, hnsw)
+        hnsw.add(built.vectors)
+        return cls(built.vectors, hnsw)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar rows to each query (cosine similarity, rows; -1 where fewer were found)."""

@@ -25,8 +25,8 @@ def similar(frame: pd.DataFrame, vectors: np.ndarray, query: str, k: int = 8,
     """The ``k`` rows of ``frame`` most similar to ``query`` (itself first), with ``rank`` and ``similarity``.
 
     ``frame`` has an ``id_str`` column, row-aligned with ``vectors``; ``similarity``
-    is the cosine similarity (1 for identical directions). ``index`` (default: exact
-    search or an unsaved index, by size) is the search over ``vectors``.
+    is the cosine similarity (1 for identical directions). ``index`` is the search over
+    ``vectors`` (default exact: for one query, building an index would cost more).
 
     Raises:
         KeyError: ``query`` is not an ``id_str`` (the message shows a few that are).
@@ -36,7 +36,7 @@ def similar(frame: pd.DataFrame, vectors: np.ndarray, query: str, k: int = 8,
     if not len(where):
         raise KeyError(f"--query {query!r} is not in the embeddings (ids look like {ids[:3].tolist()})")
     k = min(k, len(ids))
-    index = index or NeighbourIndex.build(vectors)
+    index = index or NeighbourIndex(vectors)
     order = index.search(vectors[where[:1]], k)[1][0]
     # exact duplicates tie with the query and may come first: keep the query itself at rank 0
     order = np.concatenate([[where[0]], order[(order != where[0]) & (order >= 0)]])[:k]
@@ -50,7 +50,8 @@ def anomaly_scores(vectors: np.ndarray, method: str = "knn", k: int = 10, seed: 
                    index: NeighbourIndex | None = None) -> np.ndarray:
     """One score per galaxy, higher = more unusual.
 
-    ``knn``: cosine distance to the k-th nearest other galaxy (``index`` as in :func:`similar`).
+    ``knn``: cosine distance to the k-th nearest other galaxy (``index``: default exact search
+    below ``EXACT_BELOW`` galaxies, else a new, unsaved HNSW index).
     ``isolation-forest``: minus scikit-learn's ``IsolationForest.score_samples`` (seeded).
     """
     if method == "knn":
