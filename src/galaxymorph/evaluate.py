@@ -93,6 +93,10 @@ def predictive_pit(
     return pit
 
 
+def _take(values: np.ndarray | None, rows: np.ndarray | slice) -> np.ndarray | None:
+    return None if values is None else values[rows]
+
+
 @dataclass
 class _References:
     """What one set of galaxies' predictions are compared with, row-aligned."""
@@ -102,6 +106,10 @@ class _References:
     totals: np.ndarray  # (G, Q) votes per question
     truth: np.ndarray | None  # (G, A) true probabilities where the question has votes, else NaN
     kaggle: np.ndarray | None  # (G, 37) Kaggle cumulative targets for gz2; NaN = not provided
+
+    def take(self, rows: np.ndarray | slice) -> _References:
+        """The same references for some of the galaxies."""
+        return _References(*(_take(values, rows) for values in vars(self).values()))
 
 
 def _references(counts: np.ndarray, schema: Schema, truth: np.ndarray | None = None,
@@ -279,7 +287,7 @@ def evaluate_arrays(
     sums = _Sums(schema, _baselines([(ref, np.ones(len(conc)))], schema), levels, min_votes, confident)
     for start in range(0, len(conc), batch_rows):
         rows = slice(start, start + batch_rows)
-        sums.add(conc[rows], _References(*(None if a is None else a[rows] for a in vars(ref).values())))
+        sums.add(conc[rows], ref.take(rows))
     return sums.result()
 
 
@@ -292,10 +300,6 @@ def _batch_concentrations(batch: pa.RecordBatch, schema: Schema) -> np.ndarray:
     """The ``conc:<answer>`` columns of a batch of prediction rows as float64 (galaxies, answers, samples)."""
     columns = [batch.column(f"conc:{a}") for a in schema.answers]
     return np.stack([c.flatten().to_numpy().reshape(len(batch), -1) for c in columns], axis=1).astype(np.float64)
-
-
-def _take(values: np.ndarray | None, rows: np.ndarray | slice) -> np.ndarray | None:
-    return None if values is None else values[rows]
 
 
 def evaluate(
@@ -354,7 +358,7 @@ def evaluate(
         predicted = sums.add(_batch_concentrations(batch, schema)[keep], ref)
         offset = sums.galaxies - len(rows)
         pick = shown[(shown >= offset) & (shown < sums.galaxies)] - offset
-        plotted.append((predicted[pick], _References(*(_take(a, pick) for a in vars(ref).values()))))
+        plotted.append((predicted[pick], ref.take(pick)))
     result = sums.result()
     result["unmatched_predictions"] = int(file.metadata.num_rows - matched)
     if out is not None:
