@@ -141,3 +141,76 @@ def test_real_gz2_galaxies_are_their_own_nearest_neighbours(gz2_dir, run_dir, tm
     frame, vectors, _ = read_embeddings(tmp_path / "real.parquet")
     for galaxy in frame["id_str"]:
         assert similar(frame, vectors, galaxy, k=2)["id_str"].iloc[0] == galaxy
+
+
+def _embedding_file(path, vectors):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from galaxymorph.representations.embed import embedding_layout
+
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).reshape(-1)), vectors.shape[1])
+    ids = [f"g{i}" for i in range(len(vectors))]
+    pq.write_table(pa.table({"id_str": ids, "file_loc": [None] * len(ids), "embedding": column},
+                            schema=embedding_layout(vectors.shape[1], {})), path)
+    return path
+
+
+def _clustered(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(20, 16))[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, 16))).astype(np.float32)
+
+
+def test_the_hnsw_index_finds_what_exact_search_finds():
+    from galaxymorph.representations import NeighbourIndex
+
+    vectors = _clustered(2000)
+    exact, approximate = NeighbourIndex.build(vectors, approximate=False), NeighbourIndex.build(vectors, approximate=True)
+    assert exact.exact and not approximate.exact
+    similarity, rows = exact.search(vectors[:200], 10)
+    found_similarity, found = approximate.search(vectors[:200], 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, found)])
+    assert recall > 0.95
+    np.testing.assert_allclose(found_similarity[:, 0], similarity[:, 0], atol=1e-5)  # the galaxy itself, 1
+    frame = pd.DataFrame({"id_str": [f"g{i}" for i in range(2000)]})
+    assert similar(frame, vectors, "g5", 6, approximate)["id_str"].iloc[0] == "g5"
+    scores = anomaly_scores(vectors, k=5, index=approximate)
+    np.testing.assert_allclose(scores, anomaly_scores(vectors, k=5, index=exact), atol=0.05)
+
+
+def test_the_saved_index_is_reused_rebuilt_when_the_embeddings_change_and_never_overwrites_a_stranger(tmp_path):
+    from galaxymorph.outputs import OutputInUse
+    from galaxymorph.representations import neighbour_index
+
+    path = _embedding_file(tmp_path / "emb.parquet", _clustered(500))
+    saved = tmp_path / "emb.parquet.hnsw.faiss"
+    vectors = read_embeddings(path)[1]
+    assert neighbour_index(path, vectors).exact and not saved.exists()  # small: exact search, nothing written
+    assert not neighbour_index(path, vectors, approximate=True).exact and saved.is_file()
+    written = saved.stat().st_mtime_ns
+    neighbour_index(path, vectors, approximate=True)
+    assert saved.stat().st_mtime_ns == written  # loaded, not rebuilt
+    _embedding_file(path, _clustered(600, seed=1))  # new embeddings: the index must follow
+    vectors = read_embeddings(path)[1]
+    index = neighbour_index(path, vectors, approximate=True)
+    assert index.hnsw.ntotal == 600 and index.search(vectors[599:], 1)[1][0, 0] == 599
+    other = _embedding_file(tmp_path / "other.parquet", _clustered(50))
+    (tmp_path / "other.parquet.hnsw.faiss").write_text("someone else's file")
+    with pytest.raises(OutputInUse, match="not written by galaxymorph"):
+        neighbour_index(other, read_embeddings(other)[1], approximate=True)
+    assert (tmp_path / "other.parquet.hnsw.faiss").read_text() == "someone else's file"
+
+
+def test_cli_uses_the_index_from_its_size_on(tmp_path, monkeypatch):
+    import galaxymorph.representations.index as index_module
+
+    path = _embedding_file(tmp_path / "emb.parquet", _clustered(300))
+    runner = CliRunner()
+    assert runner.invoke(app, ["similar", "--embeddings", str(path), "--query", "g3"]).exit_code == 0
+    assert not (tmp_path / "emb.parquet.hnsw.faiss").exists()
+    monkeypatch.setattr(index_module, "EXACT_BELOW", 100)
+    result = runner.invoke(app, ["similar", "--embeddings", str(path), "--query", "g3"])
+    assert result.exit_code == 0 and result.output.split("\n")[1].split()[:2] == ["0", "g3"]
+    assert (tmp_path / "emb.parquet.hnsw.faiss").is_file()
+    result = runner.invoke(app, ["anomalies", "--embeddings", str(path), "--out", str(tmp_path / "scores.csv")])
+    assert result.exit_code == 0 and len(pd.read_csv(tmp_path / "scores.csv")) == 300

@@ -156,3 +156,63 @@ def test_kaggle_rmse_scores_the_kaggle_fractions_and_skips_what_was_not_provided
     _write_predictions(tmp_path / "own.parquet", ["100", "101"], own, schema)
     votes_only = catalogue.drop(columns=[c for c in catalogue.columns if c.startswith("kaggle:")])
     assert evaluate(tmp_path / "own.parquet", votes_only)["overall"]["kaggle_rmse"]["model"] == pytest.approx(0.0, abs=1e-6)
+
+
+def _assert_same(actual, expected, path="result"):
+    """Equal structure; numbers equal to 1e-9 relative (NaN equals NaN)."""
+    if isinstance(expected, dict):
+        assert set(actual) == set(expected), path
+        for key in expected:
+            _assert_same(actual[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            _assert_same(a, e, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-9, abs=1e-15, nan_ok=True), path
+    else:
+        assert actual == expected, path
+
+
+@pytest.mark.parametrize("case", ["two", "gz2"])
+@pytest.mark.parametrize("batch_rows", [7, 64, 100_000])
+def test_batched_evaluation_equals_the_recorded_in_memory_one(tmp_path, case, batch_rows):
+    # the reference was written by the in-memory evaluate before batching: every metric,
+    # the PIT's random numbers included, must be the same whatever the batch size
+    from evaluate_cases import REFERENCE, write_case
+
+    predictions, catalogue = write_case(tmp_path, case)
+    expected = json.loads(REFERENCE.read_text())[case]
+    _assert_same(evaluate(predictions, catalogue, batch_rows=batch_rows), expected)
+
+
+def test_evaluate_arrays_does_not_depend_on_the_batch_size():
+    conc, counts, p = _calibrated(300)
+    whole = evaluate_arrays(conc, counts, TWO, truth=p)
+    _assert_same(evaluate_arrays(conc, counts, TWO, truth=p, batch_rows=13), whole)
+
+
+MEMORY_BUDGET_MB = 700  # measured: 526 MiB above the imports for evaluate, 206 for report; 1912 and 937 before batching
+
+
+@pytest.mark.slow
+def test_evaluate_and_report_of_a_million_rows_stay_within_a_fixed_memory_budget(tmp_path):
+    # each in a fresh interpreter, so that its peak RSS is its own (benchmarks/bench_evaluate_memory.py)
+    import sys
+    from pathlib import Path
+
+    import galaxymorph
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_evaluate_memory import run
+    from synthetic_predictions import write_catalogue, write_predictions
+
+    predictions = write_predictions(tmp_path / "preds.parquet", 1_000_000)
+    catalogue = write_catalogue(tmp_path / "catalogue.parquet", 1_000_000)
+    src = str(Path(galaxymorph.__file__).parents[1])
+    for task in ("evaluate", "report"):
+        measured = run(src, task, predictions, catalogue, tmp_path / "eval")
+        assert measured["peak_mb"] - measured["base_mb"] < MEMORY_BUDGET_MB, measured
+    saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert saved["galaxies"] == 1_000_000 and saved["unmatched_predictions"] == 0
+    assert (tmp_path / "eval" / "report.html").stat().st_size > 10_000

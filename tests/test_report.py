@@ -124,3 +124,20 @@ def test_report_renders_images_and_filters_in_chromium(report, tmp_path):
         assert (tmp_path / "report.png").stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_gallery_reads_only_its_rows_and_takes_shard_predictions_without_images(tmp_path):
+    from galaxymorph.report.html import _read_rows
+
+    rng = np.random.default_rng(1)
+    ids = [f"g{i:03d}" for i in range(100)]
+    # predictions from shards have no file_loc: the gallery shows placeholders, it does not fail
+    table = posterior_table(ids, rng.uniform(1, 30, (100, TWO.n_answers, 2)), [None] * 100, TWO, arrow_schema(TWO, 2, {}))
+    pq.write_table(table, tmp_path / "preds.parquet", row_group_size=9)
+    positions = np.array([0, 8, 9, 50, 99])
+    columns = ["id_str", "bar_yes_fraction"]
+    pd.testing.assert_frame_equal(_read_rows(tmp_path / "preds.parquet", positions, columns),
+                                  pd.read_parquet(tmp_path / "preds.parquet", columns=columns).iloc[positions].reset_index(drop=True))
+    page = build_report(tmp_path / "preds.parquet", tmp_path / "report.html", gallery=7).read_text()
+    shown = [i for i in ids if f'"id": "{i}"' in page]
+    assert len(shown) == 7 and '"image": null' in page

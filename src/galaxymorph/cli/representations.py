@@ -37,13 +37,14 @@ def similar(
     query: str = typer.Option(..., help="id_str of the galaxy to find look-alikes of."),
     k: int = typer.Option(8, min=1, help="How many galaxies to show, the query included."),
     grid: Path = typer.Option(None, help="Also draw them into this PNG."),
+    exact: bool = typer.Option(False, help="Exact search even for large sets (no index)."),
 ) -> None:
-    """Nearest neighbours by cosine similarity (scikit-learn NearestNeighbors, exact search)."""
-    from galaxymorph.representations import image_grid, read_embeddings
+    """Nearest neighbours by cosine similarity: exact for small sets, else a saved HNSW index (built on first use)."""
+    from galaxymorph.representations import image_grid, neighbour_index, read_embeddings
     from galaxymorph.representations import similar as search
 
     frame, vectors, _ = read_embeddings(embeddings)
-    found = search(frame, vectors, query, k)
+    found = search(frame, vectors, query, k, neighbour_index(embeddings, vectors, approximate=False if exact else None))
     Console().print(found[["rank", "id_str", "similarity"]].to_string(index=False))
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
@@ -59,13 +60,15 @@ def anomalies(
     top: int = typer.Option(20, help="How many of the most unusual galaxies to list and draw."),
     grid: Path = typer.Option(None, help="Draw the most unusual galaxies into this PNG."),
     seed: int = typer.Option(0),
+    exact: bool = typer.Option(False, help="knn: exact search even for large sets (no index)."),
 ) -> None:
     """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
     from galaxymorph.outputs import claim_table
-    from galaxymorph.representations import anomaly_scores, image_grid, read_embeddings
+    from galaxymorph.representations import anomaly_scores, image_grid, neighbour_index, read_embeddings
 
     frame, vectors, _ = read_embeddings(embeddings)
-    frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed)
+    index = neighbour_index(embeddings, vectors, approximate=False if exact else None) if method == "knn" else None
+    frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed, index)
     ranked = frame.sort_values("anomaly_score", ascending=False, kind="stable")
     if out:
         claim_table(out, ["id_str", "anomaly_score"])

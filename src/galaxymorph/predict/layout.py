@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
-__all__ = ["META_KEY", "output_format", "read_concentrations", "read_predictions", "summarise_samples"]
+__all__ = ["META_KEY", "output_format", "read_concentrations", "read_metadata", "read_predictions", "summarise_samples"]
 
 META_KEY = b"galaxymorph"
 TableBuilder = Callable[[Sequence[str], np.ndarray, Sequence[str | None]], pa.Table]  # (ids, samples, file_locs)
@@ -142,16 +142,25 @@ def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]
     return layout, functools.partial(posterior_table, schema=schema, layout=layout)
 
 
-def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
-    """A Dirichlet model's predictions file as (DataFrame, schema, metadata)."""
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"null"))
+def read_metadata(path: str | Path) -> tuple[Schema, dict[str, Any]]:
+    """(schema, metadata) of a Dirichlet model's predictions file, from its footer alone (no rows read)."""
+    try:
+        footer = pq.read_schema(path).metadata or {}
+    except pa.ArrowInvalid as err:
+        raise ValueError(f"{path}: cannot read it as a Parquet file ({err})") from err
+    meta = json.loads(footer.get(META_KEY, b"null"))
     if not meta or not {"schema", "task"} & set(meta):
         raise ValueError(f"{path}: not a galaxymorph predictions file (no {META_KEY.decode()!r} metadata)")
     if "schema" not in meta:
         raise ValueError(f"{path}: predictions of a fine-tuned {meta.get('task')} model have no answer schema; "
                          "read them with pandas.read_parquet")
-    return table.to_pandas(), Schema.from_dict(meta["schema"]), meta
+    return Schema.from_dict(meta["schema"]), meta
+
+
+def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
+    """A Dirichlet model's predictions file as (DataFrame, schema, metadata), all rows in memory."""
+    schema, meta = read_metadata(path)
+    return pq.read_table(path).to_pandas(), schema, meta
 
 
 def read_concentrations(frame: pd.DataFrame, schema: Schema) -> np.ndarray:

@@ -16,13 +16,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
 from galaxymorph.acquisition import acquisition_scores
 from galaxymorph.data.catalogue import read_table
 from galaxymorph.data.images import load_image
 from galaxymorph.outputs import claim_file
-from galaxymorph.predict import read_concentrations, read_predictions
+from galaxymorph.predict import read_concentrations
+from galaxymorph.predict.layout import read_metadata
 from galaxymorph.schema import Schema
 
 __all__ = ["build_report"]
@@ -40,7 +43,7 @@ def _png_data_uri(pixels: np.ndarray) -> str:
 
 def _thumbnail(path: str | None, size: int) -> str | None:
     """A PNG data URI of the image at ``path`` (any format the data module reads), or None if unreadable."""
-    if not path:
+    if not isinstance(path, str) or not path:  # null (shard input) reads as NaN in pandas' string columns
         return None
     try:
         return _png_data_uri(load_image(path, size=size, channels=3))
@@ -129,6 +132,17 @@ def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: pd.Series, thumb_s
     }
 
 
+def _read_rows(path: str | Path, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """The rows at sorted ``positions`` of a Parquet file, reading only the row groups that hold them."""
+    file = pq.ParquetFile(path)
+    sizes = np.array([file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)], dtype=np.int64)
+    ends = np.cumsum(sizes)
+    groups = np.searchsorted(ends, positions, side="right")
+    tables = [file.read_row_group(g, columns=columns).take(positions[groups == g] - (ends[g] - sizes[g]))
+              for g in np.unique(groups)]
+    return pa.concat_tables(tables).to_pandas() if tables else file.schema_arrow.empty_table().select(columns).to_pandas()
+
+
 _TITLE = "<title>galaxymorph report: "  # in every report's first lines: a file holding it may be rewritten
 
 
@@ -143,12 +157,19 @@ def build_report(
 ) -> Path:
     """Write the HTML report; the gallery shows ``gallery`` galaxies drawn at random (all if fewer).
 
+    Only the gallery's rows are read from ``predictions``, so
+    the memory needed does not grow with the file.
+
     Images come from the predictions' ``file_loc`` column, or from ``catalogue``
     (its ``file_loc``) for predictions made from shards.
     """
-    frame, schema, meta = read_predictions(predictions)
-    if len(frame) > gallery:
-        frame = frame.sample(n=gallery, random_state=seed).sort_values("id_str")
+    schema, meta = read_metadata(predictions)
+    rows = pq.ParquetFile(predictions).metadata.num_rows
+    positions = np.sort(np.random.default_rng(seed).choice(rows, gallery, replace=False)) if rows > gallery else np.arange(rows)
+    columns = ["id_str", "file_loc"] + [f"{a}_{s}" for s in ("fraction", "q05", "q95") for a in schema.answers]
+    columns += [f"conc:{a}" for a in schema.answers]  # the gallery's own rows only: the BALD sort needs them
+    frame = _read_rows(predictions, positions, columns + [f"{q}_asked" for q in schema.question_names])
+    frame = frame.sort_values("id_str", kind="stable").reset_index(drop=True)
     paths = _image_paths(frame, catalogue)
     metrics, plots = "", ""
     if evaluation is not None:
