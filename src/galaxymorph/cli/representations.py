@@ -64,7 +64,12 @@ def anomalies(
 ) -> None:
     """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
     from galaxymorph.outputs import claim_table
-    from galaxymorph.representations import anomaly_scores, image_grid, neighbour_index, read_embeddings
+    from galaxymorph.representations import (
+        anomaly_scores,
+        image_grid,
+        neighbour_index,
+        read_embeddings,
+    )
 
     frame, vectors, _ = read_embeddings(embeddings)
     index = neighbour_index(embeddings, vectors, approximate=False if exact else None) if method == "knn" else None
