@@ -127,3 +127,31 @@ def test_tables_and_pictures_are_rewritten_only_when_galaxymorph_wrote_them(tmp_
         image_grid([], [], tmp_path / "photo.png")
     image_grid([], [], tmp_path / "grid.png")
     image_grid([], [], tmp_path / "grid.png")  # its own picture: drawn again
+
+
+def test_a_rebuild_and_a_merge_delete_only_files_of_their_own_naming(tmp_path):
+    import functools
+
+    from test_predict import TinyModel, pixel_records
+
+    from galaxymorph.predict import parts_dir, predict_records
+
+    make_catalogue(tmp_path, n=10).to_csv(tmp_path / "cat.csv", index=False)
+    prep = Preprocessing(stored_size=16, image_size=8)
+    write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", prep, workers=1, progress=False, shard_size=4)
+    for name in ("train-2026-notes.json", "val-000001-draft.tar", "mine.tmp"):
+        (tmp_path / "s" / name).write_text("a person's file")
+    write_shards(tmp_path / "cat.csv", "gz2", tmp_path / "s", prep, seed=5, workers=1, progress=False, overwrite=True)
+    for name in ("train-2026-notes.json", "val-000001-draft.tar", "mine.tmp"):
+        assert (tmp_path / "s" / name).read_text() == "a person's file"
+
+    out = tmp_path / "preds.parquet"
+    parts_dir(out).mkdir()
+    (parts_dir(out) / "README.txt").write_text("what these parts are")
+    predict_records(TinyModel(), functools.partial(pixel_records, 4), out, progress=False)
+    assert (parts_dir(out) / "README.txt").read_text() == "what these parts are"
+    assert sorted(p.name for p in parts_dir(out).iterdir()) == ["README.txt"]  # every part merged and removed
+    (tmp_path / "p.errors.csv").write_text("id_str,comment\nJ1,seen\n")
+    with pytest.raises(OutputInUse, match="p.errors.csv exists and was not written"):
+        predict_records(TinyModel(), functools.partial(pixel_records, 4), tmp_path / "p.parquet", progress=False)
+    assert (tmp_path / "p.errors.csv").read_text() == "id_str,comment\nJ1,seen\n"

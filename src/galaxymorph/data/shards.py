@@ -119,6 +119,12 @@ def _shard_name(split: str, index: int) -> str:
     return f"{split}-{index:06d}.tar"
 
 
+def _own_files(out: Path, suffix: str) -> list[Path]:
+    """The shard tars and records (``train-000000.tar``, ``.json``, with ``suffix``) in ``out``: all this command deletes."""
+    digits = "[0-9]" * 6
+    return [p for split in SPLITS for ext in (".tar", ".json") for p in out.glob(f"{split}-{digits}{ext}{suffix}")]
+
+
 def _check_plan(out: Path, description: dict[str, Any], overwrite: bool) -> None:
     """Refuse to resume into a directory built from another catalogue or other settings."""
     plan_file = out / "plan.json"
@@ -129,8 +135,8 @@ def _check_plan(out: Path, description: dict[str, Any], overwrite: bool) -> None
                 f"{out} holds shards built from a different catalogue or settings (see {plan_file}); "
                 "use a new --out directory, or --overwrite to rebuild it"
             )
-        for stale in [*(p for split in SPLITS for p in out.glob(f"{split}-[0-9]*")), out / "manifest.json"]:
-            stale.unlink(missing_ok=True)  # this command's own files only
+        for stale in [*_own_files(out, ""), out / "manifest.json"]:
+            stale.unlink(missing_ok=True)
     _atomic_write_text(plan_file, text)
 
 
@@ -178,8 +184,8 @@ def write_shards(
         },
     }
     _check_plan(out, description, overwrite)
-    for tmp in out.glob("*.tmp"):  # leftovers of a killed run
-        tmp.unlink()
+    for tmp in [*_own_files(out, ".tmp"), *out.glob("manifest.json.tmp"), *out.glob("plan.json.tmp")]:
+        tmp.unlink()  # leftovers of a killed run
     todo = [(s, i, rows) for s, shards in plan.items() for i, rows in enumerate(shards) if not _is_complete(out, s, i)]
     _write_todo(df, schema, out, prep, todo, workers or os.cpu_count() or 1, on_error, progress)
     return _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fraction)

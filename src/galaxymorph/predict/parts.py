@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import uuid
 import warnings
 from contextlib import contextmanager
@@ -32,13 +31,15 @@ from torch import nn
 from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import Checkpoints
-from galaxymorph.outputs import claim_file
+from galaxymorph.outputs import claim_file, claim_table
 from galaxymorph.predict.layout import META_KEY
 
 __all__ = ["ErrorLog", "PartWriter", "check_output_file", "completed_ids", "errors_path", "resumable_output",
            "made_by", "merge_parts", "parts_dir"]
 
 ERROR_FIELDS = ("id_str", "file_loc", "reason")
+# The names this module writes in <out>.parts/ (PartWriter's prefix "rank0000-<uuid>"): all it ever deletes there.
+PART, ERRORS, LOCK = "rank[0-9][0-9][0-9][0-9]-*.parquet", "errors-rank[0-9][0-9][0-9][0-9]-*.csv", ".lock"
 
 
 def parts_dir(out: Path) -> Path:
@@ -147,7 +148,7 @@ def _check_made_by(path: Path, expected: dict[str, Any], out: Path) -> None:
 def completed_ids(out: Path, expected: dict[str, Any]) -> set[str]:
     """Ids already in ``out`` or in a complete part, all made as ``expected`` (anything else is refused)."""
     done: set[str] = set()
-    sources = ([out] if out.exists() else []) + sorted(parts_dir(out).glob("*.parquet"))
+    sources = ([out] if out.exists() else []) + sorted(parts_dir(out).glob(PART))
     for path in sources:
         _check_made_by(path, expected, out)
         done.update(pq.read_table(path, columns=["id_str"]).column("id_str").to_pylist())
@@ -182,7 +183,7 @@ def resumable_output(out: Path, expected: dict[str, Any]) -> Iterator[set[str]]:
     lock = None
     if launcher and node == "0":
         parts_dir(out).mkdir(parents=True, exist_ok=True)
-        lock = FileLock(parts_dir(out) / ".lock", timeout=0)
+        lock = FileLock(parts_dir(out) / LOCK, timeout=0)
         try:
             lock.acquire()
         except Timeout:
@@ -192,7 +193,8 @@ def resumable_output(out: Path, expected: dict[str, Any]) -> Iterator[set[str]]:
             warnings.warn(f"{out}: this file system cannot lock files, so nothing stops a second job from writing "
                           "the same --out; run one job at a time there", stacklevel=3)
             lock = None
-        for leftover in [*parts_dir(out).glob("*.tmp"), *parts_dir(out).glob("errors-*.csv")]:
+        claim_table(errors_path(out), ERROR_FIELDS)  # merged over at the end: it must be this command's too
+        for leftover in [*parts_dir(out).glob(PART + ".tmp"), *parts_dir(out).glob(ERRORS)]:
             leftover.unlink()
     try:
         yield completed_ids(out, expected)
@@ -203,7 +205,7 @@ def resumable_output(out: Path, expected: dict[str, Any]) -> Iterator[set[str]]:
 
 def merge_parts(out: Path) -> tuple[int, int]:
     """Fold the parts (and an existing ``out``) into ``out``, each id once; returns (rows, parts merged)."""
-    parts = sorted(parts_dir(out).glob("*.parquet")) if parts_dir(out).exists() else []
+    parts = sorted(parts_dir(out).glob(PART))
     sources = ([out] if out.exists() else []) + parts
     if not sources:
         return 0, 0
@@ -221,7 +223,7 @@ def merge_parts(out: Path) -> tuple[int, int]:
                     table = table.filter(pa.array(keep))
                 writer.write_table(table)
     tmp.replace(out)
-    errors = sorted(parts_dir(out).glob("errors-*.csv")) if parts_dir(out).exists() else []
+    errors = sorted(parts_dir(out).glob(ERRORS))
     if errors:
         merged = pd.concat([pd.read_csv(e, dtype=str, keep_default_na=False) for e in errors], ignore_index=True)
         merged = merged[~merged["id_str"].isin(seen)].drop_duplicates("id_str")
@@ -229,7 +231,12 @@ def merge_parts(out: Path) -> tuple[int, int]:
             merged.to_csv(errors_path(out), index=False)
         elif errors_path(out).exists():
             errors_path(out).unlink()
-    shutil.rmtree(parts_dir(out), ignore_errors=True)
+    for merged_file in [*parts, *errors, parts_dir(out) / LOCK]:
+        merged_file.unlink(missing_ok=True)
+    try:
+        parts_dir(out).rmdir()  # only when it holds nothing but what this command wrote
+    except OSError:
+        pass
     return len(seen), len(parts)
 
 

@@ -38,6 +38,7 @@ from galaxymorph.models import load_model
 from galaxymorph.models.loading import Checkpoints
 from galaxymorph.predict.layout import TableBuilder, output_format
 from galaxymorph.predict.parts import (
+    ERRORS,
     ErrorLog,
     PartWriter,
     check_output_file,
@@ -210,7 +211,7 @@ def predict_records(
                               callbacks)
         if rank != 0:
             return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
-        had_errors = any(parts_dir(out).glob("errors-*.csv"))
+        had_errors = any(parts_dir(out).glob(ERRORS))
         rows, parts = merge_parts(out)
     errors = len(pd.read_csv(errors_path(out))) if had_errors and errors_path(out).exists() else 0
     return {"rows": rows, "new": rows - len(done), "errors": errors, "parts": parts}
