@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -170,3 +171,23 @@ def test_report_gallery_carries_each_galaxys_score_to_sort_by(world, tmp_path):
     expected = rank_predictions(world / "preds.parquet", 12)
     np.testing.assert_allclose([shown[i] for i in expected["id_str"]], expected["score"], atol=1e-4)
     assert '<option value="informative">' in page and 'key === "informative"' in page
+
+
+def test_acquire_from_shard_predictions_takes_the_images_from_the_catalogue(world, tmp_path):
+    """Shards carry no file_loc: without --catalog the queue could not be shown to volunteers."""
+    from galaxymorph.data.shards import write_shards
+
+    prep = Preprocessing(stored_size=20, image_size=16, channels=3)
+    write_shards(world / "sim" / "catalogue.parquet", DECALS, tmp_path / "shards", prep, 0.0, 0.0, workers=1,
+                 progress=False)
+    predict(world / "run", tmp_path / "p.parquet", shards=tmp_path / "shards", samples=4, progress=False)
+    args = ["acquire", "--predictions", str(tmp_path / "p.parquet"), "--top", "4", "--out", str(tmp_path / "q.csv")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert pd.read_csv(tmp_path / "q.csv")["file_loc"].isna().all()
+    args[-1] = str(tmp_path / "q2.csv")
+    result = CliRunner().invoke(app, [*args, "--catalog", str(world / "sim" / "catalogue.parquet")])
+    assert result.exit_code == 0, result.output
+    queue = pd.read_csv(tmp_path / "q2.csv")
+    catalogue = pd.read_parquet(world / "sim" / "catalogue.parquet").set_index("id_str")
+    expected = [str((world / "sim" / catalogue.loc[i, "file_loc"]).resolve()) for i in queue["id_str"]]
+    assert [str(Path(f).resolve()) for f in queue["file_loc"]] == expected

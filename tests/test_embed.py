@@ -127,6 +127,20 @@ def test_cli_similar_and_anomalies_draw_grids(run_dir, catalogue, tmp_path):
     assert result.exit_code == 2 and "missing" in result.output
 
 
+def test_anomalies_take_the_image_files_from_a_given_catalogue(run_dir, catalogue, tmp_path):
+    """Embeddings of shards carry no file_loc; --catalog names each galaxy's image for the CSV and the grid."""
+    out = tmp_path / "e.parquet"
+    assert CliRunner().invoke(app, ["embed", "--checkpoint", str(run_dir), "--out", str(out), "--catalog",
+                                    str(catalogue)]).exit_code == 0
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"id_str": ["g1", "g2"], "file_loc": ["elsewhere/g1.png", "elsewhere/g2.png"]}).to_csv(other, index=False)
+    result = CliRunner().invoke(app, ["anomalies", "--embeddings", str(out), "--out", str(tmp_path / "s.csv"),
+                                      "--catalog", str(other)])
+    assert result.exit_code == 0, result.output
+    files = pd.read_csv(tmp_path / "s.csv").set_index("id_str")["file_loc"]
+    assert files["g1"] == str(tmp_path / "elsewhere" / "g1.png") and files.drop(["g1", "g2"]).isna().all()
+
+
 def test_grid_marks_missing_images(tmp_path):
     path = image_grid([None, str(tmp_path / "absent.png")], ["a", "b"], tmp_path / "grid.png")
     assert Image.open(path).size[0] > 100

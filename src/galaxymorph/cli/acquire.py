@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import CATALOGUE_HELP
+
 
 def acquire(
     predictions: Path = typer.Option(..., help="Parquet file from `galaxymorph predict` (several MC samples)."),
@@ -15,6 +17,7 @@ def acquire(
     questions: str = typer.Option(None, help="Comma-separated questions to score (default all)."),
     volunteers: int = typer.Option(40, min=1, help="Volunteers who would see each galaxy."),
     grid: Path = typer.Option(None, help="Also draw the queued galaxies into this PNG."),
+    catalogue: Path = typer.Option(None, "--catalog", help=CATALOGUE_HELP),
 ) -> None:
     """Rank galaxies by the mutual information between new volunteers' votes and the model (BALD).
 
@@ -22,12 +25,14 @@ def acquire(
     a galaxy's score sums them weighted by P(asked). See galaxymorph.acquisition.
     """
     from galaxymorph.acquisition import rank_predictions
+    from galaxymorph.data.inputs import image_paths
     from galaxymorph.outputs import claim_table
     from galaxymorph.representations import image_grid
 
     chosen = [q.strip() for q in questions.split(",")] if questions else None
     claim_table(out, ["rank", "id_str", "score"])
     queue = rank_predictions(predictions, top, volunteers, chosen)
+    queue["file_loc"] = image_paths(queue, catalogue)
     out.parent.mkdir(parents=True, exist_ok=True)
     queue.to_csv(out, index=False)
     Console().print(queue.drop(columns="file_loc").head(20).to_string(index=False, float_format="{:.3f}".format))

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import CATALOGUE_HELP
+
 __all__ = ["embed", "similar", "anomalies"]
 
 
@@ -38,8 +40,10 @@ def similar(
     k: int = typer.Option(8, min=1, help="How many galaxies to show, the query included."),
     grid: Path = typer.Option(None, help="Also draw them into this PNG."),
     exact: bool = typer.Option(False, help="Exact search even for large sets (no index)."),
+    catalogue: Path = typer.Option(None, "--catalog", help=CATALOGUE_HELP),
 ) -> None:
     """Nearest neighbours by cosine similarity: exact for small sets, else a saved HNSW index (built on first use)."""
+    from galaxymorph.data.inputs import image_paths
     from galaxymorph.representations import image_grid, neighbour_index, read_embeddings
     from galaxymorph.representations import similar as search
 
@@ -48,7 +52,7 @@ def similar(
     Console().print(found[["rank", "id_str", "similarity"]].to_string(index=False))
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
-        image_grid(found["file_loc"].tolist(), captions, grid, title=f"most similar to {query} (cosine)")
+        image_grid(image_paths(found, catalogue), captions, grid, title=f"most similar to {query} (cosine)")
         Console().print(f"grid: {grid}")
 
 
@@ -61,8 +65,10 @@ def anomalies(
     grid: Path = typer.Option(None, help="Draw the most unusual galaxies into this PNG."),
     seed: int = typer.Option(0),
     exact: bool = typer.Option(False, help="knn: exact search even for large sets (no index)."),
+    catalogue: Path = typer.Option(None, "--catalog", help=CATALOGUE_HELP),
 ) -> None:
     """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
+    from galaxymorph.data.inputs import image_paths
     from galaxymorph.outputs import claim_table
     from galaxymorph.representations import (
         anomaly_scores,
@@ -74,6 +80,8 @@ def anomalies(
     frame, vectors, _ = read_embeddings(embeddings)
     index = neighbour_index(embeddings, vectors, approximate=False if exact else None) if method == "knn" else None
     frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed, index)
+    if catalogue:
+        frame["file_loc"] = image_paths(frame, catalogue)
     ranked = frame.sort_values("anomaly_score", ascending=False, kind="stable")
     if out:
         claim_table(out, ["id_str", "anomaly_score"])
@@ -82,5 +90,5 @@ def anomalies(
     if grid:
         shown = ranked.head(top)
         captions = [f"{i} ({s:.3g})" for i, s in zip(shown["id_str"], shown["anomaly_score"])]
-        image_grid(shown["file_loc"].tolist(), captions, grid, title=f"most unusual ({method})")
+        image_grid(image_paths(shown), captions, grid, title=f"most unusual ({method})")
         Console().print(f"grid: {grid}")

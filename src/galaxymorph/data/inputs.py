@@ -23,7 +23,7 @@ from galaxymorph.data.images import IMAGE_SUFFIXES
 from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing
 
-__all__ = ["GalaxyStream", "Record", "Records", "catalogue_records", "collate_galaxies", "describe_inputs", "directory_records",
+__all__ = ["GalaxyStream", "Record", "Records", "catalogue_records", "collate_galaxies", "describe_inputs", "directory_records", "image_paths",
            "prediction_records",
            "shard_records"]
 
@@ -41,6 +41,18 @@ def catalogue_records(catalogue: str | Path | pd.DataFrame, root: str | Path | N
     if missing:
         raise ValueError(f"{name} has no column(s) {missing}; it needs id_str and file_loc (image path) per galaxy")
     return list(zip(unique_ids(frame, name), resolve_paths(frame["file_loc"].astype(str), base)))
+
+
+def image_paths(frame: pd.DataFrame, catalogue: str | Path | None = None) -> list[str | None]:
+    """Each row's image file: its ``file_loc``, or the catalogue's for its ``id_str`` (None where it has none).
+
+    Outputs made from shards carry no ``file_loc``; a queue for volunteers or a
+    picture of galaxies needs the images, which the data owner's catalogue names.
+    """
+    if catalogue is None:
+        return [f if isinstance(f, str) and f else None for f in frame["file_loc"]]
+    files = dict(catalogue_records(catalogue))
+    return [files.get(id_str) for id_str in frame["id_str"]]
 
 
 def directory_records(images_dir: str | Path) -> list[Record]:
