@@ -210,9 +210,9 @@ def start_ours(job: dict[str, Any], out: Path, name: str, work: Path) -> tuple[s
     job = {**job, "out": str(out), "info": str(work / f"{name}.json")}
     job_file = work / f"{name}_job.json"
     job_file.write_text(json.dumps(job))
-    log = open(work / f"{name}.log", "w")
-    process = subprocess.Popen([sys.executable, __file__, "--ours-child", str(job_file)], stdout=log,
-                               stderr=subprocess.STDOUT, env=child_env(job["threads"]), start_new_session=True)
+    with open(work / f"{name}.log", "w") as log:  # the child keeps its own copy
+        process = subprocess.Popen([sys.executable, __file__, "--ours-child", str(job_file)], stdout=log,
+                                   stderr=subprocess.STDOUT, env=child_env(job["threads"]), start_new_session=True)
     return process, Path(job["info"])
 
 
