@@ -15,6 +15,8 @@ from PIL import Image
 from torch import nn
 
 from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.models import GalaxyModel
+from galaxymorph.models.head import galaxy_keys, keyed_dropout, subkeys
 from galaxymorph.predict import (
     errors_path,
     parts_dir,
@@ -44,11 +46,14 @@ class TinyModel(nn.Module):
         self.feature_calls += 1
         return self.encoder(x)
 
-    def sample(self, features: torch.Tensor, n: int) -> torch.Tensor:
+    def sample(self, features: torch.Tensor, n: int, keys: torch.Tensor | None = None) -> torch.Tensor:
         if n == 1:
             return (1 + F.softplus(self.linear(features)))[..., None]
-        masks = [F.dropout(features, 0.5, training=True) for _ in range(n)]
-        return torch.stack([1 + F.softplus(self.linear(m)) for m in masks], dim=-1)
+        if keys is None:
+            masked = torch.stack([F.dropout(features, 0.5, training=True) for _ in range(n)])
+        else:
+            masked = keyed_dropout(features, n, 0.5, keys).view(n, *features.shape)
+        return torch.stack([1 + F.softplus(self.linear(m)) for m in masked], dim=-1)
 
 
 def pixel_records(n: int, size: int = 4, fail_after: int | None = None, rss: list | None = None):
@@ -439,3 +444,34 @@ def test_embed_does_not_resume_into_a_predictions_file(tmp_path):
     predict(model, tmp_path / "p.parquet", catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)
     with pytest.raises(ValueError, match="holds rows made with command='predict' .* not command='embed'"):
         embed(model, tmp_path / "p.parquet", catalogue=tmp_path / "catalogue.csv", progress=False)
+
+
+def test_a_killed_and_resumed_run_gives_the_uninterrupted_run_s_values(tmp_path):
+    """Each galaxy's dropout masks come from its id_str: not from the batch it lands in, nor the resume."""
+    prep = Preprocessing(stored_size=16, image_size=16)
+    torch.manual_seed(0)
+    model = GalaxyModel("gz2", arch="test_resnet", preprocessing=prep.to_dict()).eval()
+    records = functools.partial(pixel_records, 40, 16)
+    whole, resumed = tmp_path / "whole.parquet", tmp_path / "resumed.parquet"
+    predict_records(model, records, whole, samples=4, batch_size=8, progress=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        predict_records(model, functools.partial(pixel_records, 40, 16, fail_after=23), resumed, samples=4,
+                        batch_size=5, rows_per_part=10, progress=False)
+    assert 0 < predict_records(model, records, resumed, samples=4, batch_size=5, rows_per_part=10, progress=False)["new"] < 40
+    (a, schema, _), (b, _, _) = read_predictions(whole), read_predictions(resumed)
+    b = b.set_index("id_str").loc[a["id_str"]].reset_index()
+    first, second = read_concentrations(a, schema), read_concentrations(b, schema)
+    assert first.std(axis=2).mean() > 1e-3  # the samples differ, so equal files mean equal masks
+    np.testing.assert_allclose(second, first, rtol=1e-5)
+
+
+def test_keyed_dropout_masks_depend_on_the_galaxy_alone():
+    features = torch.ones(3, 4000)
+    keys = galaxy_keys(["a", "b", "c"])
+    masked = keyed_dropout(features, 2, 0.25, keys).view(2, 3, -1)
+    assert torch.allclose(masked[masked > 0], torch.tensor(4 / 3))  # kept features scaled as F.dropout does
+    assert abs((masked == 0).float().mean().item() - 0.25) < 0.01
+    alone = keyed_dropout(features[1:2], 2, 0.25, keys[1:2]).view(2, 1, -1)
+    assert torch.equal(alone[:, 0], masked[:, 1])  # the same masks whatever else is in the batch
+    assert not torch.equal(masked[0, 0], masked[0, 1]) and not torch.equal(masked[0, 0], masked[1, 0])
+    assert not torch.equal(subkeys(keys, 0), keys) and not torch.equal(subkeys(keys, 0), subkeys(keys, 1))

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from galaxymorph.models.head import subkeys
+
 __all__ = ["Ensemble"]
 
 
@@ -35,5 +37,7 @@ class Ensemble(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [model.features(x) for model in self.models]
 
-    def sample(self, features: list[torch.Tensor], n: int) -> torch.Tensor:
-        return torch.cat([model.sample(f, n) for model, f in zip(self.models, features)], dim=-1)
+    def sample(self, features: list[torch.Tensor], n: int, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Each model's ``n`` samples; with ``keys``, each model draws its own masks from them (:func:`subkeys`)."""
+        return torch.cat([model.sample(f, n, None if keys is None else subkeys(keys, i))
+                          for i, (model, f) in enumerate(zip(self.models, features))], dim=-1)

@@ -49,9 +49,12 @@ class EncoderWithHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
 
-    def sample(self, features: Tensor, n: int) -> Tensor:
-        """(B, K, n) outputs from n MC-dropout passes of the head, in train or eval mode alike."""
-        return self.head.sample(features, n)
+    def sample(self, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
+        """(B, K, n) outputs from n MC-dropout passes of the head, in train or eval mode alike.
+
+        ``keys`` (one per galaxy) fix each galaxy's dropout masks (``galaxymorph.models.head``).
+        """
+        return self.head.sample(features, n, keys)
 
 
 def _channel_stat(value: float | list[float]) -> Tensor:
@@ -125,9 +128,9 @@ class GalaxyModel(EncoderWithHead):
         self._config["calibration"] = {name: float(scales.get(name, 1.0)) for name in self.schema.question_names}
         self._calibration = torch.tensor(per_answer, dtype=torch.float32, device=self._mean.device)
 
-    def sample(self, features: Tensor, n: int) -> Tensor:
+    def sample(self, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
         """(B, A, n) concentrations from n MC-dropout passes of the head, calibrated if the model is."""
-        samples = super().sample(features, n)
+        samples = super().sample(features, n, keys)
         return samples if self._calibration is None else samples * self._calibration.view(1, -1, 1)
 
     @classmethod

@@ -1,12 +1,21 @@
-"""The Dirichlet head: dropout, one linear layer, and a bounded map to concentrations above 1."""
+"""The Dirichlet head: dropout, one linear layer, and a bounded map to concentrations above 1.
+
+Predictions draw each galaxy's MC-dropout masks from its ``id_str`` (:func:`galaxy_keys`),
+so a galaxy's posterior samples depend on nothing else: not on the batch it shares, the
+loader workers, the ranks, the device, nor whether the run was killed and resumed.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import hashlib
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DirichletHead", "MIN_CONCENTRATION", "MAX_CONCENTRATION"]
+__all__ = ["DirichletHead", "MIN_CONCENTRATION", "MAX_CONCENTRATION", "galaxy_keys", "keyed_dropout", "subkeys"]
 
 # concentration = MIN + (MAX - MIN) * sigmoid(z): Zoobot's 1 + 100*sigmoid(z), with the floor
 # lifted by 1e-3 so values stay strictly above 1 even where float32 sigmoid underflows to 0.
@@ -34,9 +43,9 @@ class DirichletHead(nn.Module):
         x = F.dropout(features, self.dropout, training=self.training or mc_dropout)
         return _bounded(self.linear(x))
 
-    def sample(self, features: Tensor, n: int) -> Tensor:
+    def sample(self, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
         """(B, A, n) concentrations from n dropout masks; ``n=1`` is the deterministic head (no dropout)."""
-        return mc_samples(self, features, n)
+        return mc_samples(self, features, n, keys)
 
 
 def _bounded(logits: Tensor) -> Tensor:
@@ -56,8 +65,8 @@ class ClassifierHead(nn.Module):
     def forward(self, features: Tensor, mc_dropout: bool = False) -> Tensor:
         return self.linear(F.dropout(features, self.dropout, training=self.training or mc_dropout))
 
-    def sample(self, features: Tensor, n: int) -> Tensor:
-        return mc_samples(self, features, n).softmax(dim=1)
+    def sample(self, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
+        return mc_samples(self, features, n, keys).softmax(dim=1)
 
 
 class RegressionHead(nn.Module):
@@ -73,20 +82,76 @@ class RegressionHead(nn.Module):
         out = self.linear(F.dropout(features, self.dropout, training=self.training or mc_dropout))
         return torch.sigmoid(out) if self.bounded else out
 
-    def sample(self, features: Tensor, n: int) -> Tensor:
-        return mc_samples(self, features, n)
+    def sample(self, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
+        return mc_samples(self, features, n, keys)
 
 
-def mc_samples(head: nn.Module, features: Tensor, n: int) -> Tensor:
-    """(B, K, n) head outputs from n dropout masks in one batched pass; n=1 is deterministic (no dropout)."""
+def mc_samples(head: nn.Module, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
+    """(B, K, n) head outputs from n dropout masks in one batched pass; n=1 is deterministic (no dropout).
+
+    With ``keys`` (one per galaxy, :func:`galaxy_keys`) the masks come from them alone
+    (:func:`keyed_dropout`); without, from torch's global generator.
+    """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if n == 1:
-        was_training = head.training
-        head.eval()
-        try:
+        with _eval(head):
             return head(features).unsqueeze(-1)
-        finally:
-            head.train(was_training)
-    out = head(features.repeat(n, 1), mc_dropout=True)
+    if keys is None:
+        out = head(features.repeat(n, 1), mc_dropout=True)
+    else:
+        with _eval(head):
+            out = head(keyed_dropout(features, n, head.dropout, keys))
     return out.view(n, features.shape[0], -1).permute(1, 2, 0)
+
+
+@contextlib.contextmanager
+def _eval(module: nn.Module) -> Iterator[None]:
+    """The module in eval mode (no dropout of its own) for the duration, then as it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def galaxy_keys(ids: Sequence[str]) -> Tensor:
+    """One 32-bit key per galaxy from its ``id_str`` (blake2b), for :func:`keyed_dropout`."""
+    digests = (hashlib.blake2b(str(i).encode(), digest_size=4).digest() for i in ids)
+    return torch.tensor([int.from_bytes(d, "little") for d in digests], dtype=torch.int64)
+
+
+def subkeys(keys: Tensor, index: int) -> Tensor:
+    """Other keys for the same galaxies (a TTA view, an ensemble member), as independent as new ids."""
+    return _mix32((keys + (index + 1) * 0x9E3779B9) & _LOW32)
+
+
+def keyed_dropout(features: Tensor, n: int, p: float, keys: Tensor) -> Tensor:
+    """(n x B, F) features under n dropout masks per galaxy, sample-major like ``features.repeat(n, 1)``.
+
+    Each mask element is a counter-based hash of (key, sample, feature) rather than a
+    draw from a generator's stream, so it is the same whatever else is computed.
+    """
+    b, width = features.shape
+    counters = torch.arange(n * width, device=features.device, dtype=torch.int64).view(n, 1, width)
+    bits = _mix32((_mix32(keys.to(features.device).view(1, b, 1)) + counters) & _LOW32)  # (n, B, F) in [0, 2^32)
+    keep = (bits >> 8) >= round(p * 2**24)  # 24 uniform bits, compared as integers on every device
+    return (features.unsqueeze(0) * keep / (1.0 - p)).flatten(0, 1)
+
+
+_LOW32 = 0xFFFFFFFF
+
+
+def _mix32(x: Tensor) -> Tensor:
+    """Wellons' lowbias32 integer hash of values in [0, 2^32), in int64 arithmetic."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _mul32(x: Tensor, c: int) -> Tensor:
+    """x * c mod 2^32, split at 16 bits so that no int64 product overflows."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _LOW32

@@ -35,6 +35,7 @@ from galaxymorph.data.transforms import (
     eval_transform,
 )
 from galaxymorph.models import load_model
+from galaxymorph.models.head import galaxy_keys, subkeys
 from galaxymorph.models.loading import Checkpoints
 from galaxymorph.predict.layout import TableBuilder, output_format
 from galaxymorph.predict.parts import (
@@ -53,18 +54,25 @@ from galaxymorph.quiet import quiet_lightning
 
 __all__ = ["MCDropoutPredictor", "posterior_samples", "predict", "predict_records", "stream_predict"]
 
+# How predict draws MC-dropout masks, in every output's made_by: files whose masks came from a
+# shared random stream (before this) are not resumed with per-galaxy masks.
+MASKS = "from each id_str"
 
-def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False) -> torch.Tensor:
+
+def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
+                      keys: torch.Tensor | None = None) -> torch.Tensor:
     """(B, outputs, samples) head passes over one encoder pass; with ``tta`` (B, outputs, 8 x samples).
 
     The 8 rotation/flip views of each galaxy (:func:`dihedral_views`) go through the
     encoder as one batch, and each view's ``samples`` MC-dropout passes are further
-    samples of the same posterior, view by view.
+    samples of the same posterior, view by view. ``keys`` (:func:`galaxy_keys`) fix
+    each galaxy's dropout masks, each view its own.
     """
     if not tta:
-        return model.sample(model.features(images), samples)
+        return model.sample(model.features(images), samples, keys)
     views = dihedral_views(images)
-    per_view = model.sample(model.features(views.flatten(0, 1)), samples)  # (8 B, outputs, samples)
+    view_keys = None if keys is None else torch.cat([subkeys(keys, v) for v in range(views.shape[0])])
+    per_view = model.sample(model.features(views.flatten(0, 1)), samples, view_keys)  # (8 B, outputs, samples)
     return per_view.unflatten(0, views.shape[:2]).permute(1, 2, 0, 3).flatten(2)
 
 
@@ -91,7 +99,8 @@ class MCDropoutPredictor(pl.LightningModule):
         if batch["image"] is None:
             return None
         assert self._transform is not None
-        return posterior_samples(self.model, self._transform(batch["image"]), self.samples, self.tta).float()
+        keys = galaxy_keys(batch["id_str"])
+        return posterior_samples(self.model, self._transform(batch["image"]), self.samples, self.tta, keys).float()
 
 
 class _WriteParts(BasePredictionWriter):
@@ -202,7 +211,7 @@ def predict_records(
     check_output_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    meta["made_by"] = meta.get("made_by") or made_by(model, model, "predict", samples=samples, tta=tta)
+    meta["made_by"] = meta.get("made_by") or made_by(model, model, "predict", samples=samples, tta=tta, dropout_masks=MASKS)
     with resumable_output(out, meta["made_by"]) as done:
         views = len(DIHEDRAL) if tta else 1
         layout, to_table = output_format(model.config, samples * views * getattr(model, "members", 1), meta)
@@ -249,4 +258,4 @@ def predict(
                            devices=devices, num_nodes=num_nodes, progress=progress, accelerator=accelerator,
                            precision=precision, tta=tta,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
-                                     "made_by": made_by(model, checkpoint, "predict", samples=samples, tta=tta)})
+                                     "made_by": made_by(model, checkpoint, "predict", samples=samples, tta=tta, dropout_masks=MASKS)})
