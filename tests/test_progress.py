@@ -15,7 +15,6 @@ from galaxymorph.data.inputs import (
     GalaxyStream,
     Records,
     collate_galaxies,
-    shard_records,
 )
 from galaxymorph.predict import predict_records
 from galaxymorph.predict.progress import stream_batches
@@ -45,13 +44,21 @@ def test_batch_count_follows_how_the_stream_splits_records(pending, batch_size, 
     for rank in range(world):
         slots = [rank * max(workers, 1) + w for w in range(max(workers, 1))]
         expected = sum(math.ceil(len(range(slot, pending, stride)) / batch_size) for slot in slots)
-        assert stream_batches(pending, batch_size, workers, rank, world) == expected
+        assert stream_batches(Records(listed=_pixels(pending)), set(), batch_size, workers, rank, world) == expected
 
 
 def test_batch_count_is_what_two_loader_workers_yield():
     stream = GalaxyStream(Records(listed=_pixels(11)), TinyModel().config["preprocessing"])
     loader = DataLoader(stream, batch_size=4, num_workers=2, collate_fn=collate_galaxies)
-    assert sum(1 for _ in loader) == stream_batches(11, 4, 2)
+    assert sum(1 for _ in loader) == stream_batches(stream.records, set(), 4, 2)
+
+
+def test_batch_count_is_what_two_loader_workers_yield_from_whole_shards(sharded):  # noqa: F811
+    _, folder, _ = sharded
+    records = Records.from_shards(folder / "shards")  # 9 shards: 5 of them (20 galaxies) to one worker, 4 (20) to the other
+    stream = GalaxyStream(records, TinyModel(size=16).config["preprocessing"])
+    loader = DataLoader(stream, batch_size=3, num_workers=2, collate_fn=collate_galaxies)
+    assert sum(1 for _ in loader) == stream_batches(records, set(), 3, 2) == 14
 
 
 def test_predict_bar_total_counts_only_the_galaxies_still_to_do(tmp_path):
@@ -64,11 +71,11 @@ def test_predict_bar_total_counts_only_the_galaxies_still_to_do(tmp_path):
 
 def test_shard_records_count_their_pending_galaxies_from_the_manifest(sharded):  # noqa: F811
     _, folder, _ = sharded
-    records = Records(shards=folder / "shards", split="val")
-    ids = [id_str for id_str, _ in shard_records(folder / "shards", "val")]
+    records = Records.from_shards(folder / "shards", "val")
+    ids = [id_str for id_str, _ in records()]
     assert records.pending(set()) == len(ids)
     assert records.pending(set(ids[:3])) == len(ids) - 3
-    assert Records(shards=folder / "shards").pending(set()) == 40
+    assert Records.from_shards(folder / "shards").pending(set()) == 40
 
 
 def test_embed_bar_has_the_total(run_dir, catalogue, tmp_path):  # noqa: F811

@@ -34,7 +34,7 @@ from galaxymorph.data.shards import (
     decode_sample,
     is_shard_source,
     read_manifest,
-    shard_paths,
+    shard_files,
 )
 from galaxymorph.data.stream import ShardSamples, TrainBatches, batches_per_epoch
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
@@ -189,11 +189,12 @@ class GalaxyDataModule(AugmentingDataModule):
         return self.trainer.global_step if self.trainer is not None else 0
 
     def _shard_loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
-        urls = shard_paths(self.source, split, self.manifest)
+        files = shard_files(self.source, split, self.manifest)
+        urls = [location for location, _ in files]
         world = self.trainer.world_size if self.trainer is not None else 1
         check_shards_per_process(split, len(urls), world)
         if train:
-            counts = [s["count"] for s in self.manifest["splits"][split]["shards"] if s["count"] > 0]
+            counts = [count for _, count in files]
             rank = self.trainer.global_rank if self.trainer is not None else 0
             samples = ShardSamples(urls, counts, decode_sample, self.seed, self.shuffle_buffer, rank, world,
                                    self.num_workers)

@@ -1,15 +1,24 @@
 """The galaxies to predict, embed or fine-tune on, read as in training: one stack for every command.
 
 A folder of images (``id_str`` = file name without suffix, searched recursively), a
-catalogue (``id_str`` + ``file_loc``, relative to its folder) or shards give records
-``(id_str, image path or raw shard sample)``; :class:`GalaxyStream` reads them with the
-model's preprocessing, each (process, loader worker) taking every k-th pending record,
-and reports unreadable images instead of stopping.
+catalogue (``id_str`` + ``file_loc``, relative to its folder) or shards give
+:class:`Records` ``(id_str, image path or raw shard sample)``; :class:`GalaxyStream` reads
+them with the model's preprocessing and reports unreadable images instead of stopping.
+
+The records are split once between the (process, loader worker) slots, so what each
+slot reads does not grow with the number of slots: a listed folder or catalogue is
+sliced, and shard files go whole to slots (shard j to slot j mod slots) when there are
+at least as many shards as slots; with fewer, the slots sharing a shard take every g-th
+sample of it, so each shard is opened by as few slots as possible. The split depends
+only on the records and the number of slots, never on what is already done, so a
+resumed run (done ids skipped) still reads every galaxy exactly once. Any other records
+callable (a generator) can only be walked by every slot, each keeping every k-th record.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator
 
@@ -20,12 +29,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from galaxymorph.data.catalogue import read_table, resolve_paths, unique_ids
 from galaxymorph.data.images import IMAGE_SUFFIXES
-from galaxymorph.data.shards import decode_sample, read_manifest, shard_paths
+from galaxymorph.data.shards import decode_sample, read_manifest, shard_files
 from galaxymorph.data.transforms import Preprocessing
 
-__all__ = ["GalaxyStream", "Record", "Records", "catalogue_records", "collate_galaxies", "describe_inputs", "directory_records", "image_paths",
-           "prediction_records",
-           "shard_records"]
+__all__ = ["GalaxyStream", "Record", "Records", "ShardFile", "catalogue_records", "collate_galaxies", "describe_inputs",
+           "directory_records", "image_paths", "loader_slots", "prediction_records", "shard_share"]
 
 Record = tuple[str, Any]  # (id_str, image path, uint8 array (H, W, C) or raw shard sample)
 
@@ -75,21 +83,41 @@ def directory_records(images_dir: str | Path) -> list[Record]:
     return list(records.items())
 
 
-def shard_records(shards: str | Path, split: str | None = None) -> Iterator[Record]:
-    """(id_str, raw shard sample) from the data owner's shards: one split, or all of them."""
+def loader_slots(rank: int, world: int, workers: int) -> tuple[range, int]:
+    """The (process, loader worker) slots of process ``rank`` and how many there are in all.
+
+    Loader worker w of process r is slot r * workers + w; ``workers`` 0 (the process reads
+    itself, as for ``DataLoader``) is one slot.
+    """
+    per_process = max(workers, 1)
+    return range(rank * per_process, (rank + 1) * per_process), world * per_process
+
+
+def shard_share(shards: int, slot: int, slots: int) -> list[tuple[int, int, int]]:
+    """(shard index, first sample, step) of what ``slot`` of ``slots`` reads: each shard opened by as few slots as possible.
+
+    Whole shards j = slot, slot + slots, ... when there are enough (or none); otherwise the
+    slots s with s mod shards = j share shard j, each taking every g-th of its samples.
+    """
+    if shards >= slots or shards == 0:
+        return [(j, 0, 1) for j in range(slot, shards, slots)]
+    j = slot % shards
+    return [(j, slot // shards, len(range(j, slots, shards)))]
+
+
+def _shard_records(location: str, first: int, step: int) -> Iterator[Record]:
+    """(id_str, raw sample) of every ``step``-th sample of one shard file from the ``first``."""
     import webdataset as wds
 
-    manifest = read_manifest(shards)
-    for name in [split] if split else list(manifest["splits"]):
-        urls = shard_paths(shards, name, manifest)
-        if urls:  # this stream splits work itself, so webdataset must not split by node or worker
-            for sample in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None):
-                yield sample["id.txt"].decode(), sample
+    # Records splits work itself, so webdataset must not split by node or worker
+    samples = wds.WebDataset([location], shardshuffle=False, nodesplitter=None, workersplitter=None)
+    for sample in itertools.islice(samples, first, None, step):
+        yield sample["id.txt"].decode(), sample
 
 
-def _check_shard_pixels(shards: str | Path, preprocessing: dict[str, Any]) -> None:
+def _check_shard_pixels(shards: str | Path, manifest: dict[str, Any], preprocessing: dict[str, Any]) -> None:
     """Shards hold pixels read one way; a model trained on others would be fed the wrong images."""
-    stored = Preprocessing.from_dict(read_manifest(shards)["preprocessing"])
+    stored = Preprocessing.from_dict(manifest["preprocessing"])
     model = Preprocessing.from_dict(preprocessing)
     for name in ("stored_size", "source_crop", "channels", "stretch"):
         if getattr(stored, name) != getattr(model, name):
@@ -120,39 +148,71 @@ def prediction_records(images_dir: str | Path | None, catalogue: str | Path | No
         return Records(listed=directory_records(images_dir))
     if catalogue is not None:
         return Records(listed=catalogue_records(catalogue))
-    _check_shard_pixels(shards, preprocessing)
-    if split is not None:
-        shard_paths(shards, split)  # an unknown split is refused here, naming the ones there are
-    return Records(shards=shards, split=split)
+    manifest = read_manifest(shards)  # once: the records carry what they need to every process and worker
+    _check_shard_pixels(shards, manifest, preprocessing)
+    return Records.from_shards(shards, split, manifest)
+
+
+ShardFile = tuple[str, int]  # (path or URL of a non-empty shard, its galaxies), from the manifest
 
 
 @dataclasses.dataclass(frozen=True)
 class Records:
-    """The records callable of :func:`prediction_records` that also knows, before streaming, how many are pending.
+    """Listed records (folder, catalogue) or shard files, of which each loader slot reads only its share.
 
-    A folder's or catalogue's records are listed already; shards are counted from their manifest.
+    Picklable and small (shards are named, not read), so spawned processes and loader
+    workers get it without reading the manifest again; it also knows, before streaming,
+    how many records each slot will read (the progress bar's total).
     """
 
     listed: list[Record] | None = None
-    shards: str | Path | None = None
-    split: str | None = None
+    shards: list[ShardFile] | None = None
 
-    def __call__(self) -> Iterable[Record]:
-        return self.listed if self.listed is not None else shard_records(self.shards, self.split)
+    @classmethod
+    def from_shards(cls, shards: str | Path, split: str | None = None,
+                    manifest: dict[str, Any] | None = None) -> Records:
+        """The shard files of one split or of all (an unknown split is refused, naming those there are)."""
+        manifest = manifest or read_manifest(shards)
+        names = [split] if split else list(manifest["splits"])
+        return cls(shards=[file for name in names for file in shard_files(shards, name, manifest)])
 
-    def pending(self, done: Collection[str]) -> int:
-        """How many records are not in ``done`` (for shards: every galaxy of the split(s) less those done)."""
+    def __call__(self) -> Iterator[Record]:
+        """Every record, in order (a records callable like any other)."""
+        return self.share(0, 1)
+
+    def share(self, slot: int, slots: int, skip: Collection[str] = frozenset()) -> Iterator[Record]:
+        """The records not in ``skip`` that ``slot`` of ``slots`` reads (see the module docstring)."""
         if self.listed is not None:
-            return sum(1 for id_str, _ in self.listed if id_str not in done)
-        splits = read_manifest(self.shards)["splits"]
-        return max(0, sum(splits[name]["count"] for name in ([self.split] if self.split else splits)) - len(done))
+            share: Iterable[Record] = self.listed[slot::slots]
+        else:
+            files = self.shards or []
+            share = itertools.chain.from_iterable(
+                _shard_records(files[j][0], first, step)
+                for j, first, step in shard_share(len(files), slot, slots) if first < files[j][1]
+            )
+        return (record for record in share if record[0] not in skip)
+
+    def pending(self, done: Collection[str], slot: int = 0, slots: int = 1) -> int:
+        """How many records not in ``done`` ``slot`` of ``slots`` will read.
+
+        Exact for listed records. Which shard holds a done galaxy is not known before reading,
+        so a slot's shards are assumed to hold their share of ``done``: exact when nothing
+        is done yet, or for a single slot.
+        """
+        if self.listed is not None:
+            return sum(1 for id_str, _ in self.listed[slot::slots] if id_str not in done)
+        files = self.shards or []
+        total = sum(count for _, count in files)
+        mine = sum(len(range(first, files[j][1], step)) for j, first, step in shard_share(len(files), slot, slots))
+        return max(0, mine - round(len(done) * mine / total)) if total else 0
 
 
 class GalaxyStream(IterableDataset):
-    """Images to predict, read as in training; each (process, loader worker) takes every k-th pending record.
+    """Images to predict, read as in training; each (process, loader worker) slot reads only its share of the records.
 
-    ``records`` is a picklable callable returning an iterable of :data:`Record`,
-    so a generator of any length streams without being held in memory.
+    ``records`` is :class:`Records`, or any picklable callable returning an iterable of
+    :data:`Record` (a generator of any length streams without being held in memory, but
+    every slot walks all of it, keeping every k-th pending record).
     """
 
     def __init__(self, records: Callable[[], Iterable[Record]], preprocessing: dict[str, Any],
@@ -162,12 +222,14 @@ class GalaxyStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        slot, stride = self.rank * workers + worker, self.world * workers
-        pending = (r for r in self.records() if r[0] not in self.skip)
-        for i, (id_str, source) in enumerate(pending):
-            if i % stride == slot:
-                yield self._load(id_str, source)
+        mine, slots = loader_slots(self.rank, self.world, info.num_workers if info else 0)
+        slot = mine[info.id if info else 0]
+        if isinstance(self.records, Records):
+            share: Iterable[Record] = self.records.share(slot, slots, self.skip)
+        else:
+            share = itertools.islice((r for r in self.records() if r[0] not in self.skip), slot, None, slots)
+        for id_str, source in share:
+            yield self._load(id_str, source)
 
     def _load(self, id_str: str, source: Any) -> dict[str, Any]:
         prep = self.preprocessing

@@ -7,7 +7,6 @@ batch on each epoch, instead of being decoded again every epoch.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from galaxymorph.data.catalogue import (
     vote_columns,
 )
 from galaxymorph.data.datamodule import AugmentingDataModule
-from galaxymorph.data.inputs import GalaxyStream, collate_galaxies
+from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema
 
@@ -125,7 +124,7 @@ def decode_images(ids: list[str], paths: list[str], prep: Preprocessing, workers
     Read by the prediction stack (:class:`galaxymorph.data.inputs.GalaxyStream`), so a model
     sees its fine-tuning images exactly as it will see the galaxies it predicts.
     """
-    stream = GalaxyStream(functools.partial(list, list(zip(ids, paths))), prep.to_dict())
+    stream = GalaxyStream(Records(listed=list(zip(ids, paths))), prep.to_dict())
     loader = DataLoader(stream, batch_size=64, num_workers=workers, collate_fn=collate_galaxies)
     row = {id_str: i for i, id_str in enumerate(ids)}
     decoded: dict[str, torch.Tensor] = {}

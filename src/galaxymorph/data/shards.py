@@ -55,7 +55,7 @@ from galaxymorph.schema import Schema, get_schema
 
 __all__ = [
     "SPLITS", "assign_splits", "check_shards_per_process", "decode_sample", "is_shard_source", "read_manifest",
-    "shard_paths", "write_shards",
+    "shard_files", "shard_paths", "write_shards",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -312,12 +312,17 @@ def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def shard_paths(shard_dir: str | Path, split: str, manifest: dict[str, Any] | None = None) -> list[str]:
-    """Paths or URLs of a split's non-empty shards (WebDataset URLs)."""
+def shard_files(shard_dir: str | Path, split: str, manifest: dict[str, Any] | None = None) -> list[tuple[str, int]]:
+    """(path or URL, galaxies) of a split's non-empty shards: readers share them out by these counts."""
     manifest = manifest or read_manifest(shard_dir)
     if split not in manifest["splits"]:
         raise KeyError(f"no split {split!r} in {shard_dir}; have {sorted(manifest['splits'])}")
-    return [_location(shard_dir, s["name"]) for s in manifest["splits"][split]["shards"] if s["count"] > 0]
+    return [(_location(shard_dir, s["name"]), s["count"]) for s in manifest["splits"][split]["shards"] if s["count"] > 0]
+
+
+def shard_paths(shard_dir: str | Path, split: str, manifest: dict[str, Any] | None = None) -> list[str]:
+    """Paths or URLs of a split's non-empty shards (WebDataset URLs)."""
+    return [location for location, _ in shard_files(shard_dir, split, manifest)]
 
 
 def check_shards_per_process(split: str, shards: int, world: int) -> None:

@@ -145,7 +145,7 @@ class _Inputs(pl.LightningDataModule):
 def _progress_bar(records: Callable[[], Iterable[Record]], done: frozenset[str], batch_size: int,
                   workers: int) -> RichProgressBar:
     if isinstance(records, Records):
-        return PendingProgressBar(records.pending(done), batch_size, workers)
+        return PendingProgressBar(records, done, batch_size, workers)
     return RichProgressBar()  # a generator of unknown length: batches done, no total
 
 
@@ -202,8 +202,8 @@ def predict_records(
     """Predict every record not yet in ``out``, then merge; returns counts (rows, new, errors, parts).
 
     ``records`` is a picklable callable giving (id_str, image path or uint8 pixels).
-    With ``devices`` > 1 (or ``num_nodes`` > 1) each process predicts every
-    world-size-th pending record and writes its own parts. ``accelerator``, ``devices``
+    With ``devices`` > 1 (or ``num_nodes`` > 1) each process predicts its share of the
+    pending records (:class:`galaxymorph.data.inputs.Records`) and writes its own parts. ``accelerator``, ``devices``
     and ``precision`` are Lightning's; ``callbacks`` are extra Lightning callbacks.
     ``tta`` adds the 8 rotation/flip views as samples (8 x ``samples`` per galaxy).
     """
