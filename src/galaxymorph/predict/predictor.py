@@ -57,7 +57,8 @@ from galaxymorph.predict.parts import (
 from galaxymorph.predict.progress import PendingProgressBar
 from galaxymorph.quiet import quiet_lightning
 
-__all__ = ["MCDropoutPredictor", "OODWarning", "posterior", "posterior_samples", "predict", "predict_records", "stream_predict"]
+__all__ = ["MCDropoutPredictor", "OODWarning", "posterior", "posterior_samples", "predict", "predict_records",
+           "stream_predict"]
 
 OOD_WARN_SHARE = 0.25  # more flagged than this (5% expected in distribution) is a catalogue problem, not a few odd galaxies
 
@@ -73,12 +74,12 @@ def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta:
     encoder as one batch, and each view's ``samples`` MC-dropout passes are further
     samples of the same posterior, view by view.
     """
-    return posterior(model, images, samples, tta)[0]
+    return posterior(model, images, samples, tta, ood=False)[0]
 
 
-def posterior(model: nn.Module, images: torch.Tensor, samples: int,
-              tta: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`posterior_samples` and each galaxy's ``ood_score`` (None for a model without an OOD reference).
+def posterior(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
+              ood: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`posterior_samples` and, with ``ood``, each galaxy's ``ood_score`` (None without an OOD reference).
 
     The score reuses the encoder pass: the unrotated view's features, as the reference was made.
     """
@@ -86,7 +87,7 @@ def posterior(model: nn.Module, images: torch.Tensor, samples: int,
     features = model.features(views.flatten(0, 1))
     per_view = model.sample(features, samples)  # (views x B, outputs, samples)
     unrotated = [f[: len(images)] for f in features] if isinstance(features, list) else features[: len(images)]
-    score = getattr(model, "ood_score", None)
+    score = getattr(model, "ood_score", None) if ood else None
     scores = None if score is None else score(images, unrotated)
     return per_view.unflatten(0, views.shape[:2]).permute(1, 2, 0, 3).flatten(2), scores
 
