@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_calibration.py --run RUN --shards SHARDS --catalogue CATALOGUE
 
 Takes a finished training run (its best model as it was before calibration), fits the
-scales on the shards' validation split (``galaxymorph.training.calibrate``), predicts the
+scales on the shards' validation split (``galaxymorph.training.finish``), predicts the
 test split with the raw and the calibrated model, and evaluates both against the
 catalogue's votes (and true probabilities when simulated). Writes into benchmarks/_work/.
 """
@@ -18,7 +18,7 @@ from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.evaluate import evaluate
 from galaxymorph.models import load_model, save_model
 from galaxymorph.predict import predict
-from galaxymorph.training.calibrate import calibrate_run
+from galaxymorph.training.finish import finish_run
 
 WORK = Path(__file__).resolve().parent / "_work" / "calibration"
 
@@ -37,7 +37,7 @@ def main() -> None:
     shutil.copytree(WORK / "raw", WORK / "calibrated")
     model = load_model(WORK / "raw")
     data = GalaxyDataModule(args.shards, image_size=model.config["preprocessing"]["image_size"], batch_size=128)
-    scales = calibrate_run(WORK / "calibrated", data, samples=args.samples)
+    scales = finish_run(WORK / "calibrated", data, ood_galaxies=0, samples=args.samples)["calibration"]
     print("scales:", {q: round(s, 3) for q, s in scales.items()})
     rows = {}
     for name in ("raw", "calibrated"):

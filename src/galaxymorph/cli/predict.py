@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -37,10 +38,15 @@ def predict(
     """
     from galaxymorph.predict import errors_path
     from galaxymorph.predict import predict as run
+    from galaxymorph.predict.predictor import OODWarning
 
-    counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split, samples=samples,
-                 tta=tta, batch_size=batch_size, workers=workers, devices=devices, num_nodes=num_nodes,
-                 accelerator=accelerator, precision=precision)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OODWarning)
+        counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split,
+                     samples=samples, tta=tta, batch_size=batch_size, workers=workers, devices=devices,
+                     num_nodes=num_nodes, accelerator=accelerator, precision=precision)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
+    for warning in caught:
+        err.print(f"[yellow]warning:[/yellow] {warning.message}")
     if counts["errors"]:
         err.print(f"[yellow]{counts['errors']} images could not be read: see {errors_path(Path(out))}[/yellow]")

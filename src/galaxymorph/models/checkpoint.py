@@ -14,6 +14,7 @@ from torch import nn
 
 from galaxymorph.files import read_mapping
 from galaxymorph.models.galaxy_model import GalaxyModel
+from galaxymorph.models.ood import OOD_FILE
 
 __all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE"]
 
@@ -24,15 +25,18 @@ CONFIG_FILE = "config.json"
 
 
 def save_model(model: GalaxyModel, directory: str | Path) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
+    """Write ``model.safetensors``, ``config.json`` and, with an OOD reference, ``ood_reference.safetensors``.
 
     Each file is written beside its final name then renamed, so a crash mid-write
-    never leaves a half-written model where a good one was.
+    never leaves a half-written model where a good one was. ``directory`` is created if needed.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _replace(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    _replace(directory / WEIGHTS_FILE, lambda tmp: _save_tensors(model.state_dict(), tmp))
+    if getattr(model, "ood", None) is not None:
+        _replace(directory / OOD_FILE, lambda tmp: _save_tensors(model.ood.tensors(), tmp))
+    else:
+        (directory / OOD_FILE).unlink(missing_ok=True)  # a reference of other weights would score wrongly
     text = json.dumps(model.config, indent=2)
     _replace(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text))
     return directory
@@ -66,12 +70,21 @@ def from_config(build: Callable[[dict[str, Any]], T], config: dict[str, Any], di
 
 
 def fingerprint(model: nn.Module) -> str:
-    """sha256 of a model's weights and config: what outputs record, so a resume with another model is refused."""
+    """sha256 of a model's weights, config and OOD reference: what outputs record, so a resume with another is refused.
+
+    A model without a reference hashes as before this existed, so its outputs still resume.
+    """
     digest = hashlib.sha256(json.dumps(getattr(model, "config", None), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    ood = getattr(model, "ood", None)
+    tensors = {**model.state_dict(), **({f"ood.{k}": v for k, v in ood.tensors().items()} if ood is not None else {})}
+    for name, tensor in sorted(tensors.items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
 
 
 def _replace(path: Path, write) -> None:

@@ -31,7 +31,8 @@ class Ensemble(nn.Module):
                 raise ValueError(f"--checkpoint {i} differs from the first in {differs[0]!r}; an ensemble's models "
                                  "need the same outputs and preprocessing")
         self.models = nn.ModuleList(models)
-        self.config = first
+        scored = all("ood" in model.config for model in models)  # an ood_score column only if every model gives one
+        self.config = first if scored else {key: value for key, value in first.items() if key != "ood"}
         self.members = len(models)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -41,3 +42,13 @@ class Ensemble(nn.Module):
         """Each model's ``n`` samples; with ``keys``, each model draws its own masks from them (:func:`subkeys`)."""
         return torch.cat([model.sample(f, n, None if keys is None else subkeys(keys, i))
                           for i, (model, f) in enumerate(zip(self.models, features))], dim=-1)
+
+    def ood_score(self, images: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor | None:
+        """The mean of the members' scores, each from its own encoder and reference; None unless all have one.
+
+        Each score is in units of its own model's threshold, so the mean keeps "> 1 is
+        flagged" and averages out one encoder's quirks; the max would flag every galaxy
+        any member happens to find odd (about the union of their ~5% false alarms).
+        """
+        scores = [model.ood_score(images, f) for model, f in zip(self.models, features)]
+        return None if any(s is None for s in scores) else torch.stack(scores).mean(dim=0)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from galaxymorph.models.encoder import create_encoder
 from galaxymorph.models.head import DirichletHead
+from galaxymorph.models.ood import OODReference
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = ["EncoderWithHead", "GalaxyModel", "CONFIG_VERSION"]
@@ -28,6 +29,11 @@ class EncoderWithHead(nn.Module):
     head: nn.Module
     channels_last: bool
     _config: dict[str, Any]
+
+    @property
+    def ood(self) -> OODReference | None:
+        """The reference ``ood_score`` measures against, set after training (``training.finish``); None before."""
+        return self._modules.get("_ood")  # type: ignore[return-value]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -55,6 +61,18 @@ class EncoderWithHead(nn.Module):
         ``keys`` (one per galaxy) fix each galaxy's dropout masks (``galaxymorph.models.head``).
         """
         return self.head.sample(features, n, keys)
+
+    def set_ood_reference(self, reference: OODReference | None) -> None:
+        """Score new galaxies against ``reference`` (``None`` removes it); its k and threshold go in the config."""
+        self._config.pop("ood", None)
+        self._modules.pop("_ood", None)
+        if reference is not None:
+            self._ood = reference.to(self._mean.device)
+            self._config["ood"] = reference.config()
+
+    def ood_score(self, images: Tensor, features: Tensor) -> Tensor | None:
+        """(B,) how far inputs ``images`` with ``features`` are from the training distribution (> 1: flagged), or None."""
+        return None if self.ood is None else self.ood.score(images, features)
 
 
 def _channel_stat(value: float | list[float]) -> Tensor:

@@ -27,6 +27,7 @@ from galaxymorph.models.checkpoint import (
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
 from galaxymorph.models.galaxy_model import GalaxyModel
+from galaxymorph.models.ood import OOD_FILE, OODReference
 
 __all__ = ["Checkpoints", "load_encoder", "load_model"]
 
@@ -70,6 +71,11 @@ def load_model(directory: Checkpoints, channels_last: bool = True) -> GalaxyMode
             f"{folder / WEIGHTS_FILE} does not match its {CONFIG_FILE} "
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
+    if "ood" in config:  # absent in models saved before the OOD reference: no ood_score, as before
+        if not (folder / OOD_FILE).is_file():
+            raise ValueError(f"{folder / CONFIG_FILE} has an 'ood' entry but {OOD_FILE} is missing; copy it from "
+                             "the run's best/ folder, or delete the entry to predict without ood_score")
+        model.set_ood_reference(OODReference.from_tensors(load_file(str(folder / OOD_FILE)), config["ood"]))
     return model.eval()
 
 

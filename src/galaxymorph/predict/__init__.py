@@ -5,9 +5,14 @@ The layout is in :mod:`galaxymorph.predict.layout`, streaming and resuming in
 :mod:`galaxymorph.predict.parts`, the MC-dropout loop in :mod:`galaxymorph.predict.predictor`.
 """
 
-from galaxymorph.predict.layout import META_KEY, read_concentrations, read_predictions
+from galaxymorph.predict.layout import (
+           META_KEY,
+           OOD_SCORE,
+           read_concentrations,
+           read_predictions,
+)
 from galaxymorph.predict.parts import errors_path, parts_dir
-from galaxymorph.predict.predictor import predict, predict_records
+from galaxymorph.predict.predictor import OODWarning, predict, predict_records
 
-__all__ = ["META_KEY", "errors_path", "parts_dir", "predict", "predict_records", "read_concentrations",
-           "read_predictions"]
+__all__ = ["META_KEY", "OOD_SCORE", "OODWarning", "errors_path", "parts_dir", "predict", "predict_records",
+           "read_concentrations", "read_predictions"]

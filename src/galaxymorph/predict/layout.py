@@ -6,7 +6,10 @@
   column belongs to the same dropout mask);
 - ``<answer>_fraction``, ``<answer>_q05``, ``<answer>_q95``: posterior mean vote
   fraction within the question and its 5% / 95% credible bounds (mixture over samples);
-- ``<question>_asked``: probability that a volunteer is asked that question.
+- ``<question>_asked``: probability that a volunteer is asked that question;
+- ``ood_score`` (float32, last; only for models with an OOD reference, i.e. trained
+  since it exists): how far the image is from the training distribution, > 1 flagged
+  (about 5% of in-distribution galaxies; see :mod:`galaxymorph.models.ood`).
 
 The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
 samples and the preprocessing, so :func:`read_predictions` needs nothing else, and
@@ -34,9 +37,10 @@ import pyarrow.parquet as pq
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
-__all__ = ["META_KEY", "output_format", "read_concentrations", "read_metadata", "read_predictions", "summarise_samples"]
+__all__ = ["META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "with_ood_scores", "read_concentrations", "read_metadata", "read_predictions", "summarise_samples"]
 
 META_KEY = b"galaxymorph"
+OOD_SCORE = "ood_score"
 TableBuilder = Callable[[Sequence[str], np.ndarray, Sequence[str | None]], pa.Table]  # (ids, samples, file_locs)
 
 
@@ -133,13 +137,35 @@ def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]
 
     Dirichlet models (trained, or fine-tuned on a tree) get the posterior columns;
     fine-tuned classification / regression models the columns of :func:`summarise_samples`.
+    A model with an OOD reference (``config["ood"]``) adds ``ood_score`` last, filled by
+    :func:`with_ood_scores`; the builder leaves it out, so the same rows serve both.
     """
     if config.get("task") in SUMMARISED_TASKS:
         layout = outputs_layout(config, samples, metadata)
-        return layout, functools.partial(outputs_table, config=config, layout=layout)
-    schema = Schema.from_dict(config["schema"])
-    layout = arrow_schema(schema, samples, metadata)
-    return layout, functools.partial(posterior_table, schema=schema, layout=layout)
+        build = functools.partial(outputs_table, config=config)
+    else:
+        schema = Schema.from_dict(config["schema"])
+        layout = arrow_schema(schema, samples, metadata)
+        build = functools.partial(posterior_table, schema=schema)
+    scored = layout.append(pa.field(OOD_SCORE, pa.float32())) if config.get("ood") else layout
+    return scored, functools.partial(build, layout=layout)
+
+
+def with_ood_scores(table: pa.Table, scores: np.ndarray) -> pa.Table:
+    """A batch's rows with their ``ood_score`` appended (the last column of :func:`output_format`'s layout)."""
+    return table.append_column(pa.field(OOD_SCORE, pa.float32()), pa.array(np.asarray(scores, np.float32)))
+
+
+def ood_flagged(path: str | Path) -> tuple[int, int] | None:
+    """(galaxies with ``ood_score`` > 1, galaxies) of a predictions file, one row group at a time; None without scores."""
+    file = pq.ParquetFile(path)
+    if OOD_SCORE not in file.schema_arrow.names:
+        return None
+    flagged = 0
+    for group in range(file.num_row_groups):
+        scores = file.read_row_group(group, columns=[OOD_SCORE]).column(0).to_numpy(zero_copy_only=False)
+        flagged += int((scores > 1).sum())
+    return flagged, file.metadata.num_rows
 
 
 def read_metadata(path: str | Path) -> tuple[Schema, dict[str, Any]]:

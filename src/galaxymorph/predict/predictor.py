@@ -8,6 +8,7 @@ one process or many (``ddp_spawn`` on one node, ``ddp`` across nodes).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -37,7 +38,12 @@ from galaxymorph.data.transforms import (
 from galaxymorph.models import load_model
 from galaxymorph.models.head import galaxy_keys, subkeys
 from galaxymorph.models.loading import Checkpoints
-from galaxymorph.predict.layout import TableBuilder, output_format
+from galaxymorph.predict.layout import (
+    TableBuilder,
+    ood_flagged,
+    output_format,
+    with_ood_scores,
+)
 from galaxymorph.predict.parts import (
     ERRORS,
     ErrorLog,
@@ -52,7 +58,15 @@ from galaxymorph.predict.parts import (
 from galaxymorph.predict.progress import PendingProgressBar
 from galaxymorph.quiet import quiet_lightning
 
-__all__ = ["MCDropoutPredictor", "posterior_samples", "predict", "predict_records", "stream_predict"]
+__all__ = ["MCDropoutPredictor", "OODWarning", "posterior", "posterior_samples", "predict", "predict_records",
+           "stream_predict"]
+
+OOD_WARN_SHARE = 0.25  # more flagged than this (5% expected in distribution) is a catalogue problem, not a few odd galaxies
+
+
+class OODWarning(UserWarning):
+    """Most of a catalogue is unlike the model's training images, so its predictions may be confidently wrong."""
+
 
 # How predict draws MC-dropout masks, in every output's made_by: files whose masks came from a
 # shared random stream (before this) are not resumed with per-galaxy masks.
@@ -68,18 +82,30 @@ def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta:
     samples of the same posterior, view by view. ``keys`` (:func:`galaxy_keys`) fix
     each galaxy's dropout masks, each view its own.
     """
-    if not tta:
-        return model.sample(model.features(images), samples, keys)
-    views = dihedral_views(images)
-    view_keys = None if keys is None else torch.cat([subkeys(keys, v) for v in range(views.shape[0])])
-    per_view = model.sample(model.features(views.flatten(0, 1)), samples, view_keys)  # (8 B, outputs, samples)
-    return per_view.unflatten(0, views.shape[:2]).permute(1, 2, 0, 3).flatten(2)
+    return posterior(model, images, samples, tta, keys, ood=False)[0]
+
+
+def posterior(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
+              keys: torch.Tensor | None = None, ood: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`posterior_samples` and, with ``ood``, each galaxy's ``ood_score`` (None without an OOD reference).
+
+    The score reuses the encoder pass: the unrotated view's features, as the reference was made.
+    """
+    views = dihedral_views(images) if tta else images[None]  # the first view is the image itself
+    features = model.features(views.flatten(0, 1))
+    view_keys = None if keys is None else torch.cat([subkeys(keys, v) for v in range(len(views))])
+    per_view = model.sample(features, samples, view_keys)  # (views x B, outputs, samples)
+    unrotated = [f[: len(images)] for f in features] if isinstance(features, list) else features[: len(images)]
+    score = getattr(model, "ood_score", None) if ood else None
+    scores = None if score is None else score(images, unrotated)
+    return per_view.unflatten(0, views.shape[:2]).permute(1, 2, 0, 3).flatten(2), scores
 
 
 class MCDropoutPredictor(pl.LightningModule):
-    """The encoder once, then ``samples`` head passes; returns the head's samples (B, outputs, samples).
+    """The encoder once, then ``samples`` head passes; returns the head's samples (B, outputs, samples) and ood scores.
 
     With ``tta`` the encoder sees the 8 rotation/flip views at once and the samples are 8 x ``samples``.
+    The scores (B,) are None for a model without an OOD reference (see :func:`posterior`).
     """
 
     def __init__(self, model: nn.Module, samples: int, tta: bool = False):
@@ -95,12 +121,13 @@ class MCDropoutPredictor(pl.LightningModule):
         self._transform = eval_transform(Preprocessing.from_dict(self.model.config["preprocessing"]))
         self.model.eval()
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         if batch["image"] is None:
             return None
         assert self._transform is not None
         keys = galaxy_keys(batch["id_str"])
-        return posterior_samples(self.model, self._transform(batch["image"]), self.samples, self.tta, keys).float()
+        samples, scores = posterior(self.model, self._transform(batch["image"]), self.samples, self.tta, keys)
+        return samples.float(), scores
 
 
 class _WriteParts(BasePredictionWriter):
@@ -117,8 +144,11 @@ class _WriteParts(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:  # type: ignore[override]
         self.errors.write(batch["errors"])
-        if prediction is not None:
-            self.writer.write_table(self.to_table(batch["id_str"], prediction.cpu().numpy(), batch["file_loc"]))
+        if prediction is None:
+            return
+        rows, scores = prediction if isinstance(prediction, tuple) else (prediction, None)  # embed: features alone
+        table = self.to_table(batch["id_str"], rows.cpu().numpy(), batch["file_loc"])
+        self.writer.write_table(table if scores is None else with_ood_scores(table, scores.float().cpu().numpy()))
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.writer.close()
@@ -222,8 +252,22 @@ def predict_records(
             return {"rows": 0, "new": 0, "errors": 0, "parts": 0}
         had_errors = any(parts_dir(out).glob(ERRORS))
         rows, parts = merge_parts(out)
+    warn_if_out_of_distribution(out)
     errors = len(pd.read_csv(errors_path(out))) if had_errors and errors_path(out).exists() else 0
     return {"rows": rows, "new": rows - len(done), "errors": errors, "parts": parts}
+
+
+def warn_if_out_of_distribution(out: Path) -> None:
+    """One :class:`OODWarning` when over :data:`OOD_WARN_SHARE` of the galaxies in ``out`` (all, resumed ones too) are flagged."""
+    counts = ood_flagged(out) if out.exists() else None
+    if not counts or counts[0] <= OOD_WARN_SHARE * counts[1]:
+        return
+    flagged, total = counts
+    warnings.warn(
+        f"{flagged / total:.0%} of the galaxies in {out} ({flagged} of {total}) have ood_score > 1: they look unlike "
+        "the images the model was trained on, so their predictions may be confidently wrong. Usual causes: another "
+        "cut-out scale (zoom), another colour stretch, other bands or greyscale, another survey; prepare the images "
+        "as the training ones were, or sort and filter by ood_score", OODWarning, stacklevel=3)
 
 
 def predict(

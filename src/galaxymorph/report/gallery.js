@@ -20,6 +20,9 @@
     });
   });
 
+  // Predictions of a model without an OOD reference have no ood_score to sort by.
+  if (!data.galaxies.some(function (g) { return g.ood !== null; })) sortSelect.querySelector("option[value=ood]").remove();
+
   // Mean width of the 90% intervals over the questions likely to be asked.
   data.galaxies.forEach(function (g) {
     let width = 0, weight = 0;
@@ -72,6 +75,13 @@
     const id = document.createElement("div");
     id.className = "id";
     id.textContent = g.id;
+    if (g.ood !== null) {
+      const ood = document.createElement("span");
+      ood.className = "ood" + (g.ood > 1 ? " flagged" : "");
+      ood.textContent = " ood " + g.ood.toFixed(2);
+      ood.title = "distance from the training distribution; > 1 is flagged (about 5% of galaxies like the training ones)";
+      id.appendChild(ood);
+    }
     div.appendChild(id);
     questions.forEach(function (q, qi) {
       const block = document.createElement("div");
@@ -101,6 +111,7 @@
       if (key === "certain") return (x.q95[chosen] - x.q05[chosen]) - (y.q95[chosen] - y.q05[chosen]);
       if (key === "uncertain") return y.uncertainty - x.uncertainty;
       if (key === "informative") return y.information - x.information;
+      if (key === "ood") return (y.ood === null ? -1 : y.ood) - (x.ood === null ? -1 : x.ood);
       return x.id < y.id ? -1 : x.id > y.id ? 1 : 0;
     });
     gallery.replaceChildren.apply(gallery, shown.map(function (g) { return card(g, chosen); }));

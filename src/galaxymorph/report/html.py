@@ -25,7 +25,7 @@ from galaxymorph.data.catalogue import read_table
 from galaxymorph.data.images import load_image
 from galaxymorph.outputs import claim_file
 from galaxymorph.predict import read_concentrations
-from galaxymorph.predict.layout import read_metadata
+from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, read_metadata
 from galaxymorph.schema import Schema
 
 __all__ = ["build_report"]
@@ -119,10 +119,11 @@ def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: pd.Series, thumb_s
     fraction, q05, q95 = column("_fraction"), column("_q05"), column("_q95")
     asked = np.round(frame[[f"{q}_asked" for q in schema.question_names]].to_numpy(np.float64), 3)
     information = acquisition_scores(read_concentrations(frame, schema), schema)["score"].round(4) if len(frame) else []
+    ood = frame[OOD_SCORE].round(3).tolist() if OOD_SCORE in frame.columns else [None] * len(frame)
     galaxies = [
         {"id": str(i), "image": _thumbnail(p, thumb_size), "fraction": f.tolist(), "q05": lo.tolist(),
-         "q95": hi.tolist(), "asked": a.tolist(), "information": mi}
-        for i, p, f, lo, hi, a, mi in zip(frame["id_str"], paths, fraction, q05, q95, asked, information)
+         "q95": hi.tolist(), "asked": a.tolist(), "information": mi, "ood": o}
+        for i, p, f, lo, hi, a, mi, o in zip(frame["id_str"], paths, fraction, q05, q95, asked, information, ood)
     ]
     return {
         "answers": list(schema.answers),
@@ -141,6 +142,12 @@ def _read_rows(path: str | Path, positions: np.ndarray, columns: list[str]) -> p
     tables = [file.read_row_group(g, columns=columns).take(positions[groups == g] - (ends[g] - sizes[g]))
               for g in np.unique(groups)]
     return pa.concat_tables(tables).to_pandas() if tables else file.schema_arrow.empty_table().select(columns).to_pandas()
+
+
+def _ood_summary(flagged: int, galaxies: int) -> str:
+    share = flagged / galaxies if galaxies else 0.0
+    return (f" Out of distribution (ood_score &gt; 1): {share:.1%} ({flagged} of {galaxies}; about 5% expected "
+            "for galaxies like the training ones).")
 
 
 _TITLE = "<title>galaxymorph report: "  # in every report's first lines: a file holding it may be rewritten
@@ -168,6 +175,8 @@ def build_report(
     positions = np.sort(np.random.default_rng(seed).choice(rows, gallery, replace=False)) if rows > gallery else np.arange(rows)
     columns = ["id_str", "file_loc"] + [f"{a}_{s}" for s in ("fraction", "q05", "q95") for a in schema.answers]
     columns += [f"conc:{a}" for a in schema.answers]  # the gallery's own rows only: the BALD sort needs them
+    flagged = ood_flagged(predictions)  # over every row, not only the gallery's
+    columns += [OOD_SCORE] if flagged else []
     frame = _read_rows(predictions, positions, columns + [f"{q}_asked" for q in schema.question_names])
     frame = frame.sort_values("id_str", kind="stable").reset_index(drop=True)
     paths = _image_paths(frame, catalogue)
@@ -179,7 +188,8 @@ def build_report(
         plots = _plots_html(directory, result.get("plots", []))
     data = json.dumps(_gallery_data(frame, schema, paths, thumb_size)).replace("</", "<\\/")
     subtitle = (f"Predictions {html.escape(Path(predictions).name)}: schema {html.escape(schema.name)}, "
-                f"{meta['samples']} MC-dropout samples per galaxy; gallery of {len(frame)} galaxies.")
+                f"{meta['samples']} MC-dropout samples per galaxy; gallery of {len(frame)} galaxies."
+                + (_ood_summary(*flagged) if flagged else ""))
     page = _resource("template.html")
     for key, value in (("__TITLE__", html.escape(Path(predictions).name)), ("__SUBTITLE__", subtitle),
                        ("__STYLE__", _resource("style.css")), ("__METRICS__", metrics), ("__PLOTS__", plots),

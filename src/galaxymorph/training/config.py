@@ -58,6 +58,7 @@ class TrainConfig:
     max_time: str | None = None  # HH:MM:SS
     checkpoint_minutes: float = 10.0
     calibrate: bool = True  # fit one concentration scale per question on the validation votes after training
+    ood_reference: int = 4000  # validation galaxies kept for predict's ood_score (0: none, no ood_score column)
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -33,7 +33,6 @@ from galaxymorph.models import load_encoder
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
-from galaxymorph.training.calibrate import calibrate_run
 from galaxymorph.training.callbacks import (
     MONITOR,
     AtomicCheckpointIO,
@@ -46,6 +45,7 @@ from galaxymorph.training.config import (
     check_same_run,
     parse_max_time,
 )
+from galaxymorph.training.finish import finish_run
 from galaxymorph.training.galaxy_module import GalaxyLightningModule
 
 __all__ = ["train", "LAST_CHECKPOINT"]
@@ -53,8 +53,8 @@ __all__ = ["train", "LAST_CHECKPOINT"]
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONFIG_FILE = "train_config.yaml"
 # Settings that may change between attempts of one run without changing what is trained.
-_RESUMABLE_CHANGES = {"accelerator", "calibrate", "devices", "num_nodes", "num_workers", "threads", "max_time", "progress",
-                      "checkpoint_minutes", "compile", "out"}
+_RESUMABLE_CHANGES = {"accelerator", "calibrate", "ood_reference", "devices", "num_nodes", "num_workers", "threads",
+                      "max_time", "progress", "checkpoint_minutes", "compile", "out"}
 
 
 def train(
@@ -103,8 +103,8 @@ def train(
     _warn_if_stopped_by_time(trainer, config)
     if trainer.is_global_zero:
         _merge_metrics(run)
-        if config.calibrate and (run / "best").is_dir():
-            calibrate_run(run / "best", datamodule, seed=config.seed)
+        if (config.calibrate or config.ood_reference) and (run / "best").is_dir():
+            finish_run(run / "best", datamodule, config.calibrate, config.ood_reference, seed=config.seed)
     return run / "best"
 
 
