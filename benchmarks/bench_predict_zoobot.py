@@ -32,9 +32,9 @@ excluded on both sides). Torch threads are set to --threads on both sides (and
 load hits both alike. Then ours is run once more, killed (SIGKILL by default) after about half
 of its parts were written, resumed, and compared with the first uninterrupted output
 (and with --repeats 2 or more, two uninterrupted outputs with each other): every column,
-rows in id order. A difference as large as the spread over MC samples means other dropout
-masks (the predictor draws them from torch's global generator, which is not seeded), one far
-smaller float noise. Results go to --work/results.json.
+rows in id order. The predictor draws each galaxy's dropout masks from its id_str, so the
+outputs should agree to float32 rounding (batches differ after a resume); a difference as
+large as the spread over MC samples would mean other masks. Results go to --work/results.json.
 """
 
 from __future__ import annotations
