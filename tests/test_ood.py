@@ -23,7 +23,7 @@ from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import Ensemble, GalaxyModel, load_model, save_model
 from galaxymorph.models.checkpoint import fingerprint
-from galaxymorph.models.ood import OOD_FILE, OODReference
+from galaxymorph.models.ood import OOD_FILE, OODReference, image_statistics
 from galaxymorph.predict import OOD_SCORE, OODWarning, predict
 from galaxymorph.report import build_report
 from galaxymorph.training import TrainConfig, train
@@ -152,7 +152,7 @@ def _scored_model(seed: int) -> GalaxyModel:
     model = GalaxyModel("gz2", arch="test_resnet", preprocessing=Preprocessing(stored_size=16, image_size=16).to_dict())
     images = torch.rand(40, 3, 16, 16)
     with torch.inference_mode():
-        model.set_ood_reference(OODReference.fit(images, model.eval().features(images), k=5))
+        model.set_ood_reference(OODReference.fit(image_statistics(images), model.eval().features(images), k=5))
     return model
 
 
@@ -172,7 +172,7 @@ def test_an_ensemble_scores_the_mean_of_its_members_each_with_its_own_reference(
 @torch.inference_mode()
 def test_the_threshold_flags_five_percent_of_the_reference_and_chunks_change_nothing():
     features, images = torch.randn(400, 16), torch.rand(400, 3, 16, 16)
-    reference = OODReference.fit(images, features, k=10)
+    reference = OODReference.fit(image_statistics(images), features, k=10)
     own = reference.kth_distance(reference.reference, skip_self=True)
     assert (own > reference.threshold).float().mean().item() == pytest.approx(0.05, abs=0.01)
     torch.testing.assert_close(reference.kth_distance(reference.reference[:50], chunk=7),
@@ -186,3 +186,19 @@ def test_training_saves_a_reference_unless_asked_not_to(tmp_path):
     assert json.loads((best / "config.json").read_text())["ood"]["galaxies"] == 12 and (best / OOD_FILE).is_file()
     plain = train(toy_config(tmp_path / "plain", epochs=1, ood_reference=0), datamodule=ToyDataModule(n=48))
     assert "ood" not in json.loads((plain / "config.json").read_text()) and not (plain / OOD_FILE).exists()
+
+
+def test_finishing_again_without_a_reference_or_calibration_removes_the_earlier_ones(tmp_path):
+    """A resumed run asked for no reference (or no calibration) must not keep the first attempt's."""
+    from test_train import ToyDataModule, toy_config
+
+    from galaxymorph.training.finish import finish_run
+
+    data = ToyDataModule(n=48)
+    best = train(toy_config(tmp_path / "run", epochs=1), datamodule=data)
+    assert {"ood", "calibration"} <= set(json.loads((best / "config.json").read_text()))
+    finish_run(best, data, calibrate=True, ood_galaxies=0)
+    config = json.loads((best / "config.json").read_text())
+    assert "ood" not in config and "calibration" in config and not (best / OOD_FILE).exists()
+    finish_run(best, data, calibrate=False, ood_galaxies=0)
+    assert "calibration" not in json.loads((best / "config.json").read_text())

@@ -40,13 +40,20 @@ def predict(
     from galaxymorph.predict import predict as run
     from galaxymorph.predict.predictor import OODWarning
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("always", OODWarning)
+        others = warnings.showwarning
+
+        def show(message, category, *args, **kwargs) -> None:  # the shift warning as one line; others as ever
+            if issubclass(category, OODWarning):
+                err.print(f"[yellow]warning:[/yellow] {message}")
+            else:
+                others(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
         counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split,
                      samples=samples, tta=tta, batch_size=batch_size, workers=workers, devices=devices,
                      num_nodes=num_nodes, accelerator=accelerator, precision=precision)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
-    for warning in caught:
-        err.print(f"[yellow]warning:[/yellow] {warning.message}")
     if counts["errors"]:
         err.print(f"[yellow]{counts['errors']} images could not be read: see {errors_path(Path(out))}[/yellow]")

@@ -52,7 +52,8 @@ def catalogue_records(catalogue: str | Path | pd.DataFrame, root: str | Path | N
 
 
 def image_paths(frame: pd.DataFrame, catalogue: str | Path | None = None) -> list[str | None]:
-    """Each row's image file: its ``file_loc``, or the catalogue's for its ``id_str`` (None where it has none).
+    """Each row's image file: its own ``file_loc``; or, given a catalogue, the catalogue's for its ``id_str``
+    (None where the catalogue has no row for it).
 
     Outputs made from shards carry no ``file_loc``; a queue for volunteers or a
     picture of galaxies needs the images, which the data owner's catalogue names.

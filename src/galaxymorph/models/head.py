@@ -1,8 +1,9 @@
 """The Dirichlet head: dropout, one linear layer, and a bounded map to concentrations above 1.
 
 Predictions draw each galaxy's MC-dropout masks from its ``id_str`` (:func:`galaxy_keys`),
-so a galaxy's posterior samples depend on nothing else: not on the batch it shares, the
-loader workers, the ranks, the device, nor whether the run was killed and resumed.
+so which features a sample drops depends on nothing else: not on the batch it shares,
+the loader workers, the ranks, the device, nor whether the run was killed and resumed
+(the encoder's features themselves agree to float rounding across batches and devices).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def galaxy_keys(ids: Sequence[str]) -> Tensor:
 
 
 def subkeys(keys: Tensor, index: int) -> Tensor:
-    """Other keys for the same galaxies (a TTA view, an ensemble member), as independent as new ids."""
+    """Other keys for the same galaxies (a TTA view, an ensemble member): masks unrelated to the first ones."""
     return _mix32((keys + (index + 1) * 0x9E3779B9) & _LOW32)
 
 
@@ -135,7 +136,8 @@ def keyed_dropout(features: Tensor, n: int, p: float, keys: Tensor) -> Tensor:
     """
     b, width = features.shape
     counters = torch.arange(n * width, device=features.device, dtype=torch.int64).view(n, 1, width)
-    bits = _mix32((_mix32(keys.to(features.device).view(1, b, 1)) + counters) & _LOW32)  # (n, B, F) in [0, 2^32)
+    # hash key and counter apart, then together: neighbouring keys do not share shifted streams
+    bits = _mix32(_mix32(keys.to(features.device).view(1, b, 1)) ^ _mix32(counters))  # (n, B, F) in [0, 2^32)
     keep = (bits >> 8) >= round(p * 2**24)  # 24 uniform bits, compared as integers on every device
     return (features.unsqueeze(0) * keep / (1.0 - p)).flatten(0, 1)
 

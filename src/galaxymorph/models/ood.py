@@ -71,17 +71,20 @@ class OODReference(nn.Module):
         self.k, self.threshold, self.quantile = int(k), float(threshold), float(quantile)
 
     @classmethod
-    def fit(cls, images: Tensor, features: Tensor, k: int = 10, quantile: float = 0.95) -> "OODReference":
-        """The reference of held-out in-distribution galaxies; the threshold at ``quantile`` of their own scores."""
-        stats = image_statistics(images)
+    def fit(cls, stats: Tensor, features: Tensor, k: int = 10, quantile: float = 0.95) -> "OODReference":
+        """The reference of held-out in-distribution galaxies; the threshold at ``quantile`` of their own scores.
+
+        ``stats`` are the galaxies' :func:`image_statistics`, computed batch by batch so
+        that the images themselves need not be kept.
+        """
         reference = cls(torch.empty(0), stats.mean(dim=0), stats.std(dim=0).clamp_min(_EPS), min(k, len(features) - 1),
                         quantile=quantile)
-        reference.reference = reference.describe(images, features, stats)
+        reference.reference = reference.describe(None, features, stats)
         own = reference.kth_distance(reference.reference, skip_self=True)
-        reference.threshold = float(torch.quantile(own, quantile))
+        reference.threshold = max(float(torch.quantile(own, quantile)), _EPS)  # identical references: no zero division
         return reference
 
-    def describe(self, images: Tensor, features: Tensor, stats: Tensor | None = None) -> Tensor:
+    def describe(self, images: Tensor | None, features: Tensor, stats: Tensor | None = None) -> Tensor:
         """(B, F + S): unit-norm features beside the standardised statistics, scaled to ``_STATS_WEIGHT`` norm."""
         stats = image_statistics(images) if stats is None else stats
         standard = (stats - self.stats_mean) / self.stats_std

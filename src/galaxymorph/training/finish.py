@@ -23,7 +23,7 @@ import torch
 
 from galaxymorph.calibration import fit_scales
 from galaxymorph.models import load_model, save_model
-from galaxymorph.models.ood import OODReference
+from galaxymorph.models.ood import OODReference, image_statistics
 
 __all__ = ["finish_run"]
 
@@ -37,10 +37,16 @@ def finish_run(best: Path, datamodule: L.LightningDataModule, calibrate: bool = 
     (``ood_galaxies=0`` or fewer than 2 validation galaxies: no reference).
     """
     model = load_model(best)
-    if calibrate:
-        model.set_calibration(None)  # fitted on the raw posterior, also when a resumed run is calibrated again
+    stale = (not calibrate and "calibration" in model.config) or (not ood_galaxies and model.ood is not None)
+    model.set_calibration(None)  # fitted on the raw posterior; and an earlier attempt's goes when not asked for
+    if not ood_galaxies:
+        model.set_ood_reference(None)
+    if not (calibrate or ood_galaxies):
+        if stale:
+            save_model(model, best)
+        return {}
     torch.manual_seed(seed)  # the MC-dropout masks
-    concentrations, votes, images, features = [], [], [], []
+    concentrations, votes, stats, features = [], [], [], []
     kept = 0
     for batch in datamodule.val_dataloader():
         batch = datamodule.on_after_batch_transfer(batch, 0)  # the deterministic evaluation transform
@@ -49,7 +55,7 @@ def finish_run(best: Path, datamodule: L.LightningDataModule, calibrate: bool = 
             concentrations.append(model.sample(batch_features, samples).double().numpy())
             votes.append(batch["votes"].double().numpy())
         if kept < ood_galaxies:
-            images.append(batch["image"][: ood_galaxies - kept])
+            stats.append(image_statistics(batch["image"][: ood_galaxies - kept]))
             features.append(batch_features[: ood_galaxies - kept])
             kept += len(features[-1])
         elif not calibrate:
@@ -59,8 +65,8 @@ def finish_run(best: Path, datamodule: L.LightningDataModule, calibrate: bool = 
         fitted["calibration"] = fit_scales(np.concatenate(concentrations), np.concatenate(votes), model.schema)
         model.set_calibration(fitted["calibration"])
     if kept >= 2:
-        model.set_ood_reference(OODReference.fit(torch.cat(images), torch.cat(features)))
+        model.set_ood_reference(OODReference.fit(torch.cat(stats), torch.cat(features)))
         fitted["ood"] = model.config["ood"]
-    if fitted:
+    if fitted or stale:
         save_model(model, best)
     return fitted

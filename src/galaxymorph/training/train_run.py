@@ -103,7 +103,7 @@ def train(
     _warn_if_stopped_by_time(trainer, config)
     if trainer.is_global_zero:
         _merge_metrics(run)
-        if (config.calibrate or config.ood_reference) and (run / "best").is_dir():
+        if (run / "best").is_dir():  # also when neither is asked: an earlier attempt's must not stay
             finish_run(run / "best", datamodule, config.calibrate, config.ood_reference, seed=config.seed)
     return run / "best"
 
