@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
-__all__ = ["META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "with_ood_scores", "read_concentrations", "read_metadata", "read_predictions", "summarise_samples"]
+__all__ = ["META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "read_concentrations", "read_metadata",
+           "read_predictions", "summarise_samples", "with_ood_scores"]
 
 META_KEY = b"galaxymorph"
 OOD_SCORE = "ood_score"

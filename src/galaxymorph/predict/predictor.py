@@ -73,6 +73,11 @@ class OODWarning(UserWarning):
 MASKS = "from each id_str"
 
 
+def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool) -> dict[str, Any]:
+    """What makes a predictions file's rows (:func:`made_by` with predict's own settings)."""
+    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, dropout_masks=MASKS)
+
+
 def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
                       keys: torch.Tensor | None = None) -> torch.Tensor:
     """(B, outputs, samples) head passes over one encoder pass; with ``tta`` (B, outputs, 8 x samples).
@@ -241,7 +246,7 @@ def predict_records(
     check_output_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    meta["made_by"] = meta.get("made_by") or made_by(model, model, "predict", samples=samples, tta=tta, dropout_masks=MASKS)
+    meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta)
     with resumable_output(out, meta["made_by"]) as done:
         views = len(DIHEDRAL) if tta else 1
         layout, to_table = output_format(model.config, samples * views * getattr(model, "members", 1), meta)
@@ -302,4 +307,4 @@ def predict(
                            devices=devices, num_nodes=num_nodes, progress=progress, accelerator=accelerator,
                            precision=precision, tta=tta,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
-                                     "made_by": made_by(model, checkpoint, "predict", samples=samples, tta=tta, dropout_masks=MASKS)})
+                                     "made_by": _made_by(model, checkpoint, samples, tta)})

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from galaxymorph.calibration import fit_scales
-from galaxymorph.models import load_model, save_model
+from galaxymorph.models import GalaxyModel, load_model, save_model
 from galaxymorph.models.ood import OODReference, image_statistics
 
 __all__ = ["finish_run"]
@@ -37,14 +37,18 @@ def finish_run(best: Path, datamodule: L.LightningDataModule, calibrate: bool = 
     (``ood_galaxies=0`` or fewer than 2 validation galaxies: no reference).
     """
     model = load_model(best)
-    stale = (not calibrate and "calibration" in model.config) or (not ood_galaxies and model.ood is not None)
-    model.set_calibration(None)  # fitted on the raw posterior; and an earlier attempt's goes when not asked for
-    if not ood_galaxies:
-        model.set_ood_reference(None)
-    if not (calibrate or ood_galaxies):
-        if stale:
-            save_model(model, best)
-        return {}
+    model.set_calibration(None)  # fitted on the raw posterior; and an earlier attempt's
+    model.set_ood_reference(None)  # calibration or reference goes when no longer asked for
+    fitted: dict[str, Any] = {}
+    if calibrate or ood_galaxies:
+        fitted = _fit(model, datamodule, calibrate, ood_galaxies, samples, seed)
+    save_model(model, best)
+    return fitted
+
+
+def _fit(model: GalaxyModel, datamodule: L.LightningDataModule, calibrate: bool, ood_galaxies: int, samples: int,
+         seed: int) -> dict[str, Any]:
+    """The one pass over the validation batches; sets what it fits on ``model`` and returns it."""
     torch.manual_seed(seed)  # the MC-dropout masks
     concentrations, votes, stats, features = [], [], [], []
     kept = 0
@@ -67,6 +71,4 @@ def finish_run(best: Path, datamodule: L.LightningDataModule, calibrate: bool = 
     if kept >= 2:
         model.set_ood_reference(OODReference.fit(torch.cat(stats), torch.cat(features)))
         fitted["ood"] = model.config["ood"]
-    if fitted or stale:
-        save_model(model, best)
     return fitted
