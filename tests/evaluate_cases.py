@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from galaxymorph import get_schema
+from galaxymorph.calibration import scale_concentrations
 from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns, to_kaggle
 from galaxymorph.predict.layout import arrow_schema, posterior_table
 from galaxymorph.schema import Question, Schema
@@ -21,8 +22,13 @@ TWO = Schema("two", [Question("shape", ("round", "disk")), Question("bar", ("yes
 REFERENCE = Path(__file__).parent / "data" / "evaluate_reference.json"
 
 
-def write_case(folder: Path, name: str) -> tuple[Path, pd.DataFrame]:
-    """Case ``two`` (truth columns, unmatched ids on both sides, unvoted questions) or ``gz2`` (Kaggle columns)."""
+def write_case(folder: Path, name: str, scales: dict[str, float] | None = None,
+               recorded: bool = True) -> tuple[Path, pd.DataFrame]:
+    """Case ``two`` (truth columns, unmatched ids on both sides, unvoted questions) or ``gz2`` (Kaggle columns).
+
+    ``scales``: the concentrations multiplied by them, as a calibrated model predicts, and
+    recorded in the metadata unless not ``recorded`` (as predict wrote before it recorded them).
+    """
     schema = TWO if name == "two" else get_schema("gz2")
     n, samples = (300, 3) if name == "two" else (40, 2)
     rng = np.random.default_rng(42)
@@ -42,7 +48,9 @@ def write_case(folder: Path, name: str) -> tuple[Path, pd.DataFrame]:
         kaggle[rng.random(kaggle.shape) < 0.1] = np.nan
         for i, column in enumerate(kaggle_columns(schema)):
             catalogue[KAGGLE_PREFIX + column] = kaggle[:, i]
-    table = posterior_table(ids, conc, [None] * n, schema, arrow_schema(schema, samples, {}))
+    conc = scale_concentrations(conc, schema, scales or {})
+    layout = arrow_schema(schema, samples, {"calibration": scales} if scales and recorded else {})
+    table = posterior_table(ids, conc, [None] * n, schema, layout)
     path = folder / f"{name}.parquet"
     pq.write_table(table, path, row_group_size=64)
     return path, catalogue

@@ -95,7 +95,7 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
     result = evaluate(tmp_path / "preds.parquet", catalogue, out=tmp_path / "eval")
     saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert saved["galaxies"] == 50 and "truth" in saved["overall"]
-    assert set(result["plots"]) == {"calibration.png", "confusion.png", "predicted_vs_observed.png",
+    assert set(result["plots"]) == {"calibration.png", "reliability.png", "confusion.png", "predicted_vs_observed.png",
                                     "predicted_vs_truth.png"}
     assert all((tmp_path / "eval" / name).stat().st_size > 1000 for name in result["plots"])
     with pytest.raises(ValueError, match="no vote column 'bar_no'"):
@@ -186,10 +186,55 @@ def test_batched_evaluation_equals_the_recorded_in_memory_one(tmp_path, case, ba
     _assert_same(evaluate(predictions, catalogue, batch_rows=batch_rows), expected)
 
 
+SCALES = {"shape": 0.5, "bar": 4.0}  # powers of two: float32 concentrations scaled and unscaled exactly
+
+
+def _calibration_part(result):
+    """What evaluate reports before calibration: coverage and NLL, overall and per question."""
+    return {"overall": {k: result["overall"][k] for k in ("coverage", "nll_per_galaxy")},
+            "questions": {q: {k: e[k] for k in ("galaxies", "nll", "coverage")} for q, e in result["questions"].items()}}
+
+
 def test_evaluate_arrays_does_not_depend_on_the_batch_size():
     conc, counts, p = _calibrated(300)
     whole = evaluate_arrays(conc, counts, TWO, truth=p)
     _assert_same(evaluate_arrays(conc, counts, TWO, truth=p, batch_rows=13), whole)
+    scaled = evaluate_arrays(conc * 2, counts, TWO, truth=p, scales={"shape": 2.0, "bar": 2.0})
+    _assert_same(evaluate_arrays(conc * 2, counts, TWO, truth=p, batch_rows=13, scales={"shape": 2.0, "bar": 2.0}),
+                 scaled)
+    _assert_same(scaled["uncalibrated"], _calibration_part(whole))
+
+
+@pytest.mark.parametrize("batch_rows", [7, 100_000])
+def test_a_file_with_calibration_scales_is_also_evaluated_before_them(tmp_path, batch_rows):
+    from evaluate_cases import REFERENCE, write_case
+
+    calibrated, catalogue = write_case(tmp_path, "two", SCALES)
+    result = evaluate(calibrated, catalogue, batch_rows=batch_rows)
+    # before: what the raw concentrations score (the recorded reference), after: what the file scored unrecorded
+    raw = json.loads(REFERENCE.read_text())["two"]
+    assert result.pop("calibration_scales") == SCALES
+    _assert_same(result.pop("uncalibrated"), _calibration_part(raw))
+    (tmp_path / "unrecorded").mkdir()
+    unrecorded, _ = write_case(tmp_path / "unrecorded", "two", SCALES, recorded=False)
+    _assert_same(result, evaluate(unrecorded, catalogue))  # no "uncalibrated" without scales
+    assert result["overall"]["coverage"]["0.9"] != pytest.approx(raw["overall"]["coverage"]["0.9"])
+
+
+def test_the_command_prints_the_coverage_before_and_after_calibration(tmp_path):
+    from evaluate_cases import write_case
+    from typer.testing import CliRunner
+
+    from galaxymorph.cli import app
+
+    predictions, catalogue = write_case(tmp_path, "two", SCALES)
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    printed = CliRunner().invoke(app, ["evaluate", "--predictions", str(predictions),
+                                       "--catalog", str(tmp_path / "catalogue.csv")]).output
+    result = evaluate(predictions, catalogue)
+    before, after = result["uncalibrated"]["overall"]["coverage"], result["overall"]["coverage"]
+    assert (f"90% interval coverage {before['0.9']:.3f} -> {after['0.9']:.3f}, "
+            f"50% {before['0.5']:.3f} -> {after['0.5']:.3f} (calibrated)") in " ".join(printed.split())
 
 
 MEMORY_BUDGET_MB = 700  # measured: 526 MiB above the imports for evaluate, 206 for report; 1912 and 937 before batching

@@ -326,6 +326,32 @@ def test_resuming_with_another_model_or_settings_is_refused_and_the_output_names
     assert predict(first.parent, out, catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)["new"] == 0
 
 
+def test_predictions_record_the_calibration_scales_their_concentrations_carry(tmp_path):
+    from galaxymorph.models import Ensemble
+
+    scales = {"shape": 0.5, "bar": 2.0}
+
+    def model(calibration):
+        torch.manual_seed(0)
+        prep = Preprocessing(stored_size=16, image_size=16, train_zoom=(1.0, 1.0))
+        made = GalaxyModel(TINY, arch="test_resnet", image_size=16, preprocessing=prep.to_dict())
+        made.set_calibration(calibration)
+        return made
+
+    outputs = {"raw": model(None), "calibrated": model(scales), "same": Ensemble([model(scales), model(scales)]),
+               "mixed": Ensemble([model(scales), model(None)])}
+    metas, conc = {}, {}
+    for name, predictor in outputs.items():
+        predict_records(predictor, functools.partial(pixel_records, 3, size=16), tmp_path / f"{name}.parquet",
+                        samples=2, progress=False)
+        frame, _, metas[name] = read_predictions(tmp_path / f"{name}.parquet")
+        conc[name] = read_concentrations(frame, TINY)
+    assert metas["calibrated"]["calibration"] == scales and "calibration" not in metas["calibrated"]["made_by"]
+    np.testing.assert_allclose(conc["calibrated"], conc["raw"] * np.array([0.5, 0.5, 2.0, 2.0])[:, None], rtol=1e-6)
+    assert metas["same"]["calibration"] == scales  # every sample carries the same scales
+    assert "calibration" not in metas["raw"] and "calibration" not in metas["mixed"]  # nothing to undo, or not one
+
+
 def test_an_output_that_is_not_galaxymorph_predictions_is_left_alone(tmp_path):
     catalogue = _write_images(tmp_path / "images", 3)
     catalogue.to_parquet(tmp_path / "catalogue.parquet")

@@ -19,6 +19,7 @@ from galaxymorph.schema import Question, Schema
 
 TWO = Schema("two", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
 N = 24
+SCALES = {"shape": 0.5, "bar": 2.0}  # the predictions are a calibrated model's
 
 
 def _browser():
@@ -57,7 +58,7 @@ def report(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
         locs.append(str(path))
     locs[-1] = str(folder / "missing.png")  # a lost image shows a placeholder, not a broken page
-    layout = arrow_schema(TWO, 3, {})
+    layout = arrow_schema(TWO, 3, {"calibration": SCALES})
     pq.write_table(posterior_table(ids, conc, locs, TWO, layout), folder / "preds.parquet")
     votes = pd.DataFrame(rng.integers(0, 12, (N, TWO.n_answers)).astype(float), columns=TWO.answers).assign(id_str=ids)
     evaluate(folder / "preds.parquet", votes, out=folder / "eval")
@@ -71,6 +72,29 @@ def test_report_is_self_contained(report):
     assert "http://" not in page and "https://" not in page  # no CDN, opens offline
     assert page.count("data:image/png;base64,") >= N - 1 + 3  # gallery images and plots inlined
     assert "<script src" not in page and "<link" not in page
+
+
+def test_report_shows_the_coverage_before_and_after_calibration(report):
+    import json
+
+    from galaxymorph.report.html import _metrics_html
+
+    out, _ = report
+    page = out.read_text()
+    result = json.loads((out.parent / "eval" / "evaluation.json").read_text())
+    before, after = result["uncalibrated"], result
+
+    def moved(b, a, level):
+        return f"{b['coverage'][level]:.3f} &rarr; {a['coverage'][level]:.3f}"
+
+    assert f"90% predictive intervals {moved(before['overall'], after['overall'], '0.9')}" in page
+    assert f"50% ones {moved(before['overall'], after['overall'], '0.5')}" in page
+    for name in TWO.question_names:
+        for level in ("0.5", "0.9"):
+            assert f"<td>{moved(before['questions'][name], after['questions'][name], level)}</td>" in page
+    assert "reliability.png" in result["plots"] and "alt='reliability'" in page
+    del result["uncalibrated"], result["calibration_scales"]  # as for a model without calibration
+    assert "&rarr;" not in _metrics_html(result) and "50% coverage" not in _metrics_html(result)
 
 
 def test_report_renders_images_and_filters_in_chromium(report, tmp_path):
@@ -88,7 +112,7 @@ def test_report_renders_images_and_filters_in_chromium(report, tmp_path):
         assert loaded == N - 1
         assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery .noimg")) == 1
         plots = browser.execute_script("return Array.from(document.querySelectorAll('#plots img')).map(i => i.naturalWidth)")
-        assert len(plots) == 3 and min(plots) > 0
+        assert len(plots) == 4 and min(plots) > 0
         assert "Metrics" in browser.find_element(By.ID, "metrics").text
 
         # filter: bar_yes >= 0.5, sorted by that fraction

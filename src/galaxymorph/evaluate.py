@@ -14,14 +14,18 @@ ratio of sums over galaxies (:class:`_Sums`), added up batch by batch, so memory
 does not grow with the number of galaxies, and the result does not depend on the
 batch size (the PIT's random numbers included). The constant baseline's means come
 first, from the catalogue rows that were predicted, which needs only the ids.
+
+A file from a calibrated model records the scales its concentrations carry
+(metadata ``calibration``, see :mod:`galaxymorph.calibration`); its calibration
+metrics are then also reported before them (``uncalibrated``), from the same batches.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -159,8 +163,11 @@ class _Sums:
     """Sums over galaxies from which every metric follows; :meth:`add` takes one batch at a time."""
 
     def __init__(self, schema: Schema, baselines: _Baselines, levels: Sequence[float], min_votes: int,
-                 confident: float) -> None:
+                 confident: float, scales: Mapping[str, float] | None = None) -> None:
         self.schema, self.baselines, self.levels = schema, baselines, list(levels)
+        # the calibration scales the concentrations carry, and the same sums without them
+        self.scales, self.undo = dict(scales or {}), {q: 1 / s for q, s in (scales or {}).items()}
+        self.before = _Sums(schema, baselines, levels, min_votes, confident) if scales else None
         self.min_votes, self.confident = min_votes, confident
         self.sizes = np.array([sl.stop - sl.start for sl in schema.slices])
         self.errors: dict[str, np.ndarray] = {}  # (sum |d|, sum d^2, count) per column
@@ -186,6 +193,11 @@ class _Sums:
     def add(self, conc: np.ndarray, ref: _References) -> np.ndarray:
         """Add a batch: concentrations (g, A, S) and its references; returns its predicted fractions."""
         schema, levels = self.schema, self.levels
+        if self.before is not None:  # calibration imports this module, so it is imported here
+            from galaxymorph.calibration import scale_concentrations
+
+            # votes only: the truth's and Kaggle's metrics are not reported before calibration
+            self.before.add(scale_concentrations(conc, schema, self.undo), replace(ref, truth=None, kaggle=None))
         predicted = expected_fractions(conc, schema)
         self.galaxies, self.samples = self.galaxies + len(conc), conc.shape[2]
         self._add_errors("model", predicted, ref.observed)
@@ -260,8 +272,20 @@ class _Sums:
         if "kaggle" in self.errors:
             overall["kaggle_rmse"] = {"model": self._error("kaggle")["rmse"],
                                       "constant": self._error("kaggle_constant")["rmse"]}
-        return {"schema": schema.name, "galaxies": self.galaxies, "samples": self.samples, "min_votes": self.min_votes,
-                "confident_threshold": self.confident, "levels": self.levels, "overall": overall, "questions": questions}
+        result = {"schema": schema.name, "galaxies": self.galaxies, "samples": self.samples,
+                  "min_votes": self.min_votes, "confident_threshold": self.confident, "levels": self.levels,
+                  "overall": overall, "questions": questions}
+        if self.before is not None:
+            result["uncalibrated"] = _calibration_metrics(self.before.result())
+            result["calibration_scales"] = self.scales
+        return result
+
+
+def _calibration_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a result that calibration changes (the vote fractions it keeps): coverage and NLL."""
+    return {"overall": {key: result["overall"][key] for key in ("coverage", "nll_per_galaxy")},
+            "questions": {name: {key: entry[key] for key in ("galaxies", "nll", "coverage")}
+                          for name, entry in result["questions"].items()}}
 
 
 def evaluate_arrays(
@@ -274,17 +298,20 @@ def evaluate_arrays(
     levels: Sequence[float] = LEVELS,
     kaggle: np.ndarray | None = None,
     batch_rows: int = BATCH_ROWS,
+    scales: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """All metrics from concentrations (G, A, S), vote counts (G, A) and optional true probabilities (G, A).
 
     ``kaggle``: for ``gz2``, the Kaggle cumulative fractions (G, 37; NaN = not provided) that the
     Kaggle RMSE is scored against, as the benchmarks score it. Without them the targets are
     derived from the counts, which rounding has moved away from the original fractions.
+    ``scales``: the calibration scale per question that the concentrations carry; the result then
+    adds ``uncalibrated`` (coverage and NLL without them) and ``calibration_scales``.
     """
     conc = np.asarray(concentrations, dtype=np.float64)
     conc = conc[..., None] if conc.ndim == 2 else conc
     ref = _references(counts, schema, truth, kaggle)
-    sums = _Sums(schema, _baselines([(ref, np.ones(len(conc)))], schema), levels, min_votes, confident)
+    sums = _Sums(schema, _baselines([(ref, np.ones(len(conc)))], schema), levels, min_votes, confident, scales)
     for start in range(0, len(conc), batch_rows):
         rows = slice(start, start + batch_rows)
         sums.add(conc[rows], ref.take(rows))
@@ -316,8 +343,9 @@ def evaluate(
     The file is read ``batch_rows`` rows at a time, twice: the ids, then the concentrations;
     the catalogue's votes are held as arrays. With ``out``, writes ``evaluation.json`` and
     the plots there (scatter plots of at most ``PLOT_GALAXIES`` galaxies drawn at random).
+    A file that records calibration scales is also evaluated without them (see :func:`evaluate_arrays`).
     """
-    schema, _ = read_metadata(predictions)
+    schema, meta = read_metadata(predictions)
     catalogue, path = read_table(catalogue)
     missing = [a for a in schema.answers if a not in catalogue.columns]
     if missing:
@@ -346,7 +374,7 @@ def evaluate(
     chunks = (slice(s, s + batch_rows) for s in range(0, len(index), batch_rows))
     baselines = _baselines(((_references(counts[c], schema, _take(truth, c), _take(kaggle, c)), weights[c])
                             for c in chunks), schema)
-    sums = _Sums(schema, baselines, levels, min_votes, confident)
+    sums = _Sums(schema, baselines, levels, min_votes, confident, meta.get("calibration"))
     shown = np.sort(np.random.default_rng(0).choice(matched, min(matched, PLOT_GALAXIES), replace=False))
     plotted: list[tuple[np.ndarray, _References]] = []
     for rows, batch in batches(["id_str"] + [f"conc:{a}" for a in schema.answers]):

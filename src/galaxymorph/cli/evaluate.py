@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 __all__ = ["evaluate", "report"]
+
+
+def _coverage(result: dict[str, Any]) -> str:
+    """The 90% and 50% intervals' overall coverage, each as "before -> after" when the file was calibrated."""
+    after = result["overall"]["coverage"]
+    before = result["uncalibrated"]["overall"]["coverage"] if "uncalibrated" in result else None
+    shown = [f"{after[lv]:.3f}" if before is None else f"{before[lv]:.3f} -> {after[lv]:.3f}" for lv in ("0.9", "0.5")]
+    return f"90% interval coverage {shown[0]}, 50% {shown[1]}" + ("" if before is None else " (calibrated)")
 
 
 def evaluate(
@@ -27,7 +36,7 @@ def evaluate(
     Console().print(
         f"{result['galaxies']} galaxies: vote-fraction MAE {overall['model']['mae']:.4f} "
         f"(constant {overall['constant']['mae']:.4f}), RMSE {overall['model']['rmse']:.4f}, "
-        f"90% interval coverage {overall['coverage']['0.9']:.3f}"
+        f"{_coverage(result)}"
         + (f", MAE vs truth {overall['truth']['model']['mae']:.4f}" if "truth" in overall else "")
         + (f", Kaggle RMSE {overall['kaggle_rmse']['model']:.4f}" if "kaggle_rmse" in overall else "")
         + (f"\nwritten to {out}" if out else "")

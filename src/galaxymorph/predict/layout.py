@@ -12,8 +12,10 @@
   (about 5% of in-distribution galaxies; see :mod:`galaxymorph.models.ood`).
 
 The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
-samples and the preprocessing, so :func:`read_predictions` needs nothing else, and
-``made_by`` (see :mod:`galaxymorph.predict.parts`).
+samples and the preprocessing, so :func:`read_predictions` needs nothing else,
+``made_by`` (see :mod:`galaxymorph.predict.parts`) and, from a calibrated model,
+``calibration``: the scale per question its concentrations carry (see
+:mod:`galaxymorph.calibration`), so that evaluate can report them before and after.
 
 Fine-tuned classification and regression models (``config["task"]``) get other
 columns: ``sample:<output>`` (the N MC-dropout samples) and their summaries (class

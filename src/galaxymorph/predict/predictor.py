@@ -78,6 +78,18 @@ def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool)
     return made_by(model, checkpoint, "predict", samples=samples, tta=tta, dropout_masks=MASKS)
 
 
+def _applied_calibration(model: nn.Module) -> dict[str, float] | None:
+    """The calibration scale per question that every one of ``model``'s samples carries, or None.
+
+    An ensemble's members were calibrated each on its own, and their samples lie in
+    blocks per member and per TTA view (:func:`posterior`); undoing different scales
+    would need that layout in evaluate, so an ensemble records its members' scales
+    only when they are all the same (then every sample carries them), else none.
+    """
+    scales = [member.config.get("calibration") for member in getattr(model, "models", [model])]
+    return scales[0] if all(s == scales[0] for s in scales) else None
+
+
 def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
                       keys: torch.Tensor | None = None) -> torch.Tensor:
     """(B, outputs, samples) head passes over one encoder pass; with ``tta`` (B, outputs, 8 x samples).
@@ -247,6 +259,8 @@ def predict_records(
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
     meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta)
+    if scales := _applied_calibration(model):  # for evaluate's "before"; made_by's fingerprint covers them already
+        meta["calibration"] = scales
     with resumable_output(out, meta["made_by"]) as done:
         views = len(DIHEDRAL) if tta else 1
         layout, to_table = output_format(model.config, samples * views * getattr(model, "members", 1), meta)

@@ -65,8 +65,13 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return "&ndash;" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
 
 
+def _coverage(after: dict[str, float], before: dict[str, float] | None, level: str) -> str:
+    """One coverage, as "before &rarr; after" when the evaluation knows the uncalibrated one."""
+    return _fmt(after.get(level)) if before is None else f"{_fmt(before.get(level))} &rarr; {_fmt(after.get(level))}"
+
+
 def _metrics_html(evaluation: dict[str, Any]) -> str:
-    overall = evaluation["overall"]
+    overall, uncalibrated = evaluation["overall"], evaluation.get("uncalibrated")
     model, constant = overall["model"], overall["constant"]
     lines = [
         "<h2>Metrics</h2>",
@@ -82,18 +87,28 @@ def _metrics_html(evaluation: dict[str, Any]) -> str:
     if "kaggle_rmse" in overall:
         lines.append(f" Kaggle GZ2 RMSE {_fmt(overall['kaggle_rmse']['model'], 4)} "
                      f"(constant {_fmt(overall['kaggle_rmse']['constant'], 4)}).")
+    if uncalibrated is not None:
+        before = uncalibrated["overall"]["coverage"]
+        lines.append(f" Calibration (one scale per question), before &rarr; after: observed votes inside the 90% "
+                     f"predictive intervals {_coverage(overall['coverage'], before, '0.9')}, inside the 50% ones "
+                     f"{_coverage(overall['coverage'], before, '0.5')}; NLL per galaxy "
+                     f"{_fmt(uncalibrated['overall']['nll_per_galaxy'], 2)} &rarr; {_fmt(overall['nll_per_galaxy'], 2)}.")
     lines.append("</p>")
+    levels = ("0.5", "0.9") if uncalibrated is not None else ("0.9",)
     has_truth = "truth" in next(iter(evaluation["questions"].values()))
-    head = ["question", "galaxies", "NLL", "MAE", "MAE const.", "RMSE", "RMSE const.", "90% coverage",
-            f"accuracy (frac &gt; {evaluation['confident_threshold']}, &ge; {evaluation['min_votes']} votes)"]
+    head = ["question", "galaxies", "NLL", "MAE", "MAE const.", "RMSE", "RMSE const."]
+    moved = " (before &rarr; after)" if uncalibrated is not None else ""
+    head += [f"{float(lv):.0%} coverage{moved}" for lv in levels]
+    head += [f"accuracy (frac &gt; {evaluation['confident_threshold']}, &ge; {evaluation['min_votes']} votes)"]
     if has_truth:
         head += ["MAE vs truth", "noise floor"]
     rows = []
     for name, e in evaluation["questions"].items():
         cells = [html.escape(name), str(e["galaxies"]), _fmt(e["nll"], 2), _fmt(e["model"]["mae"]),
-                 _fmt(e["constant"]["mae"]), _fmt(e["model"]["rmse"]), _fmt(e["constant"]["rmse"]),
-                 _fmt(e["coverage"].get("0.9")),
-                 f"{_fmt(e['confident']['accuracy'])} (n={e['confident']['galaxies']})"]
+                 _fmt(e["constant"]["mae"]), _fmt(e["model"]["rmse"]), _fmt(e["constant"]["rmse"])]
+        before = None if uncalibrated is None else uncalibrated["questions"][name]["coverage"]
+        cells += [_coverage(e["coverage"], before, lv) for lv in levels]
+        cells += [f"{_fmt(e['confident']['accuracy'])} (n={e['confident']['galaxies']})"]
         if has_truth:
             cells += [_fmt(e["truth"]["model"]["mae"]), _fmt(e["truth"]["noise_floor"]["mae"])]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")

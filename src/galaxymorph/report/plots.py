@@ -1,4 +1,4 @@
-"""The evaluation's figures: calibration curves, confusion matrices, predicted against observed."""
+"""The evaluation's figures: calibration curves (overall and per question), confusion matrices, scatter plots."""
 
 from __future__ import annotations
 
@@ -51,6 +51,27 @@ def plot_calibration(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_reliability(result: dict[str, Any], path: Path) -> None:
+    """Per question, observed coverage of each central predictive interval after calibration and, if known, before."""
+    levels, before = result["levels"], result.get("uncalibrated")
+    scales = result.get("calibration_scales", {})
+    fig, axes = _grid(len(result["questions"]))
+    for ax, (name, entry) in zip(axes, result["questions"].items()):
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":")
+        ax.plot(levels, [entry["coverage"][str(lv)] for lv in levels], color="black", lw=1.5, label="calibrated")
+        if before is not None:
+            ax.plot(levels, [before["questions"][name]["coverage"][str(lv)] for lv in levels], color="black", lw=1.5,
+                    ls="--", label="uncalibrated")
+        ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{name}, scale {scales[name]:.2f}" if name in scales else name)
+        ax.title.set_fontsize(8)
+        ax.set_xlabel("nominal level", fontsize=7)
+        ax.set_ylabel("observed coverage", fontsize=7)
+        ax.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def plot_confusion(result: dict[str, Any], path: Path) -> None:
     """Per question: most-voted answer (rows) against most-predicted (columns), confident galaxies only."""
     entries = [(n, e["confident"]) for n, e in result["questions"].items()]
@@ -90,7 +111,8 @@ def plot_scatter(schema: Schema, predicted: np.ndarray, reference: np.ndarray, p
     plt.close(fig)
 
 
-PLOT_FILES = ("calibration.png", "confusion.png", "predicted_vs_observed.png", "predicted_vs_truth.png")
+PLOT_FILES = ("calibration.png", "reliability.png", "confusion.png", "predicted_vs_observed.png",
+              "predicted_vs_truth.png")
 
 
 def plot_evaluation(
@@ -99,11 +121,12 @@ def plot_evaluation(
 ) -> list[str]:
     """Write every figure into ``out``; returns their file names."""
     out = Path(out)
-    calibration, confusion, versus_observed, versus_truth = PLOT_FILES
+    calibration, reliability, confusion, versus_observed, versus_truth = PLOT_FILES
     plot_calibration(result, out / calibration)
+    plot_reliability(result, out / reliability)
     plot_confusion(result, out / confusion)
     plot_scatter(schema, predicted, observed, out / versus_observed, "observed vote fraction")
-    names = [calibration, confusion, versus_observed]
+    names = [calibration, reliability, confusion, versus_observed]
     if truth is not None:
         plot_scatter(schema, predicted, truth, out / versus_truth, "true probability")
         names.append(versus_truth)
