@@ -148,6 +148,7 @@ def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path, toy_sh
         (dict(max_time="35 minutes"), TrainConfigError, "HH:MM:SS"),
         (dict(epochs=0), TrainConfigError, "epochs=0"),
         (dict(train_shift=0.8), TrainConfigError, "train_shift=0.8 must be in"),
+        (dict(ema_decay=1.0), TrainConfigError, "ema_decay=1.0 must be in"),
     ],
 )
 def test_bad_settings_fail_with_a_clear_message(tmp_path, settings, error, match):
@@ -309,3 +310,30 @@ def test_a_run_resumed_mid_epoch_trains_on_exactly_the_batches_of_an_uninterrupt
 def test_a_run_cut_short_by_max_time_says_so(tmp_path):
     with pytest.warns(UserWarning, match=r"stopped at --max-time 00:00:00 after 0 of 4 epochs.*longer --max-time"):
         train(toy_config(tmp_path / "run", max_time="00:00:00"), datamodule=ToyDataModule(n=16))
+
+
+def _weights(best: Path) -> dict[str, torch.Tensor]:
+    return load_model(best).state_dict()
+
+
+def test_ema_exports_the_averaged_weights_that_were_validated(tmp_path):
+    best = train(toy_config(tmp_path / "run", epochs=1, ema_decay=0.9), datamodule=ToyDataModule())
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    average = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}  # Lightning keeps the average here
+    current = {k.removeprefix("model."): v for k, v in checkpoint["current_model_state"].items()}
+    exported = _weights(best)
+    assert all(torch.equal(exported[k], average[k]) for k in exported)
+    assert not all(torch.equal(exported[k], current[k]) for k in exported)  # not the last step's weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_a_run_resumed_mid_epoch_ends_with_the_uninterrupted_weights(tmp_path, toy_shards, ema_decay):
+    """Same batches, same augmentations and dropout masks (torch's generator travels in the checkpoint), same average."""
+    settings = dict(shards=str(toy_shards), epochs=2, batch_size=8, num_workers=0, ema_decay=ema_decay)
+    whole = _weights(train(toy_config(tmp_path / "whole", **settings)))
+    run = tmp_path / "interrupted"
+    with pytest.raises(_Crash):
+        train(toy_config(run, **settings), callbacks=[_CheckpointThenCrash(11, run / "checkpoints" / "last.ckpt")])
+    resumed = _weights(train(toy_config(run, **settings)))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)

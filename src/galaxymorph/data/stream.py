@@ -156,8 +156,11 @@ class TrainBatches:
         pass_, taken = divmod(done * self.batch_size, per_pass)
         batch: list[Any] = []
         while done < self.steps:
+            # its own generator: starting a loader must not draw from torch's global one, which
+            # the augmentation and dropout use (a resumed run starts its loader at another moment)
             loader = DataLoader(self.samples.at(epoch, pass_, taken), batch_size=None,
-                                num_workers=self.samples.loader_workers, collate_fn=_identity)
+                                num_workers=self.samples.loader_workers, collate_fn=_identity,
+                                generator=torch.Generator().manual_seed(self.samples.seed))
             for sample in loader:
                 if sample is None:  # a turn of a galaxy trained before the resume
                     continue

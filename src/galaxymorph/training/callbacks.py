@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.callbacks import Callback, RichProgressBar, WeightAveraging
 
 from galaxymorph.models.checkpoint import save_model
 
-__all__ = ["MONITOR", "AtomicCheckpointIO", "ExportBest", "TrainingProgress"]
+__all__ = ["MONITOR", "AtomicCheckpointIO", "ExportBest", "RandomState", "TrainingProgress", "WeightsEMA"]
 
 MONITOR = "val/loss"
 
@@ -44,6 +45,52 @@ class ExportBest(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict["best"]
+
+
+class RandomState(Callback):
+    """Keeps torch's random state in checkpoints: a resumed run draws the dropout masks and augmentations it would have.
+
+    Lightning restores the weights, optimiser and position in the epoch, not the
+    generators, so without this a resumed run trains on the same batches but not on
+    the same numbers. Only torch's (CPU and CUDA) generators: training draws from no other.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["torch_rng"] = {"cpu": torch.get_rng_state(),
+                                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("torch_rng")  # absent in checkpoints written before this existed
+        if state is not None:
+            torch.set_rng_state(state["cpu"])
+            if state["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class WeightsEMA(WeightAveraging):
+    """An exponential moving average of the weights, validated, exported and finally kept in their place.
+
+    The decay warms up as ``(1 + n) / (10 + n)`` after ``n`` updates (as timm's EMA does), so
+    the average does not remember the random initialisation. Lightning swaps the average
+    out again when the validation epoch ends, before ``on_validation_end`` where
+    :class:`ExportBest` saves: here it stays in until then, so the exported weights are
+    the ones validated (list this callback after ``ExportBest``).
+    """
+
+    def __init__(self, decay: float) -> None:
+        def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+            if not averaged.is_floating_point():  # counters such as batch norm's num_batches_tracked
+                return current
+            rate = torch.clamp((1 + updates) / (10 + updates), max=decay)
+            return averaged.lerp(current, 1 - rate.to(averaged.dtype))
+
+        super().__init__(avg_fn=average)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Keeps the average in for ExportBest (see the class docstring)."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_epoch_end(trainer, pl_module)
 
 
 class TrainingProgress(RichProgressBar):

@@ -45,6 +45,7 @@ class TrainConfig:
     cosine: bool = True
     warmup_fraction: float = 0.05
     grad_clip: float | None = 1.0
+    ema_decay: float | None = None  # validate, export and keep an exponential moving average of the weights (e.g. 0.998)
     patience: int = 5  # epochs without val-loss improvement before stopping
     accelerator: str = "auto"  # auto | cpu | gpu | mps
     precision: str = "32-true"  # or "bf16-mixed", "16-mixed"
@@ -88,6 +89,7 @@ class TrainConfig:
             (self.channels in (None, 1, 3), "channels", "must be 1 or 3"),
             (self.train_shift is None or 0 <= self.train_shift <= 0.5, "train_shift", "must be in [0, 0.5]"),
             (0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay", "must be in (0, 1), e.g. 0.998, or None"),
             (self.checkpoint_minutes > 0, "checkpoint_minutes", "must be > 0"),
         ]
         for ok, name, rule in checks:

@@ -37,7 +37,9 @@ from galaxymorph.training.callbacks import (
     MONITOR,
     AtomicCheckpointIO,
     ExportBest,
+    RandomState,
     TrainingProgress,
+    WeightsEMA,
 )
 from galaxymorph.training.config import (
     TrainConfig,
@@ -221,12 +223,14 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra:
     checkpoints = run / LAST_CHECKPOINT.parent
     callbacks: list[Callback] = [
         ExportBest(run / "best"),
+        RandomState(),
         # Same file, two triggers: every epoch, and every N minutes mid-epoch.
         ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
         ModelCheckpoint(
             dirpath=checkpoints, filename="last", enable_version_counter=False,
             train_time_interval=timedelta(minutes=config.checkpoint_minutes),
         ),
+        *([WeightsEMA(config.ema_decay)] if config.ema_decay else []),  # after ExportBest: see WeightsEMA
         EarlyStopping(monitor=MONITOR, patience=config.patience),
         *extra,
     ]
