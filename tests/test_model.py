@@ -13,6 +13,7 @@ from galaxymorph.models import (
     load_model,
     save_model,
 )
+from galaxymorph.models.checkpoint import file_sha256
 from galaxymorph.models.head import MAX_CONCENTRATION, MIN_CONCENTRATION
 from galaxymorph.schema import get_schema
 
@@ -73,6 +74,24 @@ def test_load_rejects_weights_that_do_not_match_the_config(model, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises((ValueError, RuntimeError), match="model.safetensors|size mismatch"):
         load_model(tmp_path)
+
+
+def test_files_of_two_saves_side_by_side_are_refused_and_models_saved_before_the_check_load(model, tmp_path):
+    """What a crash between save_model's renames leaves: new weights beside the old config."""
+    save_model(model, tmp_path / "old")
+    other = GalaxyModel("gz2", arch="resnet10t", image_size=32, preprocessing={"image_size": 32, "channels": 3})
+    save_model(other, tmp_path / "new")
+    (tmp_path / "new" / "model.safetensors").replace(tmp_path / "old" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"old/model.safetensors is not the file config.json was saved with"):
+        load_model(tmp_path / "old")
+    assert load_model(tmp_path / "old", check_files=False) is not None  # the end of training saves it all again
+
+    config = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert config.pop("files") == {"model.safetensors": file_sha256(tmp_path / "old" / "model.safetensors")}
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))  # as saved before the files were listed
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "old")(x), other.eval()(x))
 
 
 def test_load_names_the_missing_files(tmp_path):

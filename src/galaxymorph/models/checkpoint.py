@@ -16,30 +16,49 @@ from galaxymorph.files import read_mapping
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.ood import OOD_FILE
 
-__all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE"]
+__all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "file_sha256", "WEIGHTS_FILE", "CONFIG_FILE",
+           "FILES_KEY"]
 
 T = TypeVar("T")
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+FILES_KEY = "files"  # in config.json: the sha256 of each tensor file saved with it
 
 
 def save_model(model: GalaxyModel, directory: str | Path) -> Path:
     """Write ``model.safetensors``, ``config.json`` and, with an OOD reference, ``ood_reference.safetensors``.
 
-    Each file is written beside its final name then renamed, so a crash mid-write
-    never leaves a half-written model where a good one was. ``directory`` is created if needed.
+    Each file is written beside its final name then renamed, so a crash mid-write never
+    leaves a half-written file where a good one was. A crash between two renames can
+    still leave files of two saves side by side: ``config.json``, written last, lists the
+    sha256 of the tensor files it belongs with, and loading refuses any other.
+    ``directory`` is created if needed.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _replace(directory / WEIGHTS_FILE, lambda tmp: _save_tensors(model.state_dict(), tmp))
+    tensors = {WEIGHTS_FILE: model.state_dict()}
     if getattr(model, "ood", None) is not None:
-        _replace(directory / OOD_FILE, lambda tmp: _save_tensors(model.ood.tensors(), tmp))
+        tensors[OOD_FILE] = model.ood.tensors()
     else:
         (directory / OOD_FILE).unlink(missing_ok=True)  # a reference of other weights would score wrongly
-    text = json.dumps(model.config, indent=2)
-    _replace(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+    files = {}
+    for name, values in tensors.items():
+        tmp = directory / f"{name}.tmp"
+        _save_tensors(values, tmp)
+        files[name] = file_sha256(tmp)
+        os.replace(tmp, directory / name)
+    text = json.dumps({**model.config, FILES_KEY: files}, indent=2)
+    tmp = directory / f"{CONFIG_FILE}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, directory / CONFIG_FILE)
     return directory
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -85,9 +104,3 @@ def fingerprint(model: nn.Module) -> str:
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
-
-
-def _replace(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)

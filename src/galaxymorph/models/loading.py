@@ -20,7 +20,9 @@ from torch import nn
 
 from galaxymorph.models.checkpoint import (
     CONFIG_FILE,
+    FILES_KEY,
     WEIGHTS_FILE,
+    file_sha256,
     from_config,
     read_config,
 )
@@ -35,14 +37,17 @@ __all__ = ["Checkpoints", "load_encoder", "load_model"]
 Checkpoints = Union[str, Path, nn.Module, Sequence[Union[str, Path, nn.Module]]]  # one model, or an ensemble's
 
 
-def load_model(directory: Checkpoints, channels_last: bool = True) -> GalaxyModel | FinetunedModel | Ensemble:
+def load_model(directory: Checkpoints, channels_last: bool = True,
+               check_files: bool = True) -> GalaxyModel | FinetunedModel | Ensemble:
     """The model in ``RUN/`` or ``RUN/best/``, in eval mode: a :class:`GalaxyModel`, or a :class:`FinetunedModel`.
 
     A model already in memory is returned as it is, so every command that takes a
     checkpoint takes a model too; several (a list) make one :class:`Ensemble`.
 
     The config must say how its images were prepared (``preprocessing``), or new images
-    could not be read the way it was trained on.
+    could not be read the way it was trained on. Tensor files other than those the
+    config was saved with (an interrupted save, files copied from two runs) are refused;
+    ``check_files=False`` is for the end of training, which saves every file again.
 
     Example:
         >>> model = load_model("runs/gz2")  # doctest: +SKIP
@@ -50,11 +55,17 @@ def load_model(directory: Checkpoints, channels_last: bool = True) -> GalaxyMode
         torch.Size([64, 37, 5])
     """
     if isinstance(directory, (list, tuple)):
-        models = [load_model(one, channels_last) for one in directory]
+        models = [load_model(one, channels_last, check_files) for one in directory]
         return models[0] if len(models) == 1 else Ensemble(models)
     if isinstance(directory, nn.Module):
         return directory
     folder, config = read_config(directory)
+    saved_with = config.pop(FILES_KEY, {})  # absent in models saved before this check
+    for name, sha in saved_with.items() if check_files else ():
+        if not (folder / name).is_file() or file_sha256(folder / name) != sha:
+            raise ValueError(f"{folder / name} is not the file {CONFIG_FILE} was saved with (a save was interrupted, "
+                             "or the folder mixes files of two saves); copy the whole folder again from where the "
+                             "model was saved, or re-run the training command to save it again")
     if not config.get("preprocessing"):
         raise ValueError(
             f"{folder / CONFIG_FILE} has no 'preprocessing' (the image size, crop and channels it was trained on), "

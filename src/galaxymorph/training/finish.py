@@ -36,7 +36,7 @@ def finish_run(best: Path, datamodule: L.LightningDataModule, calibrate: bool = 
     ``{"calibration": scales, "ood": {k, threshold, ...}}``, each only when fitted
     (``ood_galaxies=0`` or fewer than 2 validation galaxies: no reference).
     """
-    model = load_model(best)
+    model = load_model(best, check_files=False)  # saved again below, every file: also after an interrupted save
     model.set_calibration(None)  # fitted on the raw posterior; and an earlier attempt's
     model.set_ood_reference(None)  # calibration or reference goes when no longer asked for
     fitted: dict[str, Any] = {}
