@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 import galaxymorph.data.inputs as inputs
 import galaxymorph.data.shards as shards_module
-from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies, shard_share
+from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies, loader_slots, shard_share
 from galaxymorph.predict import predict
 
 
@@ -31,8 +31,8 @@ class CountingSkip(frozenset):
 
 
 def _slot_streams(monkeypatch, records, workers: int, world: int, skip: frozenset[str] = frozenset()):
-    """(rank, worker, stream) of every slot, read in this process as that rank's loader worker would."""
-    for rank, worker in itertools.product(range(world), range(workers)):
+    """(rank, worker, stream) of every slot in slot order, read in this process as that rank's loader worker would."""
+    for worker, rank in itertools.product(range(workers), range(world)):  # slot = worker * world + rank
         info = SimpleNamespace(num_workers=workers, id=worker)
         monkeypatch.setattr(inputs, "get_worker_info", lambda info=info: info)
         yield rank, worker, GalaxyStream(records, PREP.to_dict(), skip, rank, world)
@@ -109,6 +109,16 @@ def test_shard_share_gives_each_sample_of_each_shard_to_one_slot():
                 owners.update((j, i) for i in range(first, 60, step))
         assert set(owners.values()) == {1} and len(owners) == shards * 60
     assert shard_share(0, 0, 4) == []
+
+
+def test_whole_shards_are_split_between_processes_within_one():
+    for shards, world, workers in itertools.product(range(1, 14), range(1, 4), range(0, 4)):
+        per_rank = []
+        for rank in range(world):
+            mine, slots = loader_slots(rank, world, workers)
+            per_rank.append(sum(len(shard_share(shards, slot, slots)) for slot in mine))
+        if shards >= world * max(workers, 1):
+            assert max(per_rank) - min(per_rank) <= 1, (shards, world, workers, per_rank)
 
 
 def test_listed_records_are_sliced_once_per_slot_not_walked_by_every_slot(tmp_path, monkeypatch):

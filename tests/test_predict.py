@@ -317,6 +317,9 @@ def test_resuming_with_another_model_or_settings_is_refused_and_the_output_names
     predict(tmp_path / "a", out, catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)
     made_by = read_predictions(out)[2]["made_by"]
     assert made_by["checkpoint"] == str(tmp_path / "a") and made_by["samples"] == 2 and len(made_by["model_sha256"]) == 64
+    assert made_by["dropout_masks"]  # which masks the samples drew
+    predict(tmp_path / "a", tmp_path / "one.parquet", catalogue=tmp_path / "catalogue.csv", samples=1, progress=False)
+    assert "dropout_masks" not in read_predictions(tmp_path / "one.parquet")[2]["made_by"]  # one sample draws none
     before = out.read_bytes()
     with pytest.raises(ValueError, match=r"holds rows made with weights sha256 \w{12} .* not weights sha256"):
         predict(second, out, catalogue=tmp_path / "catalogue.csv", samples=2, progress=False)

@@ -87,11 +87,12 @@ def directory_records(images_dir: str | Path) -> list[Record]:
 def loader_slots(rank: int, world: int, workers: int) -> tuple[range, int]:
     """The (process, loader worker) slots of process ``rank`` and how many there are in all.
 
-    Loader worker w of process r is slot r * workers + w; ``workers`` 0 (the process reads
-    itself, as for ``DataLoader``) is one slot.
+    Loader worker w of process r is slot w * world + r (worker-major), so that shards left
+    over after an even split go to different processes, not all to the first one;
+    ``workers`` 0 (the process reads itself, as for ``DataLoader``) is one slot.
     """
-    per_process = max(workers, 1)
-    return range(rank * per_process, (rank + 1) * per_process), world * per_process
+    slots = world * max(workers, 1)
+    return range(rank, slots, world), slots
 
 
 def shard_share(shards: int, slot: int, slots: int) -> list[tuple[int, int, int]]:

@@ -75,7 +75,8 @@ MASKS = "from each id_str"
 
 def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool) -> dict[str, Any]:
     """What makes a predictions file's rows (:func:`made_by` with predict's own settings)."""
-    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, dropout_masks=MASKS)
+    masks = {"dropout_masks": MASKS} if samples > 1 else {}  # one sample is the head without dropout
+    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, **masks)
 
 
 def _applied_calibration(model: nn.Module) -> dict[str, float] | None:
