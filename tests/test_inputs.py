@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader
 
 import galaxymorph.data.inputs as inputs
 import galaxymorph.data.shards as shards_module
-from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies, loader_slots, shard_share
+from galaxymorph.data.inputs import (
+    GalaxyStream,
+    Records,
+    collate_galaxies,
+    loader_slots,
+    shard_share,
+)
 from galaxymorph.predict import predict
 
 
