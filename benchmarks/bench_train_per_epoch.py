@@ -53,9 +53,9 @@ def train_arm(name: str, args: argparse.Namespace) -> tuple[dict, float]:
     target = kaggle_truth().loc[ids].to_numpy()
     metrics = pd.read_csv(run / "metrics.csv")
     val = metrics.dropna(subset=["val/loss"]).groupby("epoch")["val/loss"].last()
-    steps = int(metrics["step"].max()) + 1
+    galaxies = json.loads((gz2_shards() / "manifest.json").read_text())["splits"]["train"]["count"]
     return {"kaggle_rmse": kaggle_rmse(to_kaggle(expected_fractions(conc, model.schema), model.schema), target),
-            "val_loss": val.round(3).tolist(), "images_seen": steps * config.batch_size, "settings": ARMS[name]}, minutes
+            "val_loss": val.round(3).tolist(), "images_seen": len(val) * galaxies, "settings": ARMS[name]}, minutes
 
 
 def main() -> None:

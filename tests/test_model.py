@@ -94,6 +94,21 @@ def test_files_of_two_saves_side_by_side_are_refused_and_models_saved_before_the
         assert torch.equal(load_model(tmp_path / "old")(x), other.eval()(x))
 
 
+def test_a_missing_ood_reference_is_named_and_a_model_without_one_loads(model, tmp_path):
+    from galaxymorph.models.ood import OOD_FILE, OODReference
+
+    with_reference = GalaxyModel("gz2", arch="resnet10t", image_size=32, preprocessing={"image_size": 32, "channels": 3})
+    with_reference.set_ood_reference(OODReference.fit(torch.rand(12, 15), torch.rand(12, 8), k=3))
+    save_model(with_reference, tmp_path)
+    (tmp_path / OOD_FILE).unlink()
+    with pytest.raises(ValueError, match="has an 'ood' entry but ood_reference.safetensors is missing"):
+        load_model(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["ood"]  # as the message says: predict without ood_score
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert load_model(tmp_path).ood is None
+
+
 def test_load_names_the_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_model(tmp_path)

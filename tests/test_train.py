@@ -329,11 +329,26 @@ def test_ema_exports_the_averaged_weights_that_were_validated(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("ema_decay", [None, 0.9])
 def test_a_run_resumed_mid_epoch_ends_with_the_uninterrupted_weights(tmp_path, toy_shards, ema_decay):
-    """Same batches, same augmentations and dropout masks (torch's generator travels in the checkpoint), same average."""
-    settings = dict(shards=str(toy_shards), epochs=2, batch_size=8, num_workers=0, ema_decay=ema_decay)
+    """Same batches, same augmentations and dropout masks (torch's generator travels in the checkpoint), same average.
+
+    Loader workers and a third epoch: starting the loaders at other moments must not shift the generator.
+    """
+    settings = dict(shards=str(toy_shards), epochs=3, batch_size=8, num_workers=2, ema_decay=ema_decay)
     whole = _weights(train(toy_config(tmp_path / "whole", **settings)))
     run = tmp_path / "interrupted"
     with pytest.raises(_Crash):
         train(toy_config(run, **settings), callbacks=[_CheckpointThenCrash(11, run / "checkpoints" / "last.ckpt")])
     resumed = _weights(train(toy_config(run, **settings)))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_a_checkpoint_without_the_random_state_still_resumes(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(_Crash):
+        train(toy_config(run, epochs=2), datamodule=ToyDataModule(),
+              callbacks=[_CheckpointThenCrash(8, run / "checkpoints" / "last.ckpt")])
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    del checkpoint["torch_rng"]  # as written before the random state travelled
+    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
+    train(toy_config(run, epochs=2), datamodule=ToyDataModule())
+    assert pd.read_csv(run / "metrics.csv").dropna(subset=["val/loss"])["epoch"].tolist() == [0, 1]

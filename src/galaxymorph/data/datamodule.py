@@ -204,7 +204,7 @@ class GalaxyDataModule(AugmentingDataModule):
                                  workersplitter=wds.split_by_worker, empty_check=False)
         dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=True)
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=self.pin_memory)
+                          pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.seed))  # see TrainBatches
 
     def _loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
         if self.is_shards:

@@ -57,8 +57,11 @@ def save_model(model: GalaxyModel, directory: str | Path) -> Path:
 
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -61,17 +61,21 @@ def load_model(directory: Checkpoints, channels_last: bool = True,
         return directory
     folder, config = read_config(directory)
     saved_with = config.pop(FILES_KEY, {})  # absent in models saved before this check
-    for name, sha in saved_with.items() if check_files else ():
-        if not (folder / name).is_file() or file_sha256(folder / name) != sha:
-            raise ValueError(f"{folder / name} is not the file {CONFIG_FILE} was saved with (a save was interrupted, "
-                             "or the folder mixes files of two saves); copy the whole folder again from where the "
-                             "model was saved, or re-run the training command to save it again")
     if not config.get("preprocessing"):
         raise ValueError(
             f"{folder / CONFIG_FILE} has no 'preprocessing' (the image size, crop and channels it was trained on), "
             "so new images cannot be prepared the same way; copy into it the \"preprocessing\" entry of the "
             "manifest.json of the shards it was trained on"
         )
+    if "ood" in config and not (folder / OOD_FILE).is_file():
+        raise ValueError(f"{folder / CONFIG_FILE} has an 'ood' entry but {OOD_FILE} is missing; copy it from "
+                         "the run's best/ folder, or delete the entry to predict without ood_score")
+    used = [WEIGHTS_FILE] + ([OOD_FILE] if "ood" in config else [])
+    for name in used if check_files else ():
+        if name in saved_with and file_sha256(folder / name) != saved_with[name]:
+            raise ValueError(f"{folder / name} is not the file {CONFIG_FILE} was saved with (a save was interrupted, "
+                             "or the folder mixes files of two saves); copy the whole folder again from where the "
+                             "model was saved, or re-run the training command to save it again")
     if "task" in config:
         model = from_config(FinetunedModel.from_config, config, folder)
     else:
@@ -83,9 +87,6 @@ def load_model(directory: Checkpoints, channels_last: bool = True,
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
     if "ood" in config:  # absent in models saved before the OOD reference: no ood_score, as before
-        if not (folder / OOD_FILE).is_file():
-            raise ValueError(f"{folder / CONFIG_FILE} has an 'ood' entry but {OOD_FILE} is missing; copy it from "
-                             "the run's best/ folder, or delete the entry to predict without ood_score")
         model.set_ood_reference(OODReference.from_tensors(load_file(str(folder / OOD_FILE)), config["ood"]))
     return model.eval()
 

@@ -55,10 +55,12 @@ def plot_reliability(result: dict[str, Any], path: Path) -> None:
     """Per question, observed coverage of each central predictive interval after calibration and, if known, before."""
     levels, before = result["levels"], result.get("uncalibrated")
     scales = result.get("calibration_scales", {})
-    fig, axes = _grid(len(result["questions"]))
-    for ax, (name, entry) in zip(axes, result["questions"].items()):
+    answered = {name: entry for name, entry in result["questions"].items() if entry["galaxies"]}
+    fig, axes = _grid(max(len(answered), 1))
+    for ax, (name, entry) in zip(axes, answered.items()):
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":")
-        ax.plot(levels, [entry["coverage"][str(lv)] for lv in levels], color="black", lw=1.5, label="calibrated")
+        ax.plot(levels, [entry["coverage"][str(lv)] for lv in levels], color="black", lw=1.5,
+                label="calibrated" if before is not None else "model")
         if before is not None:
             ax.plot(levels, [before["questions"][name]["coverage"][str(lv)] for lv in levels], color="black", lw=1.5,
                     ls="--", label="uncalibrated")

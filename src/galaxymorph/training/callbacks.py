@@ -52,26 +52,29 @@ class RandomState(Callback):
 
     Lightning restores the weights, optimiser and position in the epoch, not the
     generators, so without this a resumed run trains on the same batches but not on
-    the same numbers. Only torch's (CPU and CUDA) generators: training draws from no other.
+    the same numbers. Only torch's generators (CPU, and the current CUDA device's): training
+    draws from no other. Rank 0 writes the checkpoint; every rank is seeded alike and draws
+    alike, so its state is every rank's.
     """
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint["torch_rng"] = {"cpu": torch.get_rng_state(),
-                                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        cuda = torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None
+        checkpoint["torch_rng"] = {"cpu": torch.get_rng_state(), **({"cuda": cuda} if cuda is not None else {})}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("torch_rng")  # absent in checkpoints written before this existed
         if state is not None:
             torch.set_rng_state(state["cpu"])
-            if state["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state(state["cuda"])  # this rank's current device
 
 
 class WeightsEMA(WeightAveraging):
     """An exponential moving average of the weights, validated, exported and finally kept in their place.
 
-    The decay warms up as ``(1 + n) / (10 + n)`` after ``n`` updates (as timm's EMA does), so
-    the average does not remember the random initialisation. Lightning swaps the average
+    The decay warms up as ``(1 + n) / (10 + n)`` after ``n`` updates (TensorFlow's
+    ``ExponentialMovingAverage(num_updates=n)``), so the average does not remember the
+    random initialisation. Lightning swaps the average
     out again when the validation epoch ends, before ``on_validation_end`` where
     :class:`ExportBest` saves: here it stays in until then, so the exported weights are
     the ones validated (list this callback after ``ExportBest``).
@@ -85,6 +88,11 @@ class WeightsEMA(WeightAveraging):
             return averaged.lerp(current, 1 - rate.to(averaged.dtype))
 
         super().__init__(avg_fn=average)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """The average on the device training runs on (Lightning's would stay where the model was built)."""
+        self._device = self._device or trainer.strategy.root_device
+        super().setup(trainer, pl_module, stage)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Keeps the average in for ExportBest (see the class docstring)."""
