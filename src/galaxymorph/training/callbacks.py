@@ -81,13 +81,15 @@ class WeightsEMA(WeightAveraging):
     """
 
     def __init__(self, decay: float) -> None:
-        def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
-            if not averaged.is_floating_point():  # counters such as batch norm's num_batches_tracked
-                return current
-            rate = torch.clamp((1 + updates) / (10 + updates), max=decay)
-            return averaged.lerp(current, 1 - rate.to(averaged.dtype))
+        def average(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+            """One update of a group of same-dtype tensors, in one fused call (not one per tensor)."""
+            if not averaged[0].is_floating_point():  # counters such as batch norm's num_batches_tracked
+                torch._foreach_copy_(averaged, current)
+                return
+            n = float(updates)
+            torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + n) / (10 + n)))
 
-        super().__init__(avg_fn=average)
+        super().__init__(multi_avg_fn=average)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """The average on the device training runs on (Lightning's would stay where the model was built)."""
