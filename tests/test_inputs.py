@@ -154,11 +154,12 @@ def test_two_workers_on_two_ranks_read_every_image_once_and_report_the_unreadabl
 
 def test_predicting_from_shards_with_two_workers_reads_the_manifest_once(sharded, tmp_path, monkeypatch):  # noqa: F811
     cat, folder, _ = sharded
-    reads = []
+    log = tmp_path / "manifest_reads.txt"  # a file, so that reads in the loader workers' processes count too
     real = shards_module.read_manifest
 
     def counting(source):
-        reads.append(source)
+        with open(log, "a") as file:
+            file.write(f"{source}\n")
         return real(source)
 
     monkeypatch.setattr(shards_module, "read_manifest", counting)
@@ -166,4 +167,4 @@ def test_predicting_from_shards_with_two_workers_reads_the_manifest_once(sharded
     counts = predict(TinyModel(size=16), tmp_path / "p.parquet", shards=folder / "shards", samples=1, batch_size=8,
                      workers=2)
     assert counts["rows"] == 40 and counts["errors"] == 0
-    assert len(reads) == 1
+    assert len(log.read_text().splitlines()) == 1
