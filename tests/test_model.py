@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from galaxymorph.files import file_sha256
 from galaxymorph.models import (
     DirichletHead,
     GalaxyModel,
@@ -13,7 +14,6 @@ from galaxymorph.models import (
     load_model,
     save_model,
 )
-from galaxymorph.models.checkpoint import file_sha256
 from galaxymorph.models.head import MAX_CONCENTRATION, MIN_CONCENTRATION
 from galaxymorph.schema import get_schema
 

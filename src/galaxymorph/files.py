@@ -1,7 +1,9 @@
-"""The small files people write by hand (decision trees, settings): parsed with one error line naming the file."""
+"""Files read or checked byte for byte: the small ones people write by hand (decision trees,
+settings), parsed with one error line naming the file, and the sha256 that shards and models record."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["FORMATS", "parse_mapping", "read_mapping"]
+__all__ = ["FORMATS", "file_sha256", "parse_mapping", "read_mapping"]
 
 FORMATS = {".toml": "TOML", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON"}
 
@@ -49,3 +51,12 @@ def parse_mapping(text: str, kind: str, source: str, error: type[ValueError] = V
     if not isinstance(data, dict):
         raise error(f"{source}: expected a mapping (name = value pairs) at the top, got a {type(data).__name__}")
     return data
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

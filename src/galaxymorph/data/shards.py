@@ -50,6 +50,7 @@ from galaxymorph.data.catalogue import (
 )
 from galaxymorph.data.images import ImageReadError
 from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.files import file_sha256
 from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
 
@@ -80,14 +81,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -239,7 +232,7 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
                 "id.txt": ids[r].encode(),
             })
             count += 1
-    record = {"count": count, "sha256": _sha256(tmp), "skipped": skipped}
+    record = {"count": count, "sha256": file_sha256(tmp), "skipped": skipped}
     _atomic_write_text(out / name.replace(".tar", ".json"), json.dumps(record))
     os.replace(tmp, out / name)
 

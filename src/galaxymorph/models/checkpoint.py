@@ -12,12 +12,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from galaxymorph.files import read_mapping
+from galaxymorph.files import file_sha256, read_mapping
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.ood import OOD_FILE
 
-__all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "file_sha256", "WEIGHTS_FILE", "CONFIG_FILE",
-           "FILES_KEY"]
+__all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE", "FILES_KEY"]
 
 T = TypeVar("T")
 
@@ -44,24 +43,11 @@ def save_model(model: GalaxyModel, directory: str | Path) -> Path:
         (directory / OOD_FILE).unlink(missing_ok=True)  # a reference of other weights would score wrongly
     files = {}
     for name, values in tensors.items():
-        tmp = directory / f"{name}.tmp"
-        _save_tensors(values, tmp)
-        files[name] = file_sha256(tmp)
-        os.replace(tmp, directory / name)
+        _replace(directory / name, lambda tmp, values=values: _save_tensors(values, tmp))
+        files[name] = file_sha256(directory / name)
     text = json.dumps({**model.config, FILES_KEY: files}, indent=2)
-    tmp = directory / f"{CONFIG_FILE}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, directory / CONFIG_FILE)
+    _replace(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text))
     return directory
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -107,3 +93,10 @@ def fingerprint(model: nn.Module) -> str:
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+
+
+def _replace(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write`` the file beside ``path``, then rename it there: a crash leaves the old file or the new, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)

@@ -18,11 +18,11 @@ import timm
 from safetensors.torch import load_file
 from torch import nn
 
+from galaxymorph.files import file_sha256
 from galaxymorph.models.checkpoint import (
     CONFIG_FILE,
     FILES_KEY,
     WEIGHTS_FILE,
-    file_sha256,
     from_config,
     read_config,
 )
