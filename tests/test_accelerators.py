@@ -21,7 +21,7 @@ from galaxymorph.accelerators import check_accelerator, pin_memory
 from galaxymorph.cli import app
 from galaxymorph.predict import predict_records
 from galaxymorph.representations import embed, read_embeddings
-from galaxymorph.training import FinetuneConfig, TrainConfig, TrainConfigError, train
+from galaxymorph.training import FinetuneConfig, TrainConfig, ConfigError, train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: 'gpu' is not refused here")
 
@@ -31,16 +31,18 @@ class RecordDevices(Callback):
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, torch.device, torch.device]] = []
+        self.stages: set[str] = set()
 
-    def _record(self, trainer, pl_module, batch) -> None:
+    def _record(self, trainer, pl_module, batch, stage: str) -> None:
         self.seen.append((type(trainer.accelerator).__name__, trainer.precision, batch["image"].device,
                           next(pl_module.parameters()).device))
+        self.stages.add(stage)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._record(trainer, pl_module, batch)
+        self._record(trainer, pl_module, batch, "train")
 
     def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._record(trainer, pl_module, batch)
+        self._record(trainer, pl_module, batch, "predict")
 
 
 def _assert_cpu_bf16(recorder: RecordDevices) -> None:
@@ -66,7 +68,7 @@ def test_an_absent_gpu_is_refused_in_one_line_naming_the_setting_and_the_fix(che
 def test_unknown_accelerators_and_device_counts_are_refused():
     with pytest.raises(ValueError, match="accelerator='tpu' must be one of auto, cpu, gpu, mps"):
         check_accelerator("tpu")
-    with pytest.raises(TrainConfigError, match="devices=0 must be >= 1"):
+    with pytest.raises(ConfigError, match="devices=0 must be >= 1"):
         TrainConfig(shards="s", out="o", devices=0).validate()
 
 
@@ -78,10 +80,12 @@ def test_loaders_pin_memory_only_for_a_cuda_gpu(monkeypatch):
 
 
 def test_train_settings_reach_the_trainer_and_batches_follow_the_model(tmp_path):
+    """Training and its finishing pass (calibration, OOD reference) both run where the run was asked to."""
     recorder = RecordDevices()
     config = toy_config(tmp_path / "run", epochs=1, accelerator="cpu", precision="bf16-mixed")
     train(config, datamodule=ToyDataModule(n=16), callbacks=[recorder])
     _assert_cpu_bf16(recorder)
+    assert recorder.stages == {"train", "predict"}
 
 
 def test_train_yaml_takes_the_accelerator_and_a_resume_may_change_it(tmp_path):

@@ -34,7 +34,7 @@ def test_help_defaults_match_the_configs():
     commands = typer.main.get_command(app).commands
     checks = {
         "train": (TrainConfig(shards="", out=""),
-                  ["arch", "epochs", "batch_size", "lr", "checkpoint_minutes", "num_workers", "seed", "accelerator",
+                  ["arch", "epochs", "batch_size", "lr", "checkpoint_minutes", "workers", "seed", "accelerator",
                    "devices", "precision"]),
         "finetune": (FinetuneConfig(checkpoint="", catalogue="", out=""),
                      ["epochs", "batch_size", "lr", "layer_decay", "dropout", "patience", "val_fraction", "image_size",

@@ -50,7 +50,7 @@ def catalogue(tmp_path_factory):
 def test_same_image_same_embedding_across_runs(run_dir, catalogue, tmp_path):
     first = embed(run_dir, tmp_path / "a.parquet", catalogue=catalogue, progress=False)
     embed(run_dir, tmp_path / "b.parquet", catalogue=catalogue, batch_size=5, progress=False)
-    assert first == {"rows": 12, "new": 12, "errors": 0}
+    assert first == {"rows": 12, "new": 12, "errors": 0, "parts": 1}
     frame_a, a, meta = read_embeddings(tmp_path / "a.parquet")
     frame_b, b, _ = read_embeddings(tmp_path / "b.parquet")
     assert a.shape == (12, meta["n_features"]) and a.dtype == np.float32
@@ -66,7 +66,7 @@ def test_resume_embeds_only_new_galaxies(run_dir, catalogue, tmp_path):
     out = tmp_path / "e.parquet"
     assert embed(run_dir, out, catalogue=catalogue.parent / "half.csv", progress=False)["new"] == 5
     counts = embed(run_dir, out, catalogue=catalogue, progress=False)
-    assert counts == {"rows": 12, "new": 7, "errors": 0}
+    assert counts == {"rows": 12, "new": 7, "errors": 0, "parts": 1}
     assert sorted(read_embeddings(out)[0]["id_str"]) == sorted(f"g{i}" for i in range(12))
 
 

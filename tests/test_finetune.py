@@ -275,3 +275,45 @@ def test_fine_tuning_into_a_training_run_is_refused_and_leaves_it_whole(run_dir,
     with pytest.raises(ValueError, match=r"--out .*gz2 holds a training run \(galaxymorph train\); choose a new --out"):
         finetune(config)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def _weights(best: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(best / "model.safetensors"))
+
+
+def test_fine_tuning_is_repeatable_and_a_killed_run_resumes_to_the_same_weights(run_dir, toy_catalogue, tmp_path,
+                                                                               monkeypatch):
+    """Same settings, same weights; killed in the encoder stage and re-run, the uninterrupted run's weights, bit for bit."""
+    from galaxymorph.training.finetune_module import FinetuneModule
+
+    def config(out: str) -> FinetuneConfig:
+        return FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / out), label_col="ring", unfreeze=1,
+                              head_epochs=1, epochs=3, patience=5, batch_size=16, lr=1e-2, progress=False)
+
+    whole = _weights(finetune(config("a")))
+    again = _weights(finetune(config("b")))
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+
+    calls = {"n": 0}
+
+    def crash_in_the_encoder_stage(self):
+        calls["n"] += 1
+        if calls["n"] == 3:  # head stage: 1 epoch; encoder stage: dies at the end of its second epoch
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(FinetuneModule, "on_train_epoch_end", crash_in_the_encoder_stage, raising=False)
+    with pytest.raises(RuntimeError, match="killed"):
+        finetune(config("c"))
+    resumed = _weights(finetune(config("c")))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_a_refused_fine_tune_does_not_bind_the_corrected_one(run_dir, toy_catalogue, tmp_path):
+    config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring", epochs=1,
+                            class_weights=[1.0, 2.0, 3.0], progress=False)
+    with pytest.raises(ValueError, match=r"class_weights=\[1.0, 2.0, 3.0\] has 3 values for 2 classes"):
+        finetune(config)
+    assert not (tmp_path / "ft" / "finetune_config.yaml").exists()
+    assert finetune(dataclasses.replace(config, class_weights=[1.0, 2.0])).is_dir()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from galaxymorph.cli import app
 from galaxymorph.models import GalaxyModel, load_model, save_model
-from galaxymorph.training import TrainConfigError, train
+from galaxymorph.training import ConfigError, train
 
 ARCH = "test_efficientnet"  # toy_config's
 
@@ -47,7 +47,7 @@ def test_init_from_a_galaxymorph_run_of_another_tree(tmp_path):
 
 def test_another_architecture_is_refused_naming_the_fix(tmp_path):
     timm_folder(tmp_path / "resnet", "test_resnet")
-    with pytest.raises(TrainConfigError, match="--init .* holds a test_resnet encoder but --arch is test_efficientnet; "
+    with pytest.raises(ConfigError, match="--init .* holds a test_resnet encoder but --arch is test_efficientnet; "
                                                "use --arch test_resnet"):
         _train_from(tmp_path / "resnet", tmp_path / "run")
     assert not (tmp_path / "run" / "best").exists()

@@ -43,7 +43,7 @@ def gz2_run(gz2_dir, tmp_path_factory):
     torch.set_num_threads(1)  # a shared 2-core machine: more threads spin against each other
     try:
         best = train(TrainConfig(shards=str(root / "shards"), out=str(root / "run"), arch="test_resnet", epochs=3,
-                                 batch_size=32, lr=3e-3, num_workers=0, progress=False))
+                                 batch_size=32, lr=3e-3, workers=0, progress=False))
     finally:
         torch.set_num_threads(threads)
     held_out = [gz2_dir / "images" / f"{i}.jpg" for i in catalogue["id_str"].iloc[TRAINED:TRAINED + HELD_OUT]]

@@ -12,7 +12,7 @@ from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.outputs import OutputInUse, claim_file, claim_folder, claim_table
 from galaxymorph.report import build_report
-from galaxymorph.training import TrainConfigError, train
+from galaxymorph.training import ConfigError, train
 
 
 def _files(folder) -> dict:
@@ -48,11 +48,30 @@ def test_training_into_another_commands_folder_or_with_other_settings_is_refused
     (tmp_path / "ft" / "finetune_config.yaml").write_text("task: classification\n")
     with pytest.raises(OutputInUse, match=r"holds a fine-tuning run \(galaxymorph finetune\)"):
         train(toy_config(tmp_path / "ft", epochs=1), datamodule=ToyDataModule(n=8))
-    (tmp_path / "run").mkdir()
-    earlier = {**toy_config(tmp_path / "run", epochs=1).to_dict(), "lr": 0.5}  # killed before any checkpoint
+    (tmp_path / "run" / "logs").mkdir(parents=True)  # killed in its first epoch, before any checkpoint
+    earlier = {**toy_config(tmp_path / "run", epochs=1).to_dict(), "lr": 0.5}
     (tmp_path / "run" / "train_config.yaml").write_text(yaml.safe_dump(earlier))
-    with pytest.raises(TrainConfigError, match="started with lr=0.5, not 0.003"):
+    with pytest.raises(ConfigError, match="started with lr=0.5, not 0.003"):
         train(toy_config(tmp_path / "run", epochs=1), datamodule=ToyDataModule(n=8))
+
+
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_settings_of_a_run_that_never_started_do_not_bind_the_next_one(tmp_path, command):
+    """A refused or killed-at-once run leaves only its settings file: the corrected command then runs."""
+    from galaxymorph.training import FinetuneConfig
+    from galaxymorph.training.config import claim_run
+
+    run = tmp_path / "run"
+    if command == "train":
+        config, marker = toy_config(run, epochs=1), "train_config.yaml"
+    else:
+        config, marker = FinetuneConfig("ckpt", "cat.csv", str(run), label_col="y"), "finetune_config.yaml"
+    run.mkdir()
+    (run / marker).write_text(yaml.safe_dump({**config.to_dict(), "lr": 0.5}))
+    claim_run(config, marker)  # nothing trained: the earlier settings bind nobody
+    (run / "checkpoints").mkdir()
+    with pytest.raises(ConfigError, match="started with lr=0.5"):
+        claim_run(config, marker)
 
 
 def test_rebuilding_shards_deletes_only_the_shards(tmp_path):

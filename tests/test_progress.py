@@ -17,7 +17,7 @@ from galaxymorph.data.inputs import (
     collate_galaxies,
 )
 from galaxymorph.predict import predict_records
-from galaxymorph.predict.progress import stream_batches
+from galaxymorph.engine.progress import stream_batches
 from galaxymorph.representations import embed
 
 

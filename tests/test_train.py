@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.models import UnknownArchitectureError, load_model
 from galaxymorph.schema import Question, Schema
-from galaxymorph.training import TrainConfig, TrainConfigError, train
+from galaxymorph.training import TrainConfig, ConfigError, train
 
 TOY_SCHEMA = Schema(
     "toy",
@@ -112,7 +112,7 @@ def make_toy_shards(root: Path) -> Path:
 
 def toy_config(out, **kw) -> TrainConfig:
     settings = dict(
-        shards="toy", out=str(out), arch="test_efficientnet", epochs=4, batch_size=8, lr=3e-3, num_workers=0,
+        shards="toy", out=str(out), arch="test_efficientnet", epochs=4, batch_size=8, lr=3e-3, workers=0,
         progress=False, patience=100, checkpoint_minutes=10.0,
     )
     return TrainConfig(**{**settings, **kw})
@@ -142,13 +142,13 @@ def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path, toy_sh
     "settings, error, match",
     [
         (dict(arch="resnet_10t"), UnknownArchitectureError, "closest: resnet10t"),
-        (dict(schema="gz2"), TrainConfigError, "schema mismatch: --schema gz2 .* 'toy'"),
-        (dict(size=64), TrainConfigError, "image size mismatch: --size 64 .* 32 px"),
-        (dict(channels=1), TrainConfigError, "--channels 1 .* 3-channel"),
-        (dict(max_time="35 minutes"), TrainConfigError, "HH:MM:SS"),
-        (dict(epochs=0), TrainConfigError, "epochs=0"),
-        (dict(train_shift=0.8), TrainConfigError, "train_shift=0.8 must be in"),
-        (dict(ema_decay=1.0), TrainConfigError, "ema_decay=1.0 must be in"),
+        (dict(schema="gz2"), ConfigError, "schema mismatch: --schema gz2 .* 'toy'"),
+        (dict(size=64), ConfigError, "image size mismatch: --size 64 .* 32 px"),
+        (dict(channels=1), ConfigError, "--channels 1 .* 3-channel"),
+        (dict(max_time="35 minutes"), ConfigError, "HH:MM:SS"),
+        (dict(epochs=0), ConfigError, "epochs=0"),
+        (dict(train_shift=0.8), ConfigError, "train_shift=0.8 must be in"),
+        (dict(ema_decay=1.0), ConfigError, "ema_decay=1.0 must be in"),
     ],
 )
 def test_bad_settings_fail_with_a_clear_message(tmp_path, settings, error, match):
@@ -157,14 +157,14 @@ def test_bad_settings_fail_with_a_clear_message(tmp_path, settings, error, match
 
 
 def test_resume_refuses_other_settings_and_a_missing_checkpoint(tmp_path):
-    with pytest.raises(TrainConfigError, match="no checkpoint at"):
+    with pytest.raises(ConfigError, match="no checkpoint at"):
         train(toy_config(tmp_path / "run"), resume=True, datamodule=ToyDataModule(n=8))
     train(toy_config(tmp_path / "run", epochs=1), datamodule=ToyDataModule(n=8))
-    with pytest.raises(TrainConfigError, match="started with lr=0.003, not 0.1"):
+    with pytest.raises(ConfigError, match="started with lr=0.003, not 0.1"):
         train(toy_config(tmp_path / "run", epochs=1, lr=0.1), datamodule=ToyDataModule(n=8))
     other = ToyDataModule(n=8)
     other.schema = Schema("other", [Question("shape", ("round", "disk", "edge"))])
-    with pytest.raises(TrainConfigError, match="schema mismatch: .* trained on 'toy' .* holds 'other'"):
+    with pytest.raises(ConfigError, match="schema mismatch: .* trained on 'toy' .* holds 'other'"):
         train(toy_config(tmp_path / "run", epochs=1), datamodule=other)
 
 
@@ -208,7 +208,7 @@ def test_config_file_and_overrides(tmp_path):
     config = TrainConfig.from_yaml(tmp_path / "c.yaml", epochs=5, lr=None)
     assert (config.arch, config.epochs, config.lr) == ("resnet10t", 5, TrainConfig.lr)
     (tmp_path / "bad.yaml").write_text("shards: s\nout: o\nepoch: 3\n")
-    with pytest.raises(TrainConfigError, match="unknown setting.*'epoch'"):
+    with pytest.raises(ConfigError, match="unknown setting.*'epoch'"):
         TrainConfig.from_yaml(tmp_path / "bad.yaml")
 
 
@@ -287,7 +287,7 @@ class _CheckpointThenCrash(L.Callback):
 
 @pytest.mark.slow
 def test_a_run_resumed_mid_epoch_trains_on_exactly_the_batches_of_an_uninterrupted_one(tmp_path, toy_shards):
-    settings = dict(shards=str(toy_shards), epochs=2, batch_size=8, num_workers=2)
+    settings = dict(shards=str(toy_shards), epochs=2, batch_size=8, workers=2)
     whole = _RecordBatches()
     train(toy_config(tmp_path / "whole", **settings), callbacks=[whole])
     steps = len(whole.steps) // 2
@@ -333,13 +333,19 @@ def test_a_run_resumed_mid_epoch_ends_with_the_uninterrupted_weights(tmp_path, t
 
     Loader workers and a third epoch: starting the loaders at other moments must not shift the generator.
     """
-    settings = dict(shards=str(toy_shards), epochs=3, batch_size=8, num_workers=2, ema_decay=ema_decay)
+    settings = dict(shards=str(toy_shards), epochs=3, batch_size=8, workers=2, ema_decay=ema_decay)
     whole = _weights(train(toy_config(tmp_path / "whole", **settings)))
     run = tmp_path / "interrupted"
     with pytest.raises(_Crash):
         train(toy_config(run, **settings), callbacks=[_CheckpointThenCrash(11, run / "checkpoints" / "last.ckpt")])
     resumed = _weights(train(toy_config(run, **settings)))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    # the epoch that was resumed reports the means over all its steps, not only those after the resume
+    epoch_means = ["train/loss_epoch", "train/loss_shape", "train/loss_bar"]
+    logged = [pd.read_csv(r / "metrics.csv").dropna(subset=epoch_means).groupby("epoch")[epoch_means].last()
+              for r in (tmp_path / "whole", run)]
+    assert logged[0].index.tolist() == [0, 1, 2]
+    assert logged[1].to_numpy() == pytest.approx(logged[0].to_numpy(), rel=1e-6)
 
 
 def test_a_checkpoint_without_the_random_state_still_resumes(tmp_path):
@@ -352,3 +358,36 @@ def test_a_checkpoint_without_the_random_state_still_resumes(tmp_path):
     torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
     train(toy_config(run, epochs=2), datamodule=ToyDataModule())
     assert pd.read_csv(run / "metrics.csv").dropna(subset=["val/loss"])["epoch"].tolist() == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_ddp_run_is_finished_on_every_validation_galaxy_as_one_process_would(tmp_path, toy_shards):
+    """Calibration and the OOD reference after a 2-process (gloo) fit: the whole validation split, not rank 0's share."""
+    import shutil
+
+    from galaxymorph.data.datamodule import GalaxyDataModule
+    from galaxymorph.engine import RunSettings
+    from galaxymorph.training.finish import finish_run
+
+    run = tmp_path / "run"
+    command = [str(Path(sys.executable).with_name("galaxymorph")), "train", "--shards", str(toy_shards), "--out",
+               str(run), "--arch", "resnet10t", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+               "--devices", "2", "--accelerator", "cpu"]
+    done = subprocess.run(command, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finished = json.loads((run / "best" / "config.json").read_text())
+    validation = json.loads((toy_shards / "manifest.json").read_text())["splits"]["val"]["count"]
+    assert finished["ood"]["galaxies"] == validation
+
+    alone = tmp_path / "alone"
+    shutil.copytree(run / "best", alone)
+    fitted = finish_run(alone, GalaxyDataModule(toy_shards, batch_size=4), run=RunSettings(accelerator="cpu",
+                                                                                        progress=False))
+    assert fitted["ood"] == finished["ood"]
+    assert fitted["calibration"] == pytest.approx(finished["calibration"], rel=1e-6)
+
+
+def test_a_short_run_gets_no_warning_about_its_logging_interval(tmp_path, recwarn):
+    train(toy_config(tmp_path / "run", epochs=1), datamodule=ToyDataModule(n=16))  # 2 steps per epoch
+    assert not [w for w in recwarn if "log_every_n_steps" in str(w.message)]

@@ -86,7 +86,7 @@ manifest = write_shards(catalogue_path, schema, work / "shards", prep, test_frac
 print({split: entry["count"] for split, entry in manifest["splits"].items()})
 
 best = train(TrainConfig(shards=str(work / "shards"), out=str(work / "run"), arch=ARCH, epochs=EPOCHS,
-                         batch_size=32, lr=2e-3, num_workers=1, progress=False))
+                         batch_size=32, lr=2e-3, workers=1, progress=False))
 pd.read_csv(work / "run" / "metrics.csv").groupby("epoch")[["train/loss_epoch", "val/loss"]].mean()
 
 # %% [markdown]

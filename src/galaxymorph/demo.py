@@ -96,7 +96,7 @@ def _run(out: Path, settings: DemoSettings, progress: bool) -> dict[str, Any]:
                        f"({settings.threads} torch thread{'s' if settings.threads > 1 else ''})"):
         best = train(TrainConfig(shards=str(paths["shards"]), out=str(paths["run"]), arch=settings.arch,
                                  epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                                 num_workers=settings.loader_workers, threads=settings.threads, seed=settings.seed,
+                                 workers=settings.loader_workers, threads=settings.threads, seed=settings.seed,
                                  progress=progress))
 
     with step("predict", f"4/5 predicting the held-out galaxies, {settings.samples} MC-dropout samples each"):

@@ -32,7 +32,7 @@ from galaxymorph.cli import (
 __all__ = ["app", "USER_ERRORS"]
 
 # What bad input raises: ValueError also covers the library's own errors (CatalogueError, SchemaError,
-# TrainConfigError), JSON/TOML/CSV parse errors and pyarrow's ArrowInvalid; OSError covers missing,
+# ConfigError), JSON/TOML/CSV parse errors and pyarrow's ArrowInvalid; OSError covers missing,
 # unreadable or unwritable paths and undecodable images. KeyError: an unknown name (schema, split, id).
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, yaml.YAMLError)
 

@@ -61,9 +61,7 @@ def finetune(
     config: Path = typer.Option(None, help="YAML file with any FinetuneConfig settings (options given here win)."),
 ) -> None:
     """Fine-tune a pretrained encoder on a labelled catalogue; the best model goes to OUT/best/."""
-    from galaxymorph.files import read_mapping
     from galaxymorph.training import FinetuneConfig
-    from galaxymorph.training.config import settings_from_dict
     from galaxymorph.training.finetune_run import finetune as run
 
     options = dict(
@@ -75,7 +73,9 @@ def finetune(
         patience=patience, val_fraction=val_fraction, seed=seed, image_size=image_size, source_crop=source_crop,
         channels=channels, workers=workers, accelerator=accelerator, devices=devices, precision=precision,
     )
-    settings = read_mapping(config, kind="YAML") if config else {}
-    settings.update({k: v for k, v in options.items() if v is not None})
-    best = run(settings_from_dict(FinetuneConfig, settings, str(config or "options")))
+    if config is not None:
+        settings = FinetuneConfig.from_yaml(config, **options)
+    else:
+        settings = FinetuneConfig.from_dict({k: v for k, v in options.items() if v is not None}, source="options")
+    best = run(settings)
     Console().print(f"best model: {best}")

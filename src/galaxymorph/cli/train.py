@@ -25,7 +25,7 @@ def train(
     checkpoint_minutes: float = typer.Option(
         None, help="Also save last.ckpt this often mid-epoch. (default 10.0)"
     ),
-    num_workers: int = typer.Option(None, help="Loader workers per device. (default 2)"),
+    workers: int = typer.Option(None, "--workers", "--num-workers", help="Loader workers per device. (default 2)"),
     seed: int = typer.Option(None, help="(default 0)"),
     schema: str = typer.Option(None, help="Refuse shards made for another tree than this one."),
     resume: bool = typer.Option(False, "--resume", help="Require RUN/checkpoints/last.ckpt and continue from it."),
@@ -42,7 +42,7 @@ def train(
         shards=shards, out=out and str(out), arch=arch, init=init, size=size, channels=channels,
         epochs=epochs, batch_size=batch_size, lr=lr, accelerator=accelerator, devices=devices,
         precision=precision, max_time=max_time,
-        checkpoint_minutes=checkpoint_minutes, num_workers=num_workers, seed=seed, schema=schema,
+        checkpoint_minutes=checkpoint_minutes, workers=workers, seed=seed, schema=schema,
     )
     if config is not None:
         settings = TrainConfig.from_yaml(config, **options)

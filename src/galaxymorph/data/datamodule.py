@@ -5,8 +5,9 @@ augmentation run on the whole batch in ``on_after_batch_transfer`` (on the
 training device), random for training and deterministic otherwise.
 
 Shards stream through ``webdataset`` (bounded memory: a shuffle buffer, not the
-data set); shards are split between DDP ranks and between loader workers, so each
-galaxy is read once per epoch. Training batches come from ``data.stream``: an
+data set); shards are split between DDP ranks and between loader workers as every
+reader splits them (``data.inputs.shard_share``), so each galaxy is read once per
+epoch. Training batches come from ``data.stream``: an
 order fixed by (seed, epoch) that a resumed run continues exactly, and under DDP
 an equal number of batches per rank (DDP needs equal step counts).
 """
@@ -20,13 +21,13 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-import webdataset as wds
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from galaxymorph.data.catalogue import (
     read_catalogue,
     vote_columns,
 )
+from galaxymorph.data.inputs import Records, worker_share
 from galaxymorph.data.shards import (
     SPLITS,
     assign_splits,
@@ -36,7 +37,7 @@ from galaxymorph.data.shards import (
     read_manifest,
     shard_files,
 )
-from galaxymorph.data.stream import ShardSamples, TrainBatches, batches_per_epoch
+from galaxymorph.data.stream import EpochShuffle, ShardSamples, TrainBatches, batches_per_epoch
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import Schema, get_schema
 
@@ -85,8 +86,17 @@ class AugmentingDataModule(L.LightningDataModule):
     def __init__(self, preprocessing: Preprocessing, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.preprocessing = preprocessing
+        self._generator = generator
         self._train_transform = train_transform(preprocessing, generator)
         self._eval_transform = eval_transform(preprocessing)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The augmentation generator's state, kept in checkpoints: a resumed run augments as it would have."""
+        return {"augmentation_rng": self._generator.get_state()} if self._generator is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._generator is not None and "augmentation_rng" in state_dict:
+            self._generator.set_state(state_dict["augmentation_rng"])
 
     def transform_batch(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
         """uint8 batch -> model batch: random augmentation if ``train``, else the deterministic transform."""
@@ -188,40 +198,57 @@ class GalaxyDataModule(AugmentingDataModule):
     def _global_step(self) -> int:
         return self.trainer.global_step if self.trainer is not None else 0
 
-    def _shard_loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
-        files = shard_files(self.source, split, self.manifest)
-        urls = [location for location, _ in files]
-        world = self.trainer.world_size if self.trainer is not None else 1
-        check_shards_per_process(split, len(urls), world)
-        if train:
-            counts = [count for _, count in files]
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            samples = ShardSamples(urls, counts, decode_sample, self.seed, self.shuffle_buffer, rank, world,
-                                   self.num_workers)
-            return TrainBatches(samples, self.batch_size, self.train_batches_per_epoch(world), collate, self._global_step,
-                                self.pin_memory)
-        dataset = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node,
-                                 workersplitter=wds.split_by_worker, empty_check=False)
-        dataset = dataset.map(decode_sample).batched(self.batch_size, collation_fn=collate, partial=True)
-        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.seed))  # see TrainBatches
+    def _rank_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
 
-    def _loader(self, split: str, train: bool) -> DataLoader | TrainBatches:
+    def _train_batches(self) -> TrainBatches:
+        files = shard_files(self.source, "train", self.manifest)
+        rank, world = self._rank_world()
+        samples = ShardSamples([location for location, _ in files], [count for _, count in files], decode_sample,
+                               self.seed, self.shuffle_buffer, rank, world, self.num_workers)
+        return TrainBatches(samples, self.batch_size, self.train_batches_per_epoch(world), collate, self._global_step,
+                            self.pin_memory)
+
+    def evaluation_loader(self, split: str, rank: int = 0, world: int = 1) -> DataLoader:
+        """A split's batches in a fixed order, deterministic transform: process ``rank`` of ``world``'s share.
+
+        The validation loop takes each process's share; the pass that finishes a run
+        (calibration, OOD reference) takes every galaxy in one process (the defaults).
+        """
+        generator = torch.Generator().manual_seed(self.seed)  # see TrainBatches: never torch's global one
         if self.is_shards:
-            return self._shard_loader(split, train)
+            records = Records.from_shards(self.source, split, self.manifest)
+            check_shards_per_process(split, len(records.shards or []), world)
+            return DataLoader(_SplitSamples(records, rank, world), batch_size=self.batch_size, collate_fn=collate,
+                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                              pin_memory=self.pin_memory, generator=generator)
         self.setup()
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self._datasets[split], batch_size=self.batch_size, shuffle=train, generator=generator,
-            num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-        )
+        return DataLoader(self._datasets[split], batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          collate_fn=collate, persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader | TrainBatches:
-        return self._loader("train", train=True)
+        if self.is_shards:
+            return self._train_batches()
+        self.setup()
+        order = EpochShuffle(len(self._datasets["train"]), self.seed)
+        return DataLoader(self._datasets["train"], batch_size=self.batch_size, sampler=order,
+                          num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
+                          pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+        # a catalogue's map-style loader is split between processes by Lightning's sampler
+        return self.evaluation_loader("val", *(self._rank_world() if self.is_shards else (0, 1)))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self.evaluation_loader("test", *(self._rank_world() if self.is_shards else (0, 1)))
+
+
+class _SplitSamples(IterableDataset):
+    """A split's shard samples, decoded; each (process, loader worker) slot reads its own share."""
+
+    def __init__(self, records: Records, rank: int, world: int) -> None:
+        self.records, self.rank, self.world = records, rank, world
+
+    def __iter__(self):
+        for _, sample in worker_share(self.records, self.rank, self.world):
+            yield decode_sample(sample)

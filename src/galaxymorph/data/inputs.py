@@ -33,7 +33,7 @@ from galaxymorph.data.shards import decode_sample, read_manifest, shard_files
 from galaxymorph.data.transforms import Preprocessing
 
 __all__ = ["GalaxyStream", "Record", "Records", "ShardFile", "catalogue_records", "collate_galaxies", "describe_inputs",
-           "directory_records", "image_paths", "loader_slots", "prediction_records", "shard_share"]
+           "directory_records", "image_paths", "loader_slots", "prediction_records", "shard_share", "worker_share"]
 
 Record = tuple[str, Any]  # (id_str, image path, uint8 array (H, W, C) or raw shard sample)
 
@@ -209,6 +209,20 @@ class Records:
         return max(0, mine - round(len(done) * mine / total)) if total else 0
 
 
+def worker_share(records: Callable[[], Iterable[Record]], rank: int = 0, world: int = 1,
+                 skip: Collection[str] = frozenset()) -> Iterator[Record]:
+    """The records not in ``skip`` that this loader worker (or the main process) of process ``rank`` reads.
+
+    Call it inside a loader's ``__iter__``: the worker is torch's current one.
+    """
+    info = get_worker_info()
+    mine, slots = loader_slots(rank, world, info.num_workers if info else 0)
+    slot = mine[info.id if info else 0]
+    if isinstance(records, Records):
+        return records.share(slot, slots, skip)
+    return itertools.islice((r for r in records() if r[0] not in skip), slot, None, slots)
+
+
 class GalaxyStream(IterableDataset):
     """Images to predict, read as in training; each (process, loader worker) slot reads only its share of the records.
 
@@ -223,14 +237,7 @@ class GalaxyStream(IterableDataset):
         self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = get_worker_info()
-        mine, slots = loader_slots(self.rank, self.world, info.num_workers if info else 0)
-        slot = mine[info.id if info else 0]
-        if isinstance(self.records, Records):
-            share: Iterable[Record] = self.records.share(slot, slots, self.skip)
-        else:
-            share = itertools.islice((r for r in self.records() if r[0] not in self.skip), slot, None, slots)
-        for id_str, source in share:
+        for id_str, source in worker_share(self.records, self.rank, self.world, self.skip):
             yield self._load(id_str, source)
 
     def _load(self, id_str: str, source: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from galaxymorph.data.catalogue import (
 )
 from galaxymorph.data.datamodule import AugmentingDataModule
 from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies
+from galaxymorph.data.stream import EpochShuffle
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema
 
@@ -200,8 +201,7 @@ class LabelledDataModule(AugmentingDataModule):
         self.pin_memory = pin_memory
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(_Rows(self.train_set), batch_size=self.batch_size, shuffle=True, generator=generator,
+        return DataLoader(_Rows(self.train_set), batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed),
                           pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,10 +1,11 @@
 """The training stream over shards: every galaxy once per epoch, in an order fixed by (seed, epoch).
 
 A shard stream cannot seek, so its order must be a pure function of where the
-run stands. For epoch ``e`` the shards are permuted by ``(seed, e)``; rank ``r``
-of ``world`` takes every world-th of them and its loader worker ``w`` every
-workers-th of those; each worker reads its shards in that order through a
-shuffle buffer seeded by ``(seed, e, pass, r, w)``. The loader hands out one
+run stands. For epoch ``e`` the shards are permuted by ``(seed, e)`` and split
+between the (rank, loader worker) slots as every other reader splits them
+(:func:`galaxymorph.data.inputs.shard_share`: whole shards while there are enough,
+else every g-th galaxy of a shared one); each worker reads its share in that order
+through a shuffle buffer seeded by ``(seed, e, pass, r, w)``. The loader hands out one
 sample per worker in turn (PyTorch's round-robin over the workers still
 running), and batches are formed here, in the main process, so no worker ends
 an epoch on a short batch of its own.
@@ -23,16 +24,18 @@ galaxies wait for another epoch.
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
 
+from galaxymorph.data.inputs import loader_slots, shard_share
 from galaxymorph.data.shards import check_shards_per_process
 
-__all__ = ["ShardSamples", "TrainBatches", "batches_per_epoch", "interleaved_share"]
+__all__ = ["EpochShuffle", "ShardSamples", "TrainBatches", "batches_per_epoch", "interleaved_share"]
 
 
 def batches_per_epoch(count: int, batch_size: int, world: int) -> int:
@@ -101,22 +104,26 @@ class ShardSamples(IterableDataset):
         self.epoch = self.pass_ = 0
         self.skip = [0] * self.workers
 
-    def worker_shards(self, epoch: int) -> list[list[int]]:
-        """Shard indices each loader worker of this rank reads in ``epoch``, in reading order."""
+    def worker_shares(self, epoch: int) -> list[list[tuple[int, int, int]]]:
+        """(shard index, first sample, step) of what each loader worker of this rank reads in ``epoch``, in order."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.urls))
-        mine = order[self.rank :: self.world]
-        return [mine[w :: self.workers].tolist() for w in range(self.workers)]
+        slots, count = loader_slots(self.rank, self.world, self.loader_workers)
+        return [[(int(order[j]), first, step) for j, first, step in shard_share(len(order), slot, count)]
+                for slot in slots]
+
+    def _worker_counts(self, epoch: int) -> list[int]:
+        return [sum(len(range(first, self.counts[i], step)) for i, first, step in share)
+                for share in self.worker_shares(epoch)]
 
     def rank_count(self, epoch: int) -> int:
-        """Galaxies in this rank's shards in ``epoch``: the length of one pass."""
-        return sum(self.counts[i] for shards in self.worker_shards(epoch) for i in shards)
+        """Galaxies this rank reads in ``epoch``: the length of one pass."""
+        return sum(self._worker_counts(epoch))
 
     def at(self, epoch: int, pass_: int, taken: int) -> "ShardSamples":
         """A copy that starts ``taken`` galaxies into the pass (each worker skips its share of them)."""
         positioned = copy.copy(self)
         positioned.epoch, positioned.pass_ = epoch, pass_
-        per_worker = [sum(self.counts[i] for i in shards) for shards in self.worker_shards(epoch)]
-        positioned.skip = interleaved_share(per_worker, taken)
+        positioned.skip = interleaved_share(self._worker_counts(epoch), taken)
         return positioned
 
     def __iter__(self) -> Iterator[Any]:
@@ -124,12 +131,14 @@ class ShardSamples(IterableDataset):
         worker = info.id if info else 0
         if (info.num_workers if info else 1) != self.workers:
             raise RuntimeError(f"ShardSamples was built for {self.workers} loader workers")
-        shards = self.worker_shards(self.epoch)[worker]
-        if not shards:
+        share = self.worker_shares(self.epoch)[worker]
+        if not share:
             return
         rng = np.random.default_rng([self.seed, self.epoch, self.pass_, self.rank, worker])
-        raw = iter(wds.WebDataset([self.urls[i] for i in shards], shardshuffle=False, nodesplitter=None,
-                                  workersplitter=None, empty_check=False))
+        raw = itertools.chain.from_iterable(
+            itertools.islice(wds.WebDataset([self.urls[i]], shardshuffle=False, nodesplitter=None, workersplitter=None,
+                                            empty_check=False), first, None, step)
+            for i, first, step in share)
         for i, sample in enumerate(_buffered_shuffle(raw, self.shuffle_buffer, rng)):
             # skipped samples are read to replay the shuffle, never decoded; each still takes its turn
             # (a None) so the loader's round-robin over the workers stays where an uninterrupted run has it
@@ -194,3 +203,24 @@ class TrainBatches:
                 f"the run stopped mid-epoch with {workers} loader worker(s), which fix the order of the epoch's "
                 f"galaxies; resume with --num-workers {workers} (another count is fine from the next epoch on)"
             )
+
+
+class EpochShuffle(Sampler[int]):
+    """A map-style data set's order for an epoch, fixed by (seed, epoch): a run resumed at epoch e sees e's order.
+
+    Lightning calls :meth:`set_epoch` before each training epoch (as for a distributed
+    sampler); a generator seeded once would restart at epoch 0's order after a resume.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())

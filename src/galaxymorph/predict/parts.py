@@ -223,14 +223,15 @@ def merge_parts(out: Path) -> tuple[int, int]:
                     table = table.filter(pa.array(keep))
                 writer.write_table(table)
     tmp.replace(out)
+    # every image of the last run's list was retried: what failed again is in this run's lists
     errors = sorted(parts_dir(out).glob(ERRORS))
-    if errors:
-        merged = pd.concat([pd.read_csv(e, dtype=str, keep_default_na=False) for e in errors], ignore_index=True)
-        merged = merged[~merged["id_str"].isin(seen)].drop_duplicates("id_str")
-        if len(merged):
-            merged.to_csv(errors_path(out), index=False)
-        elif errors_path(out).exists():
-            errors_path(out).unlink()
+    failed = [pd.read_csv(e, dtype=str, keep_default_na=False) for e in errors]
+    merged = pd.concat(failed, ignore_index=True) if failed else pd.DataFrame(columns=list(ERROR_FIELDS))
+    merged = merged[~merged["id_str"].isin(seen)].drop_duplicates("id_str")
+    if len(merged):
+        merged.to_csv(errors_path(out), index=False)
+    elif errors_path(out).exists():
+        errors_path(out).unlink()
     for merged_file in [*parts, *errors, parts_dir(out) / LOCK]:
         merged_file.unlink(missing_ok=True)
     try:

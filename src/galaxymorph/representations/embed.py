@@ -29,14 +29,11 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from galaxymorph.data.inputs import describe_inputs, prediction_records
-from galaxymorph.predict import META_KEY, errors_path
-from galaxymorph.predict.parts import (
-    check_output_file,
-    made_by,
-    merge_parts,
-    resumable_output,
-)
-from galaxymorph.predict.predictor import MCDropoutPredictor, stream_predict
+from galaxymorph.engine import RunSettings
+from galaxymorph.predict import META_KEY
+from galaxymorph.predict.parts import made_by
+from galaxymorph.predict.predictor import MCDropoutPredictor
+from galaxymorph.predict.writer import claim_output, write_outputs
 
 __all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]
 
@@ -79,8 +76,7 @@ class _Features(MCDropoutPredictor):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         if batch["image"] is None:
             return None
-        assert self._transform is not None
-        return self.model.features(self._transform(batch["image"])).float()
+        return self.model.features(self.images(batch)).float()
 
 
 def features_path(out: Path, pca: int | None) -> Path:
@@ -104,43 +100,28 @@ def _write_pca(source: Path, out: Path, k: int, seed: int) -> list[float]:
     return ratios
 
 
-def embed(
-    checkpoint: str | Path | nn.Module,
-    out: str | Path,
-    images_dir: str | Path | None = None,
-    catalogue: str | Path | None = None,
-    shards: str | Path | None = None,
-    split: str | None = None,
-    pca: int | None = None,
-    batch_size: int = 64,
-    workers: int = 0,
-    rows_per_part: int = 50_000,
-    seed: int = 0,
-    progress: bool = True,
-    accelerator: str = "auto",
-    devices: int = 1,
-    precision: str = "32-true",
-    callbacks: list[Callback] | None = None,
-) -> dict[str, int]:
+def embed(checkpoint: str | Path | nn.Module, out: str | Path, images_dir: str | Path | None = None,
+          catalogue: str | Path | None = None, shards: str | Path | None = None, split: str | None = None,
+          pca: int | None = None, seed: int = 0, run: RunSettings | None = None, rows_per_part: int = 50_000,
+          callbacks: list[Callback] | None = None, **run_options: Any) -> dict[str, int]:
     """Encoder features of every galaxy not yet in the output, then merge (and PCA); returns counts.
 
     ``checkpoint`` is a training run, a fine-tuning run (either ``RUN/`` or ``RUN/best/``)
-    or a model with ``features`` and ``config["preprocessing"]``. ``accelerator``, ``devices``
-    and ``precision`` are Lightning's, as for :func:`galaxymorph.predict.predict`; ``callbacks``
+    or a model with ``features`` and ``config["preprocessing"]``. ``run`` (or its fields as
+    keywords) says where and how, as for :func:`galaxymorph.predict.predict`; ``callbacks``
     are extra Lightning callbacks.
 
     Example:
         >>> embed("runs/gz2", "emb.parquet", catalogue="galaxies.csv", pca=32)  # doctest: +SKIP
-        {'rows': 1000, 'new': 1000, 'errors': 0}
+        {'rows': 1000, 'new': 1000, 'errors': 0, 'parts': 1}
     """
     from galaxymorph.models import load_model
 
+    run = RunSettings.of(run, **run_options)
     model = load_model(checkpoint)
     prep = model.config["preprocessing"]
     records = prediction_records(images_dir, catalogue, shards, split, prep)
-    out = Path(out)
-    check_output_file(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = claim_output(out)
     target = features_path(out, pca)
     meta = {
         "checkpoint": str(checkpoint) if not isinstance(checkpoint, nn.Module) else None,
@@ -150,15 +131,8 @@ def embed(
         "made_by": made_by(model, checkpoint, "embed"),
     }
     layout = embedding_layout(int(model.config["n_features"]), meta)
-    with resumable_output(target, meta["made_by"]) as done:
-        rank = stream_predict(_Features(model), records, target, frozenset(done), layout,
-                              functools.partial(_embedding_table, layout=layout), batch_size, workers, devices, 1,
-                              accelerator, precision, rows_per_part, progress, callbacks)
-        if rank != 0:
-            return {"rows": 0, "new": 0, "errors": 0}
-        merge_parts(target)
-    rows = pq.ParquetFile(target).metadata.num_rows if target.exists() else 0
-    if pca is not None and rows:
+    counts = write_outputs(_Features(model), records, target, meta["made_by"], layout,
+                           functools.partial(_embedding_table, layout=layout), run, rows_per_part, callbacks)
+    if pca is not None and counts["rows"]:
         _write_pca(target, out, pca, seed)
-    failed = len(pd.read_csv(errors_path(target))) if errors_path(target).exists() else 0
-    return {"rows": rows, "new": rows - len(done), "errors": failed}
+    return counts

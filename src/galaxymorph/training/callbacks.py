@@ -1,9 +1,8 @@
-"""The callbacks a training or fine-tuning run uses: the best model exported, progress, atomic checkpoints."""
+"""The callbacks a training or fine-tuning run adds to the engine's: the best model exported, the EMA, progress."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,12 +11,11 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, RichProgressBar, WeightAveraging
 
 from galaxymorph.models.checkpoint import save_model
 
-__all__ = ["MONITOR", "AtomicCheckpointIO", "ExportBest", "RandomState", "TrainingProgress", "WeightsEMA"]
+__all__ = ["MONITOR", "ExportBest", "TrainingProgress", "WeightsEMA"]
 
 MONITOR = "val/loss"
 
@@ -45,28 +43,6 @@ class ExportBest(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict["best"]
-
-
-class RandomState(Callback):
-    """Keeps torch's random state in checkpoints: a resumed run draws the dropout masks and augmentations it would have.
-
-    Lightning restores the weights, optimiser and position in the epoch, not the
-    generators, so without this a resumed run trains on the same batches but not on
-    the same numbers. Only torch's generators (CPU, and the current CUDA device's): training
-    draws from no other. Rank 0 writes the checkpoint; every rank is seeded alike and draws
-    alike, so its state is every rank's.
-    """
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        cuda = torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None
-        checkpoint["torch_rng"] = {"cpu": torch.get_rng_state(), **({"cuda": cuda} if cuda is not None else {})}
-
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("torch_rng")  # absent in checkpoints written before this existed
-        if state is not None:
-            torch.set_rng_state(state["cpu"])
-            if "cuda" in state and torch.cuda.is_available():
-                torch.cuda.set_rng_state(state["cuda"])  # this rank's current device
 
 
 class WeightsEMA(WeightAveraging):
@@ -119,12 +95,3 @@ class TrainingProgress(RichProgressBar):
             seconds_per_step = (time.monotonic() - self._start[0]) / (trainer.global_step - self._start[1])
             metrics["run left"] = str(timedelta(seconds=round(seconds_per_step * (total - trainer.global_step))))
         return metrics
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes beside the target then renames: a kill mid-save leaves the previous checkpoint intact."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        tmp = f"{path}.tmp"
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)

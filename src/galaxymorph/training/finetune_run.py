@@ -38,18 +38,14 @@ from galaxymorph.data.labelled import (
     split_train_val,
 )
 from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.engine import ConfigError, build_trainer
 from galaxymorph.models import load_encoder
 from galaxymorph.models.checkpoint import WEIGHTS_FILE
 from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import get_schema
 from galaxymorph.training.callbacks import MONITOR, ExportBest
-from galaxymorph.training.config import (
-    FINETUNE_CONFIG_FILE,
-    FINETUNE_RESUMABLE,
-    FinetuneConfig,
-    check_same_run,
-)
+from galaxymorph.training.config import FINETUNE_CONFIG_FILE, FinetuneConfig, claim_run, save_settings
 from galaxymorph.training.finetune_module import FinetuneModule, task_loss
 
 __all__ = ["finetune", "fit", "build_model", "class_weights"]
@@ -61,12 +57,13 @@ def class_weights(setting: str | list[float] | None, targets: torch.Tensor, n_cl
     if setting == "balanced":
         counts = torch.bincount(targets, minlength=n_classes).float()
         if (counts == 0).any():
-            raise ValueError("balanced class weights: a class has no training example")
+            raise ConfigError("class_weights='balanced': a class has no training example; label some or give weights")
         return len(targets) / (n_classes * counts)
     if isinstance(setting, str):
-        raise ValueError(f"class_weights must be 'balanced' or one number per class, got {setting!r}")
+        raise ConfigError(f"class_weights={setting!r} must be 'balanced' or one number per class")
     if len(setting) != n_classes:
-        raise ValueError(f"class_weights has {len(setting)} values for {n_classes} classes")
+        raise ConfigError(f"class_weights={setting!r} has {len(setting)} values for {n_classes} classes; give one per "
+                          "class, in the order of --classes (default: sorted label values)")
     return torch.tensor(setting, dtype=torch.float32)
 
 
@@ -110,11 +107,10 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
     if config.progress:
         callbacks.append(RichProgressBar())
     with quiet_lightning(r".*module\(s\) in eval mode"):  # the frozen parts, on purpose
-        trainer = L.Trainer(
-            accelerator=config.accelerator, devices=config.devices, precision=config.precision, max_epochs=epochs, callbacks=callbacks,
+        trainer = build_trainer(
+            config, "fit", callbacks, steps_per_epoch=-(-len(train_set) // config.batch_size), max_epochs=epochs,
+            gradient_clip_val=config.grad_clip,
             logger=CSVLogger(Path(config.out) / "logs", name=name),  # version_N per attempt: a resume keeps the earlier logs
-            enable_progress_bar=config.progress, enable_model_summary=False, num_sanity_val_steps=0,
-            log_every_n_steps=1, gradient_clip_val=1.0,
         )
         trainer.fit(FinetuneModule(model, **module_args), datamodule=data,
                     ckpt_path=resume_from if resume_from.is_file() else None, weights_only=True)
@@ -125,14 +121,14 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
 def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig) -> Path:
     """Train ``model`` in place (head stage, then unfrozen stage) and return ``out/best``.
 
-    ``model`` ends holding the best weights (those in ``out/best``).
+    ``model`` ends holding the best weights (those in ``out/best``). Each stage starts
+    from a seed of its own, so it trains the same numbers whether the run got there in
+    one go or resumed; a stage killed mid-way continues from its last epoch, random
+    state included.
     """
     config.validate()
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    claim_run(config, FINETUNE_CONFIG_FILE)
     run = Path(config.out)
-    check_same_run(run, FINETUNE_CONFIG_FILE, config.to_dict(), FINETUNE_RESUMABLE)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / FINETUNE_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     weights = None
     if model.task == "classification":
         weights = class_weights(config.class_weights, train_set.targets, len(model.config["classes"]))
@@ -140,15 +136,17 @@ def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImage
         loss=task_loss(model, weights, config.label_smoothing, config.regression_loss),
         lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay,
     )
+    save_settings(config, FINETUNE_CONFIG_FILE)
     export = ExportBest(run / "best")
     if (run / "best" / "training.yaml").is_file():  # resuming: only a better model may replace the saved one
         export.best = float(yaml.safe_load((run / "best" / "training.yaml").read_text())["val_loss"])
     stages: list[tuple[int | str, int, str]] = [(config.unfreeze, config.epochs, "finetune")]
     if config.unfreeze != 0 and config.head_epochs > 0:
         stages.insert(0, (0, config.head_epochs, "head"))
-    for unfreeze, epochs, name in stages:
+    for index, (unfreeze, epochs, name) in enumerate(stages):
         lr = config.head_lr if name == "head" and config.head_lr is not None else config.lr
         if not (run / "checkpoints" / f"{name}.done").is_file():
+            L.seed_everything(config.seed + index, workers=True, verbose=False)
             _stage(model, unfreeze, epochs, {**module_args, "lr": lr}, train_set, val_set, config, export, name)
         if not (run / "best" / WEIGHTS_FILE).is_file():
             raise ValueError(f"no finite validation loss in the {name} stage; try a lower --lr or check the labels")
@@ -169,7 +167,7 @@ def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path
         PosixPath('runs/rings/best')
     """
     config.validate()
-    check_same_run(config.out, FINETUNE_CONFIG_FILE, config.to_dict(), FINETUNE_RESUMABLE)  # before the data is read, not only in fit()
+    claim_run(config, FINETUNE_CONFIG_FILE)  # before the data is read, not only in fit()
     pretrained = load_encoder(config.checkpoint, channels=config.channels)
     prep = _preprocessing(pretrained, config)
     if data is None:
@@ -177,5 +175,6 @@ def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path
         data = load_labelled(config.catalogue, config.task, prep, config.label_col, schema, config.classes,
                              config.bounded, config.workers, config.progress)
     train_set, val_set = split_train_val(data, config.val_fraction, config.seed)
+    L.seed_everything(config.seed, workers=True, verbose=False)  # the new head's initial weights
     model = build_model(pretrained, config, data.classes)
     return fit(model, train_set, val_set, config)

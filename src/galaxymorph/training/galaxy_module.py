@@ -48,8 +48,10 @@ class GalaxyLightningModule(L.LightningModule):
         self.warmup_fraction = warmup_fraction
         self.question_names = model.schema.question_names
         # per-question loss sums and galaxy counts of the current epoch, by stage: summed here
-        # and logged once per epoch, because a dozen self.log calls per step cost ~3% of a CPU step
+        # and logged once per epoch, because a dozen self.log calls per step cost ~3% of a CPU step.
+        # The training sums travel in checkpoints, so an epoch resumed mid-way reports all its steps.
         self._question_sums: dict[str, list[Tensor | float]] = {}
+        self._restored_epoch: int | None = None
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -59,25 +61,53 @@ class GalaxyLightningModule(L.LightningModule):
         per_question = self.loss(concentrations.float(), batch["votes"]).mean(dim=0)
         loss = per_question.sum()
         batch_size = batch["image"].shape[0]
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=batch_size, sync_dist=not on_step)
+        if stage == "train":
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
+        else:
+            self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, batch_size=batch_size, sync_dist=True)
         sums = self._question_sums.setdefault(stage, [torch.zeros_like(per_question), 0.0])
         sums[0] += per_question.detach() * batch_size
         sums[1] += batch_size
         return loss
 
-    def _log_question_losses(self, stage: str) -> None:
+    def _log_epoch_losses(self, stage: str) -> None:
         if stage not in self._question_sums:
             return
         total, galaxies = self._question_sums.pop(stage)
         means = total / galaxies
-        self.log_dict({f"{stage}/loss_{q}": v for q, v in zip(self.question_names, means)}, sync_dist=True)
+        losses = {f"{stage}/loss_{q}": v for q, v in zip(self.question_names, means)}
+        if stage == "train":
+            losses["train/loss_epoch"] = means.sum()
+        self.log_dict(losses, sync_dist=True)
+
+    def on_train_epoch_start(self) -> None:
+        if self._restored_epoch is not None and self._restored_epoch != self.current_epoch:
+            self._question_sums.pop("train", None)  # a finished epoch's sums: that epoch was logged before the stop
+        elif "train" in self._question_sums:  # restored on the CPU; summed on the training device
+            self._question_sums["train"][0] = self._question_sums["train"][0].to(self.device)
+        self._restored_epoch = None
 
     def on_train_epoch_end(self) -> None:
-        self._log_question_losses("train")
+        self._log_epoch_losses("train")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_question_losses("val")
+        self._log_epoch_losses("val")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "train" not in self._question_sums:
+            return
+        total, galaxies = self._question_sums["train"]
+        sums = torch.cat([total.detach().float(), torch.tensor([galaxies], device=total.device)])
+        if self.trainer.world_size > 1:  # every rank saves at once; each resumes with the ranks' mean share
+            sums = self.trainer.strategy.reduce(sums, reduce_op="mean")
+        checkpoint["epoch_loss_sums"] = {"epoch": self.current_epoch, "train": sums.cpu()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("epoch_loss_sums")
+        if saved is not None:
+            sums = saved["train"]
+            self._question_sums["train"] = [sums[:-1].clone(), float(sums[-1])]
+            self._restored_epoch = saved["epoch"]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         return self._step(batch, "train")

@@ -23,29 +23,27 @@ import lightning as L
 import pandas as pd
 import timm
 import torch
-import yaml
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.strategies import DDPStrategy
 
 from galaxymorph.accelerators import pin_memory
+from galaxymorph.engine import ConfigError, build_trainer
 from galaxymorph.models import load_encoder
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.training.callbacks import (
     MONITOR,
-    AtomicCheckpointIO,
     ExportBest,
-    RandomState,
     TrainingProgress,
     WeightsEMA,
 )
 from galaxymorph.training.config import (
+    TRAIN_CONFIG_FILE,
     TrainConfig,
-    TrainConfigError,
-    check_same_run,
+    claim_run,
     parse_max_time,
+    save_settings,
 )
 from galaxymorph.training.finish import finish_run
 from galaxymorph.training.galaxy_module import GalaxyLightningModule
@@ -53,10 +51,6 @@ from galaxymorph.training.galaxy_module import GalaxyLightningModule
 __all__ = ["train", "LAST_CHECKPOINT"]
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-CONFIG_FILE = "train_config.yaml"
-# Settings that may change between attempts of one run without changing what is trained.
-_RESUMABLE_CHANGES = {"accelerator", "calibrate", "ood_reference", "devices", "num_nodes", "num_workers", "threads",
-                      "max_time", "progress", "checkpoint_minutes", "compile", "out"}
 
 
 def train(
@@ -80,8 +74,8 @@ def train(
     run = Path(config.out)
     last = run / LAST_CHECKPOINT
     if resume and not last.is_file():
-        raise TrainConfigError(f"--resume: no checkpoint at {last}; drop --resume to start this run")
-    check_same_run(run, CONFIG_FILE, config.to_dict(), _RESUMABLE_CHANGES, TrainConfigError)
+        raise ConfigError(f"--resume: no checkpoint at {last}; drop --resume to start this run")
+    claim_run(config, TRAIN_CONFIG_FILE)
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -97,16 +91,16 @@ def train(
         model, lr=config.lr, weight_decay=config.weight_decay, cosine=config.cosine, warmup_fraction=config.warmup_fraction
     )
     with quiet_lightning():
-        trainer = _trainer(config, run, _steps_per_epoch(datamodule, config), callbacks or [])
+        trainer = _trainer(config, run, datamodule, _steps_per_epoch(datamodule, config), callbacks or [])
         if trainer.is_global_zero:
-            run.mkdir(parents=True, exist_ok=True)
-            (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            save_settings(config, TRAIN_CONFIG_FILE)
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
     _warn_if_stopped_by_time(trainer, config)
     if trainer.is_global_zero:
         _merge_metrics(run)
         if (run / "best").is_dir():  # also when neither is asked: an earlier attempt's must not stay
-            finish_run(run / "best", datamodule, config.calibrate, config.ood_reference, seed=config.seed)
+            finish_run(run / "best", datamodule, config.calibrate, config.ood_reference, run=config.run(),
+                       callbacks=callbacks)
     return run / "best"
 
 
@@ -121,16 +115,16 @@ def _model(config: TrainConfig, schema: Schema, prep: dict[str, Any]) -> GalaxyM
     try:
         pretrained = load_encoder(config.init, channels=channels)
     except (FileNotFoundError, ValueError) as err:
-        raise TrainConfigError(f"--init: {err}") from None
+        raise ConfigError(f"--init: {err}") from None
     found = pretrained.config["arch"]
     if timm.models.split_model_name_tag(found)[0] != timm.models.split_model_name_tag(config.arch)[0]:
-        raise TrainConfigError(f"architecture mismatch: --init {config.init} holds a {found} encoder but --arch is "
+        raise ConfigError(f"architecture mismatch: --init {config.init} holds a {found} encoder but --arch is "
                                f"{config.arch}; use --arch {found}")
     model = GalaxyModel(schema, **settings, input_mean=pretrained.config["input_mean"],
                         input_std=pretrained.config["input_std"], pretrained_from=config.init)
     missing, unexpected = model.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=False)
     if missing or unexpected:
-        raise TrainConfigError(f"--init {config.init}: its {found} weights do not fit a plain {config.arch} encoder "
+        raise ConfigError(f"--init {config.init}: its {found} weights do not fit a plain {config.arch} encoder "
                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
     return model
 
@@ -148,7 +142,7 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
 
     shards = config.shards
     if not is_shard_source(shards):
-        raise TrainConfigError(
+        raise ConfigError(
             f"--shards {shards}: no manifest.json there; make shards first with "
             "`galaxymorph shard --catalog ... --schema ... --out DIR`"
         )
@@ -158,7 +152,7 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
     stored = Preprocessing.from_dict(manifest["preprocessing"])
     size = config.size or stored.image_size
     if size > stored.stored_size:
-        raise TrainConfigError(
+        raise ConfigError(
             f"image size mismatch: --size {size} is larger than the {stored.stored_size} px images stored in "
             f"{shards}; use --size {stored.stored_size} or less, or remake the shards at a larger size"
         )
@@ -167,7 +161,7 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
         settings["train_shift"] = config.train_shift
     prep = Preprocessing.from_dict({**stored.to_dict(), **settings})
     return GalaxyDataModule(
-        shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed,
+        shards, preprocessing=prep, batch_size=config.batch_size, num_workers=config.workers, seed=config.seed,
         pin_memory=pin_memory(config.accelerator),
     )
 
@@ -180,7 +174,17 @@ def _steps_per_epoch(datamodule: L.LightningDataModule, config: TrainConfig) -> 
     """
     if not getattr(datamodule, "is_shards", False):
         return None
-    return datamodule.train_batches_per_epoch(config.devices * config.num_nodes)
+    return datamodule.train_batches_per_epoch(config.world_size)
+
+
+def _batches_per_epoch(datamodule: L.LightningDataModule, stream_steps: int | None) -> int | None:
+    """Training batches per epoch, where known before fitting (a shard stream's, or a sized loader's)."""
+    if stream_steps is not None:
+        return stream_steps
+    try:
+        return len(datamodule.train_dataloader())
+    except TypeError:  # an iterable loader of unknown length
+        return None
 
 
 def _check_schema(config: TrainConfig, schema: Schema) -> None:
@@ -189,9 +193,9 @@ def _check_schema(config: TrainConfig, schema: Schema) -> None:
     try:
         expected = get_schema(config.schema)
     except KeyError as err:
-        raise TrainConfigError(f"--schema: {err.args[0]}") from None
+        raise ConfigError(f"--schema: {err.args[0]}") from None
     if expected != schema:
-        raise TrainConfigError(
+        raise ConfigError(
             f"schema mismatch: --schema {config.schema} but {config.shards} holds votes for {schema.name!r} "
             f"({schema.n_answers} answers); make shards for {config.schema} or drop --schema"
         )
@@ -204,26 +208,26 @@ def _check_data(config: TrainConfig, run: Path, schema: Schema, prep: dict[str, 
     if best.is_file():
         trained = Schema.from_dict(json.loads(best.read_text())["schema"])
         if trained != schema:
-            raise TrainConfigError(
+            raise ConfigError(
                 f"schema mismatch: {run} was trained on {trained.name!r} ({trained.n_answers} answers) but "
                 f"{config.shards} holds {schema.name!r} ({schema.n_answers} answers); choose a new --out"
             )
     if config.channels is not None and config.channels != prep["channels"]:
-        raise TrainConfigError(
+        raise ConfigError(
             f"--channels {config.channels} but the data module gives {prep['channels']}-channel images"
         )
     if config.size is not None and config.size != prep["image_size"]:
-        raise TrainConfigError(
+        raise ConfigError(
             f"image size mismatch: --size {config.size} but the data module gives {prep['image_size']} px images"
         )
 
 
 # --------------------------------------------------------------------------- trainer
-def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra: list[Callback]) -> L.Trainer:
+def _trainer(config: TrainConfig, run: Path, datamodule: L.LightningDataModule, steps_per_epoch: int | None,
+             extra: list[Callback]) -> L.Trainer:
     checkpoints = run / LAST_CHECKPOINT.parent
     callbacks: list[Callback] = [
         ExportBest(run / "best"),
-        RandomState(),
         # Same file, two triggers: every epoch, and every N minutes mid-epoch.
         ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
         ModelCheckpoint(
@@ -241,27 +245,13 @@ def _trainer(config: TrainConfig, run: Path, steps_per_epoch: int | None, extra:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(run, name="logs", version=loggers[0].version))
-    cpu = config.accelerator == "cpu" or not torch.cuda.is_available()
-    strategy: Any = "auto"
-    if config.devices * config.num_nodes > 1:
-        strategy = DDPStrategy(process_group_backend="gloo") if cpu else "ddp"
-    return L.Trainer(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=strategy,
+    return build_trainer(
+        config, "fit", callbacks, _batches_per_epoch(datamodule, steps_per_epoch),
         max_epochs=config.epochs,
         limit_train_batches=steps_per_epoch or 1.0,
         max_time=parse_max_time(config.max_time),
-        precision=config.precision,
         gradient_clip_val=config.grad_clip,
-        callbacks=callbacks,
         logger=loggers,
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=config.progress,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,
-        enable_model_summary=False,
     )
 
 
