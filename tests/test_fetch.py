@@ -267,6 +267,13 @@ def test_the_api_after_zenodos_2023_move_is_read_too():
     assert file.url == "http://mirror/zenodo/records/5/files/x.csv?download=1"
 
 
+def test_invenio_rdms_own_json_nests_the_files():
+    data = {"id": 6, "files": {"entries": {"y.csv": {"key": "y.csv", "size": 4, "checksum": "md5:" + "b" * 32,
+                                                     "links": {"content": "/api/records/6/files/y.csv/content"}}}}}
+    (file,) = parse_record(data, 6, "http://127.0.0.1:8").files
+    assert (file.key, file.url) == ("y.csv", "http://127.0.0.1:8/api/records/6/files/y.csv/content")
+
+
 def test_a_file_put_there_by_someone_else_is_used_if_right_and_never_overwritten_if_not(tmp_path):
     with FakeZenodo() as zenodo:
         zenodo.add(19, {"a.bin": DATA[:10], "b.bin": DATA[10:30]})

@@ -56,7 +56,7 @@ def parse_mapping(text: str, kind: str, source: str, error: type[ValueError] = V
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     """Hex digest of a file's bytes (``algorithm`` as hashlib names it), read in blocks."""
-    digest = hashlib.new(algorithm)
+    digest = hashlib.new(algorithm, usedforsecurity=False)  # integrity, not secrecy: md5 works in FIPS mode too
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)

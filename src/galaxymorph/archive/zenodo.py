@@ -2,7 +2,7 @@
 
 ``GET {server}/api/records/{id}`` answers JSON whose ``files`` list gives each file's
 name (``key``; ``filename`` in the API Zenodo served for a while after its 2023 move
-to InvenioRDM), ``size`` (``filesize``), ``checksum`` (``md5:<hex>``, or the bare hex)
+to InvenioRDM; InvenioRDM's own JSON nests them in ``files.entries``), ``size`` (``filesize``), ``checksum`` (``md5:<hex>``, or the bare hex)
 and ``links`` (``content`` or ``self``: where its bytes are). Nothing about a record
 is stored in this package, so a new version of a record (a new record number) needs
 no new release of galaxymorph. ``server`` is ``https://zenodo.org`` unless
@@ -169,6 +169,8 @@ def read_record(record_id: int, server: str, retry: Retry, saved: Path | None = 
 def parse_record(data: Any, record_id: int, server: str, source: str = "the record") -> Record:
     """A :class:`Record` from the API's JSON (either API version); errors name ``source`` and the field."""
     files = data.get("files") if isinstance(data, dict) else None
+    if isinstance(files, dict):  # InvenioRDM's own JSON: {"entries": {key: {...}}}
+        files = list((files.get("entries") or {}).values())
     if not isinstance(files, list):
         raise FetchError(f"{source}: no 'files' list; not a Zenodo record (or a restricted one)")
     parsed = []
