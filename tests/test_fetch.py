@@ -308,3 +308,20 @@ def test_the_command_fetches_and_refuses_in_one_line(tmp_path):
         refused = CliRunner().invoke(app, ["fetch", "--record", "21", "--out", str(tmp_path / "gzd5"),
                                            "--server", zenodo.url])
     assert refused.exit_code == 2 and "holds record 4196267, not 21" in " ".join(refused.output.split())
+
+
+def test_unpacking_again_writes_only_the_files_not_yet_whole(tmp_path):
+    from galaxymorph.archive.unpack import unpack
+
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(_zip({f"a/{i}.png": bytes([i]) * (100 + i) for i in range(4)}))
+    assert unpack(archive, tmp_path / "images") == 4
+    (tmp_path / "images" / "a" / "2.png").unlink()  # as if killed while writing it: its .part left behind
+    (tmp_path / "images" / "a" / "2.png.part").write_bytes(b"half")
+    stamp = (tmp_path / "images" / "a" / "0.png").stat().st_mtime_ns
+    assert unpack(archive, tmp_path / "images") == 1
+    assert (tmp_path / "images" / "a" / "2.png").read_bytes() == bytes([2]) * 102
+    assert (tmp_path / "images" / "a" / "0.png").stat().st_mtime_ns == stamp
+    (tmp_path / "images" / "a" / "3.png").write_bytes(b"someone else's")
+    with pytest.raises(FetchError, match="3.png exists and is not images.zip's a/3.png; move it away"):
+        unpack(archive, tmp_path / "images")
