@@ -5,7 +5,7 @@ the releases it knows by name, and :func:`gz_decals_catalogue` converts GZD-5's
 volunteer table on its own.
 """
 
-from galaxymorph.archive.fetch import Fetched, fetch
+from galaxymorph.archive.fetching import Fetched, fetch
 from galaxymorph.archive.gz_decals import gz_decals_catalogue
 from galaxymorph.archive.releases import RELEASES, Release
 from galaxymorph.archive.zenodo import FetchError, Offline, Record, RecordFile, Retry, read_record, zenodo_server
