@@ -325,3 +325,13 @@ def test_unpacking_again_writes_only_the_files_not_yet_whole(tmp_path):
     (tmp_path / "images" / "a" / "3.png").write_bytes(b"someone else's")
     with pytest.raises(FetchError, match="3.png exists and is not images.zip's a/3.png; move it away"):
         unpack(archive, tmp_path / "images")
+
+
+def test_gz2_fetches_the_images_and_mapping_and_says_where_the_votes_are(tmp_path):
+    with FakeZenodo() as zenodo:
+        zenodo.add(3565489, {"images_gz2.zip": _zip({"images/12.jpg": b"jpeg"}), "gz2_filename_mapping.csv":
+                             b"objid,sample,asset_id\n587722981741363294,original,12\n", "README.txt": b"x"})
+        fetched = fetch("gz2", tmp_path, server=zenodo.url, progress=False, retry=_retry()[0])
+    assert sorted(p.name for p in fetched.files) == ["gz2_filename_mapping.csv", "images_gz2.zip"]
+    assert (tmp_path / "images_gz2" / "images" / "12.jpg").read_bytes() == b"jpeg"
+    assert fetched.catalogue is None and "gz2_hart16.csv.gz" in fetched.note
