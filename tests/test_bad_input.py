@@ -214,6 +214,11 @@ CASES = [
     ("anomalies --embeddings {w}/emb.parquet --out {w}/blocker/a.csv", "{w}/blocker"),
     ("anomalies --embeddings {w}/folder.csv", "folder.csv"),
     ("anomalies --embeddings {w}/emb.parquet --k 0", "--k"),
+    ("fetch nope --out {t}/f", "unknown release 'nope'; known: gz_decals_dr5, gz2"),
+    ("fetch --out {t}/f", "name a release or give --record NUMBER"),
+    ("fetch --record 5 --out {t}/f --server ftp://mirror", "--server='ftp://mirror' is not an http(s) address"),
+    # nothing listens on port 1 of this machine: an archive that cannot be reached, without leaving it
+    ("fetch --record 5 --out {t}/f --server http://127.0.0.1:1", "save http://127.0.0.1:1/api/records/5 as"),
     ("demo --galaxies 0 --out {t}/demo", "--galaxies"),
     ("demo --epochs 0 --out {t}/demo", "--epochs"),
 ]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from galaxymorph.cli import app
 
 COMMANDS = [
-    "schemas", "shard", "convert-kaggle", "train", "predict", "evaluate", "report", "demo",
+    "schemas", "fetch", "shard", "convert-kaggle", "train", "predict", "evaluate", "report", "demo",
     "simulate", "finetune", "embed", "similar", "anomalies",
 ]
 

@@ -1,5 +1,6 @@
 """Files read or checked byte for byte: the small ones people write by hand (decision trees,
-settings), parsed with one error line naming the file, and the sha256 that shards and models record."""
+settings), parsed with one error line naming the file, the sha256 that shards and models record,
+and the md5 that Zenodo lists for its files."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["FORMATS", "file_sha256", "parse_mapping", "read_mapping"]
+__all__ = ["FORMATS", "file_digest", "file_sha256", "parse_mapping", "read_mapping"]
 
 FORMATS = {".toml": "TOML", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON"}
 
@@ -53,10 +54,15 @@ def parse_mapping(text: str, kind: str, source: str, error: type[ValueError] = V
     return data
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``algorithm`` as hashlib names it), read in blocks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)  # integrity, not secrecy: md5 works in FIPS mode too
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    return file_digest(path, "sha256")

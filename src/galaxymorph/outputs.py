@@ -24,6 +24,7 @@ MARKERS = {
     "manifest.json": "shards (galaxymorph shard)",
     "simulation.json": "a simulated data set (galaxymorph simulate)",
     "evaluation.json": "an evaluation (galaxymorph evaluate)",
+    "fetch.json": "files of a Zenodo record (galaxymorph fetch)",
 }
 
 

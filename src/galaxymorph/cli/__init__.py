@@ -20,6 +20,7 @@ from galaxymorph.cli import (
     convert_kaggle,
     demo,
     evaluate,
+    fetch,
     finetune,
     predict,
     representations,
@@ -76,6 +77,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(schemas.app, name="schemas")
+app.command()(fetch.fetch)
 app.command()(shard.shard)
 app.command()(convert_kaggle.convert_kaggle)
 app.command()(train.train)
