@@ -89,6 +89,19 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
         evaluate(tmp_path / "preds.parquet", catalogue.drop(columns="bar_no"))
 
 
+def test_concentrations_read_in_batches_equal_the_whole_frames(tmp_path):
+    import pyarrow.parquet as pq
+    from evaluate_cases import write_case
+
+    from galaxymorph.predict import read_concentrations, read_predictions
+
+    predictions, _ = write_case(tmp_path, "two")
+    whole = read_concentrations(read_predictions(predictions)[0], TWO)
+    batches = [read_concentrations(b, TWO) for b in pq.ParquetFile(predictions).iter_batches(batch_size=7)]
+    np.testing.assert_array_equal(np.concatenate(batches), whole)
+    assert whole.shape == (300, TWO.n_answers, 3) and whole.dtype == np.float64
+
+
 # Per-question vote fractions of one galaxy, in gz2 order (questions 1 ... 11 of the Kaggle tree).
 GZ2_FRACTIONS = [(0.6, 0.35, 0.05), (0.3, 0.7), (0.2, 0.8), (0.55, 0.45), (0.1, 0.4, 0.3, 0.2), (0.15, 0.85),
                  (0.5, 0.3, 0.2), (0.1, 0.1, 0.2, 0.1, 0.2, 0.2, 0.1), (0.5, 0.25, 0.25), (0.3, 0.4, 0.3),

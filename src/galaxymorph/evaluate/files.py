@@ -22,7 +22,7 @@ from galaxymorph.evaluate.metrics import BATCH_ROWS, LEVELS, MetricSums
 from galaxymorph.evaluate.references import Baselines, References, take_rows
 from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns
 from galaxymorph.outputs import claim_folder
-from galaxymorph.predict.layout import read_metadata
+from galaxymorph.predict.layout import read_concentrations, read_metadata
 from galaxymorph.report.plots import PLOT_FILES, plot_evaluation
 from galaxymorph.schema import Schema
 
@@ -35,12 +35,6 @@ PLOT_GALAXIES = 20_000  # the scatter plots show at most this many galaxies, dra
 def _optional_columns(rows: pd.DataFrame, columns: list[str]) -> np.ndarray | None:
     """The catalogue's extra per-answer columns (truth, Kaggle fractions) as floats; None unless all are there."""
     return rows[columns].to_numpy(np.float64) if all(c in rows.columns for c in columns) else None
-
-
-def _batch_concentrations(batch: pa.RecordBatch, schema: Schema) -> np.ndarray:
-    """The ``conc:<answer>`` columns of a batch of prediction rows as float64 (galaxies, answers, samples)."""
-    columns = [batch.column(f"conc:{a}") for a in schema.answers]
-    return np.stack([c.flatten().to_numpy().reshape(len(batch), -1) for c in columns], axis=1).astype(np.float64)
 
 
 def evaluate(
@@ -98,7 +92,7 @@ def evaluate(
             continue
         rows = rows[keep]
         ref = References.of_votes(counts[rows], schema, take_rows(truth, rows), take_rows(kaggle, rows))
-        predicted = sums.add(_batch_concentrations(batch, schema)[keep], ref)
+        predicted = sums.add(read_concentrations(batch, schema)[keep], ref)
         offset = sums.galaxies - len(rows)
         pick = shown[(shown >= offset) & (shown < sums.galaxies)] - offset
         plotted.append((predicted[pick], ref.take(pick)))

@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from galaxymorph.schema import Schema
@@ -192,8 +193,16 @@ def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, 
     return pq.read_table(path).to_pandas(), schema, meta
 
 
-def read_concentrations(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
-    """The ``conc:<answer>`` columns of a predictions frame as float64 (galaxies, answers, samples)."""
-    return np.stack([np.stack(frame[f"conc:{a}"].to_numpy()) for a in schema.answers], axis=1).astype(np.float64)
+def read_concentrations(rows: pd.DataFrame | pa.Table | pa.RecordBatch, schema: Schema) -> np.ndarray:
+    """The ``conc:<answer>`` columns of prediction rows as float64 (galaxies, answers, samples).
 
-
+    ``rows``: a frame from :func:`read_predictions`, or Arrow rows as read from the file
+    (a table, or one batch of a file read in batches).
+    """
+    names = [f"conc:{a}" for a in schema.answers]
+    if isinstance(rows, pd.DataFrame):
+        rows = pa.Table.from_pandas(rows[names], pa.schema([(n, pa.list_(pa.float64())) for n in names]),
+                                    preserve_index=False)
+    flat = [pc.list_flatten(rows.column(name)).to_numpy() for name in names]  # each (galaxies x samples,)
+    shape = (len(rows), len(flat[0]) // max(len(rows), 1))
+    return np.stack([values.reshape(shape) for values in flat], axis=1).astype(np.float64)
