@@ -89,6 +89,22 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
         evaluate(tmp_path / "preds.parquet", catalogue.drop(columns="bar_no"))
 
 
+def test_the_evaluation_records_the_predictions_it_was_made_from(tmp_path):
+    import hashlib
+
+    from evaluate_cases import write_case
+
+    predictions, catalogue = write_case(tmp_path, "two")
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    result = evaluate(predictions, tmp_path / "catalogue.csv", out=tmp_path / "eval")
+    made_from = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["made_from"]
+    assert made_from == result["made_from"]
+    assert made_from["predictions"] == {"path": str(predictions.resolve()), "rows": 300, "made_by": None,
+                                        "sha256": hashlib.sha256(predictions.read_bytes()).hexdigest()}
+    assert made_from["catalogue"] == str((tmp_path / "catalogue.csv").resolve())
+    assert "made_from" not in evaluate(predictions, catalogue)  # a result that is not written records nothing
+
+
 def test_concentrations_read_in_batches_equal_the_whole_frames(tmp_path):
     import pyarrow.parquet as pq
     from evaluate_cases import write_case

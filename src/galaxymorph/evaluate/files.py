@@ -3,7 +3,8 @@
 The file is read twice, ``batch_rows`` rows at a time: first only the ids, to find the
 catalogue rows that were predicted and the constant baseline's means over them, then
 the concentrations, batch by batch (:class:`~galaxymorph.evaluate.metrics.MetricSums`).
-The catalogue's votes are held as arrays.
+The catalogue's votes are held as arrays. ``evaluation.json`` records the predictions
+file it was made from (``made_from``), so that a report never shows it beside others.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from galaxymorph.evaluate.metrics import BATCH_ROWS, LEVELS, MetricSums
 from galaxymorph.evaluate.references import Baselines, References, take_rows
 from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns
 from galaxymorph.outputs import claim_folder
-from galaxymorph.predict.layout import read_concentrations, read_metadata
+from galaxymorph.predict.layout import predictions_identity, read_concentrations, read_metadata
 from galaxymorph.report.plots import PLOT_FILES, plot_evaluation
 from galaxymorph.schema import Schema
 
@@ -49,8 +50,9 @@ def evaluate(
     """Metrics of a predictions file against a catalogue's votes (and ``true_p:`` / ``kaggle:`` columns if present).
 
     The file is read ``batch_rows`` rows at a time, twice: the ids, then the concentrations;
-    the catalogue's votes are held as arrays. With ``out``, writes ``evaluation.json`` and
-    the plots there (scatter plots of at most ``PLOT_GALAXIES`` galaxies drawn at random).
+    the catalogue's votes are held as arrays. With ``out``, writes ``evaluation.json`` (with
+    ``made_from``: the predictions file's sha256, rows, path and ``made_by``, and the catalogue)
+    and the plots there (scatter plots of at most ``PLOT_GALAXIES`` galaxies drawn at random).
     A file that records calibration scales is also evaluated without them (see
     :func:`~galaxymorph.evaluate.evaluate_arrays`).
     """
@@ -99,6 +101,8 @@ def evaluate(
     result = sums.result()
     result["unmatched_predictions"] = int(file.metadata.num_rows - matched)
     if out is not None:
+        result["made_from"] = {"predictions": predictions_identity(predictions),
+                               "catalogue": None if path is None else str(path.resolve())}
         _write(Path(out), result, schema, plotted, has_truth=truth is not None)
     return result
 
