@@ -188,6 +188,7 @@ CASES = [
     ("evaluate --predictions {w}/emb.parquet --catalog {w}/sim/catalogue.parquet", "not a galaxymorph predictions file"),
     ("evaluate --predictions {w}/garbage.parquet --catalog {w}/sim/catalogue.parquet", "garbage.parquet"),
     (EVALUATE + " {w}/sim/catalogue.parquet --out {w}/blocker/eval", "{w}/blocker"),
+    (EVALUATE + " {w}/sim/catalogue.parquet --min-votes -1", "min_votes=-1 must be >= 0"),
     ("report --predictions {w}/missing.parquet --out {t}/r.html", "missing.parquet"),
     ("report --predictions {w}/preds.parquet --evaluation {w}/missing --out {t}/r.html", "{w}/missing/evaluation.json"),
     ("report --predictions {w}/preds.parquet --catalog {w}/folder.csv --out {t}/r.html", "folder.csv is a folder"),

@@ -89,6 +89,15 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
         evaluate(tmp_path / "preds.parquet", catalogue.drop(columns="bar_no"))
 
 
+def test_a_negative_min_votes_is_refused_before_any_work(tmp_path):
+    conc, counts, _ = _calibrated(5)
+    with pytest.raises(ValueError, match=r"min_votes=-1 must be >= 0: .* \(--min-votes\)"):
+        evaluate_arrays(conc, counts, TWO, min_votes=-1)
+    with pytest.raises(ValueError, match="min_votes=-1 must be >= 0"):  # before either file is read
+        evaluate(tmp_path / "missing.parquet", tmp_path / "missing.csv", min_votes=-1)
+    assert evaluate_arrays(conc, counts, TWO, min_votes=0)["min_votes"] == 0
+
+
 def test_the_evaluation_records_the_predictions_it_was_made_from(tmp_path):
     import hashlib
 

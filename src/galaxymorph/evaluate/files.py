@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from galaxymorph.data.catalogue import check_votes, read_table, unique_ids
-from galaxymorph.evaluate.metrics import BATCH_ROWS, LEVELS, MetricSums
+from galaxymorph.evaluate.metrics import BATCH_ROWS, LEVELS, MetricSums, check_min_votes
 from galaxymorph.evaluate.references import Baselines, References, take_rows
 from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns
 from galaxymorph.outputs import claim_folder
@@ -56,6 +56,7 @@ def evaluate(
     A file that records calibration scales is also evaluated without them (see
     :func:`~galaxymorph.evaluate.evaluate_arrays`).
     """
+    check_min_votes(min_votes)
     schema, meta = read_metadata(predictions)
     catalogue, path = read_table(catalogue)
     missing = [a for a in schema.answers if a not in catalogue.columns]

@@ -20,10 +20,17 @@ from galaxymorph.likelihood import mixture_nll, predictive_pit
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions
 
-__all__ = ["BATCH_ROWS", "LEVELS", "MetricSums", "evaluate_arrays"]
+__all__ = ["BATCH_ROWS", "LEVELS", "MetricSums", "check_min_votes", "evaluate_arrays"]
 
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 BATCH_ROWS = 65_536  # galaxies per batch: ~50 MB of float64 concentrations for 34 answers x 5 samples
+
+
+def check_min_votes(min_votes: int) -> None:
+    """Refuse a negative vote threshold before any work (every galaxy passes it, silently)."""
+    if min_votes < 0:
+        raise ValueError(f"min_votes={min_votes} must be >= 0: the votes a question needs to count in the "
+                         "confident-galaxy accuracy (--min-votes)")
 
 
 class MetricSums:
@@ -172,6 +179,7 @@ def evaluate_arrays(
     ``scales``: the calibration scale per question that the concentrations carry; the result then
     adds ``uncalibrated`` (coverage and NLL without them) and ``calibration_scales``.
     """
+    check_min_votes(min_votes)
     conc = np.asarray(concentrations, dtype=np.float64)
     conc = conc[..., None] if conc.ndim == 2 else conc
     ref = References.of_votes(counts, schema, truth, kaggle)
