@@ -274,7 +274,7 @@ def compare(reference: Path, other: Path, kept: set[str] | None = None) -> dict[
     if not result["same_ids"] or result["identical"]:
         return result
     schema, _ = read_metadata(reference)
-    ca, cb = (read_concentrations(t.to_pandas(), schema) for t in (a, b))
+    ca, cb = (read_concentrations(t, schema) for t in (a, b))
     same_row = np.all(ca == cb, axis=(1, 2))
     fractions = [f"{x}_fraction" for x in schema.answers]
     fa, fb = (t.select(fractions).to_pandas().to_numpy() for t in (a, b))

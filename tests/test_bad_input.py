@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from galaxymorph.cli import app
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.evaluate import evaluate
 from galaxymorph.models import GalaxyModel, save_model
 from galaxymorph.predict import predict
 from galaxymorph.representations import embed
@@ -101,6 +103,8 @@ def world(tmp_path_factory) -> Path:
     save_model(GalaxyModel(SCHEMA, arch="test_resnet", preprocessing=PREP.to_dict()), w / "run" / "best")
     predict(w / "run", w / "preds.parquet", catalogue=sim / "catalogue.parquet", samples=2, progress=False)
     embed(w / "run", w / "emb.parquet", catalogue=sim / "catalogue.parquet", progress=False)
+    evaluate(w / "preds.parquet", sim / "catalogue.parquet", out=w / "eval")
+    pq.write_table(pq.read_table(w / "preds.parquet").slice(0, 5), w / "fewer_preds.parquet")
     _catalogue_variants(sim)
     _model_variants(w)
     _text_files(w)
@@ -184,10 +188,13 @@ CASES = [
     ("evaluate --predictions {w}/emb.parquet --catalog {w}/sim/catalogue.parquet", "not a galaxymorph predictions file"),
     ("evaluate --predictions {w}/garbage.parquet --catalog {w}/sim/catalogue.parquet", "garbage.parquet"),
     (EVALUATE + " {w}/sim/catalogue.parquet --out {w}/blocker/eval", "{w}/blocker"),
+    (EVALUATE + " {w}/sim/catalogue.parquet --min-votes -1", "min_votes=-1 must be >= 0"),
     ("report --predictions {w}/missing.parquet --out {t}/r.html", "missing.parquet"),
     ("report --predictions {w}/preds.parquet --evaluation {w}/missing --out {t}/r.html", "{w}/missing/evaluation.json"),
     ("report --predictions {w}/preds.parquet --catalog {w}/folder.csv --out {t}/r.html", "folder.csv is a folder"),
     ("report --predictions {w}/preds.parquet --out {w}/blocker/r.html", "{w}/blocker"),
+    ("report --predictions {w}/fewer_preds.parquet --evaluation {w}/eval --out {t}/r.html",
+     "--evaluation {w}/eval was made from {w}/preds.parquet (12 rows"),
     ("simulate --n 2 --size 32 --out {t}/sim --format gif", "'gif'"),
     ("simulate --n 4 --size 32 --out {w}/sim --seed 3 --workers 1", "{w}/sim"),
     ("simulate --n 2 --size 32 --out {w}/blocker/sim --workers 1", "{w}/blocker"),

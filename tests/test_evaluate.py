@@ -8,24 +8,11 @@ import numpy as np
 import pytest
 
 from galaxymorph import get_schema
-from galaxymorph.evaluate import evaluate, evaluate_arrays, mixture_nll, predictive_pit
+from galaxymorph.evaluate import evaluate, evaluate_arrays
+from galaxymorph.likelihood import predictive_pit
 from galaxymorph.schema import Question, Schema
 
 TWO = Schema("two", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
-
-
-def test_nll_of_a_flat_dirichlet_is_log_of_the_number_of_outcomes():
-    # Dirichlet(1, 1) with one vote: both outcomes have probability 1/2
-    conc = np.ones((1, 4, 3))
-    nll = mixture_nll(conc, np.array([[1.0, 0.0, 0.0, 0.0]]), TWO)
-    np.testing.assert_allclose(nll, [[np.log(2), 0.0]], rtol=1e-9)
-
-
-def test_mixture_nll_averages_likelihoods_not_losses():
-    # two samples: P(vote round) = 0.9 and 0.1 -> mixture 0.5, NLL log 2 (the mean NLL would be larger)
-    conc = np.array([[[9e5, 1e5], [1e5, 9e5], [1.0, 1.0], [1.0, 1.0]]])  # (1, answers=4, samples=2)
-    nll = mixture_nll(conc, np.array([[1.0, 0.0, 0.0, 0.0]]), TWO)
-    np.testing.assert_allclose(nll[0, 0], np.log(2), rtol=1e-4)
 
 
 def test_errors_accuracy_and_constant_baseline_by_hand():
@@ -100,6 +87,44 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
     assert all((tmp_path / "eval" / name).stat().st_size > 1000 for name in result["plots"])
     with pytest.raises(ValueError, match="no vote column 'bar_no'"):
         evaluate(tmp_path / "preds.parquet", catalogue.drop(columns="bar_no"))
+
+
+def test_a_negative_min_votes_is_refused_before_any_work(tmp_path):
+    conc, counts, _ = _calibrated(5)
+    with pytest.raises(ValueError, match=r"min_votes=-1 must be >= 0: .* \(--min-votes\)"):
+        evaluate_arrays(conc, counts, TWO, min_votes=-1)
+    with pytest.raises(ValueError, match="min_votes=-1 must be >= 0"):  # before either file is read
+        evaluate(tmp_path / "missing.parquet", tmp_path / "missing.csv", min_votes=-1)
+    assert evaluate_arrays(conc, counts, TWO, min_votes=0)["min_votes"] == 0
+
+
+def test_the_evaluation_records_the_predictions_it_was_made_from(tmp_path):
+    import hashlib
+
+    from evaluate_cases import write_case
+
+    predictions, catalogue = write_case(tmp_path, "two")
+    catalogue.to_csv(tmp_path / "catalogue.csv", index=False)
+    result = evaluate(predictions, tmp_path / "catalogue.csv", out=tmp_path / "eval")
+    made_from = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["made_from"]
+    assert made_from == result["made_from"]
+    assert made_from["predictions"] == {"path": str(predictions.resolve()), "rows": 300, "made_by": None,
+                                        "sha256": hashlib.sha256(predictions.read_bytes()).hexdigest()}
+    assert made_from["catalogue"] == str((tmp_path / "catalogue.csv").resolve())
+    assert "made_from" not in evaluate(predictions, catalogue)  # a result that is not written records nothing
+
+
+def test_concentrations_read_in_batches_equal_the_whole_frames(tmp_path):
+    import pyarrow.parquet as pq
+    from evaluate_cases import write_case
+
+    from galaxymorph.predict import read_concentrations, read_predictions
+
+    predictions, _ = write_case(tmp_path, "two")
+    whole = read_concentrations(read_predictions(predictions)[0], TWO)
+    batches = [read_concentrations(b, TWO) for b in pq.ParquetFile(predictions).iter_batches(batch_size=7)]
+    np.testing.assert_array_equal(np.concatenate(batches), whole)
+    assert whole.shape == (300, TWO.n_answers, 3) and whole.dtype == np.float64
 
 
 # Per-question vote fractions of one galaxy, in gz2 order (questions 1 ... 11 of the Kaggle tree).

@@ -97,6 +97,29 @@ def test_report_shows_the_coverage_before_and_after_calibration(report):
     assert "&rarr;" not in _metrics_html(result) and "50% coverage" not in _metrics_html(result)
 
 
+def test_an_evaluation_of_other_predictions_is_refused_naming_both(report, tmp_path):
+    import json
+
+    out, _ = report
+    folder = out.parent
+    fewer = tmp_path / "fewer.parquet"  # 14 of the 24 evaluated galaxies, from the same model
+    pq.write_table(pq.read_table(folder / "preds.parquet").slice(0, 14), fewer)
+    with pytest.raises(ValueError) as refused:
+        build_report(fewer, tmp_path / "r.html", evaluation=folder / "eval")
+    message = str(refused.value)
+    assert f"--evaluation {folder / 'eval'} was made from {(folder / 'preds.parquet').resolve()} ({N} rows, " in message
+    assert f"not from --predictions {fewer.resolve()} (14 rows, " in message
+    assert f"galaxymorph evaluate --predictions {fewer} --catalog CATALOGUE --out NEW_FOLDER" in message
+    assert "\n" not in message and not (tmp_path / "r.html").exists()
+    # one written before evaluations recorded their predictions cannot be checked: refused too
+    (tmp_path / "old").mkdir()
+    saved = json.loads((folder / "eval" / "evaluation.json").read_text())
+    del saved["made_from"]
+    (tmp_path / "old" / "evaluation.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="does not record which predictions it was made from"):
+        build_report(folder / "preds.parquet", tmp_path / "r.html", evaluation=tmp_path / "old")
+
+
 def test_report_renders_images_and_filters_in_chromium(report, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from galaxymorph.evaluate import mixture_nll
+from galaxymorph.likelihood import mixture_nll
 from galaxymorph.schema import Schema
 
 __all__ = ["fit_scales", "scale_concentrations"]

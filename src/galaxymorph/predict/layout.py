@@ -34,13 +34,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from galaxymorph.files import file_sha256
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
-__all__ = ["META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "read_concentrations", "read_metadata",
-           "read_predictions", "summarise_samples", "with_ood_scores"]
+__all__ = ["META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "predictions_identity", "read_concentrations",
+           "read_metadata", "read_predictions", "summarise_samples", "with_ood_scores"]
 
 META_KEY = b"galaxymorph"
 OOD_SCORE = "ood_score"
@@ -192,8 +194,30 @@ def read_predictions(path: str | Path) -> tuple[pd.DataFrame, Schema, dict[str, 
     return pq.read_table(path).to_pandas(), schema, meta
 
 
-def read_concentrations(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
-    """The ``conc:<answer>`` columns of a predictions frame as float64 (galaxies, answers, samples)."""
-    return np.stack([np.stack(frame[f"conc:{a}"].to_numpy()) for a in schema.answers], axis=1).astype(np.float64)
+def read_concentrations(rows: pd.DataFrame | pa.Table | pa.RecordBatch, schema: Schema) -> np.ndarray:
+    """The ``conc:<answer>`` columns of prediction rows as float64 (galaxies, answers, samples).
+
+    ``rows``: a frame from :func:`read_predictions`, or Arrow rows as read from the file
+    (a table, or one batch of a file read in batches).
+    """
+    names = [f"conc:{a}" for a in schema.answers]
+    if isinstance(rows, pd.DataFrame):
+        rows = pa.Table.from_pandas(rows[names], pa.schema([(n, pa.list_(pa.float64())) for n in names]),
+                                    preserve_index=False)
+    flat = [pc.list_flatten(rows.column(name)).to_numpy() for name in names]  # each (galaxies x samples,)
+    shape = (len(rows), len(flat[0]) // max(len(rows), 1))
+    return np.stack([values.reshape(shape) for values in flat], axis=1).astype(np.float64)
+
+
+def predictions_identity(path: str | Path) -> dict[str, Any]:
+    """What an output made from a predictions file records of it, so it is never shown beside other predictions.
+
+    ``sha256`` (of the file's bytes) identifies the rows; ``path``, ``rows`` and ``made_by``
+    (the model and settings, see :mod:`galaxymorph.predict.parts`) say which file that was.
+    """
+    file = pq.ParquetFile(path)
+    meta = json.loads((file.schema_arrow.metadata or {}).get(META_KEY, b"{}"))
+    return {"path": str(Path(path).resolve()), "rows": file.metadata.num_rows, "sha256": file_sha256(path),
+            "made_by": meta.get("made_by")}
 
 

@@ -25,7 +25,7 @@ from galaxymorph.data.catalogue import read_table
 from galaxymorph.data.images import load_image
 from galaxymorph.outputs import claim_file
 from galaxymorph.predict import read_concentrations
-from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, read_metadata
+from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
 from galaxymorph.schema import Schema
 
 __all__ = ["build_report"]
@@ -116,6 +116,26 @@ def _metrics_html(evaluation: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_made_from(evaluation: Path, result: dict[str, Any], predictions: str | Path) -> None:
+    """Refuse an evaluation of other predictions than the report's (its metrics beside another gallery)."""
+    these = predictions_identity(predictions)
+    made_from = result.get("made_from", {}).get("predictions")
+    if made_from is not None and made_from["sha256"] == these["sha256"]:
+        return
+    catalogue = result.get("made_from", {}).get("catalogue") or "CATALOGUE"
+    fix = (f"evaluate these predictions (galaxymorph evaluate --predictions {predictions} --catalog {catalogue} "
+           "--out NEW_FOLDER) and pass --evaluation NEW_FOLDER")
+    if made_from is None:
+        raise ValueError(f"--evaluation {evaluation}: its evaluation.json does not record which predictions it was "
+                         f"made from (written before evaluations recorded it); {fix}")
+
+    def named(identity: dict[str, Any]) -> str:
+        return f"{identity['path']} ({identity['rows']} rows, sha256 {identity['sha256'][:12]})"
+
+    raise ValueError(f"--evaluation {evaluation} was made from {named(made_from)}, not from --predictions "
+                     f"{named(these)}; {fix}, or report the predictions it was made from")
+
+
 def _plots_html(directory: Path, names: list[str]) -> str:
     figures = []
     for name in names:
@@ -183,7 +203,8 @@ def build_report(
     the memory needed does not grow with the file.
 
     Images come from the predictions' ``file_loc`` column, or from ``catalogue``
-    (its ``file_loc``) for predictions made from shards.
+    (its ``file_loc``) for predictions made from shards. An ``evaluation`` is refused
+    unless it was made from these predictions (its ``made_from``, same sha256).
     """
     schema, meta = read_metadata(predictions)
     rows = pq.ParquetFile(predictions).metadata.num_rows
@@ -199,6 +220,7 @@ def build_report(
     if evaluation is not None:
         directory = Path(evaluation)
         result = json.loads((directory / "evaluation.json").read_text())
+        _check_made_from(directory, result, predictions)
         metrics = _metrics_html(result)
         plots = _plots_html(directory, result.get("plots", []))
     data = json.dumps(_gallery_data(frame, schema, paths, thumb_size)).replace("</", "<\\/")
