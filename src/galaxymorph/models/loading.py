@@ -126,9 +126,7 @@ def load_encoder(source: str | Path, channels: int | None = None, preprocessing:
     folder = _encoder_folder(source)
     if folder is not None:
         return _timm_folder_encoder(folder, source, channels, preprocessing, image_size, source_crop)
-    if preprocessing is not None:
-        raise ValueError(f"--preprocessing {preprocessing}: {source} is a galaxymorph run, which is always fed as it "
-                         "was trained; drop --preprocessing")
+    _refuse_preset(preprocessing, source)
     try:
         model = load_model(source)
     except FileNotFoundError:
@@ -165,11 +163,15 @@ def load_features_model(source: Checkpoints, preprocessing: str | None = None,
     """What ``embed`` runs: any galaxymorph model (:func:`load_model`), or an encoder alone (:func:`load_encoder`)."""
     folder = None if isinstance(source, (nn.Module, list, tuple)) else _encoder_folder(source)
     if folder is None:
-        if preprocessing is not None:
-            raise ValueError(f"--preprocessing {preprocessing}: {source} is a galaxymorph model, which is always fed "
-                             "as it was trained; drop --preprocessing")
+        _refuse_preset(preprocessing, source)
         return load_model(source)
     return _timm_folder_encoder(folder, source, None, preprocessing, image_size, 1.0).eval()
+
+
+def _refuse_preset(preprocessing: str | None, source: Checkpoints) -> None:
+    if preprocessing is not None:
+        raise ValueError(f"--preprocessing {preprocessing}: {source} is a galaxymorph model, which is always fed as it "
+                         "was trained; drop --preprocessing")
 
 
 def _encoder_folder(source: str | Path) -> Path | None:
