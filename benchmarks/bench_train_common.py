@@ -23,7 +23,7 @@ from galaxymorph.predict.predictor import posterior_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("GALAXYMORPH_BENCH_WORK", ROOT / "runs" / "bench_train"))
-GZ2 = ROOT.parent / "shared" / "data" / "gz2_kaggle"
+GZ2 = Path(os.environ.get("GALAXYMORPH_GZ2", ROOT.parent / "shared" / "data" / "gz2_kaggle"))  # another checkout: set it
 # The galaxy sits in the central ~207 of 424 px; keep 0.65 of the frame (276 px) so the
 # 0.7-0.8 training zoom-crop still covers it, store at 96 px, train at 64 px.
 GZ2_PREPROCESSING = Preprocessing(stored_size=96, source_crop=0.65, image_size=64, channels=3)

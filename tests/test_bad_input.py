@@ -64,6 +64,20 @@ def _model_variants(w: Path) -> None:
         config.write_text(edit(json.loads(config.read_text())))
 
 
+def _timm_folders(w: Path) -> None:
+    """A timm folder written by timm, and copies whose pytorch_model.bin is a pickle of an object or a checkpoint."""
+    import argparse
+
+    import timm
+    from timm.models import save_for_hf
+
+    save_for_hf(timm.create_model("test_resnet", num_classes=0), w / "timm")
+    for name, content in {"pickle_bin": argparse.Namespace(weights=1), "ckpt_bin": {"state_dict": {}, "epoch": 3}}.items():
+        (w / name).mkdir()
+        shutil.copyfile(w / "timm" / "config.json", w / name / "config.json")
+        torch.save(content, w / name / "pytorch_model.bin")
+
+
 def _text_files(w: Path) -> None:
     files = {
         "empty.csv": "",
@@ -107,6 +121,7 @@ def world(tmp_path_factory) -> Path:
     pq.write_table(pq.read_table(w / "preds.parquet").slice(0, 5), w / "fewer_preds.parquet")
     _catalogue_variants(sim)
     _model_variants(w)
+    _timm_folders(w)
     _text_files(w)
     return w
 
@@ -208,11 +223,21 @@ CASES = [
     (FINETUNE.replace("labels.csv", "labels_inf.csv").replace("ring", "size") + " --task regression",
      "have a non-numeric or infinite 'size': row 3"),
     (FINETUNE + " --task nope", "task='nope' must be one of"),
+    (FINETUNE + " --preprocessing zoobot", "{w}/run is a galaxymorph model, which is always fed as it was trained; drop"),
+    (FINETUNE.replace("{w}/run", "{w}/timm") + " --preprocessing zoobot2", "unknown preprocessing 'zoobot2'; choose one"),
+    (FINETUNE.replace("{w}/run", "{w}/pickle_bin"), "pickle_bin/pytorch_model.bin is not a plain state dict (torch.load "
+                                                    "with weights_only=True refused it"),
+    (FINETUNE.replace("{w}/run", "{w}/ckpt_bin"), "ckpt_bin/pytorch_model.bin holds a dict, not a state dict"),
+    (FINETUNE.replace("{w}/run", "hf_hub:nobody/no-encoder"), "hf_hub:nobody/no-encoder is not in the Hugging Face cache"),
     (FINETUNE + " --unfreeze lots", "'lots': give a number of blocks"),
     (FINETUNE.replace("{t}/ft", "{w}/blocker/ft"), "{w}/blocker"),
     ("embed --checkpoint {w}/noprep --images {w}/sim/images --out {t}/e.parquet", "has no 'preprocessing'"),
     ("embed --checkpoint {w}/run --catalog {w}/missing.csv --out {t}/e.parquet", "catalogue file not found: {w}/missing.csv"),
     (EMBED + " {t}/e.txt", "e.txt: the output is Parquet; name it .parquet"),
+    (EMBED + " {t}/e.parquet --preprocessing zoobot", "is a galaxymorph model, which is always fed as it was trained"),
+    (EMBED.replace("{w}/run", "hf_hub:nobody/no-encoder") + " {t}/e.parquet", "`hf download nobody/no-encoder`"),
+    ("export {w}/run {w}/run/best", "{w}/run/best holds a model (config.json) that galaxymorph export did not write"),
+    ("export {w}/missing {t}/x", "no config.json + model.safetensors in {w}/missing"),
     (EMBED + " {w}/blocker/e.parquet", "{w}/blocker"),
     ("similar --embeddings {w}/emb.parquet --query nope", "--query 'nope' is not in the embeddings"),
     ("similar --embeddings {w}/preds.parquet --query sim_000000", "not a galaxymorph embeddings file"),

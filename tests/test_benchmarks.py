@@ -38,3 +38,14 @@ def test_tiny_gpu_benchmark_measures_both_architectures_on_cpu(bench_gpu, tmp_pa
     for row in results["rows"]:
         for key in ("train_images_per_s", "predict_galaxies_per_s"):
             assert math.isfinite(row[key]) and row[key] > 0, (row, key)
+
+
+@pytest.mark.slow
+def test_tiny_zoobot_parity_benchmark_embeds_both_encoders_by_hub_name(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_zoobot_parity
+
+    results = bench_zoobot_parity.main(["--tiny", "--skip-zoobot", "--work", str(tmp_path)])
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert results["galaxies"] == 4 and results["zoobot"].startswith("not run")
+    assert results["encoders"] == {"local/published": {"n_features": 64}, "local/exported": {"n_features": 64}}

@@ -10,7 +10,7 @@ from galaxymorph.cli import app
 
 COMMANDS = [
     "schemas", "fetch", "shard", "convert-kaggle", "train", "predict", "evaluate", "report", "demo",
-    "simulate", "finetune", "embed", "similar", "anomalies",
+    "simulate", "finetune", "embed", "similar", "anomalies", "export",
 ]
 
 

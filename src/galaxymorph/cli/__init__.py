@@ -20,6 +20,7 @@ from galaxymorph.cli import (
     convert_kaggle,
     demo,
     evaluate,
+    export,
     fetch,
     finetune,
     predict,
@@ -91,4 +92,5 @@ app.command()(representations.embed)
 app.command()(representations.similar)
 app.command()(representations.anomalies)
 app.command()(acquire.acquire)
+app.command()(export.export)
 _guard_every_command(app)

@@ -29,7 +29,8 @@ def _class_weights(text: str | None) -> str | list[float] | None:
 
 
 def finetune(
-    checkpoint: Path = typer.Option(None, help="galaxymorph RUN/ or RUN/best/, or a Hugging Face style timm folder."),
+    checkpoint: str = typer.Option(None, help="galaxymorph RUN/ or RUN/best/, a Hugging Face style timm folder, or "
+                                    "hf_hub:ORG/NAME (e.g. hf_hub:mwalmsley/zoobot-encoder-convnext_nano)."),
     catalogue: Path = typer.Option(None, "--catalog", help="CSV/Parquet: id_str, file_loc, and the label column (or the tree's votes)."),
     out: Path = typer.Option(None, help="Run folder: best/ model (usable by `galaxymorph predict`), logs/."),
     task: str = typer.Option(None, help="classification | regression | tree. (default classification)"),
@@ -51,9 +52,13 @@ def finetune(
     patience: int = typer.Option(None, help="Epochs without validation-loss improvement before stopping. (default 5)"),
     val_fraction: float = typer.Option(None, help="Share of the labelled galaxies kept for validation. (default 0.2)"),
     seed: int = typer.Option(None, help="(default 0)"),
-    image_size: int = typer.Option(None, help="timm folders only: model input px. (default 64)"),
-    source_crop: float = typer.Option(None, help="timm folders only: central fraction of each image kept. (default 1)"),
-    channels: int = typer.Option(None, help="timm folders only: 1 or 3. (default: as saved)"),
+    preprocessing: str = typer.Option(None, help="timm folders and hub names: galaxymorph | zoobot (images prepared as "
+                                       "zoobot 2.9 does, fed without mean/std). (default zoobot for Zoobot's encoders, "
+                                       "else galaxymorph)"),
+    image_size: int = typer.Option(None, help="timm folders and hub names: model input px. (default 64)"),
+    source_crop: float = typer.Option(None, help="timm folders and hub names: central fraction of each image kept "
+                                      "(galaxymorph preprocessing). (default 1)"),
+    channels: int = typer.Option(None, help="timm folders and hub names: 1 or 3. (default: as saved)"),
     workers: int = typer.Option(None, help="Image-decoding worker processes. (default 0)"),
     accelerator: str = typer.Option(None, help="auto | cpu | gpu | mps. (default auto)"),
     devices: int = typer.Option(None, help="Devices (processes) to train on. (default 1)"),
@@ -65,12 +70,12 @@ def finetune(
     from galaxymorph.training.finetune_run import finetune as run
 
     options = dict(
-        checkpoint=checkpoint and str(checkpoint), catalogue=catalogue and str(catalogue), out=out and str(out), task=task,
+        checkpoint=checkpoint, catalogue=catalogue and str(catalogue), out=out and str(out), task=task,
         label_col=label_col, schema=schema, classes=classes.split(",") if classes else None,
         class_weights=_class_weights(class_weights), label_smoothing=label_smoothing, regression_loss=loss,
         bounded=bounded, unfreeze=_unfreeze(unfreeze) if unfreeze is not None else None, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, layer_decay=layer_decay, dropout=dropout,
-        patience=patience, val_fraction=val_fraction, seed=seed, image_size=image_size, source_crop=source_crop,
+        patience=patience, val_fraction=val_fraction, seed=seed, preprocessing=preprocessing, image_size=image_size, source_crop=source_crop,
         channels=channels, workers=workers, accelerator=accelerator, devices=devices, precision=precision,
     )
     if config is not None:

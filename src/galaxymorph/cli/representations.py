@@ -13,13 +13,17 @@ __all__ = ["embed", "similar", "anomalies"]
 
 
 def embed(
-    checkpoint: Path = typer.Option(..., help="Training or fine-tuning run (RUN/ or RUN/best/)."),
+    checkpoint: str = typer.Option(..., help="Training or fine-tuning run (RUN/ or RUN/best/), or an encoder alone: "
+                                   "a Hugging Face style timm folder or hf_hub:ORG/NAME."),
     out: Path = typer.Option(..., help="Parquet file: id_str, file_loc, embedding."),
     images: Path = typer.Option(None, help="A folder of images (id_str = file name without suffix)."),
     catalogue: Path = typer.Option(None, "--catalog", help="A catalogue with id_str and file_loc."),
     shards: str = typer.Option(None, help="A shard folder (with manifest.json), or its URL (see docs/training.md)."),
     split: str = typer.Option(None, help="Shards: only this split."),
     pca: int = typer.Option(None, help="Keep only the first K principal components (full features kept beside)."),
+    preprocessing: str = typer.Option(None, help="Encoders alone: galaxymorph | zoobot. (default zoobot for Zoobot's "
+                                       "encoders, else galaxymorph)"),
+    image_size: int = typer.Option(None, help="Encoders alone: model input px. (default 224 zoobot, 64 galaxymorph)"),
     batch_size: int = typer.Option(64, min=1),
     workers: int = typer.Option(0, help="Image-decoding worker processes."),
     accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
@@ -30,7 +34,8 @@ def embed(
     from galaxymorph.representations import embed as run
 
     counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split, pca=pca,
-                 batch_size=batch_size, workers=workers, accelerator=accelerator, devices=devices, precision=precision)
+                 preprocessing=preprocessing, image_size=image_size, batch_size=batch_size, workers=workers,
+                 accelerator=accelerator, devices=devices, precision=precision)
     Console().print(f"{out}: {counts['rows']} galaxies ({counts['new']} new, {counts['errors']} unreadable)")
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["FITS_SUFFIXES", "IMAGE_SUFFIXES", "FitsStretch", "ImageReadError", "check_image", "load_image"]
+__all__ = ["FITS_SUFFIXES", "IMAGE_SUFFIXES", "READERS", "FitsStretch", "ImageReadError", "check_image", "load_image"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", *FITS_SUFFIXES)  # what a folder of images may hold
+READERS = ("galaxymorph", "zoobot")  # how a file becomes stored pixels: see load_image
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
 
 
@@ -104,12 +105,47 @@ def _central_box(width: int, height: int, crop_fraction: float) -> tuple[float, 
     return (left, top, left + side, top + side)
 
 
+def _decode(path: Path, channels: int, stretch: FitsStretch | None, draft: int | None) -> Image.Image:
+    """The whole image as 8-bit 'L' or 'RGB'; a JPEG is decoded at the smallest scale keeping ``draft`` px, if given."""
+    if _is_fits(path):
+        pixels = _fits_pixels(path, stretch or FitsStretch())
+        if channels == 3 and pixels.shape[-1] >= 3:
+            # bands ordered bluest first (g, r, z), shown DECaLS-style: z -> R, r -> G, g -> B
+            return Image.fromarray(np.ascontiguousarray(pixels[..., 2::-1]), "RGB")
+        img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
+        return img if channels == 1 else img.convert("RGB")
+    img = Image.open(path)
+    if img.format == "JPEG" and draft is not None:
+        # libjpeg scales by 1/2..1/8 while decoding
+        img.draft("L" if channels == 1 else "RGB", (draft, draft))
+    return _pil_to_standard(img, channels)
+
+
+def _zoobot_view(img: Image.Image, size: int, crop_fraction: float) -> Image.Image:
+    """What zoobot 2.9 predicts from: galaxy-datasets 0.0.25's ``minimal_view_config``, through the same torchvision calls.
+
+    ``RandomAffine(degrees=0, scale=(z, z))`` (z = 1 / ``crop_fraction``, drawn as a float32 by torch)
+    warps the full-resolution image bilinearly without antialiasing, keeping its size; then
+    ``Resize(size)`` (PIL's antialiased bilinear) and ``CenterCrop(size)``. The pixels stay uint8
+    between steps, as on zoobot's PIL images.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    zoom = float(np.float32(1 / crop_fraction))
+    bilinear = InterpolationMode.BILINEAR
+    img = TF.affine(img, angle=0.0, translate=[0, 0], scale=zoom, shear=[0.0, 0.0], interpolation=bilinear, fill=0)
+    img = TF.resize(img, [size], interpolation=bilinear, antialias=True)
+    return TF.center_crop(img, [size])
+
+
 def load_image(
     path: str | Path,
     size: int,
     channels: int = 3,
     crop_fraction: float = 1.0,
     stretch: FitsStretch | None = None,
+    reader: str = "galaxymorph",
 ) -> np.ndarray:
     """Decode an image, keep its central ``crop_fraction``, resize to ``size``: uint8 (size, size, channels).
 
@@ -119,6 +155,10 @@ def load_image(
     bluest first (g, r, z), become B, G, R. ``channels=1`` gives luminance; a grey image
     asked for 3 channels is repeated. Non-square frames are cropped to a square.
 
+    ``reader="galaxymorph"`` crops and resizes in one antialiased step from a JPEG decoded
+    at reduced scale where that keeps enough pixels; ``reader="zoobot"`` decodes at full
+    resolution and repeats zoobot's two resampling steps exactly (:func:`_zoobot_view`).
+
     Raises:
         ImageReadError: the file is missing or cannot be decoded (message names it).
     """
@@ -126,25 +166,15 @@ def load_image(
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+    if reader not in READERS:
+        raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
     path = Path(path)
     try:
-        if _is_fits(path):
-            pixels = _fits_pixels(path, stretch or FitsStretch())
-            if channels == 3 and pixels.shape[-1] >= 3:
-                # bands ordered bluest first (g, r, z), shown DECaLS-style: z -> R, r -> G, g -> B
-                img = Image.fromarray(np.ascontiguousarray(pixels[..., 2::-1]), "RGB")
-            else:
-                img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
-                img = img if channels == 1 else img.convert("RGB")
+        if reader == "zoobot":
+            img = _zoobot_view(_decode(path, channels, stretch, draft=None), size, crop_fraction)
         else:
-            img = Image.open(path)
-            if img.format == "JPEG":
-                # libjpeg scales by 1/2..1/8 while decoding; keep >= size pixels in the crop
-                wanted = math.ceil(size / crop_fraction)
-                img.draft("L" if channels == 1 else "RGB", (wanted, wanted))
-            img = _pil_to_standard(img, channels)
-        box = _central_box(*img.size, crop_fraction)
-        img = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+            img = _decode(path, channels, stretch, draft=math.ceil(size / crop_fraction))
+            img = img.resize((size, size), Image.Resampling.BILINEAR, box=_central_box(*img.size, crop_fraction))
         array = np.array(img, dtype=np.uint8)  # writable, so torch.from_numpy is safe
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None

@@ -121,7 +121,7 @@ def _check_shard_pixels(shards: str | Path, manifest: dict[str, Any], preprocess
     """Shards hold pixels read one way; a model trained on others would be fed the wrong images."""
     stored = Preprocessing.from_dict(manifest["preprocessing"])
     model = Preprocessing.from_dict(preprocessing)
-    for name in ("stored_size", "source_crop", "channels", "stretch"):
+    for name in ("stored_size", "source_crop", "channels", "stretch", "reader"):
         if getattr(stored, name) != getattr(model, name):
             raise ValueError(
                 f"--shards {shards} hold images with {name}={getattr(stored, name)!r}, but the model was trained on "

@@ -167,7 +167,8 @@ def write_shards(
     plan = _plan(df, seed, val_fraction, test_fraction, shard_size)
     description = {
         "schema": schema.to_dict(),
-        "pixels": {"stored_size": prep.stored_size, "source_crop": prep.source_crop, "channels": prep.channels},
+        "pixels": {"stored_size": prep.stored_size, "source_crop": prep.source_crop, "channels": prep.channels,
+                   **({"reader": prep.reader} if prep.reader != "galaxymorph" else {})},  # plans made before readers still resume
         "stretch": vars(prep.stretch),
         "seed": seed,
         "shards": {

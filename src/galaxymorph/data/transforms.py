@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galaxymorph.data.images import FitsStretch, load_image
+from galaxymorph.data.images import READERS, FitsStretch, load_image
 
-__all__ = ["DIHEDRAL", "Preprocessing", "EvalTransform", "TrainTransform", "dihedral_views", "eval_transform",
-           "train_transform", "to_channels"]
+__all__ = ["DIHEDRAL", "PRESETS", "PRESET_NORMALISATION", "Preprocessing", "EvalTransform", "TrainTransform",
+           "dihedral_views", "eval_transform", "preset_preprocessing", "train_transform", "to_channels"]
 
 _LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 
@@ -46,6 +46,9 @@ class Preprocessing:
             RandomResizedCrop and Zoobot do; 0.5 restores that (up to 15% at zoom 0.7).
         stretch: how FITS fluxes became the stored 0..255 pixels; kept here so that
             prediction, embedding and fine-tuning read FITS files as the shards did.
+        reader: how a file becomes the stored pixels (:func:`galaxymorph.data.images.load_image`):
+            ``"galaxymorph"`` crops and resizes in one antialiased step, ``"zoobot"`` as zoobot
+            2.9 does (see :func:`preset_preprocessing`).
     """
 
     stored_size: int = 128
@@ -56,6 +59,7 @@ class Preprocessing:
     eval_zoom: float | None = None
     train_shift: float = 0.03
     stretch: FitsStretch = FitsStretch()
+    reader: str = "galaxymorph"
 
     def __post_init__(self) -> None:
         if isinstance(self.stretch, dict):  # from plain data
@@ -72,6 +76,8 @@ class Preprocessing:
             raise ValueError(f"train_shift must lie in [0, 0.5] (a fraction of the frame side): {self}")
         if self.stored_size < 1 or self.image_size < 1:
             raise ValueError(f"stored_size and image_size must be positive: {self}")
+        if self.reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, got {self.reader!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (tuples become lists)."""
@@ -90,7 +96,42 @@ class Preprocessing:
 
     def read(self, path: str | Path) -> np.ndarray:
         """One image file as the stored pixels, uint8 (stored_size, stored_size, channels), as shards hold them."""
-        return load_image(path, self.stored_size, self.channels, self.source_crop, self.stretch)
+        return load_image(path, self.stored_size, self.channels, self.source_crop, self.stretch, self.reader)
+
+
+# How each preset's [0, 1] images are normalised before the encoder: (mean, std), or None for what the
+# encoder's own config.json says. Zoobot never normalises: galaxy-datasets' view configs have normalize=False.
+PRESET_NORMALISATION: dict[str, tuple[float, float] | None] = {"galaxymorph": None, "zoobot": (0.0, 1.0)}
+PRESETS = tuple(PRESET_NORMALISATION)
+_ZOOBOT_ZOOM = 1.2  # galaxy-datasets' minimal_view_config: RandomAffine(scale=(1.2, 1.2)), no rotation or shift
+_ZOOBOT_TRAIN_ZOOM = (1.2, 1.4)  # its default_view_config, for training
+
+
+def preset_preprocessing(name: str, image_size: int | None = None, channels: int = 3,
+                         source_crop: float = 1.0) -> Preprocessing:
+    """A named way from image file to model input, for encoders that carry none of their own.
+
+    - ``"galaxymorph"``: the central ``source_crop`` of the frame, stored at ``image_size / 0.75``
+      px so the training zoom-crop keeps detail; ``image_size`` 64 px by default.
+    - ``"zoobot"``: what zoobot 2.9 does before its encoder when it predicts (galaxy-datasets'
+      ``minimal_view_config``), pixel for pixel: the full-resolution image zoomed 1.2x about its
+      centre (a bilinear affine warp), resized (antialiased bilinear) to ``image_size`` (224 px by
+      default, as zoobot), divided by 255, and fed without mean/std normalisation
+      (:data:`PRESET_NORMALISATION`). Fine-tuning crops draw zoobot's training zoom (1.2-1.4x).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preprocessing {name!r}; choose one of {', '.join(PRESETS)}")
+    if name == "galaxymorph":
+        size = image_size or 64
+        # Stored a little larger than the model input so the zoom-crop augmentation keeps detail.
+        return Preprocessing(stored_size=round(size / 0.75), source_crop=source_crop, image_size=size, channels=channels)
+    if source_crop != 1.0:
+        raise ValueError(f"source_crop={source_crop} with the zoobot preprocessing, which always keeps the central "
+                         f"1/{_ZOOBOT_ZOOM} of the frame as zoobot does; drop source_crop")
+    size = image_size or 224
+    low, high = _ZOOBOT_TRAIN_ZOOM
+    return Preprocessing(stored_size=size, source_crop=1 / _ZOOBOT_ZOOM, image_size=size, channels=channels,
+                         train_zoom=(_ZOOBOT_ZOOM / high, _ZOOBOT_ZOOM / low), eval_zoom=1.0, reader="zoobot")
 
 
 def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

@@ -33,12 +33,22 @@ TASKS = ("classification", "regression", "tree")
 FINETUNE_CONFIG_VERSION = 1
 
 
-class PretrainedEncoder:
-    """A loaded encoder and everything needed to rebuild and feed it (plain data in ``config``)."""
+class PretrainedEncoder(EncoderWithHead):
+    """A loaded encoder and everything needed to rebuild and feed it (plain data in ``config``).
+
+    It runs alone too (``features(x)``, no head), so ``embed`` can take an encoder that
+    was never fine-tuned, such as one of Zoobot's.
+    """
 
     def __init__(self, encoder: nn.Module, config: dict[str, Any]) -> None:
+        super().__init__()
         self.encoder = encoder
-        self.config = config
+        self.head = nn.Identity()
+        self.channels_last = bool(config.get("channels_last", True))
+        if self.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+        self._set_input_normalisation(config["input_mean"], config["input_std"])
+        self._config = copy.deepcopy(config)
 
 
 class FinetunedModel(EncoderWithHead):

@@ -102,12 +102,15 @@ def _write_pca(source: Path, out: Path, k: int, seed: int) -> list[float]:
 
 def embed(checkpoint: str | Path | nn.Module, out: str | Path, images_dir: str | Path | None = None,
           catalogue: str | Path | None = None, shards: str | Path | None = None, split: str | None = None,
-          pca: int | None = None, seed: int = 0, run: RunSettings | None = None, rows_per_part: int = 50_000,
-          callbacks: list[Callback] | None = None, **run_options: Any) -> dict[str, int]:
+          pca: int | None = None, preprocessing: str | None = None, image_size: int | None = None, seed: int = 0,
+          run: RunSettings | None = None, rows_per_part: int = 50_000, callbacks: list[Callback] | None = None,
+          **run_options: Any) -> dict[str, int]:
     """Encoder features of every galaxy not yet in the output, then merge (and PCA); returns counts.
 
-    ``checkpoint`` is a training run, a fine-tuning run (either ``RUN/`` or ``RUN/best/``)
-    or a model with ``features`` and ``config["preprocessing"]``. ``run`` (or its fields as
+    ``checkpoint`` is a training run, a fine-tuning run (either ``RUN/`` or ``RUN/best/``),
+    a model with ``features`` and ``config["preprocessing"]``, or an encoder alone (a timm
+    folder or ``hf_hub:ORG/NAME``, prepared by the ``preprocessing`` preset at ``image_size``:
+    :func:`galaxymorph.models.load_encoder`). ``run`` (or its fields as
     keywords) says where and how, as for :func:`galaxymorph.predict.predict`; ``callbacks``
     are extra Lightning callbacks.
 
@@ -115,10 +118,10 @@ def embed(checkpoint: str | Path | nn.Module, out: str | Path, images_dir: str |
         >>> embed("runs/gz2", "emb.parquet", catalogue="galaxies.csv", pca=32)  # doctest: +SKIP
         {'rows': 1000, 'new': 1000, 'errors': 0, 'parts': 1}
     """
-    from galaxymorph.models import load_model
+    from galaxymorph.models import load_features_model
 
     run = RunSettings.of(run, **run_options)
-    model = load_model(checkpoint)
+    model = load_features_model(checkpoint, preprocessing, image_size)
     prep = model.config["preprocessing"]
     records = prediction_records(images_dir, catalogue, shards, split, prep)
     out = claim_output(out)

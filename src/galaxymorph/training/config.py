@@ -47,7 +47,7 @@ class TrainConfig(FitSettings):
     shards: str
     out: str
     arch: str = "efficientnet_b0"
-    init: str | None = None  # start the encoder from a galaxymorph run or a Hugging Face style timm folder
+    init: str | None = None  # start the encoder from a galaxymorph run, a Hugging Face style timm folder or hf_hub:ORG/NAME
     size: int | None = None  # model input px; None: the shards' preprocessing image_size
     channels: int | None = None  # None: the shards' channels
     train_shift: float | None = None  # largest training-crop offset, fraction of the frame (0.5: anywhere); None: the shards' (0.03)
@@ -93,7 +93,7 @@ FINETUNE_CONFIG_FILE = "finetune_config.yaml"
 class FinetuneConfig(FitSettings):
     """Everything a fine-tuning run needs (a YAML file with these keys can hold any of them)."""
 
-    checkpoint: str  # galaxymorph RUN/ or RUN/best/, or a Hugging Face style timm folder
+    checkpoint: str  # galaxymorph RUN/ or RUN/best/, a Hugging Face style timm folder, or hf_hub:ORG/NAME
     catalogue: str  # id_str, file_loc, and the label column (or the tree's vote columns)
     out: str
     task: str = "classification"  # classification | regression | tree
@@ -109,7 +109,8 @@ class FinetuneConfig(FitSettings):
     head_lr: float | None = None  # learning rate of the head-only stage (default: lr)
     layer_decay: float = 0.75
     val_fraction: float = 0.2
-    # Only for timm folders, which carry no galaxymorph preprocessing:
+    # Only for timm folders and hub names, which carry no galaxymorph preprocessing:
+    preprocessing: str | None = None  # galaxymorph | zoobot (default zoobot for hf_hub:mwalmsley/zoobot-encoder-*)
     image_size: int = 64
     source_crop: float = 1.0
     channels: int | None = None

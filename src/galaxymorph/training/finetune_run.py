@@ -67,17 +67,6 @@ def class_weights(setting: str | list[float] | None, targets: torch.Tensor, n_cl
     return torch.tensor(setting, dtype=torch.float32)
 
 
-def _preprocessing(pretrained: PretrainedEncoder, config: FinetuneConfig) -> dict[str, Any]:
-    """The encoder's own preprocessing, or one from the settings for a timm folder."""
-    if pretrained.config["preprocessing"] is not None:
-        return pretrained.config["preprocessing"]
-    # Stored a little larger than the model input so the zoom-crop augmentation keeps detail.
-    stored = int(round(config.image_size / 0.75))
-    return Preprocessing(
-        stored_size=stored, source_crop=config.source_crop, image_size=config.image_size, channels=pretrained.config["channels"]
-    ).to_dict()
-
-
 def build_model(pretrained: PretrainedEncoder, config: FinetuneConfig, classes: list[str] | None) -> FinetunedModel:
     """The encoder with a new head for ``config.task``."""
     return FinetunedModel.create(
@@ -88,7 +77,6 @@ def build_model(pretrained: PretrainedEncoder, config: FinetuneConfig, classes: 
         bounded=config.bounded,
         schema=get_schema(config.schema) if config.task == "tree" else None,
         target=config.label_col,
-        preprocessing=_preprocessing(pretrained, config),
     )
 
 
@@ -168,8 +156,9 @@ def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path
     """
     config.validate()
     claim_run(config, FINETUNE_CONFIG_FILE)  # before the data is read, not only in fit()
-    pretrained = load_encoder(config.checkpoint, channels=config.channels)
-    prep = _preprocessing(pretrained, config)
+    pretrained = load_encoder(config.checkpoint, config.channels, config.preprocessing, config.image_size,
+                              config.source_crop)
+    prep = pretrained.config["preprocessing"]
     if data is None:
         schema = get_schema(config.schema) if config.task == "tree" else None
         data = load_labelled(config.catalogue, config.task, prep, config.label_col, schema, config.classes,
