@@ -89,9 +89,24 @@ def test_fits_hdus_cubes_and_nans(tmp_path, layout):
     else:
         hdus = fits.HDUList([fits.PrimaryHDU(np.stack([plane, plane, plane], axis=-1))])
     hdus.writeto(tmp_path / "g.fits")
-    out = load_image(tmp_path / "g.fits", 10, channels=3)
-    assert out.shape == (10, 10, 3) and out.dtype == np.uint8 and out.max() > 100
+    channels = 1 if layout == "primary-2d" else 3  # one band makes one channel (see the band rule below)
+    out = load_image(tmp_path / "g.fits", 10, channels=channels)
+    assert out.shape == (10, 10, channels) and out.dtype == np.uint8 and out.max() > 100
     assert check_image(tmp_path / "g.fits") is None
+
+
+@pytest.mark.parametrize("data, reason", [
+    (np.ones((20, 20)), "1 band(s), but 3 channels are made from exactly 3 bands"),
+    (np.ones((5, 20, 20)), "5 band(s), but 3 channels are made from exactly 3 bands"),
+    (np.full((3, 20, 20), np.nan), "no finite pixel (all NaN or infinite)"),
+])
+def test_fits_of_another_band_count_or_without_a_finite_pixel_is_refused_naming_the_file(tmp_path, data, reason):
+    fits.PrimaryHDU(data.astype(np.float32)).writeto(tmp_path / "g.fits")
+    with pytest.raises(ImageReadError, match=re.escape(f"{tmp_path / 'g.fits'}: {reason}")):
+        load_image(tmp_path / "g.fits", 10, channels=3)
+    if "band" in reason:  # one channel is the mean of any number of bands; a picture for people takes what there is
+        assert load_image(tmp_path / "g.fits", 10, channels=1).shape == (10, 10, 1)
+        assert load_image(tmp_path / "g.fits", 10, channels=3, any_bands=True).shape == (10, 10, 3)
 
 
 def test_fits_stretches_differ_and_validate():
@@ -200,7 +215,11 @@ def test_missing_columns_name_the_closest(tmp_path):
     with pytest.raises(CatalogueError) as err:
         read_catalogue(cat, "gz2", root=tmp_path)
     message = str(err.value)
-    assert "2 required column(s)" in message and "bar_yes: closest existing ['bar_yess'" in message and "id_str" in message
+    report = tmp_path / "catalogue.problems.csv"
+    assert "lacks 2 required column(s): id_str: closest existing ['id'] (and 1 more, all listed in " in message
+    assert str(report) in message and "\n" not in message
+    listed = pd.read_csv(report)["reason"].tolist()
+    assert listed == ["missing column id_str: closest existing ['id']", "missing column bar_yes: closest existing ['bar_yess', 'bar_no']"]
 
 
 def _broken_catalogue(tmp_path: Path) -> pd.DataFrame:
@@ -234,7 +253,8 @@ def test_every_bad_row_is_reported_with_id_and_reason(tmp_path):
         read_catalogue(tmp_path / "cat.csv", "gz2")
     message = str(err.value)
     report = tmp_path / "cat.problems.csv"
-    assert message.startswith("7 of 12 rows") and str(report) in message and "on_error='skip'" in message
+    assert "row 3 id_str=J003.5+1: bar_yes = -1 is negative (7 problem(s) in 7 of 12 rows, all listed in " in message
+    assert str(report) in message and "on_error='skip'" in message and "\n" not in message
     lines = pd.read_csv(report, dtype={"id_str": str})
     assert sorted(lines["row"]) == sorted(EXPECTED_REASONS)
     for row, reason in EXPECTED_REASONS.items():
@@ -244,7 +264,7 @@ def test_every_bad_row_is_reported_with_id_and_reason(tmp_path):
 
 def test_skip_drops_exactly_the_bad_rows_and_says_so(tmp_path):
     cat = _broken_catalogue(tmp_path)
-    with pytest.warns(CatalogueWarning, match="skipped 7 of 12 rows"):
+    with pytest.warns(CatalogueWarning, match=r"skipped 7 rows: .* in 7 of 12 rows, all listed in "):
         df = read_catalogue(cat, "gz2", on_error="skip", root=tmp_path, report_path=tmp_path / "r.csv")
     kept = [i for i in range(12) if i not in EXPECTED_REASONS]
     assert df["id_str"].tolist() == cat.loc[kept, "id_str"].tolist()

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 import webdataset as wds
+from PIL import Image
 from test_data import SCHEMA, make_catalogue
 from typer.testing import CliRunner
 
@@ -136,6 +137,35 @@ def test_images_that_fail_to_decode_raise_or_are_listed(tmp_path):
     assert "J000.5+1" in (tmp_path / "s" / "skipped.csv").read_text()
 
 
+def _jpeg(path, seed: int, truncated: bool) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    path.write_bytes(data[: len(data) // 2] if truncated else data)
+
+
+def test_raise_mode_lists_every_undecodable_image_at_once_and_keeps_the_shards_without_them(tmp_path):
+    cat = make_catalogue(tmp_path, n=12)
+    for row in (2, 9):  # truncated JPEGs: their headers parse, so only decoding finds them
+        _jpeg(tmp_path / "images" / f"g{row}.jpg", row, truncated=True)
+        cat.loc[row, "file_loc"] = f"images/g{row}.jpg"
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    args = dict(schema="gz2", out_dir=tmp_path / "s", preprocessing=PREP, shard_size=2, workers=1, progress=False)
+    with pytest.raises(CatalogueError) as err:
+        write_shards(tmp_path / "cat.csv", **args)
+    report = tmp_path / "s" / "catalogue.problems.csv"
+    assert f"(2 image(s) could not be decoded, all listed in {report})" in str(err.value) and "\n" not in str(err.value)
+    assert sorted(pd.read_csv(report)["row"]) == [2, 9]
+    kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("*.tar")}
+    assert 0 < len(kept) < 6  # 6 shards of 2 in all: those holding a bad image are not written
+    for row in (2, 9):
+        _jpeg(tmp_path / "images" / f"g{row}.jpg", row, truncated=False)
+    manifest = write_shards(tmp_path / "cat.csv", **args)
+    assert sum(s["count"] for s in manifest["splits"].values()) == 12
+    assert {name: (tmp_path / "s" / name).stat().st_mtime_ns for name in kept} == kept
+
+
 def test_catalogue_datamodule_and_transform_by_stage(tmp_path):
     cat = make_catalogue(tmp_path, n=20)
     cat.to_csv(tmp_path / "cat.csv", index=False)
@@ -200,7 +230,8 @@ def test_cli_reports_catalogue_errors_in_one_line_per_problem(tmp_path):
     cat.to_csv(tmp_path / "cat.csv", index=False)
     result = CliRunner().invoke(app, ["shard", "--catalog", str(tmp_path / "cat.csv"), "--schema", "gz2", "--out", str(tmp_path / "s")])
     assert result.exit_code == 2
-    assert "id_str=J001.5+1: bar_yes = -3 is negative" in result.output
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert "row 1 id_str=J001.5+1: " in result.output and str(tmp_path / "s" / "catalogue.problems.csv") in result.output
     assert "bar_yes = -3 is negative" in (tmp_path / "s" / "catalogue.problems.csv").read_text()
 
 

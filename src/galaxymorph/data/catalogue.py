@@ -23,12 +23,11 @@ from galaxymorph.data.images import check_image
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = [
-    "CatalogueError", "CatalogueWarning", "check_votes", "read_catalogue", "read_table", "resolve_paths", "unique_ids",
-    "vote_columns",
+    "CatalogueError", "CatalogueWarning", "check_votes", "image_files", "read_catalogue", "read_table", "resolve_paths",
+    "unique_ids", "vote_columns",
 ]
 
 REQUIRED = ("id_str", "file_loc")
-_SHOWN = 5
 
 
 class CatalogueError(ValueError):
@@ -62,11 +61,27 @@ def read_table(catalogue: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path
         raise CatalogueError(f"{path}: unknown catalogue format {path.suffix!r}; use .csv or .parquet")
     try:
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path), path
-        return pd.read_csv(path, dtype={"id_str": str, "file_loc": str}, keep_default_na=True), path
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype={"id_str": str, "file_loc": str}, keep_default_na=True)
     except ValueError as err:  # pandas' ParserError and EmptyDataError, pyarrow's ArrowInvalid
         kind = "Parquet" if "parquet" in suffix or suffix == ".pq" else "CSV"
         raise CatalogueError(f"{path}: cannot read it as a {kind} table ({err})") from None
+    _check_delimiter(table, path)
+    if table.empty:
+        raise CatalogueError(f"{path} has no galaxies (column names but no rows); give a catalogue with at least one row")
+    return table, path
+
+
+def _check_delimiter(table: pd.DataFrame, path: Path) -> None:
+    """A CSV saved with ``;`` or tabs reads as one column whose name holds all the others: say so, not "no column"."""
+    if len(table.columns) != 1:
+        return
+    header = str(table.columns[0])
+    separator = next((name for sign, name in ((";", "';'"), ("\t", "tabs")) if sign in header), None)
+    if separator:
+        raise CatalogueError(f"{path}: its columns are separated by {separator}, not commas (one column "
+                             f"{header[:40]!r}...); save it as comma-separated CSV, or as Parquet")
 
 
 def unique_ids(df: pd.DataFrame, name: str) -> pd.Series:
@@ -85,30 +100,50 @@ def check_votes(df: pd.DataFrame, schema: Schema, name: str) -> None:
 
 def _refuse(problems: dict[int, list[str]], ids: pd.Series, name: str, rule: str) -> None:
     if problems:
-        row = min(problems)
-        more = f" ({len(problems)} rows in all)" if len(problems) > 1 else ""
+        rows = sorted(problems)
+        row, shown = rows[0], ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        more = f" ({len(rows)} rows in all: {shown})" if len(rows) > 1 else ""
         raise CatalogueError(f"{name}: row {row} id_str={ids[row]}: {problems[row][0]}{more}; {rule}")
 
 
-def _check_columns(df: pd.DataFrame, wanted: list[str], name: str) -> None:
+def _check_columns(df: pd.DataFrame, wanted: list[str], name: str, report_path: Path | None = None) -> None:
+    """Refuse missing columns in one line: the first, with the closest existing names; every one in ``report_path``."""
     missing = [c for c in wanted if c not in df.columns]
     if not missing:
         return
     have = [str(c) for c in df.columns]
     hints = []
-    for col in missing[:_SHOWN]:
+    for col in missing:
         close = difflib.get_close_matches(col, have, n=3, cutoff=0.5)
-        hints.append(f"  {col}: closest existing {close}" if close else f"  {col}: no similar column")
-    more = f"\n  ... and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+        hints.append(f"{col}: " + (f"closest existing {close}" if close else "no similar column"))
+    more = ""
+    if len(missing) > 1:
+        more = f" (and {len(missing) - 1} more"
+        if report_path is not None:
+            write_report([("", "", f"missing column {hint}") for hint in hints], report_path)
+            more += f", all listed in {report_path}"
+        more += ")"
     raise CatalogueError(
-        f"catalogue {name} lacks {len(missing)} required column(s):\n" + "\n".join(hints) + more
-        + "\nRename the columns (vote columns are '<question>_<answer>', see `galaxymorph schemas show`)."
+        f"catalogue {name} lacks {len(missing)} required column(s): {hints[0]}{more}; rename the columns "
+        "(vote columns are '<question>_<answer>', see `galaxymorph schemas show`)"
     )
 
 
 def resolve_paths(file_loc: pd.Series, root: Path) -> pd.Series:
-    """Relative ``file_loc`` values are taken relative to ``root`` (the catalogue's folder)."""
-    return file_loc.map(lambda p: str(p if Path(p).is_absolute() else root / p))
+    """Relative ``file_loc`` values are taken relative to ``root`` (the catalogue's folder); blank ones are None."""
+    return file_loc.map(lambda p: None if pd.isna(p) or not str(p).strip()
+                        else str(p if Path(str(p)).is_absolute() else root / str(p)))
+
+
+def image_files(frame: pd.DataFrame, root: Path, name: str) -> list[tuple[str, str]]:
+    """(id_str, absolute image path) per row of a table with both columns; an empty or repeated id, or an
+    empty ``file_loc``, is refused naming the row."""
+    frame = frame.reset_index(drop=True)
+    ids = unique_ids(frame, name)
+    paths = resolve_paths(frame["file_loc"], root)
+    _refuse({i: ["file_loc is empty"] for i in np.flatnonzero(paths.isna())}, ids, name,
+            "every galaxy needs the path of its image file")
+    return list(zip(ids, paths))
 
 
 def _vote_problems(df: pd.DataFrame, schema: Schema) -> dict[int, list[str]]:
@@ -196,15 +231,15 @@ def read_catalogue(
     schema = get_schema(schema) if isinstance(schema, str) else schema
     df, path = read_table(catalogue)
     name = str(path) if path else "(DataFrame)"
-    _check_columns(df, [*REQUIRED, *vote_columns(schema)], name)
     root = Path(root) if root is not None else (path.parent if path else Path.cwd())
     if report_path is None:
         report_path = path.with_name(path.stem + ".problems.csv") if path else root / "catalogue.problems.csv"
     report_path = Path(report_path)
+    _check_columns(df, [*REQUIRED, *vote_columns(schema)], name, report_path)
 
     df = df.reset_index(drop=True)
     df["id_str"] = df["id_str"].map(lambda v: v if pd.isna(v) else str(v))
-    df["file_loc"] = resolve_paths(df["file_loc"].astype(str), root).where(df["file_loc"].notna(), None)
+    df["file_loc"] = resolve_paths(df["file_loc"], root)
 
     found: dict[int, list[str]] = {}
     checks = [_id_problems(df["id_str"]), _vote_problems(df, schema)]
@@ -217,15 +252,13 @@ def read_catalogue(
     if found:
         lines = [(i, str(df.at[i, "id_str"]), reason) for i in sorted(found) for reason in found[i]]
         write_report(lines, report_path)
-        shown = "\n".join(f"  row {i} id_str={ident}: {reason}" for i, ident, reason in lines[:_SHOWN])
-        more = f"\n  ... {len(lines) - _SHOWN} more" if len(lines) > _SHOWN else ""
-        summary = f"{len(found)} of {len(df)} rows of catalogue {name} have problems ({len(lines)} in all):\n{shown}{more}"
+        first, ident, reason = lines[0]
+        summary = (f"catalogue {name}: row {first} id_str={ident}: {reason} ({len(lines)} problem(s) in "
+                   f"{len(found)} of {len(df)} rows, all listed in {report_path})")
         if on_error == "raise":
-            raise CatalogueError(
-                f"{summary}\nFull list: {report_path}. Fix those rows, or skip them with on_error='skip' "
-                "(--on-error skip); skipped rows stay listed in the report."
-            )
-        warnings.warn(f"skipped {summary}\nFull list: {report_path}", CatalogueWarning, stacklevel=2)
+            raise CatalogueError(f"{summary}; fix those rows, or skip them with on_error='skip' (--on-error skip), "
+                                 "which keeps them listed")
+        warnings.warn(f"skipped {len(found)} rows: {summary}", CatalogueWarning, stacklevel=2)
         df = df.drop(index=sorted(found)).reset_index(drop=True)
         df.attrs["skipped"] = [{"row": i, "id_str": ident, "reason": reason} for i, ident, reason in lines]
 

@@ -81,7 +81,25 @@ def _fits_pixels(path: Path, stretch: FitsStretch) -> np.ndarray:
             data = np.moveaxis(data, 0, -1)
     else:
         raise ValueError(f"image data has {data.ndim} dimensions after squeezing; expected 2 or 3")
+    if not np.isfinite(data).any():
+        raise ImageReadError(f"{path}: no finite pixel (all NaN or infinite): nothing to see")
     return stretch.apply(data)
+
+
+def _fits_image(path: Path, channels: int, stretch: FitsStretch, any_bands: bool) -> Image.Image:
+    """The FITS band rule (see :func:`load_image`) as an 'L' or 'RGB' image."""
+    pixels = _fits_pixels(path, stretch)
+    bands = pixels.shape[-1]
+    if channels == 3 and bands != 3 and not any_bands:
+        raise ImageReadError(
+            f"{path}: {bands} band(s), but 3 channels are made from exactly 3 bands (bluest first, e.g. g, r, z); "
+            "write those 3 into the file, or use 1 channel (--channels 1: the mean of the bands)"
+        )
+    if channels == 3 and bands >= 3:
+        # bands ordered bluest first (g, r, z), shown DECaLS-style: z -> R, r -> G, g -> B
+        return Image.fromarray(np.ascontiguousarray(pixels[..., 2::-1]), "RGB")
+    img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
+    return img if channels == 1 else img.convert("RGB")
 
 
 def _pil_to_standard(img: Image.Image, channels: int) -> Image.Image:
@@ -105,15 +123,11 @@ def _central_box(width: int, height: int, crop_fraction: float) -> tuple[float, 
     return (left, top, left + side, top + side)
 
 
-def _decode(path: Path, channels: int, stretch: FitsStretch | None, draft: int | None) -> Image.Image:
+def _decode(path: Path, channels: int, stretch: FitsStretch | None, draft: int | None,
+            any_bands: bool = False) -> Image.Image:
     """The whole image as 8-bit 'L' or 'RGB'; a JPEG is decoded at the smallest scale keeping ``draft`` px, if given."""
     if _is_fits(path):
-        pixels = _fits_pixels(path, stretch or FitsStretch())
-        if channels == 3 and pixels.shape[-1] >= 3:
-            # bands ordered bluest first (g, r, z), shown DECaLS-style: z -> R, r -> G, g -> B
-            return Image.fromarray(np.ascontiguousarray(pixels[..., 2::-1]), "RGB")
-        img = Image.fromarray(np.round(pixels.mean(axis=-1)).astype(np.uint8), "L")
-        return img if channels == 1 else img.convert("RGB")
+        return _fits_image(path, channels, stretch or FitsStretch(), any_bands)
     img = Image.open(path)
     if img.format == "JPEG" and draft is not None:
         # libjpeg scales by 1/2..1/8 while decoding
@@ -146,21 +160,26 @@ def load_image(
     crop_fraction: float = 1.0,
     stretch: FitsStretch | None = None,
     reader: str = "galaxymorph",
+    any_bands: bool = False,
 ) -> np.ndarray:
     """Decode an image, keep its central ``crop_fraction``, resize to ``size``: uint8 (size, size, channels).
 
-    Handles PNG/JPEG in any mode (grey, RGB, RGBA, palette, 16-bit) and FITS
-    (first HDU with data, 2-D or band cube in either axis order, NaNs) with
-    ``stretch`` (default arcsinh); the first three bands of a cube, taken as ordered
-    bluest first (g, r, z), become B, G, R. ``channels=1`` gives luminance; a grey image
-    asked for 3 channels is repeated. Non-square frames are cropped to a square.
+    Handles PNG/JPEG in any mode (grey, RGB, RGBA, palette, 16-bit; ``channels=1`` gives
+    luminance, a grey picture asked for 3 channels is repeated) and FITS (first HDU with
+    data, 2-D or band cube in either axis order, NaN pixels black) with ``stretch``
+    (default arcsinh). FITS bands are data, not a picture, so they follow one rule:
+    3 channels come from exactly 3 bands, taken as ordered bluest first (g, r, z ->
+    B, G, R), 1 channel is the mean of every band; a file with another band count for
+    3 channels (a 2-D image, 5 bands), or without a finite pixel, is refused.
+    ``any_bands`` relaxes the band rule for pictures shown to people (grey from one
+    band, the first three of more). Non-square frames are cropped to a square.
 
     ``reader="galaxymorph"`` crops and resizes in one antialiased step from a JPEG decoded
     at reduced scale where that keeps enough pixels; ``reader="zoobot"`` decodes at full
     resolution and repeats zoobot's two resampling steps exactly (:func:`_zoobot_view`).
 
     Raises:
-        ImageReadError: the file is missing or cannot be decoded (message names it).
+        ImageReadError: the file is missing, breaks the FITS rule or cannot be decoded (message names it).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -171,9 +190,9 @@ def load_image(
     path = Path(path)
     try:
         if reader == "zoobot":
-            img = _zoobot_view(_decode(path, channels, stretch, draft=None), size, crop_fraction)
+            img = _zoobot_view(_decode(path, channels, stretch, None, any_bands), size, crop_fraction)
         else:
-            img = _decode(path, channels, stretch, draft=math.ceil(size / crop_fraction))
+            img = _decode(path, channels, stretch, math.ceil(size / crop_fraction), any_bands)
             img = img.resize((size, size), Image.Resampling.BILINEAR, box=_central_box(*img.size, crop_fraction))
         array = np.array(img, dtype=np.uint8)  # writable, so torch.from_numpy is safe
     except FileNotFoundError:
@@ -186,12 +205,15 @@ def load_image(
 
 
 def check_image(path: str | Path) -> str | None:
-    """Cheap readability check (exists, header parses); returns the problem or None.
+    """Cheap readability check (a file, header parses, PNG chunks complete); returns the problem or None.
 
     Used when validating a catalogue: a full decode of every image happens once,
-    later, while sharding.
+    later, while sharding. PIL's ``verify`` reads a PNG's chunks and checksums without
+    inflating them, so a truncated PNG is found here with the other bad rows.
     """
     path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder, not an image file"
     if not path.is_file():
         return f"image file not found: {path}"
     try:
@@ -205,6 +227,7 @@ def check_image(path: str | Path) -> str | None:
             with Image.open(path) as img:
                 if img.width < 1 or img.height < 1:
                     return f"image has no pixels: {path}"
+                img.verify()
     except Exception as err:  # any parser failure means "unreadable"
         return f"unreadable image {path} ({type(err).__name__}: {err})"
     return None

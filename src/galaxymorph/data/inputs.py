@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from galaxymorph.data.catalogue import read_table, resolve_paths, unique_ids
+from galaxymorph.data.catalogue import image_files, read_table
 from galaxymorph.data.images import IMAGE_SUFFIXES
 from galaxymorph.data.shards import decode_sample, read_manifest, shard_files
 from galaxymorph.data.transforms import Preprocessing
@@ -39,16 +39,17 @@ Record = tuple[str, Any]  # (id_str, image path, uint8 array (H, W, C) or raw sh
 
 
 def catalogue_records(catalogue: str | Path | pd.DataFrame, root: str | Path | None = None) -> list[Record]:
-    """(id_str, absolute image path) from a catalogue; relative ``file_loc`` is relative to its folder."""
-    if isinstance(catalogue, pd.DataFrame):
-        frame, base, name = catalogue, Path(root or Path.cwd()), "catalogue"
-    else:
-        frame, path = read_table(catalogue)
-        base, name = Path(root) if root else path.parent, str(path)
+    """(id_str, absolute image path) from a catalogue; relative ``file_loc`` is relative to its folder.
+
+    An empty catalogue, or a row without an id or an image path, is refused naming the row.
+    """
+    frame, path = read_table(catalogue)
+    base = Path(root) if root else (path.parent if path else Path.cwd())
+    name = str(path) if path else "catalogue"
     missing = sorted({"id_str", "file_loc"} - set(frame.columns))
     if missing:
         raise ValueError(f"{name} has no column(s) {missing}; it needs id_str and file_loc (image path) per galaxy")
-    return list(zip(unique_ids(frame, name), resolve_paths(frame["file_loc"].astype(str), base)))
+    return image_files(frame, base, name)
 
 
 def image_paths(frame: pd.DataFrame, catalogue: str | Path | None = None) -> list[str | None]:
@@ -141,7 +142,8 @@ def prediction_records(images_dir: str | Path | None, catalogue: str | Path | No
                        split: str | None, preprocessing: dict[str, Any]) -> Records:
     """The galaxies to predict or embed: exactly one of a folder of images, a catalogue or shards.
 
-    Returns a picklable callable (spawned processes and loader workers call it).
+    Returns a picklable callable (spawned processes and loader workers call it). An input
+    without galaxies is refused here, before any output is claimed: there is nothing to write.
     """
     given = [x for x in (images_dir, catalogue, shards) if x is not None]
     if len(given) != 1:
@@ -149,10 +151,15 @@ def prediction_records(images_dir: str | Path | None, catalogue: str | Path | No
     if images_dir is not None:
         return Records(listed=directory_records(images_dir))
     if catalogue is not None:
-        return Records(listed=catalogue_records(catalogue))
-    manifest = read_manifest(shards)  # once: the records carry what they need to every process and worker
-    _check_shard_pixels(shards, manifest, preprocessing)
-    return Records.from_shards(shards, split, manifest)
+        records = Records(listed=catalogue_records(catalogue))
+    else:
+        manifest = read_manifest(shards)  # once: the records carry what they need to every process and worker
+        _check_shard_pixels(shards, manifest, preprocessing)
+        records = Records.from_shards(shards, split, manifest)
+    if not (records.listed or records.shards):
+        where = f"--catalog {catalogue}" if catalogue is not None else f"--shards {shards}" + (f" --split {split}" if split else "")
+        raise ValueError(f"{where} holds no galaxies: nothing to predict or embed")
+    return records
 
 
 ShardFile = tuple[str, int]  # (path or URL of a non-empty shard, its galaxies), from the manifest

@@ -94,7 +94,8 @@ def read_labels(
     if missing:
         raise CatalogueError(f"catalogue lacks column(s) {missing}; it has {list(frame.columns)[:12]}")
     frame["id_str"] = frame["id_str"].astype(str)
-    frame["file_loc"] = resolve_paths(frame["file_loc"].astype(str), root)
+    frame["file_loc"] = resolve_paths(frame["file_loc"], root)
+    _bad_rows(frame, frame["file_loc"].isna().to_numpy(), "have no file_loc", "give each galaxy its image file")
     _bad_rows(frame, frame["id_str"].duplicated().to_numpy(), "repeat an id_str", "ids must be unique")
     labels = frame[label_col]
     _bad_rows(frame, labels.isna().to_numpy(), f"have no {label_col!r}", "label them or remove those rows")

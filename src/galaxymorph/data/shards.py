@@ -162,8 +162,9 @@ def write_shards(
     prep = preprocessing or Preprocessing()
     out = Path(out_dir)
     claim_folder(out, "plan.json", own_files=(PROBLEMS_FILE,))
-    out.mkdir(parents=True, exist_ok=True)
     df = read_catalogue(catalogue, schema, on_error=on_error, report_path=out / PROBLEMS_FILE)
+    if df.empty:  # on_error="skip" left nothing
+        raise CatalogueError(f"every row of {catalogue} has a problem (listed in {out / PROBLEMS_FILE}): nothing to shard")
     plan = _plan(df, seed, val_fraction, test_fraction, shard_size)
     description = {
         "schema": schema.to_dict(),
@@ -177,6 +178,7 @@ def write_shards(
             for i, rows in enumerate(shards)
         },
     }
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused catalogue or setting leaves no empty --out
     _check_plan(out, description, overwrite)
     for tmp in [*_own_files(out, ".tmp"), *out.glob("manifest.json.tmp"), *out.glob("plan.json.tmp")]:
         tmp.unlink()  # leftovers of a killed run
@@ -199,32 +201,40 @@ def _write_todo(df, schema, out, prep, todo, workers, on_error, progress) -> Non
         return
     bar = Progress(TextColumn("sharding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress)
     pool = _pool(workers) if workers > 1 else None
+    failed: list[tuple[int, str, str]] = []
     try:
         decoded: Iterator = pool.imap(_decode_job, jobs, chunksize=8) if pool else map(_decode_job, jobs)
         with bar:
             task = bar.add_task("images", total=len(jobs))
             for split, index, rows in todo:
-                _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task)
+                failed += _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task)
     finally:
         if pool:
             pool.terminate()
+    if failed:
+        write_report(failed, out / PROBLEMS_FILE)
+        row, id_str, reason = failed[0]
+        raise CatalogueError(
+            f"row {row} id_str={id_str}: {reason} ({len(failed)} image(s) could not be decoded, all listed in "
+            f"{out / PROBLEMS_FILE}); fix or remove them, or pass on_error='skip' (--on-error skip) to leave them "
+            "out; the shards without them are kept, so the same command resumes"
+        )
 
 
-def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task) -> None:
+def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task) -> list[tuple[int, str, str]]:
+    """Write one shard; returns its undecodable rows when ``on_error`` is "raise" (the shard is then not kept).
+
+    Raise mode decodes on to the end, so that every undecodable image is listed at once.
+    """
     name = _shard_name(split, index)
     tmp = out / (name + ".tmp")
-    skipped, count = [], 0
+    skipped, failed, count = [], [], 0
     with wds.TarWriter(str(tmp), encoder=False, mtime=0) as sink:  # fixed mtime: byte-identical re-runs
         for r in rows:
             pixels, error = next(decoded)
             bar.advance(task)
             if error:
-                if on_error == "raise":
-                    raise CatalogueError(
-                        f"id_str={ids[r]}: {error}\nFix or remove that image, or pass on_error='skip' "
-                        "(--on-error skip) to leave it out (it will be listed in the manifest)."
-                    )
-                skipped.append({"id_str": ids[r], "reason": error})
+                (failed if on_error == "raise" else skipped).append((int(r), ids[r], error))
                 continue
             sink.write({
                 "__key__": f"{count:06d}",
@@ -233,9 +243,13 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
                 "id.txt": ids[r].encode(),
             })
             count += 1
-    record = {"count": count, "sha256": file_sha256(tmp), "skipped": skipped}
+    if failed:
+        tmp.unlink()
+        return failed
+    record = {"count": count, "sha256": file_sha256(tmp), "skipped": [{"id_str": i, "reason": e} for _, i, e in skipped]}
     _atomic_write_text(out / name.replace(".tar", ".json"), json.dumps(record))
     os.replace(tmp, out / name)
+    return []
 
 
 def _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fraction) -> dict[str, Any]:
@@ -321,10 +335,14 @@ def shard_paths(shard_dir: str | Path, split: str, manifest: dict[str, Any] | No
 
 def check_shards_per_process(split: str, shards: int, world: int) -> None:
     """Splits are shared between processes by whole shards: one without a shard would wait forever or train on nothing."""
+    if shards == 0:  # no --shard-size can help: the split holds no galaxy
+        larger = {"train": "smaller --val-fraction and --test-fraction"}.get(split, f"a larger --{split}-fraction")
+        raise ValueError(f"the {split} split has no galaxies: shard a catalogue with more galaxies, or with {larger}")
     if shards < world:
         raise ValueError(
             f"the {split} split has {shards} shard(s) for {world} processes; remake the shards with a "
-            f"smaller --shard-size (each process needs at least one) or use fewer --devices"
+            f"smaller --shard-size (each process needs at least one, so the split at least {world} galaxies) "
+            "or use fewer --devices"
         )
 
 

@@ -148,7 +148,8 @@ def _shard_datamodule(config: TrainConfig) -> L.LightningDataModule:
         )
     manifest = read_manifest(shards)
     _check_schema(config, Schema.from_dict(manifest["schema"]))
-    check_shards_per_process("val", len(shard_paths(shards, "val", manifest)), config.devices * config.num_nodes)
+    for split in ("val", "train"):  # before the run folder is claimed
+        check_shards_per_process(split, len(shard_paths(shards, split, manifest)), config.devices * config.num_nodes)
     stored = Preprocessing.from_dict(manifest["preprocessing"])
     size = config.size or stored.image_size
     if size > stored.stored_size:
