@@ -139,13 +139,20 @@ def acquisition_scores(
 def rank_predictions(
     predictions: str | Path, top: int, volunteers: int = 40, questions: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """The ``top`` most informative galaxies of a predictions file: rank, id_str, file_loc, score, mi:<question>."""
+    """The ``top`` most informative galaxies of a predictions file: rank, id_str, file_loc, score, mi:<question>.
+
+    Predictions with one sample per galaxy (``--samples 1``) are refused: they cannot be ranked.
+    """
     from galaxymorph.predict import read_concentrations, read_predictions
 
     if top < 1:
         raise ValueError(f"--top must be at least 1, got {top}")
     frame, schema, _ = read_predictions(predictions)
-    scores = acquisition_scores(read_concentrations(frame, schema), schema, volunteers, questions)
+    concentrations = read_concentrations(frame, schema)
+    if concentrations.shape[2] < 2:  # every score would be 0: a queue in file order, not by information
+        raise ValueError(f"{predictions} holds one posterior sample per galaxy, and BALD ranks by how samples "
+                         "disagree; predict with --samples 5 (or more, or --tta) and rank those")
+    scores = acquisition_scores(concentrations, schema, volunteers, questions)
     scores.insert(0, "file_loc", frame["file_loc"].to_numpy())
     scores.insert(0, "id_str", frame["id_str"].to_numpy())
     queue = scores.sort_values("score", ascending=False, kind="stable").head(top).reset_index(drop=True)

@@ -259,8 +259,11 @@ def _texts(table: dict[str, Any], key: str, index: int, default: list[str] | Non
 
 
 def _unknown(kind: str, name: str, choices: Iterable[str]) -> str:
-    hint = difflib.get_close_matches(name, list(choices), n=3)
-    return f"unknown {kind} {name!r}" + (f"; closest: {', '.join(map(repr, hint))}" if hint else "")
+    """The closest names when some are close, and always every valid one, so the fix needs no other command."""
+    choices = list(choices)
+    hint = difflib.get_close_matches(name, choices, n=3)
+    return (f"unknown {kind} {name!r}" + (f"; closest: {', '.join(map(repr, hint))}" if hint else "")
+            + f"; valid: {', '.join(choices)}")
 
 
 # Same tree, other campaign names (Zoobot treats these as one tree with suffixed columns).

@@ -36,7 +36,7 @@ from galaxymorph.kaggle import (
     from_kaggle,
     kaggle_columns,
 )
-from galaxymorph.outputs import claim_file
+from galaxymorph.outputs import check_suffix, claim_file
 from galaxymorph.schema import Schema, get_schema
 
 __all__ = ["question_reach", "kaggle_to_catalogue", "kaggle_to_counts"]
@@ -103,6 +103,7 @@ def kaggle_to_catalogue(
     """
     schema = get_schema("gz2")
     if out is not None:
+        check_suffix(out, (".parquet", ".pq", ".csv"), "a Parquet or CSV catalogue")
         claim_file(out, is_own=Path(out).is_file() and _is_converted(Path(out)))
     if not Path(images).is_dir():
         raise FileNotFoundError(f"--images {images}: no such folder (the Kaggle images_training_rev1 folder)")

@@ -67,17 +67,20 @@ class Preprocessing:
         object.__setattr__(self, "train_zoom", tuple(float(z) for z in self.train_zoom))
         if self.eval_zoom is None:
             object.__setattr__(self, "eval_zoom", sum(self.train_zoom) / 2)
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         lo, hi = self.train_zoom
-        if not (0 < lo <= hi <= 1 and 0 < self.eval_zoom <= 1 and 0 < self.source_crop <= 1):
-            raise ValueError(f"zoom and crop fractions must lie in (0, 1] with train_zoom low <= high: {self}")
-        if not 0 <= self.train_shift <= 0.5:
-            raise ValueError(f"train_shift must lie in [0, 0.5] (a fraction of the frame side): {self}")
-        if self.stored_size < 1 or self.image_size < 1:
-            raise ValueError(f"stored_size and image_size must be positive: {self}")
-        if self.reader not in READERS:
-            raise ValueError(f"reader must be one of {READERS}, got {self.reader!r}")
+        checks = [  # each names the one setting at fault, never the whole object
+            (self.channels in (1, 3), "channels", "must be 1 or 3"),
+            (self.stored_size >= 1, "stored_size", "must be >= 1 px"),
+            (self.image_size >= 1, "image_size", "must be >= 1 px"),
+            (0 < self.source_crop <= 1, "source_crop", "must lie in (0, 1]: the central fraction of the frame kept"),
+            (0 < lo <= hi <= 1, "train_zoom", "must be (low, high) with 0 < low <= high <= 1"),
+            (0 < self.eval_zoom <= 1, "eval_zoom", "must lie in (0, 1]"),
+            (0 <= self.train_shift <= 0.5, "train_shift", "must lie in [0, 0.5] (a fraction of the frame side)"),
+            (self.reader in READERS, "reader", f"must be one of {READERS}"),
+        ]
+        for ok, name, rule in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} {rule}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (tuples become lists)."""

@@ -31,11 +31,11 @@ from torch import nn
 from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import Checkpoints
-from galaxymorph.outputs import claim_file, claim_table
+from galaxymorph.outputs import check_suffix, claim_file, claim_table
 from galaxymorph.predict.layout import META_KEY
 
 __all__ = ["ErrorLog", "PartWriter", "check_output_file", "completed_ids", "errors_path", "resumable_output",
-           "made_by", "merge_parts", "parts_dir"]
+           "made_by", "merge_parts", "parts_dir", "unreadable_summary"]
 
 ERROR_FIELDS = ("id_str", "file_loc", "reason")
 # The names this module writes in <out>.parts/ (PartWriter's prefix "rank0000-<uuid>"): all it ever deletes there.
@@ -48,6 +48,20 @@ def parts_dir(out: Path) -> Path:
 
 def errors_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".parquet") + ".errors.csv")
+
+
+def unreadable_summary(out: Path) -> str | None:
+    """One line on the images of ``out`` that could not be read (how many, the first with its reason, the list's
+    path), or None when there are none: a refused file (a FITS of another band count) is named where people look."""
+    errors = errors_path(out)
+    if not errors.is_file():
+        return None
+    listed = pd.read_csv(errors, dtype=str, keep_default_na=False)
+    if listed.empty:
+        return None
+    first = listed.iloc[0]
+    return (f"{len(listed)} image(s) could not be read, so they have no row: id_str={first['id_str']}: "
+            f"{first['reason']}; all listed in {errors}")
 
 
 class PartWriter:
@@ -158,8 +172,7 @@ def completed_ids(out: Path, expected: dict[str, Any]) -> set[str]:
 def check_output_file(out: Path) -> None:
     """``--out`` of predict and embed: a Parquet file name, not a folder (whose rows a file holds, completed_ids checks)."""
     claim_file(out, is_own=True)
-    if out.suffix.lower() not in (".parquet", ".pq"):
-        raise ValueError(f"--out {out}: the output is Parquet; name it .parquet")
+    check_suffix(out, (".parquet", ".pq"), "Parquet")
 
 
 def _node_rank() -> tuple[str, bool]:
@@ -203,14 +216,9 @@ def resumable_output(out: Path, expected: dict[str, Any]) -> Iterator[set[str]]:
             lock.release()
 
 
-def merge_parts(out: Path) -> tuple[int, int]:
-    """Fold the parts (and an existing ``out``) into ``out``, each id once; returns (rows, parts merged)."""
-    parts = sorted(parts_dir(out).glob(PART))
-    sources = ([out] if out.exists() else []) + parts
-    if not sources:
-        return 0, 0
+def _merge_rows(sources: list[Path], out: Path, seen: set[str]) -> None:
+    """Write every id of ``sources`` once into ``out`` (through a temporary file); ``seen`` collects the ids."""
     layout = pq.read_schema(sources[-1])
-    seen: set[str] = set()
     tmp = out.with_name(out.name + ".merging")
     with pq.ParquetWriter(tmp, layout) as writer:
         for path in sources:
@@ -223,6 +231,15 @@ def merge_parts(out: Path) -> tuple[int, int]:
                     table = table.filter(pa.array(keep))
                 writer.write_table(table)
     tmp.replace(out)
+
+
+def merge_parts(out: Path) -> tuple[int, int]:
+    """Fold the parts (and an existing ``out``) into ``out``, each id once; returns (rows, parts merged)."""
+    parts = sorted(parts_dir(out).glob(PART))
+    sources = ([out] if out.exists() else []) + parts
+    seen: set[str] = set()
+    if sources:  # none when every image was unreadable: then only the error lists are merged
+        _merge_rows(sources, out, seen)
     # every image of the last run's list was retried: what failed again is in this run's lists
     errors = sorted(parts_dir(out).glob(ERRORS))
     failed = [pd.read_csv(e, dtype=str, keep_default_na=False) for e in errors]

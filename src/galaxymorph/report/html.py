@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from galaxymorph.acquisition import acquisition_scores
-from galaxymorph.data.catalogue import read_table
+from galaxymorph.data.catalogue import read_table, resolve_paths
 from galaxymorph.data.images import load_image
-from galaxymorph.outputs import claim_file
+from galaxymorph.outputs import check_suffix, claim_file
 from galaxymorph.predict import read_concentrations
 from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
 from galaxymorph.schema import Schema
@@ -46,7 +46,7 @@ def _thumbnail(path: str | None, size: int) -> str | None:
     if not isinstance(path, str) or not path:  # null (shard input) reads as NaN in pandas' string columns
         return None
     try:
-        return _png_data_uri(load_image(path, size=size, channels=3))
+        return _png_data_uri(load_image(path, size=size, channels=3, any_bands=True))
     except (ValueError, OSError):
         return None
 
@@ -56,7 +56,7 @@ def _image_paths(frame: pd.DataFrame, catalogue: str | Path | None) -> pd.Series
     paths = frame["file_loc"] if "file_loc" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
     if catalogue is not None:
         table, catalogue = read_table(catalogue)
-        lookup = dict(zip(table["id_str"].astype(str), (str(catalogue.parent / f) for f in table["file_loc"].astype(str))))
+        lookup = dict(zip(table["id_str"].astype(str), resolve_paths(table["file_loc"], catalogue.parent)))
         paths = paths.where(paths.notna(), frame["id_str"].map(lookup))
     return paths
 
@@ -206,6 +206,7 @@ def build_report(
     (its ``file_loc``) for predictions made from shards. An ``evaluation`` is refused
     unless it was made from these predictions (its ``made_from``, same sha256).
     """
+    check_suffix(out, (".html", ".htm"), "an HTML page")
     schema, meta = read_metadata(predictions)
     rows = pq.ParquetFile(predictions).metadata.num_rows
     positions = np.sort(np.random.default_rng(seed).choice(rows, gallery, replace=False)) if rows > gallery else np.arange(rows)

@@ -84,12 +84,17 @@ def features_path(out: Path, pca: int | None) -> Path:
     return out if pca is None else out.with_name(out.name.removesuffix(".parquet") + ".features.parquet")
 
 
+def _check_pca(k: int, galaxies: int, features: int) -> None:
+    """PCA has at most min(galaxies, features) components."""
+    if not 1 <= k <= min(galaxies, features):
+        raise ValueError(f"--pca {k}: must be between 1 and min(galaxies, features) = min({galaxies}, {features})")
+
+
 def _write_pca(source: Path, out: Path, k: int, seed: int) -> list[float]:
     from sklearn.decomposition import PCA
 
     frame, vectors, meta = read_embeddings(source)
-    if not 1 <= k <= min(vectors.shape):
-        raise ValueError(f"--pca {k}: must be between 1 and min(galaxies, features) = {min(vectors.shape)}")
+    _check_pca(k, *vectors.shape)  # again: unreadable images may have left fewer galaxies
     pca = PCA(n_components=k, random_state=seed).fit(vectors)
     ratios = [float(r) for r in pca.explained_variance_ratio_]
     layout = embedding_layout(k, {**{m: v for m, v in meta.items() if m != "n_features"},
@@ -124,6 +129,8 @@ def embed(checkpoint: str | Path | nn.Module, out: str | Path, images_dir: str |
     model = load_features_model(checkpoint, preprocessing, image_size)
     prep = model.config["preprocessing"]
     records = prediction_records(images_dir, catalogue, shards, split, prep)
+    if pca is not None:  # before any output is claimed or embedding computed
+        _check_pca(pca, records.pending(frozenset()), int(model.config["n_features"]))
     out = claim_output(out)
     target = features_path(out, pca)
     meta = {

@@ -34,7 +34,7 @@ def image_grid(
         try:
             if not isinstance(path, str) or not path:
                 raise ImageReadError("no image file (embedded from shards)")
-            ax.imshow(load_image(path, size=size, channels=3))
+            ax.imshow(load_image(path, size=size, channels=3, any_bands=True))
         except ImageReadError as err:
             ax.imshow(np.full((size, size, 3), 128, np.uint8))
             ax.text(size / 2, size / 2, str(err).split(": ")[-1][:40], ha="center", va="center", fontsize=6, wrap=True)

@@ -51,13 +51,16 @@ def anomaly_scores(vectors: np.ndarray, method: str = "knn", k: int = 10, seed: 
     """One score per galaxy, higher = more unusual.
 
     ``knn``: cosine distance to the k-th nearest other galaxy (``index``: default exact search
-    below ``EXACT_BELOW`` galaxies, else a new, unsaved HNSW index).
+    below ``EXACT_BELOW`` galaxies, else a new, unsaved HNSW index); ``k`` at least the number of
+    galaxies is refused, since there is no k-th other galaxy.
     ``isolation-forest``: minus scikit-learn's ``IsolationForest.score_samples`` (seeded).
     """
     if method == "knn":
         if len(vectors) < 2:
             raise ValueError("knn anomaly scores need at least 2 galaxies")
-        k = min(k, len(vectors) - 1)
+        if not 1 <= k < len(vectors):
+            raise ValueError(f"knn: --k {k} must be between 1 and {len(vectors) - 1}, the number of other galaxies "
+                             f"in the embeddings ({len(vectors)} in all)")
         index = index or NeighbourIndex.build(vectors)
         similarity, rows = index.search(vectors, k + 1)
         # the galaxy itself is usually among its neighbours (first, or tied with a duplicate); an
