@@ -4,13 +4,17 @@ Each command lives in the module named for it (``evaluate`` also holds ``report`
 holds ``embed``, ``similar`` and ``anomalies``) and is registered below.
 Every command is wrapped by :func:`_user_errors`, the one place where bad input
 (a missing file, a wrong column, an impossible setting) becomes ``error: ...``
-on stderr and exit code 2, so no command can forget an exception class.
+on stderr and exit code 2, so no command can forget an exception class, and where
+Ctrl-C becomes one line saying the command stopped (and, for a command that
+resumes, that running it again continues) with exit code 130, the shell's code for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Callable
+import signal
+from typing import Any, Callable, Iterator
 
 import typer
 import yaml
@@ -38,6 +42,10 @@ __all__ = ["app", "USER_ERRORS"]
 # unreadable or unwritable paths and undecodable images. KeyError: an unknown name (schema, split, id).
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, yaml.YAMLError)
 
+# Commands whose re-run continues where a stopped one ended (docs/refusals.md, "re-run after a kill").
+RESUMABLE = frozenset({"simulate", "shard", "train", "finetune", "predict", "embed", "demo"})
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
+
 
 def _message(error: BaseException) -> str:
     """The sentence a person acts on: no repr quotes (KeyError), and the path of an OSError."""
@@ -48,16 +56,49 @@ def _message(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+@contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[list[int]]:
+    """Note a Ctrl-C before it becomes KeyboardInterrupt: Lightning turns that into ``sys.exit(1)``."""
+    noted: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    try:
+        previous = signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread: Python delivers no signal here anyway
+        previous = None
+    try:
+        yield noted
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _stopped(name: str) -> str:
+    resume = "; run the same command again to resume" if name in RESUMABLE else ""
+    return f"{typer.style('stopped', fg='yellow')} by Ctrl-C{resume}"
+
+
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``command`` with bad input reported as one ``error:`` message and exit code 2 (no traceback)."""
+    """``command`` with bad input reported as one ``error:`` message and exit code 2 (no traceback),
+    and Ctrl-C as one line and exit code 130."""
+    name = command.__name__.replace("_", "-")
 
     @functools.wraps(command)  # typer reads the options from the wrapped signature
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except USER_ERRORS as error:
-            typer.echo(f"{typer.style('error:', fg='red')} {_message(error)}", err=True)
-            raise typer.Exit(2) from None
+        with _ctrl_c_noted() as ctrl_c:
+            try:
+                return command(*args, **kwargs)
+            except BaseException as error:
+                if ctrl_c or isinstance(error, KeyboardInterrupt):  # whatever the interrupt became on its way up
+                    typer.echo(_stopped(name), err=True)
+                    raise typer.Exit(INTERRUPTED) from None
+                if isinstance(error, USER_ERRORS):
+                    typer.echo(f"{typer.style('error:', fg='red')} {_message(error)}", err=True)
+                    raise typer.Exit(2) from None
+                raise
 
     return guarded
 

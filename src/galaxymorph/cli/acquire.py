@@ -26,11 +26,13 @@ def acquire(
     """
     from galaxymorph.acquisition import rank_predictions
     from galaxymorph.data.inputs import image_paths
-    from galaxymorph.outputs import claim_table
+    from galaxymorph.outputs import claim_picture, claim_table
     from galaxymorph.representations import image_grid
 
     chosen = [q.strip() for q in questions.split(",")] if questions else None
     claim_table(out, ["rank", "id_str", "score"])
+    if grid:
+        claim_picture(grid)
     queue = rank_predictions(predictions, top, volunteers, chosen)
     queue["file_loc"] = image_paths(queue, catalogue)
     out.parent.mkdir(parents=True, exist_ok=True)

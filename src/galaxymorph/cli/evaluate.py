@@ -48,7 +48,7 @@ def report(
     out: Path = typer.Option(Path("report.html"), help="The HTML file to write."),
     evaluation: Path = typer.Option(None, help="Folder written by `galaxymorph evaluate --out`."),
     catalogue: Path = typer.Option(None, "--catalog", help="Catalogue to find images when predicting from shards."),
-    gallery: int = typer.Option(300, help="Galaxies in the gallery (drawn at random when there are more)."),
+    gallery: int = typer.Option(300, min=0, help="Galaxies in the gallery (drawn at random when there are more; 0: none)."),
 ) -> None:
     """One self-contained HTML file: metrics, plots and a sortable, filterable gallery."""
     from galaxymorph.report import build_report

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import warn_unreadable
+
 err = Console(stderr=True)
 
 __all__ = ["predict"]
@@ -21,12 +23,12 @@ def predict(
     catalogue: Path = typer.Option(None, "--catalog", help="Catalogue (CSV/Parquet) with id_str and file_loc."),
     shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (see docs/training.md)."),
     split: str = typer.Option(None, help="With --shards: only this split (train/val/test); default all."),
-    samples: int = typer.Option(5, help="MC-dropout samples (head passes per galaxy); 1 = deterministic."),
+    samples: int = typer.Option(5, min=1, help="MC-dropout samples (head passes per galaxy); 1 = deterministic."),
     tta: bool = typer.Option(False, "--tta", help="Also the 8 rotation/flip views: 8 x --samples samples per galaxy."),
     batch_size: int = typer.Option(64, min=1, help="Galaxies per batch (per process)."),
-    workers: int = typer.Option(0, help="Image-reading processes per device."),
-    devices: int = typer.Option(1, help="Data-parallel processes on this node (each writes its own parts)."),
-    num_nodes: int = typer.Option(1, help="Nodes (launch on each, e.g. with srun; parts need a shared folder)."),
+    workers: int = typer.Option(0, min=0, help="Image-reading processes per device."),
+    devices: int = typer.Option(1, min=1, help="Data-parallel processes on this node (each writes its own parts)."),
+    num_nodes: int = typer.Option(1, min=1, help="Nodes (launch on each, e.g. with srun; parts need a shared folder)."),
     accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
     precision: str = typer.Option("32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed."),
 ) -> None:
@@ -36,7 +38,6 @@ def predict(
     Re-run the same command after an interruption: finished galaxies are skipped.
     Unreadable images are listed in OUT's .errors.csv and the rest goes on.
     """
-    from galaxymorph.predict import errors_path
     from galaxymorph.predict import predict as run
     from galaxymorph.predict.predictor import OODWarning
 
@@ -55,5 +56,4 @@ def predict(
                      samples=samples, tta=tta, batch_size=batch_size, workers=workers, devices=devices,
                      num_nodes=num_nodes, accelerator=accelerator, precision=precision)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
-    if counts["errors"]:
-        err.print(f"[yellow]{counts['errors']} images could not be read: see {errors_path(Path(out))}[/yellow]")
+    warn_unreadable(out)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from galaxymorph.cli.options import CATALOGUE_HELP
+from galaxymorph.cli.options import CATALOGUE_HELP, warn_unreadable
 
 __all__ = ["embed", "similar", "anomalies"]
 
@@ -20,23 +20,25 @@ def embed(
     catalogue: Path = typer.Option(None, "--catalog", help="A catalogue with id_str and file_loc."),
     shards: str = typer.Option(None, help="A shard folder (with manifest.json), or its URL (see docs/training.md)."),
     split: str = typer.Option(None, help="Shards: only this split."),
-    pca: int = typer.Option(None, help="Keep only the first K principal components (full features kept beside)."),
+    pca: int = typer.Option(None, min=1, help="Keep only the first K principal components (full features kept beside)."),
     preprocessing: str = typer.Option(None, help="Encoders alone: galaxymorph | zoobot. (default zoobot for Zoobot's "
                                        "encoders, else galaxymorph)"),
-    image_size: int = typer.Option(None, help="Encoders alone: model input px. (default 224 zoobot, 64 galaxymorph)"),
+    image_size: int = typer.Option(None, min=1, help="Encoders alone: model input px. (default 224 zoobot, 64 galaxymorph)"),
     batch_size: int = typer.Option(64, min=1),
-    workers: int = typer.Option(0, help="Image-decoding worker processes."),
+    workers: int = typer.Option(0, min=0, help="Image-decoding worker processes."),
     accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
-    devices: int = typer.Option(1, help="Data-parallel processes on this node."),
+    devices: int = typer.Option(1, min=1, help="Data-parallel processes on this node."),
     precision: str = typer.Option("32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed."),
 ) -> None:
     """Encoder features per galaxy, streamed to Parquet; re-run the same command to resume."""
     from galaxymorph.representations import embed as run
+    from galaxymorph.representations.embed import features_path
 
     counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split, pca=pca,
                  preprocessing=preprocessing, image_size=image_size, batch_size=batch_size, workers=workers,
                  accelerator=accelerator, devices=devices, precision=precision)
     Console().print(f"{out}: {counts['rows']} galaxies ({counts['new']} new, {counts['errors']} unreadable)")
+    warn_unreadable(features_path(out, pca))
 
 
 def similar(
@@ -49,12 +51,18 @@ def similar(
 ) -> None:
     """Nearest neighbours by cosine similarity: exact for small sets, else a saved HNSW index (built on first use)."""
     from galaxymorph.data.inputs import image_paths
+    from galaxymorph.outputs import claim_picture
     from galaxymorph.representations import image_grid, neighbour_index, read_embeddings
     from galaxymorph.representations import similar as search
 
+    if grid:
+        claim_picture(grid)
     frame, vectors, _ = read_embeddings(embeddings)
     found = search(frame, vectors, query, k, neighbour_index(embeddings, vectors, approximate=False if exact else None))
     Console().print(found[["rank", "id_str", "similarity"]].to_string(index=False))
+    if len(found) < k:
+        Console(stderr=True).print(f"[yellow]note:[/yellow] --k {k} is more than the {len(found)} galaxies in "
+                                   f"{embeddings}: all of them are shown")
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
         image_grid(image_paths(found, catalogue), captions, grid, title=f"most similar to {query} (cosine)")
@@ -66,7 +74,7 @@ def anomalies(
     out: Path = typer.Option(None, help="CSV of every galaxy's score (id_str, file_loc, anomaly_score), highest first."),
     method: str = typer.Option("knn", help="knn (cosine distance to the k-th neighbour) | isolation-forest."),
     k: int = typer.Option(10, min=1, help="knn: which neighbour's distance."),
-    top: int = typer.Option(20, help="How many of the most unusual galaxies to list and draw."),
+    top: int = typer.Option(20, min=1, help="How many of the most unusual galaxies to list and draw."),
     grid: Path = typer.Option(None, help="Draw the most unusual galaxies into this PNG."),
     seed: int = typer.Option(0),
     exact: bool = typer.Option(False, help="knn: exact search even for large sets (no index)."),
@@ -74,7 +82,7 @@ def anomalies(
 ) -> None:
     """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
     from galaxymorph.data.inputs import image_paths
-    from galaxymorph.outputs import claim_table
+    from galaxymorph.outputs import claim_picture, claim_table
     from galaxymorph.representations import (
         anomaly_scores,
         image_grid,
@@ -82,6 +90,10 @@ def anomalies(
         read_embeddings,
     )
 
+    if out:
+        claim_table(out, ["id_str", "anomaly_score"])
+    if grid:
+        claim_picture(grid)
     frame, vectors, _ = read_embeddings(embeddings)
     index = neighbour_index(embeddings, vectors, approximate=False if exact else None) if method == "knn" else None
     frame["anomaly_score"] = anomaly_scores(vectors, method, k, seed, index)
@@ -89,7 +101,6 @@ def anomalies(
         frame["file_loc"] = image_paths(frame, catalogue)
     ranked = frame.sort_values("anomaly_score", ascending=False, kind="stable")
     if out:
-        claim_table(out, ["id_str", "anomaly_score"])
         ranked.to_csv(out, index=False)
     Console().print(ranked.head(top)[["id_str", "anomaly_score"]].to_string(index=False))
     if grid:

@@ -21,8 +21,11 @@ def simulate(
     grid: Path = typer.Option(None, "--grid", help="Also save a labelled grid of 18 varied examples to this PNG."),
 ) -> None:
     """Simulate galaxies (g, r, z -> RGB) and volunteers walking the gz_decals_dr5 tree."""
+    from galaxymorph.outputs import claim_picture
     from galaxymorph.simulate import simulate_catalogue
 
+    if grid:
+        claim_picture(grid)  # before the work, not after it
     catalogue = simulate_catalogue(n, size, out, seed, image_format, volunteers, workers)
     console.print(f"wrote {len(catalogue)} galaxies: {out / 'catalogue.parquet'} (file_loc relative to {out})")
     if grid:
