@@ -13,10 +13,12 @@ import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from astropy.io import fits
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
@@ -33,10 +35,29 @@ VOTE = "smooth-or-featured_smooth"
 PREP = Preprocessing(stored_size=20, image_size=16, channels=3)
 
 
+def _broken_images(sim: Path, good: pd.DataFrame) -> None:
+    """A PNG cut in half, a folder named like an image, FITS files of 1 and 5 bands and one of NaN only."""
+    (sim / "corrupt.png").write_text("not a png")
+    whole = (sim / good["file_loc"][0]).read_bytes()
+    (sim / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (sim / "dir.png").mkdir()
+    plane = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
+    (sim / "fits").mkdir()
+    for name, data in {"one_band": plane, "five_bands": np.stack([plane] * 5), "three_bands": np.stack([plane] * 3),
+                       "all_nan": np.full((3, 32, 32), np.nan, np.float32)}.items():
+        fits.PrimaryHDU(data).writeto(sim / "fits" / f"{name}.fits")
+
+
+def _at(column: str, rows: dict[int, object]):
+    """A variant: ``column`` with the given rows replaced."""
+    return lambda c: c.assign(**{column: [rows.get(i, v) for i, v in enumerate(c[column])]})
+
+
 def _catalogue_variants(sim: Path) -> None:
     """Broken copies of the simulated catalogue, beside it so that relative ``file_loc`` still resolve."""
     good = pd.read_parquet(sim / "catalogue.parquet")
-    (sim / "corrupt.png").write_text("not a png")
+    _broken_images(sim, good)
+    smooth = [c for c in good.columns if c.startswith("smooth-or-featured_")]
     variants = {
         "inf": lambda c: c.assign(**{VOTE: c[VOTE].where(c.index != 2, float("inf"))}),
         "negative": lambda c: c.assign(**{VOTE: c[VOTE].where(c.index != 1, -4)}),
@@ -47,12 +68,23 @@ def _catalogue_variants(sim: Path) -> None:
         "no_file_loc": lambda c: c.drop(columns=["file_loc"]),
         "corrupt_image": lambda c: c.assign(file_loc=c["file_loc"].where(c.index != 5, "corrupt.png")),
         "text_votes": lambda c: c.astype({VOTE: object}).assign(**{VOTE: c[VOTE].astype(object).where(c.index != 6, "many")}),
+        "blank_loc": _at("file_loc", {3: None}),
+        "header_only": lambda c: c.head(0),
+        "one_row": lambda c: c.head(1),
+        "no_smooth_columns": lambda c: c.drop(columns=smooth),
+        "truncated": _at("file_loc", {5: "truncated.png"}),
+        "folder_image": _at("file_loc", {7: "dir.png"}),
+        "three_bad_rows": lambda c: _at("file_loc", {5: "truncated.png", 7: "dir.png"})(c).assign(
+            **{VOTE: c[VOTE].where(c.index != 2, float("inf"))}),
+        "fits_bands": _at("file_loc", {0: "fits/one_band.fits", 1: "fits/five_bands.fits", 2: "fits/all_nan.fits"}),
     }
     for name, broken in variants.items():
         broken(good.copy()).to_csv(sim / f"{name}.csv", index=False)
+    good.to_csv(sim / "semicolon.csv", index=False, sep=";")
     labels = good[["id_str", "file_loc"]].assign(ring=["yes", "no"] * (len(good) // 2), size=1.0)
     labels.to_csv(sim / "labels.csv", index=False)
     labels.assign(size=labels["size"].where(labels.index != 3, float("inf"))).to_csv(sim / "labels_inf.csv", index=False)
+    _at("file_loc", {3: None})(labels).to_csv(sim / "labels_blank.csv", index=False)
 
 
 def _model_variants(w: Path) -> None:
@@ -94,6 +126,8 @@ def _text_files(w: Path) -> None:
         "broken.toml": "name = \n",
         "blocker": "a regular file where a folder is expected",
         "kaggle_labels.csv": "id,Class1.1\n1,0.5\n",
+        "workers.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nnum_workers: -3\n",
+        "photo.png": "a picture of the user's own, not drawn by galaxymorph",
     }
     for name, text in files.items():
         (w / name).write_text(text)
@@ -116,10 +150,12 @@ def world(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     save_model(GalaxyModel(SCHEMA, arch="test_resnet", preprocessing=PREP.to_dict()), w / "run" / "best")
     predict(w / "run", w / "preds.parquet", catalogue=sim / "catalogue.parquet", samples=2, progress=False)
+    predict(w / "run", w / "preds1.parquet", catalogue=sim / "catalogue.parquet", samples=1, progress=False)
     embed(w / "run", w / "emb.parquet", catalogue=sim / "catalogue.parquet", progress=False)
     evaluate(w / "preds.parquet", sim / "catalogue.parquet", out=w / "eval")
     pq.write_table(pq.read_table(w / "preds.parquet").slice(0, 5), w / "fewer_preds.parquet")
     _catalogue_variants(sim)
+    write_shards(sim / "one_row.csv", SCHEMA, w / "one_shards", PREP, 0.0, 0.0, workers=1, progress=False)  # train only
     _model_variants(w)
     _timm_folders(w)
     _text_files(w)
@@ -253,6 +289,49 @@ CASES = [
     ("fetch --record 5 --out {t}/f --server http://127.0.0.1:1", "save http://127.0.0.1:1/api/records/5 as"),
     ("demo --galaxies 0 --out {t}/demo", "--galaxies"),
     ("demo --epochs 0 --out {t}/demo", "--epochs"),
+    # A blank file_loc, an empty catalogue, one separated by ';', many missing columns.
+    (SHARD + " {w}/sim/blank_loc.csv", "row 3 id_str=sim-000003: file_loc is empty"),
+    (PREDICT.replace("catalogue.parquet", "blank_loc.csv"), "row 3 id_str=sim-000003: file_loc is empty"),
+    (EMBED.replace("catalogue.parquet", "blank_loc.csv") + " {t}/e.parquet", "row 3 id_str=sim-000003: file_loc is empty"),
+    (FINETUNE.replace("labels.csv", "labels_blank.csv"), "have no file_loc: row 3"),
+    (SHARD + " {w}/sim/header_only.csv", "header_only.csv has no galaxies (column names but no rows)"),
+    (PREDICT.replace("catalogue.parquet", "header_only.csv"), "header_only.csv has no galaxies"),
+    (EMBED.replace("catalogue.parquet", "header_only.csv") + " {t}/e.parquet", "header_only.csv has no galaxies"),
+    ("predict --checkpoint {w}/run --shards {w}/one_shards --split val --out {t}/p.parquet",
+     "--shards {w}/one_shards --split val holds no galaxies"),
+    (SHARD + " {w}/sim/semicolon.csv", "semicolon.csv: its columns are separated by ';', not commas"),
+    (SHARD + " {w}/sim/no_smooth_columns.csv", "(and 2 more, all listed in {t}/s/catalogue.problems.csv)"),
+    # Every bad row at once, in raise mode: cheap checks (a truncated PNG, a folder), then the decoding.
+    (SHARD + " {w}/sim/three_bad_rows.csv", "row 2 id_str=sim-000002: " + VOTE + " = inf is infinite (3 problem(s) in 3 of 12 rows"),
+    (SHARD + " {w}/sim/truncated.csv", "row 5 id_str=sim-000005: unreadable image {w}/sim/truncated.png"),
+    (SHARD + " {w}/sim/folder_image.csv", "row 7 id_str=sim-000007: {w}/sim/dir.png is a folder, not an image file"),
+    (SHARD + " {w}/sim/fits_bands.csv", "(3 image(s) could not be decoded, all listed in {t}/s/catalogue.problems.csv)"),
+    # Numbers and names refused at the edge, before any work or output.
+    (SHARD + " {w}/sim/catalogue.parquet --crop 0", "source_crop=0.0 must lie in (0, 1]"),
+    (SHARD + " {w}/sim/catalogue.parquet --size 0", "Invalid value for '--size': Input should be greater than or equal to 1"),
+    (TRAIN.replace("{w}/shards", "{w}/one_shards"), "the val split has no galaxies: shard a catalogue with more galaxies, or with a larger --val-fraction"),
+    ("train --config {w}/workers.yaml", "num_workers=-3 must be >= 0"),
+    (PREDICT + " --samples -2", "Invalid value for '--samples': Input should be greater than or equal to 1"),
+    ("report --predictions {w}/preds.parquet --out {t}/r.html --gallery -4", "Invalid value for '--gallery': Input should be greater than or equal to 0"),
+    ("similar --embeddings {w}/emb.parquet --query sim-000000 --grid {t}/p.parquet",
+     "--grid {t}/p.parquet: the output is a PNG picture; name it .png"),
+    ("similar --embeddings {w}/emb.parquet --query sim-000000 --grid {w}/photo.png",
+     "--grid {w}/photo.png exists and was not written by this command"),
+    ("acquire --predictions {w}/preds.parquet --top 3 --out {t}/q.csv --questions bar,nope",
+     "unknown question 'nope'; valid: smooth-or-featured, disk-edge-on, has-spiral-arms, bar,"),
+    ("acquire --predictions {w}/preds1.parquet --top 3 --out {t}/q.csv", "holds one posterior sample per galaxy"),
+    ("anomalies --embeddings {w}/emb.parquet --top -1", "Invalid value for '--top': Input should be greater than or equal to 1"),
+    ("anomalies --embeddings {w}/emb.parquet --top 0", "Invalid value for '--top': Input should be greater than or equal to 1"),
+    ("anomalies --embeddings {w}/emb.parquet --k 50", "--k 50 must be between 1 and 11"),
+    (EMBED + " {t}/e.parquet --pca 0", "Invalid value for '--pca': Input should be greater than or equal to 1"),
+    (EMBED + " {t}/e.parquet --pca 100000", "--pca 100000: must be between 1 and min(galaxies, features) = min(12, "),
+    # Output names whose suffix says another format than the one written.
+    ("acquire --predictions {w}/preds.parquet --top 3 --out {t}/q.parquet", "q.parquet: the output is CSV; name it .csv"),
+    ("anomalies --embeddings {w}/emb.parquet --out {t}/a.parquet", "a.parquet: the output is CSV; name it .csv"),
+    ("convert-kaggle --labels {w}/kaggle_labels.csv --images {w}/kaggle_images --out {t}/cat.txt",
+     "cat.txt: the output is a Parquet or CSV catalogue"),
+    ("report --predictions {w}/preds.parquet --out {t}/r.txt", "r.txt: the output is an HTML page"),
+    ("simulate --n 2 --size 32 --out {t}/sim --grid {t}/grid.jpg", "--grid {t}/grid.jpg: the output is a PNG picture"),
 ]
 
 
@@ -268,10 +347,16 @@ def test_bad_input_exits_2_with_one_message_and_loses_nothing(world, tmp_path, l
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+    if "error:" in result.output:  # ours: one line (click's usage errors come in a box of their own)
+        assert len(result.output[result.output.index("error:"):].strip().splitlines()) == 1, result.output
     flat = " ".join(result.output.replace("│", " ").split())  # click's usage errors come in a (wrapped) box
-    assert culprit.format(w=world) in flat
+    assert culprit.format(w=world, t=tmp_path) in flat
     after = _snapshot(world)
     assert {p: after.get(p) for p in before} == before, "an input or earlier output was changed or removed"
+    # validated before any output is claimed: what is left is a problem list the message names (and, for
+    # shard, the complete shards beside it, kept for the re-run)
+    for left in (p for p in tmp_path.rglob("*") if p.is_file()):
+        assert any(str(named) in flat for named in [left, *left.parent.glob("*.problems.csv")]), left
 
 
 def test_numbers_written_as_text_in_a_train_config_are_read_as_numbers(tmp_path):
@@ -281,3 +366,16 @@ def test_numbers_written_as_text_in_a_train_config_are_read_as_numbers(tmp_path)
     config = TrainConfig.from_yaml(tmp_path / "c.yaml")
     assert (config.lr, config.epochs, config.grad_clip) == (0.001, 3, None)
     assert isinstance(config.lr, float) and isinstance(config.epochs, int)
+
+
+def test_fits_of_another_band_count_or_all_nan_are_predicted_by_nobody_and_named(world, tmp_path):
+    """The 3-band file is predicted; the others are listed with their reason, and the first is shown."""
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(world / "run"), "--images", str(world / "sim" / "fits"),
+                                      "--out", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "1 galaxies in" in flat and "3 image(s) could not be read, so they have no row: id_str=all_nan: " in flat
+    assert "all_nan.fits: no finite pixel (all NaN or infinite)" in flat
+    listed = pd.read_csv(tmp_path / "p.errors.csv").set_index("id_str")["reason"]
+    assert "one_band.fits: 1 band(s), but 3 channels are made from exactly 3 bands" in listed["one_band"]
+    assert "five_bands.fits: 5 band(s)" in listed["five_bands"] and len(listed) == 3
