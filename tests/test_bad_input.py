@@ -126,8 +126,9 @@ def _text_files(w: Path) -> None:
         "broken.toml": "name = \n",
         "blocker": "a regular file where a folder is expected",
         "kaggle_labels.csv": "id,Class1.1\n1,0.5\n",
-        "workers.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nnum_workers: -3\n",
+        "workers.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nworkers: -3\n",
         "photo.png": "a picture of the user's own, not drawn by galaxymorph",
+        "ragged.csv": "id_str,file_loc\na,a.png\nb,b.png,3,4\n",
     }
     for name, text in files.items():
         (w / name).write_text(text)
@@ -300,6 +301,7 @@ CASES = [
     ("predict --checkpoint {w}/run --shards {w}/one_shards --split val --out {t}/p.parquet",
      "--shards {w}/one_shards --split val holds no galaxies"),
     (SHARD + " {w}/sim/semicolon.csv", "semicolon.csv: its columns are separated by ';', not commas"),
+    (SHARD + " {w}/ragged.csv", "ragged.csv: cannot read it as a CSV table (Error tokenizing data. C error: Expected 2 fields in line 3, saw 4)"),
     (SHARD + " {w}/sim/no_smooth_columns.csv", "(and 2 more, all listed in {t}/s/catalogue.problems.csv)"),
     # Every bad row at once, in raise mode: cheap checks (a truncated PNG, a folder), then the decoding.
     (SHARD + " {w}/sim/three_bad_rows.csv", "row 2 id_str=sim-000002: " + VOTE + " = inf is infinite (3 problem(s) in 3 of 12 rows"),
@@ -310,7 +312,7 @@ CASES = [
     (SHARD + " {w}/sim/catalogue.parquet --crop 0", "source_crop=0.0 must lie in (0, 1]"),
     (SHARD + " {w}/sim/catalogue.parquet --size 0", "Invalid value for '--size': Input should be greater than or equal to 1"),
     (TRAIN.replace("{w}/shards", "{w}/one_shards"), "the val split has no galaxies: shard a catalogue with more galaxies, or with a larger --val-fraction"),
-    ("train --config {w}/workers.yaml", "num_workers=-3 must be >= 0"),
+    ("train --config {w}/workers.yaml", "workers=-3 must be >= 0"),
     (PREDICT + " --samples -2", "Invalid value for '--samples': Input should be greater than or equal to 1"),
     ("report --predictions {w}/preds.parquet --out {t}/r.html --gallery -4", "Invalid value for '--gallery': Input should be greater than or equal to 0"),
     ("similar --embeddings {w}/emb.parquet --query sim-000000 --grid {t}/p.parquet",

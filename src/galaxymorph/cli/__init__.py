@@ -48,12 +48,15 @@ INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by
 
 
 def _message(error: BaseException) -> str:
-    """The sentence a person acts on: no repr quotes (KeyError), and the path of an OSError."""
+    """The sentence a person acts on, on one line: no repr quotes (KeyError), the path of an OSError, and the
+    lines of a message from elsewhere (a parser's, say) joined."""
     if isinstance(error, OSError) and error.strerror and error.filename is not None:
-        return f"{error.filename}: {error.strerror}"
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return str(error) or type(error).__name__
+        text = f"{error.filename}: {error.strerror}"
+    elif isinstance(error, KeyError) and error.args:
+        text = str(error.args[0])
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 @contextlib.contextmanager

@@ -66,7 +66,7 @@ def read_table(catalogue: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path
             table = pd.read_csv(path, dtype={"id_str": str, "file_loc": str}, keep_default_na=True)
     except ValueError as err:  # pandas' ParserError and EmptyDataError, pyarrow's ArrowInvalid
         kind = "Parquet" if "parquet" in suffix or suffix == ".pq" else "CSV"
-        raise CatalogueError(f"{path}: cannot read it as a {kind} table ({err})") from None
+        raise CatalogueError(f"{path}: cannot read it as a {kind} table ({str(err).strip()})") from None
     _check_delimiter(table, path)
     if table.empty:
         raise CatalogueError(f"{path} has no galaxies (column names but no rows); give a catalogue with at least one row")
