@@ -58,5 +58,5 @@ def test_preset_settings_that_cannot_hold_are_refused():
         preset_preprocessing("zoobot2")
     with pytest.raises(ValueError, match="source_crop=0.5 with the zoobot preprocessing"):
         preset_preprocessing("zoobot", source_crop=0.5)
-    with pytest.raises(ValueError, match="reader must be one of"):
+    with pytest.raises(ValueError, match="reader='pil' must be one of"):
         Preprocessing(reader="pil")

@@ -43,7 +43,7 @@ __all__ = ["app", "USER_ERRORS"]
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, yaml.YAMLError)
 
 # Commands whose re-run continues where a stopped one ended (docs/refusals.md, "re-run after a kill").
-RESUMABLE = frozenset({"simulate", "shard", "train", "finetune", "predict", "embed", "demo"})
+RESUMABLE = frozenset({"fetch", "simulate", "shard", "train", "finetune", "predict", "embed", "demo"})
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 
 
