@@ -1,51 +1,184 @@
-"""``benchmarks/bench_gpu.py --tiny`` runs anywhere: the GPU benchmark stays runnable until a GPU runs it."""
+"""Every benchmark runs at ``--tiny`` through the harness, so a renamed function breaks a test here, not a
+benchmark someone runs months later; and the harness keeps its promises (one result file with the command,
+commit and machine; no comparison called side by side across runs; BENCHMARKS.md generated, not typed)."""
 
 import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
+import re
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmarks import _harness, _render
+
+# The arms each benchmark measures at --tiny, and the zoobot arms it skips there (no zoobot environment).
+ARMS = {
+    "active_learning": {"bald", "random"},
+    "calibration": {"raw", "calibrated"},
+    "data_loading": {"files, 0 workers", "files, 2 workers", "shards, 0 workers", "shards, 2 workers"},
+    "demo": {"current"},
+    "ensemble": {"one model", "ensemble of 2"},
+    "evaluate_memory": {"src, evaluate", "src, report"},
+    "finetune": {f"{arm}, n=8, seed=0" for arm in ("scratch", "head", "finetune")},
+    "gpu": {"galaxymorph, efficientnet_b0", "galaxymorph, convnext_nano"},
+    "gz2_shift": {"standard", "wide-zoom"},
+    "loss": {"ours, gz_decals_dr5", "ours, gz2"},
+    "micro": {f"{case}, this tree" for case in ("loss", "mc_prediction", "loading", "simulate", "neighbours", "evaluate")},
+    "neighbours": {"exact (brute force)", "HNSW efSearch 16"},
+    "predict": {"encoder once + head x N", "N full forward passes"},
+    "predict_shards": {"before: every worker reads all", "after: each its own shards"},
+    "predict_zoobot": {"galaxymorph predict"},
+    "simulate": {"16 px", "32 px"},
+    "train_gz2": {"galaxymorph, single view", "galaxymorph, 8-view TTA"},
+    "train_per_epoch": {"today", "ema"},
+    "train_simulated": {"single view", "8-view TTA"},
+    "train_throughput": {f"{data}, {layout}" for data in ("random tensors", "pipeline")
+                         for layout in ("channels_last", "default format")},
+    "train_zoobot": {"galaxymorph, single view", "galaxymorph, 8-view TTA"},
+}
+SKIPPED_AT_TINY = {"loss": {"pyro loop", "zoobot 2.9"}, "predict_zoobot": {"zoobot 2.9"}, "train_zoobot": {"zoobot 2.9"}}
+if importlib.util.find_spec("zoobot") is None:  # the GPU benchmark imports zoobot from this environment when it can
+    SKIPPED_AT_TINY["gpu"] = {"zoobot 2.9"}
+else:
+    ARMS["gpu"] |= {"zoobot 2.9, efficientnet_b0", "zoobot 2.9, convnext_nano"}
+
+
+@pytest.fixture(scope="module")
+def work_root(tmp_path_factory):
+    """One per test process: the GZ2 stand-in and the shards that benchmarks share are made once."""
+    return tmp_path_factory.mktemp("benchmarks")
 
 
 @pytest.fixture
-def bench_gpu(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # bench_gpu imports bench_train_common beside it
+def one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # on a shared 2-core machine more threads spin against each other
-    import bench_gpu
-
-    yield bench_gpu
+    yield
     torch.set_num_threads(before)
-    sys.modules.pop("bench_gpu", None)
 
 
-def test_tiny_gpu_benchmark_measures_both_architectures_on_cpu(bench_gpu, tmp_path):
-    out = tmp_path / "bench_gpu.json"
-    results = bench_gpu.main(["--tiny", "--accelerator", "cpu", "--out", str(out)])
-    assert json.loads(out.read_text())["rows"] == results["rows"]
-    assert results["settings"]["size"] == 32 and results["device"].startswith("cpu")
-    has_zoobot = importlib.util.find_spec("zoobot") is not None
-    libraries = ["galaxymorph", "zoobot 2.9"] if has_zoobot else ["galaxymorph"]
-    assert [(r["arch"], r["library"]) for r in results["rows"]] == [
-        (arch, library) for arch in ("efficientnet_b0", "convnext_nano") for library in libraries]
-    if not has_zoobot:
-        assert results["zoobot"].startswith("not importable")
-    for row in results["rows"]:
-        for key in ("train_images_per_s", "predict_galaxies_per_s"):
-            assert math.isfinite(row[key]) and row[key] > 0, (row, key)
+def tiny(name, work_root, *options):
+    path, _ = _harness.run(name, ["--tiny", "--work-root", str(work_root), *options])
+    assert path.parent == work_root / name  # a tiny result never lands among the committed ones
+    return path, json.loads(path.read_text())
+
+
+def test_the_arms_listed_here_are_every_benchmark():
+    assert set(_harness.names()) == set(ARMS)
 
 
 @pytest.mark.slow
-def test_tiny_zoobot_parity_benchmark_embeds_both_encoders_by_hub_name(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import bench_zoobot_parity
+@pytest.mark.parametrize("name", sorted(ARMS))
+def test_every_benchmark_runs_at_tiny_size_and_writes_one_result_file(name, work_root, one_thread):
+    _, result = tiny(name, work_root)
+    assert result["benchmark"] == name and result["tiny"] and result["measured"]
+    assert result["command"] == f"python -m benchmarks {name} --tiny --work-root {work_root}"
+    assert result["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", result["commit"])
+    machine = result["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["memory_gib"] > 0 and machine["torch"]
+    assert len(machine["load_average_start"]) == len(machine["load_average_end"]) == 3
+    assert set(result["arms"]) | set(result["borrowed"]) == ARMS[name]
+    assert set(result["skipped"]) == SKIPPED_AT_TINY.get(name, set())
+    tables = [b for b in result["blocks"] if "table" in b]
+    assert tables and all(len(row) == len(b["table"]["columns"]) for b in tables for row in b["table"]["rows"])
+    assert not any(isinstance(v, float) and math.isinf(v) for arm in result["arms"].values() for v in arm.values())
 
-    results = bench_zoobot_parity.main(["--tiny", "--skip-zoobot", "--work", str(tmp_path)])
-    assert json.loads((tmp_path / "results.json").read_text()) == results
-    assert results["galaxies"] == 4 and results["zoobot"].startswith("not run")
-    assert results["encoders"] == {"local/published": {"n_features": 64}, "local/exported": {"n_features": 64}}
+
+def saved_result(folder, tiny=True):
+    """A result of two arms side by side, saved as a run would save it."""
+    result = _harness.Result("simulate", ["--sizes", "16", "32"], {"sizes": [16, 32]}, tiny=tiny)
+    result.arm("16 px", galaxies_per_cpu_s=8.0)
+    result.arm("32 px", galaxies_per_cpu_s=2.0)
+    result.table(["size px", "galaxies per CPU-second", "CPU cost vs first"],
+                 [["16", "8.0", "1.00x"], ["32", "2.0", f"{result.ratio('16 px', '32 px', 'galaxies_per_cpu_s'):.2f}x"]],
+                 arms=["16 px", "32 px"])
+    return result.save(folder), result.data
+
+
+def test_a_result_file_holds_the_command_commit_machine_and_figures(tmp_path):
+    path, data = saved_result(tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved == json.loads(json.dumps(data)) and path.name.endswith(f"_{(data['commit'] or 'nogit')[:7]}.json")
+    assert saved["command"] == "python -m benchmarks simulate --sizes 16 32"
+    assert saved["dirty"] in (True, False) and saved["date"].endswith("+00:00")
+    assert {"cpu", "flags", "cores", "memory_gib", "load_average_start", "load_average_end", "torch", "galaxymorph",
+            "gpu"} <= set(saved["machine"])
+    assert saved["arms"]["32 px"] == {"galaxies_per_cpu_s": 2.0} and saved["blocks"][0]["table"]["rows"][1][2] == "4.00x"
+
+
+def test_a_comparison_with_an_arm_of_another_run_is_never_called_side_by_side(tmp_path):
+    first, _ = saved_result(tmp_path)
+    result = _harness.Result("simulate", ["--sizes", "16"], {}, tiny=True)
+    result.arm("16 px", galaxies_per_cpu_s=4.0)
+    assert result.borrow_from_result(first, "32 px") == {"galaxies_per_cpu_s": 2.0}
+    with pytest.raises(ValueError, match="ran in another run"):
+        result.ratio("16 px", "32 px", "galaxies_per_cpu_s")
+    result.table(["size", "galaxies per CPU-second"], [["16", "4.0"], ["32", "2.0"]], arms=["16 px", "32 px"])
+    result.table(["size", "galaxies per CPU-second"], [["16", "4.0"]], arms=["16 px"])
+    across, alone = (b for b in result.data["blocks"] if "table" in b)
+    assert not across["side_by_side"] and across["borrowed"] == ["32 px"]
+    caption = _render.side_by_side(across, result.data)
+    assert "Not side by side" in caption and first.name in caption
+    assert _render.side_by_side(alone, result.data) == ""
+    with pytest.raises(ValueError, match="neither measured nor borrowed"):
+        result.table(["size"], [["64"]], arms=["64 px"])
+
+
+def test_zoobot_beside_ours_from_an_earlier_result_file_says_it_is_not_side_by_side(work_root, one_thread):
+    ours, _ = tiny("train_gz2", work_root)  # the run is reused when this process ran train_gz2 already
+    _, result = tiny("train_zoobot", work_root, "--ours-from", str(ours))
+    assert not result["arms"] and set(result["borrowed"]) == ARMS["train_zoobot"]
+    (table,) = [b for b in result["blocks"] if "table" in b]
+    assert not table["side_by_side"] and set(table["borrowed"]) == ARMS["train_zoobot"]
+
+
+def test_every_table_of_benchmarks_md_names_its_result_file_commit_and_machine(tmp_path):
+    path, result = saved_result(tmp_path / "results" / "simulate", tiny=False)
+    text = _render.directive_markdown("benchmark", "simulate", tmp_path / "results")
+    caption = next(line for line in text.splitlines() if line.startswith("*From"))
+    assert path.name in caption and result["machine"]["cpu"] in caption
+    assert result["commit"] is None or result["commit"][:7] in caption
+    assert "side by side in this one run" in caption
+    assert "`python -m benchmarks simulate`" in text and "| 32 | 2.0 | 4.00x |" in text
+
+
+def test_a_tiny_result_is_refused_among_the_results(tmp_path):
+    saved_result(tmp_path / "results" / "simulate", tiny=True)
+    with pytest.raises(ValueError, match="--tiny result"):
+        _render.directive_markdown("results", "simulate", tmp_path / "results")
+
+
+def test_benchmarks_md_is_what_the_template_and_the_result_files_make():
+    assert _render.OUTPUT.read_text() == _render.render(), "run `python -m benchmarks render`"
+
+
+def test_the_template_types_no_table_and_every_section_comes_from_a_benchmark_or_result_files():
+    template = _render.TEMPLATE.read_text()
+    assert not re.search(r"^\|", template, re.M), "tables come from result files only"
+    named = {m.group(2) for m in _render.DIRECTIVE.finditer(template)}
+    assert set(_harness.names()) <= named  # every benchmark has its section
+    assert all((_harness.RESULTS / name).is_dir() or name in _harness.names() for name in named)
+
+
+def test_links_into_benchmarks_md_point_at_its_headings():
+    headings = {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                for line in _render.OUTPUT.read_text().splitlines() if line.startswith("#")}
+    for page in [_harness.ROOT / "README.md", *(_harness.ROOT / "docs").glob("*.md")]:
+        for anchor in re.findall(r"BENCHMARKS\.md#([\w\-]+)", page.read_text()):
+            assert anchor in headings, (page.name, anchor)
+
+
+def test_the_readme_demo_numbers_come_from_the_demo_run_files(tmp_path):
+    summary = {"settings": {"arch": "resnet10t", "model_px": 48, "epochs": 16, "threads": 2},
+               "seconds": {"simulate": 10.0, "train": 200.0}, "load_average": [0.5, 1.5], "mae_truth": 0.125,
+               "mae_truth_constant": 0.21, "mae_truth_noise_floor": 0.066, "mae_votes": 0.157,
+               "mae_votes_constant": 0.234, "coverage_90": 0.914}
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "demo_summary.json").write_text(json.dumps(summary))
+    (tmp_path / "evaluation" / "evaluation.json").write_text(json.dumps(
+        {"questions": {"bar": {"truth": {"model": {"mae": 0.1}, "constant": {"mae": 0.2}, "noise_floor": {"mae": 0.05}}}}}))
+    section = _render.demo_section(tmp_path, wall=283.0)
+    assert "**4 min 43 s** in all (simulate 10 s, train 200 s)" in section
+    assert "| bar, MAE against truth | 0.100 | 0.200 | 0.050 |" in section
+    assert "**40% closer to the truth than a constant**" in section and "**91.4%**" in section

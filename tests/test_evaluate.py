@@ -267,15 +267,12 @@ MEMORY_BUDGET_MB = 700  # measured: 526 MiB above the imports for evaluate, 206 
 
 @pytest.mark.slow
 def test_evaluate_and_report_of_a_million_rows_stay_within_a_fixed_memory_budget(tmp_path):
-    # each in a fresh interpreter, so that its peak RSS is its own (benchmarks/bench_evaluate_memory.py)
-    import sys
+    # each in a fresh interpreter, so that its peak RSS is its own (python -m benchmarks evaluate_memory)
     from pathlib import Path
 
     import galaxymorph
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_evaluate_memory import run
-    from synthetic_predictions import write_catalogue, write_predictions
+    from benchmarks._shared import write_catalogue, write_predictions
+    from benchmarks.evaluate_memory import run
 
     predictions = write_predictions(tmp_path / "preds.parquet", 1_000_000)
     catalogue = write_catalogue(tmp_path / "catalogue.parquet", 1_000_000)

@@ -11,7 +11,7 @@ Speed matters (this runs on every training step) and is dominated by the
 special functions, so each is called once: lgamma on every argument stacked
 together in forward, digamma on the same in a hand-written backward, and log
 factorials of whole-number votes are looked up in a table. See
-``benchmarks/bench_loss.py`` for the comparison with Zoobot's losses.
+``python -m benchmarks loss`` for the comparison with Zoobot's losses.
 
 Votes may be NaN for a whole question that was not provided (e.g. part of the
 Kaggle GZ2 data); such questions, like questions nobody answered, contribute

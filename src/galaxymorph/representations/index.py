@@ -8,7 +8,7 @@ built once and saved beside the embeddings as ``<embeddings>.hnsw.faiss``, with
 ``<embeddings>.hnsw.json`` recording what it was built from (row count, file size
 and modification time, the parameters). It is rebuilt when the embeddings file
 changed; an index file without our record is never overwritten.
-BENCHMARKS.md (``bench_neighbours.py``) has its recall and speed at 1e6 vectors.
+BENCHMARKS.md (``python -m benchmarks neighbours``) has its recall and speed at 1e6 vectors.
 """
 
 from __future__ import annotations

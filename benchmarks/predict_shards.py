@@ -10,7 +10,7 @@ old way and the new, alternately. Counted per worker: tar files opened, samples 
 and their bytes (a counting wrapper around ``webdataset.WebDataset``, inherited by the
 forked workers through shared memory).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_predict_shards.py [--n 3000] [--size 64] [--shard-size 200]
+    python -m benchmarks predict_shards [--n 3000] [--size 64] [--shard-size 200]
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
-import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ import webdataset
 from torch.utils.data import DataLoader, get_worker_info
 
 import galaxymorph.predict.predictor as predictor
+from benchmarks._harness import Result
 from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
@@ -40,6 +39,7 @@ from galaxymorph.simulate import simulate_catalogue
 
 WORKERS = 2
 FIELDS = ("tars", "samples", "bytes")
+TINY = {"n": 24, "size": 16, "shard_size": 4, "rounds": 1}
 
 
 class EveryKth(GalaxyStream):
@@ -91,30 +91,22 @@ def stream_class(cls: type[GalaxyStream]) -> Iterator[None]:
         predictor.GalaxyStream = before
 
 
-def cpu_model() -> str:
-    lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    info = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    flags = set(info.get("Flags", "").split())
-    vector = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
-    return f"{info.get('Model name', '?')}, {info.get('CPU(s)', '?')} CPUs, {vector}"
-
-
 def loader_pass(cls: type[GalaxyStream], records: Records, prep: dict[str, Any]) -> list[str]:
     stream = cls(records, prep)
     loader = DataLoader(stream, batch_size=64, num_workers=WORKERS, collate_fn=collate_galaxies)
     return [id_str for batch in loader for id_str in batch["id_str"]]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=3000, help="simulated galaxies")
     parser.add_argument("--size", type=int, default=64, help="stored pixels (simulated at this size)")
     parser.add_argument("--shard-size", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4, help="loader-only rounds per way (alternating)")
-    args = parser.parse_args()
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
     torch.set_num_threads(1)  # 2 shared cores: the loader workers need the other one
-    print(f"CPU: {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         start = time.perf_counter()
         sim = Path(tmp) / "sim"
         simulate_catalogue(args.n, args.size, sim, workers=2, progress=False)
@@ -122,46 +114,42 @@ def main() -> None:
         write_shards(sim / "catalogue.parquet", "gz_decals_dr5", Path(tmp) / "shards", prep, workers=2,
                      shard_size=args.shard_size, progress=False)
         records = Records.from_shards(Path(tmp) / "shards")
-        print(f"{args.n} galaxies at {args.size} px in {len(records.shards)} shards (all splits), simulated and "
-              f"sharded in {time.perf_counter() - start:.0f} s; {WORKERS} loader workers, batch 64")
+        result.figures.update(shards=len(records.shards), simulate_and_shard_s=time.perf_counter() - start)
 
         counter = TarCounter()
-        webdataset.WebDataset = counter
+        real, webdataset.WebDataset = webdataset.WebDataset, counter
         ways = {"before: every worker reads all": EveryKth, "after: each its own shards": GalaxyStream}
-        results: dict[str, dict[str, Any]] = {name: {"loader_s": []} for name in ways}
-        for _ in range(args.rounds):
+        try:
+            for _ in range(args.rounds):
+                for name, cls in ways.items():
+                    counter.reset()
+                    begin = time.perf_counter()
+                    ids = loader_pass(cls, records, prep.to_dict())
+                    arm = result.arms.get(name) or result.arm(name, loader_s=[])
+                    arm["loader_s"].append(time.perf_counter() - begin)
+                    assert sorted(ids) == sorted(set(ids)) and len(ids) == args.n, name
+                    arm["reads"] = counter.per_worker()
+            model = GalaxyModel("gz_decals_dr5", arch="test_resnet", image_size=args.size, preprocessing=prep.to_dict())
             for name, cls in ways.items():
                 counter.reset()
+                out = Path(tmp) / f"{cls.__name__}.parquet"
                 begin = time.perf_counter()
-                ids = loader_pass(cls, records, prep.to_dict())
-                results[name]["loader_s"].append(time.perf_counter() - begin)
-                assert sorted(ids) == sorted(set(ids)) and len(ids) == args.n, name
-                results[name]["reads"] = counter.per_worker()
-        model = GalaxyModel("gz_decals_dr5", arch="test_resnet", image_size=args.size, preprocessing=prep.to_dict())
-        for name, cls in ways.items():
-            counter.reset()
-            out = Path(tmp) / f"{cls.__name__}.parquet"
-            begin = time.perf_counter()
-            with stream_class(cls):
-                counts = predict(model.eval(), out, shards=Path(tmp) / "shards", samples=5, batch_size=64,
-                                 workers=WORKERS, progress=False)
-            results[name]["predict_s"] = time.perf_counter() - begin
-            results[name]["predict_reads"] = counter.per_worker()
-            assert counts["rows"] == args.n and read_predictions(out)[0]["id_str"].is_unique, name
-
-    print(f"load average at end {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
-    print("| split | tars opened per worker | samples untarred per worker | MB untarred (total) "
-          "| loader only, s (median; each round) | whole predict, s |")
-    print("|---|---|---|---:|---|---:|")
-    for name, r in results.items():
+                with stream_class(cls):
+                    counts = predict(model.eval(), out, shards=Path(tmp) / "shards", samples=5, batch_size=64,
+                                     workers=WORKERS, progress=False)
+                result.arm(name, predict_s=time.perf_counter() - begin, predict_reads=counter.per_worker())
+                assert counts["rows"] == args.n and read_predictions(out)[0]["id_str"].is_unique, name
+        finally:
+            webdataset.WebDataset = real
+    result.note(f"{args.n} galaxies at {args.size} px in {result.figures['shards']} shards (all splits), simulated and "
+                f"sharded in {result.figures['simulate_and_shard_s']:.0f} s; {WORKERS} loader workers, batch 64")
+    rows = []
+    for name, r in result.arms.items():
         reads = r["reads"]
         assert reads == r["predict_reads"], (name, reads, r["predict_reads"])
-        tars = " + ".join(str(w["tars"]) for w in reads)
-        samples = " + ".join(str(w["samples"]) for w in reads)
-        mb = sum(w["bytes"] for w in reads) / 1e6
         loader = f"{statistics.median(r['loader_s']):.2f}; " + ", ".join(f"{s:.1f}" for s in r["loader_s"])
-        print(f"| {name} | {tars} | {samples} | {mb:.1f} | {loader} | {r['predict_s']:.1f} |")
-
-
-if __name__ == "__main__":
-    main()
+        rows.append([name, " + ".join(str(w["tars"]) for w in reads), " + ".join(str(w["samples"]) for w in reads),
+                     f"{sum(w['bytes'] for w in reads) / 1e6:.1f}", loader, f"{r['predict_s']:.1f}"])
+    result.table(["split", "tars opened per worker", "samples untarred per worker", "MB untarred (total)",
+                  "loader only, s (median; each round)", "whole predict, s"], rows, arms=list(ways),
+                 align=["---", "---", "---", "---:", "---", "---:"])

@@ -9,24 +9,23 @@ passes with its test-time dropout. Zoobot is optional: when it is not importable
 the script says so and measures galaxymorph alone. ``--tiny`` runs everything at
 32 px for a few steps on any machine (the test suite runs it on CPU).
 
-    .venv/bin/python benchmarks/bench_gpu.py [--archs efficientnet_b0 convnext_nano] [--size 224] [--batch 128]
-    .venv/bin/python benchmarks/bench_gpu.py --tiny
+    python -m benchmarks gpu [--archs efficientnet_b0 convnext_nano] [--size 224] [--batch 128]
+    python -m benchmarks gpu --tiny
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import platform
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 import torch
-from bench_train_common import WORK, Throughput
 from torch.utils.data import DataLoader, Dataset
+
+from benchmarks._harness import Result
+from benchmarks._shared import Throughput
 
 from galaxymorph.models import GalaxyModel
 from galaxymorph.predict.predictor import posterior_samples
@@ -124,28 +123,10 @@ def zoobot(arch: str, data: RandomGalaxies, args: argparse.Namespace, device: to
     return {"train_images_per_s": train, "predict_galaxies_per_s": predict}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every architecture, ours then zoobot's, on the same images; returns what is printed and saved."""
-    device = _device(args.accelerator)
-    data = RandomGalaxies(args.batch * max(args.warmup + args.steps + 2, args.predict_batches + 1), args.size,
-                          get_schema(SCHEMA))
-    has_zoobot = importlib.util.find_spec("zoobot") is not None
-    cpu = f"cpu: {platform.processor() or platform.machine()}"
-    results: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu if device.type == "cpu" else "mps",
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "zoobot": "measured" if has_zoobot else "not importable here: galaxymorph measured alone",
-        "rows": [],
-    }
-    for arch in args.archs:
-        sides = [("galaxymorph", ours)] + ([("zoobot 2.9", zoobot)] if has_zoobot else [])
-        for name, measure in sides:
-            results["rows"].append({"arch": arch, "library": name, **measure(arch, data, args, device)})
-    return results
+TINY = {"size": 32, "batch": 4, "steps": 2, "warmup": 1, "predict_batches": 2}
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archs", nargs="+", default=["efficientnet_b0", "convnext_nano"])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=128)
@@ -155,25 +136,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--precision", default="bf16-mixed")
     parser.add_argument("--accelerator", default="auto")
-    parser.add_argument("--tiny", action="store_true", help="32 px, batch 4, a few steps: checks the script anywhere")
-    parser.add_argument("--out", type=Path, default=WORK.parent / "bench_gpu.json")
-    args = parser.parse_args(argv)
-    if args.tiny:
-        args.size, args.batch, args.steps, args.warmup, args.predict_batches = 32, 4, 2, 1, 2
-    return args
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse(argv)
-    results = run(args)
-    print(f"device: {results['device']}; zoobot: {results['zoobot']}")
-    print(f"{'arch':<18}{'library':<14}{'train images/s':>16}{'predict galaxies/s':>20}")
-    for row in results["rows"]:
-        print(f"{row['arch']:<18}{row['library']:<14}{row['train_images_per_s']:>16.1f}{row['predict_galaxies_per_s']:>20.1f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=str))
-    return results
-
-
-if __name__ == "__main__":
-    main()
+def measure(args: argparse.Namespace, result: Result) -> None:
+    """Every architecture, ours then zoobot's, on the same images."""
+    device = _device(args.accelerator)
+    data = RandomGalaxies(args.batch * max(args.warmup + args.steps + 2, args.predict_batches + 1), args.size,
+                          get_schema(SCHEMA))
+    sides = [("galaxymorph", ours)]
+    if importlib.util.find_spec("zoobot") is None:
+        result.skip("zoobot 2.9", "not importable here: galaxymorph measured alone")
+    else:
+        sides.append(("zoobot 2.9", zoobot))
+    result.figures["device"] = str(device)
+    for arch in args.archs:
+        for name, measure_side in sides:
+            result.arm(f"{name}, {arch}", **measure_side(arch, data, args, device))
+    result.note(f"device {device} ({result.data['machine']['gpu'] or 'CPU'}), {args.size} px, batch {args.batch}, "
+                f"{args.precision}, {args.samples} posterior samples")
+    result.table(["arch", "library", "train images/s", "predict galaxies/s"],
+                 [[name.split(", ")[1], name.split(", ")[0], f"{a['train_images_per_s']:.1f}",
+                   f"{a['predict_galaxies_per_s']:.1f}"] for name, a in result.arms.items()],
+                 arms=list(result.arms), align=["---", "---", "---:", "---:"])

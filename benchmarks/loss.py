@@ -16,23 +16,19 @@ process, one thread by default (these batch-256 tensors are mostly below
 torch's intra-op parallel grain, and on this shared 2-core machine a second
 OpenMP thread only added stalls), in interleaved rounds; medians are reported.
 
-The competitors run in a separate virtual environment (``benchmarks/_work/``,
-created on first use) so their packages never enter ours. It reuses this
-interpreter's torch through a ``.pth`` file instead of installing another
-(torch is gigabytes and this machine caps its version); zoobot and pyro are
-installed with ``--no-deps`` because zoobot's loss module imports only torch and
-pyro's other needs (numpy, tqdm) come with that path. The venv runs this same
-file with ``--worker zoobot`` (ours runs it with ``--worker ours``): workers
-answer load and timing requests as JSON lines, returning per-question losses
-and gradients that are compared with ours and with a float64 closed form.
+The competitors run in zoobot's own environment (``shared/zoobot-venv`` in the work
+root, built on first use: ``benchmarks._shared.zoobot_python``) so their packages never
+enter ours; it reuses this interpreter's torch. The workers run this module
+(``python -m benchmarks.loss --worker zoobot``, ``--worker ours`` for ours): they answer
+load and timing requests as JSON lines, returning per-question losses and gradients that
+are compared with ours and with a float64 closed form. With ``--tiny`` zoobot's
+environment is not built and ours is compared with the closed form alone.
 
 All three compute the full Dirichlet-Multinomial log-likelihood, multinomial
 coefficient included, per galaxy and question, so losses and gradients are
 directly comparable. Each step is ``loss(conc, counts).sum(1).mean().backward()``.
 
-Usage::
-
-    .venv/bin/python benchmarks/bench_loss.py [--batch 256] [--rounds 7] [--threads 1] [--clock cpu|wall]
+    python -m benchmarks loss [--batch 256] [--rounds 7] [--threads 1] [--clock cpu|wall]
 """
 
 from __future__ import annotations
@@ -44,34 +40,41 @@ import statistics
 import subprocess
 import sys
 import time
-import venv
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch.utils import benchmark
 
-WORK = Path(__file__).resolve().parent / "_work"
-VENV = WORK / "zoobot-venv"
-COMPETITOR_PACKAGES = ("zoobot==2.9.*", "pyro-ppl==1.9.*", "pyro-api", "opt_einsum")
+from benchmarks._harness import ROOT, Result
+
 TREES = ("gz_decals_dr5", "gz2")
 TOLERANCE = 1e-5
-MIN_RUN_TIME = 0.2  # seconds per implementation per round
 # The default is the CPU time of the (single) computing thread: on a loaded, shared machine
 # elapsed time counts the time other jobs hold the core, and the median of blocks favours
 # the fastest code (short blocks are more often untouched), which inflated our ratios ~3x.
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+TINY = {"batch": 8, "rounds": 1, "min_run_time": 0.01}
+WORKER_OF = {"ours": "ours", "pyro loop": "zoobot", "zoobot 2.9": "zoobot"}  # implementation -> worker
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians are reported")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="cpu: see CLOCKS")
+    parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds per implementation per round")
 
 
 # ----------------------------------------------------------------- shared by both sides
 
 
-def time_step(step: Callable[[], Any], threads: int, clock: str) -> float:
+def time_step(step: Callable[[], Any], threads: int, clock: str, min_run_time: float) -> float:
     """Median seconds of one call, by torch.utils.benchmark: elapsed, or this thread's CPU time."""
     timer = benchmark.Timer(
         "step()", globals={"step": step}, num_threads=threads, timer=CLOCKS[clock]
     )
-    return timer.blocked_autorange(min_run_time=MIN_RUN_TIME).median
+    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 def loss_and_gradient(per_question: Callable[[torch.Tensor, Any], torch.Tensor], conc: torch.Tensor, counts: Any):
@@ -157,7 +160,8 @@ def serve(side: str) -> None:
                 answer[name] = {"loss": loss.tolist(), "grad": grad.tolist()}
             answer["versions"] = versions(side)
         else:
-            answer = {"seconds": time_step(steps[tree, request["name"]], request["threads"], request["clock"])}
+            answer = {"seconds": time_step(steps[tree, request["name"]], request["threads"], request["clock"],
+                                         request["min_run_time"])}
         print(json.dumps(answer), flush=True)
 
 
@@ -168,49 +172,6 @@ def versions(side: str) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------- our side
-
-
-def ensure_competitor_venv() -> Path:
-    """Create benchmarks/_work/zoobot-venv on first use; return its python."""
-    python = VENV / "bin" / "python"
-    ready = VENV / ".ready"
-    if ready.exists():
-        return python
-    print(f"creating {VENV} (once) ...", flush=True)
-    venv.create(VENV, clear=True, with_pip=True)
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    # a path line in a .pth file puts our site-packages (torch, numpy, tqdm) on the venv's sys.path,
-    # after its own packages; our editable galaxymorph stays out (nested .pth files are not read)
-    our_site = Path(torch.__file__).resolve().parents[1]
-    (Path(site) / "_reuse_torch.pth").write_text(f"{our_site}\n")
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", *COMPETITOR_PACKAGES], check=True
-    )
-    ready.touch()
-    return python
-
-
-def simulated_inputs(schema, batch: int, volunteers: int = 40, seed: int = 0) -> dict:
-    """Votes flowing down the tree (a question gets the votes of the answers leading to it) and head-like concentrations."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((batch, schema.n_answers))
-    for q in schema.topological_order:
-        parents = list(schema.parent_answers[q])
-        reached = np.minimum(counts[:, parents].sum(axis=1), volunteers) if parents else np.full(batch, volunteers)
-        answers = schema.slices[q]
-        fractions = rng.dirichlet(np.ones(answers.stop - answers.start), size=batch)
-        counts[:, answers] = rng.multinomial(reached.astype(np.int64), fractions)
-    concentrations = 1 + 99 / (1 + np.exp(-rng.normal(0, 2, size=counts.shape)))
-    return {
-        "concentrations": torch.tensor(concentrations, dtype=torch.float32),
-        "counts": torch.tensor(counts, dtype=torch.float32),
-        "questions": [[q.name, list(q.columns)] for q in schema.questions],
-    }
 
 
 def relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
@@ -256,77 +217,92 @@ class Worker:
         self.process.wait()
 
 
-def run(batch: int, rounds: int, threads: int, clock: str) -> None:
+class Worker:
+    """A python running this module with --worker: ours, or in zoobot's environment the competitors'."""
+
+    def __init__(self, python: Path | str, side: str) -> None:
+        self.process = subprocess.Popen([python, "-m", "benchmarks.loss", "--worker", side], cwd=ROOT,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **request: Any) -> dict:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("a loss worker stopped; see its error above")
+        return json.loads(line)
+
+    def close(self) -> None:
+        assert self.process.stdin
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
+    # imported here, not above: zoobot's environment imports this module (as a worker) without galaxymorph
+    from benchmarks._shared import simulated_loss_inputs, zoobot_python, zoobot_skip_reason
     from galaxymorph import get_schema
 
-    # every loss is timed in a worker process, so all three wait and wake alike between rounds
-    workers = {"ours": Worker(sys.executable, "ours"), "zoobot": Worker(ensure_competitor_venv(), "zoobot")}
-    names = {"ours": "ours", "pyro loop": "zoobot", "zoobot 2.9": "zoobot"}  # implementation -> worker
-    rows = []
+    names = dict(WORKER_OF)
+    workers = {"ours": Worker(sys.executable, "ours")}  # every loss is timed in a worker: all wait and wake alike
+    skipped = zoobot_skip_reason(args)
+    if skipped:
+        for name in ("pyro loop", "zoobot 2.9"):
+            result.skip(name, skipped)
+            del names[name]
+    else:
+        workers["zoobot"] = Worker(zoobot_python(args), "zoobot")
+    versions: dict[str, str] = {}
     try:
         for tree in TREES:
-            schema = get_schema(tree)
-            inputs = simulated_inputs(schema, batch)
-            path = WORK / f"inputs_{tree}_{batch}.pt"
+            inputs = simulated_loss_inputs(get_schema(tree), args.batch)
+            path = args.work / f"inputs_{tree}_{args.batch}.pt"
             torch.save(inputs, path)
-            results, versions = {}, {}
+            losses = {}
             for worker in workers.values():
                 answer = worker.ask(do="load", tree=tree, path=str(path))
                 versions.update(answer.pop("versions"))
-                results.update({name: [torch.tensor(r["loss"]), torch.tensor(r["grad"])] for name, r in answer.items()})
+                losses.update({name: [torch.tensor(r["loss"]), torch.tensor(r["grad"])] for name, r in answer.items()})
             conc, counts = inputs["concentrations"].double(), inputs["counts"].double()
             exact = loss_and_gradient(lambda c, n: exact_nll(c, n, inputs["questions"]), conc, counts)
-            vs_exact = {name: max(map(relative_error, results[name], exact)) for name in names}
-            vs_ours = {name: max(map(relative_error, results["ours"], results[name])) for name in list(names)[1:]}
-
             seconds: dict[str, list[float]] = {name: [] for name in names}
             order = list(names)
-            for r in range(rounds):  # interleaved, rotating who goes first
-                for name in order[r % 3 :] + order[: r % 3]:
-                    request = dict(do="time", tree=tree, name=name, threads=threads, clock=clock)
+            for r in range(args.rounds):  # interleaved, rotating who goes first
+                for name in order[r % len(order):] + order[: r % len(order)]:
+                    request = dict(do="time", tree=tree, name=name, threads=args.threads, clock=args.clock,
+                                   min_run_time=args.min_run_time)
                     seconds[name].append(workers[names[name]].ask(**request)["seconds"])
-            ms = {name: 1e3 * statistics.median(s) for name, s in seconds.items()}
-            spread = ", ".join(f"{name} {1e3 * min(s):.3f}-{1e3 * max(s):.3f}" for name, s in seconds.items())
-            print(f"{tree}: per-round ms {spread}", flush=True)
-            rows.append((tree, schema.n_answers, ms, vs_ours, vs_exact))
+            for name in names:
+                result.arm(f"{name}, {tree}", ms=1e3 * statistics.median(seconds[name]),
+                           ms_rounds=[1e3 * s for s in seconds[name]],
+                           vs_float64=max(map(relative_error, losses[name], exact)),
+                           vs_ours=max(map(relative_error, losses["ours"], losses[name])))
+            print(f"{tree}: per-round ms " + ", ".join(f"{name} {1e3 * min(s):.3f}-{1e3 * max(s):.3f}"
+                                                       for name, s in seconds.items()), flush=True)
     finally:
         for worker in workers.values():
             worker.close()
-
-    print(
-        f"\nbatch {batch}, {threads} thread(s), {clock} clock, medians of {rounds} interleaved rounds; {versions}"
-        "\nrelative differences are max|diff| / max|reference| over per-question losses and gradients\n"
-    )
-    print(
-        "| tree | answers | ours ms | pyro loop ms | zoobot 2.9 ms | pyro / ours | zoobot / ours "
-        "| ours vs pyro | ours vs zoobot | vs float64: ours, pyro, zoobot |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for tree, answers, ms, vs_ours, vs_exact in rows:
-        print(
-            f"| {tree} | {answers} | {ms['ours']:.3f} | {ms['pyro loop']:.3f} | {ms['zoobot 2.9']:.3f} "
-            f"| {ms['pyro loop'] / ms['ours']:.1f}x | {ms['zoobot 2.9'] / ms['ours']:.1f}x "
-            f"| {vs_ours['pyro loop']:.1e} | {vs_ours['zoobot 2.9']:.1e} "
-            f"| {', '.join(f'{vs_exact[name]:.1e}' for name in names)} |"
-        )
-    if any(e > TOLERANCE for *_, vs_ours, _ in rows for e in vs_ours.values()):
-        sys.exit(f"losses or gradients differ from Zoobot's by more than {TOLERANCE} relative")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians are reported")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="cpu: see CLOCKS")
-    parser.add_argument("--worker", choices=("ours", "zoobot"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        serve(args.worker)
-    else:
-        WORK.mkdir(exist_ok=True)
-        run(args.batch, args.rounds, args.threads, args.clock)
+    result.figures["versions"] = versions
+    competitors = [name for name in names if name != "ours"]
+    result.note(f"batch {args.batch}, {args.threads} thread(s), {args.clock} clock, medians of {args.rounds} "
+                f"interleaved rounds; {versions}. Relative differences are max|diff| / max|reference| over "
+                "per-question losses and gradients.")
+    rows = []
+    for tree in TREES:
+        ours = result.arms[f"ours, {tree}"]
+        rows.append([tree, str(get_schema(tree).n_answers), f"{ours['ms']:.3f}"]
+                    + [f"{result.arms[f'{name}, {tree}']['ms']:.3f}" for name in competitors]
+                    + [f"{result.ratio(f'{name}, {tree}', f'ours, {tree}', 'ms'):.1f}x" for name in competitors]
+                    + [f"{result.arms[f'{name}, {tree}']['vs_ours']:.1e}" for name in competitors]
+                    + [", ".join(f"{result.arms[f'{name}, {tree}']['vs_float64']:.1e}" for name in names)])
+    result.table(["tree", "answers", "ours ms", *(f"{n} ms" for n in competitors), *(f"{n} / ours" for n in competitors),
+                  *(f"ours vs {n}" for n in competitors), f"vs float64: {', '.join(names)}"],
+                 rows, arms=list(result.arms), align=["---", "---:", "---:", *["---:"] * 3 * len(competitors), "---"])
+    worst = max((a["vs_ours"] for a in result.arms.values()), default=0.0)
+    if worst > TOLERANCE:
+        raise SystemExit(f"losses or gradients differ from Zoobot's by more than {TOLERANCE} relative ({worst:.1e})")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # a worker (see Worker): python -m benchmarks.loss --worker ours|zoobot
+    serve(sys.argv[sys.argv.index("--worker") + 1])

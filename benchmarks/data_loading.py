@@ -9,7 +9,7 @@ one affine_grid/grid_sample (in the main process, as ``on_after_batch_transfer``
 does). Both sides run in one process, interleaved, on the same images.
 Also reported: sharding throughput and the read cost of .npy vs PNG pixels.
 
-    .venv/bin/python benchmarks/bench_data_loading.py --n 3000
+    python -m benchmarks data_loading --n 3000
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from benchmarks._harness import Result
+from benchmarks._shared import add_gz2_option, gz2_folder
 from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 
-GZ2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "gz2_kaggle"
+TINY = {"n": 24, "size": 16, "batch": 8, "repeats": 1}
 
 
 class JpegFiles(Dataset):
@@ -77,9 +79,9 @@ def time_shards(shards: Path, size: int, batch: int, workers: int) -> float:
     return rate(n, time.perf_counter() - start)
 
 
-def time_pixel_formats(stored: int, count: int = 500) -> tuple[float, float]:
+def time_pixel_formats(paths: list[str], stored: int) -> tuple[float, float]:
     """Samples/s reading pixels stored as .npy vs as PNG (the choice made for shards)."""
-    arrays = [np.asarray(Image.open(p).convert("RGB").resize((stored, stored))) for p in sorted(GZ2.glob("images/*.jpg"))[:count]]
+    arrays = [np.asarray(Image.open(p).convert("RGB").resize((stored, stored))) for p in paths]
     npy, png = [], []
     for a in arrays:
         buf = io.BytesIO(); np.save(buf, a); npy.append(buf.getvalue())
@@ -92,42 +94,43 @@ def time_pixel_formats(stored: int, count: int = 500) -> tuple[float, float]:
     for b in png:
         np.asarray(Image.open(io.BytesIO(b)))
     t_png = time.perf_counter() - start
-    return count / t_npy, count / t_png
+    return len(paths) / t_npy, len(paths) / t_png
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=3000, help="images from ../shared/data/gz2_kaggle")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gz2_option(parser)
+    parser.add_argument("--n", type=int, default=3000, help="images from the GZ2 folder")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the best of each is kept")
-    args = parser.parse_args()
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
     torch.set_num_threads(1)  # on this shared 2-core machine, 2 intra-op threads made the baseline 10x slower
     stored = round(args.size / 0.75)
-    with tempfile.TemporaryDirectory() as tmp:
+    gz2 = gz2_folder(args)
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         tmp = Path(tmp)
-        cat = kaggle_to_catalogue(GZ2 / "labels.csv", GZ2 / "images").iloc[: args.n]
+        cat = kaggle_to_catalogue(gz2 / "labels.csv", gz2 / "images").iloc[: args.n]
         cat.to_parquet(tmp / "cat.parquet")
         start = time.perf_counter()
         write_shards(tmp / "cat.parquet", "gz2", tmp / "shards", Preprocessing(stored_size=stored, image_size=args.size),
                      val_fraction=0.0, test_fraction=0.0, workers=2, shard_size=500, progress=False)
-        shard_rate = rate(args.n, time.perf_counter() - start)
-        print(f"sharding (2 processes, validation + decode + write, {args.n} images at {stored} px): {shard_rate:.0f} images/s")
+        result.figures["sharding_images_per_s"] = len(cat) / (time.perf_counter() - start)
         paths = cat["file_loc"].tolist()
-        results = {}
         for _ in range(args.repeats):
             for workers in (0, 2):
                 for name, fn, source in (("files", time_baseline, paths), ("shards", time_shards, tmp / "shards")):
-                    value = fn(source, args.size, args.batch, workers)
-                    results[(name, workers)] = max(value, results.get((name, workers), 0.0))
-        print("\n| loader workers | JPEG files + PIL/torchvision (img/s) | shards + batched augmentation (img/s) | ratio |")
-        print("|---|---|---|---|")
-        for workers in (0, 2):
-            files, shards = results[("files", workers)], results[("shards", workers)]
-            print(f"| {workers} | {files:.0f} | {shards:.0f} | {shards / files:.1f}x |")
-        npy, png = time_pixel_formats(stored)
-        print(f"\npixel read cost at {stored} px: .npy {npy:.0f} samples/s, PNG {png:.0f} samples/s ({npy / png:.0f}x)")
-
-
-if __name__ == "__main__":
-    main()
+                    arm = f"{name}, {workers} workers"
+                    best = max(fn(source, args.size, args.batch, workers), result.arms.get(arm, {}).get("images_per_s", 0))
+                    result.arm(arm, images_per_s=best)
+        npy, png = time_pixel_formats(paths[:500], stored)
+        result.figures.update(npy_samples_per_s=npy, png_samples_per_s=png)
+    result.note(f"sharding (2 processes, validation + decode + write, {len(cat)} images at {stored} px): "
+                f"{result.figures['sharding_images_per_s']:.0f} images/s")
+    result.table(["loader workers", "JPEG files + PIL/torchvision (img/s)", "shards + batched augmentation (img/s)", "ratio"],
+                 [[str(w), f"{result.arms[f'files, {w} workers']['images_per_s']:.0f}",
+                   f"{result.arms[f'shards, {w} workers']['images_per_s']:.0f}",
+                   f"{result.ratio(f'shards, {w} workers', f'files, {w} workers', 'images_per_s'):.1f}x"] for w in (0, 2)],
+                 arms=list(result.arms))
+    result.note(f"pixel read cost at {stored} px: .npy {npy:.0f} samples/s, PNG {png:.0f} samples/s ({npy / png:.0f}x)")

@@ -4,7 +4,7 @@ in channels_last and in the default memory format.
 
 Pipeline cost = 1 - pipeline images/s / random-tensor images/s (goal: under 10%).
 
-    .venv/bin/python benchmarks/bench_train_throughput.py [--arch efficientnet_b0] [--size 64]
+    python -m benchmarks train_throughput [--arch efficientnet_b0] [--size 64]
         [--batch-size 64] [--steps 30] [--workers 2] [--threads 2] [--rounds 2]
 
 Rounds alternate the variants so that load from other users of the machine spreads
@@ -17,15 +17,19 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
-from bench_train_common import GZ2_PREPROCESSING, Throughput, gz2_shards
 
+from benchmarks._harness import Result
+from benchmarks._shared import TINY_ARCH, Throughput, add_gz2_option, gz2_preprocessing, gz2_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.losses import DirichletMultinomialLoss
 from galaxymorph.models import GalaxyModel
 from galaxymorph.schema import get_schema
 from galaxymorph.training import TrainConfig, train
+
+TINY = {"arch": TINY_ARCH, "size": 16, "batch_size": 4, "steps": 2, "warmup": 1, "workers": 0, "threads": 1, "rounds": 1}
 
 
 def random_tensor_rate(arch: str, size: int, batch: int, steps: int, warmup: int, channels_last: bool) -> float:
@@ -45,21 +49,21 @@ def random_tensor_rate(arch: str, size: int, batch: int, steps: int, warmup: int
     return batch * steps / (time.perf_counter() - start)
 
 
-def pipeline_rate(arch: str, size: int, batch: int, steps: int, warmup: int, channels_last: bool, workers: int) -> float:
-    """Images/s of ``galaxymorph.training.train_run`` on the GZ2 shards (augmentation included)."""
-    prep = Preprocessing.from_dict({**GZ2_PREPROCESSING.to_dict(), "image_size": size})
+def pipeline_rate(shards: Path, work: Path, arch: str, size: int, batch: int, steps: int, warmup: int,
+                  channels_last: bool, workers: int) -> float:
+    """Images/s of ``galaxymorph.training.train`` on the GZ2 shards (augmentation included)."""
     probe = Throughput(warmup=warmup, steps=steps)
-    with tempfile.TemporaryDirectory() as run:
+    with tempfile.TemporaryDirectory(dir=work) as run:
         config = TrainConfig(
-            shards=str(gz2_shards(prep)), out=run, arch=arch, size=size, batch_size=batch, epochs=1,
+            shards=str(shards), out=run, arch=arch, size=size, batch_size=batch, epochs=1,
             num_workers=workers, channels_last=channels_last, progress=False,
         )
         train(config, callbacks=[probe])
     return probe.images_per_second
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gz2_option(parser)
     parser.add_argument("--arch", default="efficientnet_b0")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -68,32 +72,32 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
     torch.set_num_threads(args.threads)
+    shards = gz2_shards(args, Preprocessing.from_dict({**gz2_preprocessing(args).to_dict(), "image_size": args.size}))
     common = (args.arch, args.size, args.batch_size, args.steps, args.warmup)
     variants = {
         "random tensors, channels_last": lambda: random_tensor_rate(*common, True),
         "random tensors, default format": lambda: random_tensor_rate(*common, False),
-        "pipeline, channels_last": lambda: pipeline_rate(*common, True, args.workers),
-        "pipeline, default format": lambda: pipeline_rate(*common, False, args.workers),
+        "pipeline, channels_last": lambda: pipeline_rate(shards, args.work, *common, True, args.workers),
+        "pipeline, default format": lambda: pipeline_rate(shards, args.work, *common, False, args.workers),
     }
-    rates = {name: [] for name in variants}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, run in variants.items():
             rates[name].append(run())
             print(f"  {name}: {rates[name][-1]:.1f} img/s", flush=True)
-    median = {name: statistics.median(r) for name, r in rates.items()}
-    print(f"\n{args.arch} at {args.size} px, batch {args.batch_size}, {args.threads} threads, "
-          f"{args.workers} loader workers, median of {args.rounds} rounds of {args.steps} steps")
-    print("| variant | images/s |\n|---|---|")
-    for name, rate in median.items():
-        print(f"| {name} | {rate:.1f} |")
+    for name, r in rates.items():
+        result.arm(name, images_per_s=statistics.median(r), rounds=r)
+    result.note(f"{args.arch} at {args.size} px, batch {args.batch_size}, {args.threads} threads, "
+                f"{args.workers} loader workers, median of {args.rounds} rounds of {args.steps} steps")
+    result.table(["variant", "images/s"], [[name, f"{result.arms[name]['images_per_s']:.1f}"] for name in variants],
+                 arms=list(variants))
     for fmt in ("channels_last", "default format"):
-        cost = 1 - median[f"pipeline, {fmt}"] / median[f"random tensors, {fmt}"]
-        print(f"pipeline cost ({fmt}): {100 * cost:.1f}%")
-    print(f"channels_last speed-up (random tensors): "
-          f"{median['random tensors, channels_last'] / median['random tensors, default format']:.2f}x")
-
-
-if __name__ == "__main__":
-    main()
+        cost = 1 - result.ratio(f"pipeline, {fmt}", f"random tensors, {fmt}", "images_per_s")
+        result.figures[f"pipeline_cost, {fmt}"] = cost
+        result.note(f"pipeline cost ({fmt}): {100 * cost:.1f}%")
+    speedup = result.ratio("random tensors, channels_last", "random tensors, default format", "images_per_s")
+    result.note(f"channels_last speed-up (random tensors): {speedup:.2f}x")

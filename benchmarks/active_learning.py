@@ -1,6 +1,6 @@
 """Active learning on the simulator: does choosing galaxies by BALD need fewer labels than choosing at random?
 
-    .venv/bin/python benchmarks/bench_active_learning.py [--pool 3000] [--test 500] [--start 100] [--acquire 100]
+    python -m benchmarks active_learning [--pool 3000] [--test 500] [--start 100] [--acquire 100]
         [--rounds 5] [--seeds 0,1] [--images-seen 12000] [--epoch-images 800] [--arch resnet10t] [--size 40]
 
 A pool of simulated galaxies (images at ``--sim-px``) and a fixed simulated test set, scored by
@@ -13,9 +13,10 @@ volunteers classify ``--acquire`` more galaxies: the highest BALD scores
 (:func:`galaxymorph.acquisition.acquisition_scores`) or a random choice. Both strategies share
 each seed's starting set and first model.
 
-Prints a table of test error against labelled galaxies, writes docs/active_learning.png and
-the numbers to ``--work``/results.json (default benchmarks/_work/active_learning/); a re-run
-with the same settings reuses finished training runs and predictions.
+Prints a table of test error against labelled galaxies and draws it (``--plot``; the user
+guide's is docs/active_learning.png). Every finished round is kept in the work folder's
+results.json, so a re-run with the same settings resumes; a strategy with rounds from an
+earlier run is marked in the result file as not measured side by side.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
 
+from benchmarks._harness import Result  # noqa: E402
+from benchmarks._shared import TINY_ARCH  # noqa: E402
 from galaxymorph.acquisition import acquisition_scores  # noqa: E402
 from galaxymorph.data.datamodule import GalaxyDataModule, collate  # noqa: E402
 from galaxymorph.data.transforms import Preprocessing  # noqa: E402
@@ -46,10 +49,10 @@ from galaxymorph.simulate.volunteers import volunteer_counts  # noqa: E402
 from galaxymorph.stats import expected_fractions  # noqa: E402
 from galaxymorph.training import TrainConfig, train  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / "_work" / "active_learning"
 SCHEMA = get_schema("gz_decals_dr5")
 STRATEGIES = ("bald", "random")
+TINY = dict(pool=30, test=10, start=10, acquire=10, rounds=1, seeds="0", images_seen=64, epoch_images=32,
+            arch=TINY_ARCH, sim_px=24, size=16, samples=2, batch_size=16, threads=1)
 
 
 def label(catalogue: pd.DataFrame, rows: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -110,12 +113,13 @@ def spread(concentrations: np.ndarray) -> float:
 
 
 def run_seed(seed: int, catalogue: pd.DataFrame, everyone: Path, test: pd.DataFrame, args: argparse.Namespace,
-             results: dict) -> None:
-    """Every round of both strategies for one seed; each finished round is saved to results.json at once."""
+             results: dict) -> set[str]:
+    """Every round of both strategies for one seed, each saved to results.json at once; returns the rounds run now."""
     rng = np.random.default_rng(seed)
     pool = np.flatnonzero(~catalogue["id_str"].isin(test["id_str"]))
     start = rng.choice(pool, args.start, replace=False)
     first = label(catalogue, start, rng)
+    ran = set()
     for strategy in STRATEGIES:
         labelled, rows = first, start
         strategy_rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
@@ -127,6 +131,7 @@ def run_seed(seed: int, catalogue: pd.DataFrame, everyone: Path, test: pd.DataFr
             unlabelled = np.setdiff1d(pool, rows)
             pool_conc = np.stack(conc.loc[catalogue["id_str"].iloc[unlabelled]].to_numpy())
             scores = acquisition_scores(pool_conc, SCHEMA, seed=seed)["score"].to_numpy()
+            ran.add(key)
             results["rounds"][key] = {"labelled": len(rows), "mae_truth": test_error(conc, test), "pool_bald": float(scores.mean()),
                             "pool_spread": spread(pool_conc), "seconds": round(time.perf_counter() - began, 1)}
             (args.work / "results.json").write_text(json.dumps(results, indent=1))
@@ -139,6 +144,7 @@ def run_seed(seed: int, catalogue: pd.DataFrame, everyone: Path, test: pd.DataFr
                 picked = strategy_rng.choice(unlabelled, args.acquire, replace=False)
             labelled = pd.concat([labelled, label(catalogue, picked, strategy_rng)], ignore_index=True)
             rows = np.concatenate([rows, picked])
+    return ran
 
 
 def labels_to_reach(curve: pd.Series, target: float) -> float:
@@ -150,25 +156,45 @@ def labels_to_reach(curve: pd.Series, target: float) -> float:
     return float("nan")
 
 
-def summarise(results: dict, seeds: list[int], out_png: Path) -> None:
-    rows = [{"seed": int(k.split("/")[0][4:]), "strategy": k.split("/")[1], **v} for k, v in results.items()
+def summarise(rounds: dict, seeds: list[int], ran: set[str], out_png: Path, result: Result) -> None:
+    """The error curves as arms (a strategy with rounds from an earlier run is borrowed), a table and the plot."""
+    rows = [{"seed": int(k.split("/")[0][4:]), "strategy": k.split("/")[1], **v} for k, v in rounds.items()
             if int(k.split("/")[0][4:]) in seeds]
     table = pd.DataFrame(rows)
     mean = table.groupby(["strategy", "labelled"])[["mae_truth", "pool_bald", "pool_spread"]].mean()
+    for strategy in STRATEGIES:
+        keys = [k for k in rounds if k.split("/")[1] == strategy and int(k.split("/")[0][4:]) in seeds]
+        curve = {"mae_truth": {int(n): float(v) for n, v in mean.loc[strategy, "mae_truth"].items()},
+                 "pool_bald": {int(n): float(v) for n, v in mean.loc[strategy, "pool_bald"].items()},
+                 "pool_spread": {int(n): float(v) for n, v in mean.loc[strategy, "pool_spread"].items()}}
+        earlier = [k for k in keys if k not in ran]
+        if earlier:
+            result.borrow(strategy, curve, {"from": f"results.json of the work folder: {len(earlier)} of {len(keys)} "
+                                                    "rounds from an earlier run"})
+        else:
+            result.arm(strategy, **curve)
     wide = table.pivot_table(index="labelled", columns=["strategy", "seed"], values="mae_truth")
-    print("\nMAE against the true probabilities on the test set, by labelled galaxies (each seed, and mean):")
-    print(pd.concat([wide, mean["mae_truth"].unstack("strategy").add_prefix("mean ")], axis=1).round(4).to_string())
+    columns = [(strategy, seed) for strategy in STRATEGIES for seed in seeds]
+    result.table(["labelled", *(f"{'BALD' if st == 'bald' else st} seed {seed}" for st, seed in columns),
+                  "mean BALD", "mean random"],
+                 [[str(n), *(f"{wide.loc[n, c]:.4f}" for c in columns),
+                   *(f"{mean.loc[(st, n), 'mae_truth']:.4f}" for st in STRATEGIES)] for n in wide.index],
+                 arms=list(STRATEGIES), title="MAE against the true probabilities on the test set, by labelled galaxies",
+                 align=["---:"] * (len(columns) + 3))
     random_curve, bald_curve = mean.loc["random", "mae_truth"], mean.loc["bald", "mae_truth"]
     target = random_curve.iloc[-1]
     needed = labels_to_reach(bald_curve, target)
-    saving = 1 - needed / random_curve.index[-1]
-    print(f"\nrandom's final error {target:.4f} at {random_curve.index[-1]} labels; BALD reaches it at "
-          f"{needed:.0f} labels: {saving:.0%} fewer (goal >= 35%)" if np.isfinite(needed)
-          else f"\nrandom's final error {target:.4f}: BALD never reaches it within {bald_curve.index[-1]} labels")
+    result.figures.update(random_final_mae=float(target), bald_labels_to_reach_it=float(needed))
+    result.note(f"random's final error {target:.4f} at {random_curve.index[-1]} labels; BALD reaches it at "
+                f"{needed:.0f} labels: {1 - needed / random_curve.index[-1]:.0%} fewer (goal >= 35%)"
+                if np.isfinite(needed) else
+                f"random's final error {target:.4f}: BALD never reaches it within {bald_curve.index[-1]} labels")
     if target >= random_curve.iloc[0]:
-        print("(random's error did not fall over the rounds: the models are too weak for this comparison to mean much)")
-    print("\nspread between MC samples (pool means): BALD score (nats) and std of vote fractions across samples")
-    print(mean[["pool_bald", "pool_spread"]].unstack("strategy").round(4).to_string())
+        result.note("(random's error did not fall over the rounds: the models are too weak for this comparison to mean much)")
+    spread = mean[["pool_bald", "pool_spread"]].unstack("strategy")
+    result.table(["labelled", *(f"{what} {st}" for what, st in spread.columns)],
+                 [[str(n), *(f"{v:.4f}" for v in spread.loc[n])] for n in spread.index], arms=list(STRATEGIES),
+                 title="spread between MC samples (pool means): BALD score (nats) and std of vote fractions across samples")
     fig, ax = plt.subplots(figsize=(6, 4))
     for strategy, colour in zip(STRATEGIES, ("tab:red", "tab:blue")):
         for seed in seeds:
@@ -184,11 +210,12 @@ def summarise(results: dict, seeds: list[int], out_png: Path) -> None:
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    result.figures["plot"] = out_png
     print(f"plot: {out_png}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=3000, help="galaxies that can be labelled")
     parser.add_argument("--test", type=int, default=500, help="fixed test galaxies")
     parser.add_argument("--start", type=int, default=100, help="labelled galaxies at the start")
@@ -204,27 +231,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--work", type=Path, default=WORK, help="folder for the simulation, runs and results.json")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "active_learning.png")
-    args = parser.parse_args()
-    args.work = args.work.resolve()
+    parser.add_argument("--plot", type=Path, help="the picture of the curves (default: in the work folder; the user "
+                        "guide's is docs/active_learning.png)")
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
-    settings = {k: v for k, v in vars(args).items() if k not in ("seeds", "threads", "work", "plot")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("seeds", "threads", "work", "shared", "plot", "tiny", "work_root", "results")}
     results_file = args.work / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {"settings": settings, "rounds": {}}
     if results["settings"] != settings:
-        raise SystemExit(f"{args.work} holds results of other settings ({results['settings']}); choose another --work")
+        raise SystemExit(f"{args.work} holds results of other settings ({results['settings']}); choose another "
+                         "--work-root")
     sim = args.work / f"sim_{args.pool + args.test}_{args.sim_px}px"
     catalogue = simulate_catalogue(args.pool + args.test, args.sim_px, sim, seed=1234, workers=2, progress=False)
     catalogue["file_loc"] = [str(sim / f) for f in catalogue["file_loc"]]
     everyone = sim / "everyone.csv"
     catalogue[["id_str", "file_loc"]].to_csv(everyone, index=False)
     test = catalogue.iloc[-args.test:].reset_index(drop=True)
+    ran: set[str] = set()
     for seed in seeds:
         if not all(f"seed{seed}/{s}/{args.rounds}" in results["rounds"] for s in STRATEGIES):
-            run_seed(seed, catalogue, everyone, test, args, results)
-    summarise(results["rounds"], seeds, args.plot)
-
-
-if __name__ == "__main__":
-    main()
+            ran |= run_seed(seed, catalogue, everyone, test, args, results)
+    summarise(results["rounds"], seeds, ran, args.plot or args.work / "active_learning.png", result)

@@ -6,7 +6,7 @@ killed and resumed. Both sides read the same catalogue CSV (``id_str, file_loc``
 GZ2 JPEGs (424 px) and run the same weights: an untrained efficientnet_b0 (batch-norm
 statistics from 128 real galaxies) with a 37-answer Dirichlet head, dropout 0.2.
 
-    .venv/bin/python benchmarks/bench_predict_zoobot.py [--galaxies N] [--repeats 1] [--samples 5]
+    python -m benchmarks predict_zoobot [--galaxies N] [--repeats 1] [--samples 5]
         [--size 64] [--batch-size 64] [--workers 2] [--threads 1] [--skip-one-decode] [--signal KILL]
 
 What each side does per galaxy:
@@ -26,27 +26,29 @@ What each side does per galaxy:
   the central 0.65 is resized to 96 px, the batch's central 0.75 to --size (antialiased);
   the encoder runs once, the head 5 times; posterior summaries are written to Parquet.
 
-Each run is a fresh process; only the predict call is timed (model construction and imports
-excluded on both sides). Torch threads are set to --threads on both sides (and
-``OMP_NUM_THREADS``). The sides alternate (ours, zoobot, ours, ...) so the shared machine's
+Each run is a fresh process (ours forked from a server that imported galaxymorph and ran
+nothing); only the predict call is timed (model construction and imports excluded on both
+sides). Torch threads are set to --threads on both sides (zoobot's ``OMP_NUM_THREADS`` too). The sides alternate (ours, zoobot, ours, ...) so the shared machine's
 load hits both alike. Then ours is run once more, killed (SIGKILL by default) after about half
 of its parts were written, resumed, and compared with the first uninterrupted output
 (and with --repeats 2 or more, two uninterrupted outputs with each other): every column,
 rows in id order. The predictor draws each galaxy's dropout masks from its id_str, so the
 outputs should agree to float32 rounding (batches differ after a resume); a difference as
-large as the spread over MC samples would mean other masks. Results go to --work/results.json.
+large as the spread over MC samples would mean other masks. With ``--tiny`` zoobot's
+environment is not built: ours runs alone (resume check included) on a stand-in for GZ2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,11 +57,18 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import torch
-from bench_train_common import GZ2, GZ2_PREPROCESSING, ROOT
-from bench_train_zoobot import ensure_venv
 from safetensors.torch import save_file
 from torch import nn
 
+from benchmarks._harness import Result
+from benchmarks._shared import (
+    GZ2_PREPROCESSING,
+    TINY_ARCH,
+    add_gz2_option,
+    gz2_folder,
+    zoobot_python,
+    zoobot_skip_reason,
+)
 from galaxymorph.data.transforms import eval_transform
 from galaxymorph.models import GalaxyModel, load_model, save_model
 from galaxymorph.predict import parts_dir, predict_records, read_concentrations
@@ -67,7 +76,7 @@ from galaxymorph.predict.layout import read_metadata
 from galaxymorph.predict.parts import PART
 from galaxymorph.schema import get_schema
 
-WORK = ROOT / "benchmarks" / "_work" / "predict_zoobot"
+TINY = {"galaxies": 16, "arch": TINY_ARCH, "size": 16, "batch_size": 4, "workers": 0}
 
 ZOOBOT_CHILD = r'''
 """Runs inside the zoobot venv: zoobot 2.9's predict_on_catalog.predict, timed (model construction excluded)."""
@@ -132,20 +141,11 @@ json.dump(info, open(job["info"], "w"))
 '''
 
 
-def cpu_description() -> dict[str, Any]:
-    """``lscpu``'s model name and the vector extensions that move these timings (AVX2, AVX-512)."""
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    return {"model": fields.get("Model name", "?").strip(), "cores": os.cpu_count(),
-            "avx2": "avx2" in flags, "avx512f": "avx512f" in flags}
-
-
-def write_catalogue(work: Path, galaxies: int | None) -> Path:
+def write_catalogue(work: Path, gz2: Path, galaxies: int | None) -> Path:
     """The first ``galaxies`` GZ2 JPEGs by file name, as absolute paths: the one input of both sides."""
-    files = sorted((GZ2 / "images").glob("*.jpg"))[:galaxies]
+    files = sorted((gz2.resolve() / "images").glob("*.jpg"))[:galaxies]
     if not files:
-        raise SystemExit(f"no GZ2 JPEGs in {GZ2 / 'images'}")
+        raise SystemExit(f"no GZ2 JPEGs in {gz2 / 'images'}")
     path = work / f"catalogue_{len(files)}.csv"
     pd.DataFrame({"id_str": [f.stem for f in files], "file_loc": [str(f) for f in files]}).to_csv(path, index=False)
     return path
@@ -205,22 +205,42 @@ def child_env(threads: int) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
 
 
-def start_ours(job: dict[str, Any], out: Path, name: str, work: Path) -> tuple[subprocess.Popen, Path]:
-    """Start one galaxymorph child writing ``out``; returns it and the file its timing will be written to."""
+def ours_process(job_file: Path, log: Path) -> None:
+    """A child of ours: its own session (a kill reaches its loader workers too), its output to ``log``."""
+    os.setsid()
+    output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    warnings.simplefilter("ignore")
+    ours_child(job_file)
+
+
+def start_ours(job: dict[str, Any], out: Path, name: str, work: Path) -> tuple[multiprocessing.Process, Path]:
+    """Start one galaxymorph child writing ``out``; returns it and the file its timing will be written to.
+
+    Children are forked from a server that imported galaxymorph once and ran nothing: fresh
+    processes (no threads, no state of this one) without an interpreter's start-up each.
+    """
     job = {**job, "out": str(out), "info": str(work / f"{name}.json")}
     job_file = work / f"{name}_job.json"
     job_file.write_text(json.dumps(job))
-    with open(work / f"{name}.log", "w") as log:  # the child keeps its own copy
-        process = subprocess.Popen([sys.executable, __file__, "--ours-child", str(job_file)], stdout=log,
-                                   stderr=subprocess.STDOUT, env=child_env(job["threads"]), start_new_session=True)
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload(["benchmarks.predict_zoobot"])
+    process = forkserver.Process(target=ours_process, args=(job_file, work / f"{name}.log"))
+    process.start()
     return process, Path(job["info"])
 
 
-def finish(process: subprocess.Popen, info: Path) -> dict[str, Any]:
-    if process.wait() != 0:
+def finish(exitcode: int, info: Path) -> dict[str, Any]:
+    if exitcode != 0:
         log = Path(str(info).removesuffix(".json") + ".log")
-        raise SystemExit(f"child failed (exit {process.returncode}), see {log}:\n{log.read_text()[-3000:]}")
+        raise SystemExit(f"child failed (exit {exitcode}), see {log}:\n{log.read_text()[-3000:]}")
     return json.loads(info.read_text())
+
+
+def finish_ours(process: multiprocessing.Process, info: Path) -> dict[str, Any]:
+    process.join()
+    return finish(process.exitcode, info)
 
 
 def clean(out: Path) -> None:
@@ -231,16 +251,16 @@ def clean(out: Path) -> None:
 
 def run_ours(job: dict[str, Any], out: Path, name: str, work: Path) -> dict[str, Any]:
     clean(out)
-    return finish(*start_ours(job, out, name, work))
+    return finish_ours(*start_ours(job, out, name, work))
 
 
 def run_zoobot(python: Path, job: dict[str, Any], name: str, work: Path) -> dict[str, Any]:
     job = {**job, "out": str(work), "info": str(work / f"{name}.json")}
     (work / f"{name}_job.json").write_text(json.dumps(job))
     with open(work / f"{name}.log", "w") as log:
-        process = subprocess.Popen([str(python), str(work / "zoobot_child.py"), str(work / f"{name}_job.json")],
-                                   stdout=log, stderr=subprocess.STDOUT, env=child_env(job["threads"]))
-    return finish(process, work / f"{name}.json")
+        process = subprocess.run([str(python), str(work / "zoobot_child.py"), str(work / f"{name}_job.json")],
+                                 stdout=log, stderr=subprocess.STDOUT, env=child_env(job["threads"]))
+    return finish(process.returncode, work / f"{name}.json")
 
 
 def complete_parts(out: Path) -> list[Path]:
@@ -251,17 +271,17 @@ def killed_and_resumed(job: dict[str, Any], out: Path, work: Path, kill_after: i
     """Start ours, kill its process group once ``kill_after`` parts are complete, resume; what each stage left."""
     clean(out)
     process, _ = start_ours(job, out, "ours_killed", work)
-    while len(complete_parts(out)) < kill_after and process.poll() is None:
+    while len(complete_parts(out)) < kill_after and process.is_alive():
         time.sleep(0.02)
-    if process.poll() is not None:
-        return {"killed": False, "note": f"finished (exit {process.returncode}) before {kill_after} parts were written"}
+    if not process.is_alive():
+        return {"killed": False, "note": f"finished (exit {process.exitcode}) before {kill_after} parts were written"}
     os.killpg(process.pid, sig)  # the loader workers too, as a job scheduler or an OOM kill would
-    process.wait()
+    process.join()
     parts, kept = complete_parts(out), set()
     for part in parts:
         kept.update(pq.read_table(part, columns=["id_str"]).column("id_str").to_pylist())
-    resumed = finish(*start_ours(job, out, "ours_resumed", work))
-    return {"killed": True, "signal": sig.name, "exit": process.returncode, "parts_kept": len(parts),
+    resumed = finish_ours(*start_ours(job, out, "ours_resumed", work))
+    return {"killed": True, "signal": sig.name, "exit": process.exitcode, "parts_kept": len(parts),
             "rows_kept": len(kept), "kept_ids": kept, "resume_seconds": resumed["seconds"], "resume_new": resumed["new"]}
 
 
@@ -290,8 +310,8 @@ def compare(reference: Path, other: Path, kept: set[str] | None = None) -> dict[
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gz2_option(parser)
     parser.add_argument("--galaxies", type=int, default=None, help="first N JPEGs by name (default all 9,728)")
     parser.add_argument("--repeats", type=int, default=1, help="ours/zoobot alternations")
     parser.add_argument("--samples", type=int, default=5, help="MC-dropout samples, both sides")
@@ -305,85 +325,70 @@ def main() -> None:
                         "at least a batch), so the kill finds parts to resume from")
     parser.add_argument("--signal", choices=["KILL", "INT", "TERM"], default="KILL", help="how the resume run is stopped")
     parser.add_argument("--skip-one-decode", action="store_true", help="only zoobot's own way (one call per sample)")
-    parser.add_argument("--work", type=Path, default=WORK)
-    parser.add_argument("--ours-child", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.ours_child:
-        return ours_child(args.ours_child)
 
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    cpu, load_start = cpu_description(), os.getloadavg()
-    print(f"CPU: {cpu['model']} ({cpu['cores']} cores, AVX2 {cpu['avx2']}, AVX-512 {cpu['avx512f']}); "
-          f"load average at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}", flush=True)
-    catalogue = write_catalogue(work, args.galaxies)
+
+def measure(args: argparse.Namespace, result: Result) -> None:
+    work = args.work
+    catalogue = write_catalogue(work, gz2_folder(args), args.galaxies)
     galaxies = len(pd.read_csv(catalogue))
     rows_per_part = args.rows_per_part or max(args.batch_size, galaxies // 10)
+    result.figures.update(galaxies=galaxies, rows_per_part=rows_per_part)
     common = {"catalogue": str(catalogue), "samples": args.samples, "batch_size": args.batch_size,
               "workers": args.workers, "threads": args.threads}
     checkpoint, zoobot_weights = untrained_checkpoint(work, args.arch, args.size, catalogue)
     ours_job = {**common, "checkpoint": str(checkpoint), "rows_per_part": rows_per_part}
     zoobot_job = {**common, "arch": args.arch, "size": args.size, "tree": get_schema("gz2").to_dict(),
                   "weights": str(zoobot_weights), "one_decode": not args.skip_one_decode}
-    python = ensure_venv()
-    (work / "zoobot_child.py").write_text(ZOOBOT_CHILD)
+    reason = zoobot_skip_reason(args)
+    if reason:
+        result.skip("zoobot 2.9", reason)
+    else:
+        python = zoobot_python(args)
+        (work / "zoobot_child.py").write_text(ZOOBOT_CHILD)
 
-    runs: list[dict[str, Any]] = []
+    seconds: dict[str, list[float]] = {}
     for r in range(args.repeats):
-        load = os.getloadavg()[0]
         ours = run_ours(ours_job, work / f"ours_r{r}.parquet", f"ours_r{r}", work)
-        runs.append({"side": "galaxymorph predict", "repeat": r, "seconds": ours["seconds"], "load_before": load})
+        seconds.setdefault("galaxymorph predict", []).append(ours["seconds"])
         print(f"[{r}] galaxymorph: {galaxies / ours['seconds']:.1f} galaxies/s ({ours['seconds']:.1f} s)", flush=True)
-        load = os.getloadavg()[0]
+        if reason:
+            continue
         zoobot = run_zoobot(python, zoobot_job, f"zoobot_r{r}", work)
+        result.figures["zoobot_sample_spread"] = zoobot["sample_spread"]
         for variant in ("predict x N", "one decode, N passes"):
             if variant in zoobot:
-                runs.append({"side": f"zoobot 2.9 {variant}", "repeat": r, "seconds": zoobot[variant], "load_before": load})
+                seconds.setdefault(f"zoobot 2.9 {variant}", []).append(zoobot[variant])
                 print(f"[{r}] zoobot 2.9 ({variant}): {galaxies / zoobot[variant]:.1f} galaxies/s "
                       f"({zoobot[variant]:.1f} s; sample spread {zoobot['sample_spread']:.3g})", flush=True)
+    for side, times in seconds.items():
+        result.arm(side, galaxies_per_s=galaxies * len(times) / sum(times), seconds=times)
 
     reference = work / "ours_r0.parquet"
-    repeat_identity = compare(reference, work / "ours_r1.parquet") if args.repeats > 1 else None
+    if args.repeats > 1:
+        result.figures["uninterrupted_runs_compared"] = compare(reference, work / "ours_r1.parquet")
     parts = -(-galaxies // rows_per_part)
     resumed_out = work / "ours_resumed.parquet"
     resume = killed_and_resumed(ours_job, resumed_out, work, max(1, parts // 2), signal.Signals[f"SIG{args.signal}"])
     kept = resume.pop("kept_ids", None)
     if resume["killed"]:
         resume["comparison"] = compare(reference, resumed_out, kept)
-    load_end = os.getloadavg()
+    result.figures["resume"] = resume
 
-    rates: dict[str, float] = {}
-    for side in dict.fromkeys(run["side"] for run in runs):
-        seconds = sum(run["seconds"] for run in runs if run["side"] == side)
-        rates[side] = galaxies * args.repeats / seconds
-    ours_rate = rates["galaxymorph predict"]
-    ratios = {side: ours_rate / rate for side, rate in rates.items() if side != "galaxymorph predict"}
-    print(f"\n{galaxies} GZ2 JPEGs, {args.arch} at {args.size} px, {args.samples} samples, batch {args.batch_size}, "
-          f"{args.workers} workers, {args.threads} threads, {args.repeats} repeat(s)")
-    print("| side | galaxies/s | ours / this |\n|---|---|---|")
-    for side, rate in rates.items():
-        print(f"| {side} | {rate:.1f} | {ratios[side]:.2f}x |" if side in ratios else f"| {side} | {rate:.1f} | |")
-    if repeat_identity is not None:
-        print(f"two uninterrupted runs identical: {repeat_identity['identical']}")
-        if not repeat_identity["identical"]:
-            print(f"  {json.dumps({k: v for k, v in repeat_identity.items() if k != 'identical'})}")
+    ours = "galaxymorph predict"
+    result.note(f"{galaxies} GZ2 JPEGs, {args.arch} at {args.size} px, {args.samples} samples, batch {args.batch_size}, "
+                f"{args.workers} workers, {args.threads} threads, {args.repeats} repeat(s)")
+    result.table(["side", "galaxies/s", "galaxymorph / this"],
+                 [[side, f"{a['galaxies_per_s']:.1f}", "" if side == ours else f"{result.ratio(ours, side, 'galaxies_per_s'):.2f}x"]
+                  for side, a in result.arms.items()], arms=list(result.arms))
+    if args.repeats > 1:
+        identity = result.figures["uninterrupted_runs_compared"]
+        result.note(f"two uninterrupted runs identical: {identity['identical']}"
+                    + ("" if identity["identical"] else f" ({json.dumps(identity)})"))
     if resume["killed"]:
         comparison = resume["comparison"]
-        print(f"killed ({resume['signal']}) with {resume['rows_kept']} rows in {resume['parts_kept']} parts, resumed "
-              f"{resume['resume_new']} more: identical to the uninterrupted run: {comparison['identical']}")
-        if not comparison["identical"]:
-            print(f"  {json.dumps({k: v for k, v in comparison.items() if k != 'identical'})}")
+        result.note(f"killed ({resume['signal']}) with {resume['rows_kept']} rows in {resume['parts_kept']} parts, "
+                    f"resumed {resume['resume_new']} more: identical to the uninterrupted run: {comparison['identical']}"
+                    + ("" if comparison["identical"] else f" ({json.dumps(comparison)})"))
     else:
-        print(f"resume not tested: {resume['note']}")
-    print(f"load average at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
-    result = {"settings": {**vars(args), "work": str(work), "ours_child": None, "galaxies": galaxies,
-                           "rows_per_part": rows_per_part},
-              "cpu": cpu, "load_average_start": load_start, "load_average_end": load_end, "runs": runs,
-              "galaxies_per_second": rates, "ratio_ours_over": ratios, "uninterrupted_runs_compared": repeat_identity,
-              "resume": resume}
-    (work / "results.json").write_text(json.dumps(result, indent=2, default=str))
-    print(f"results in {work / 'results.json'}")
+        result.note(f"resume not tested: {resume['note']}")
 
-
-if __name__ == "__main__":
-    main()

@@ -10,23 +10,27 @@ exact neighbours, and queries per second (a batch of queries, both cores) and th
 latency of one query, for exact search (scikit-learn brute force, what
 ``similar``/``anomalies`` did before) and the index at several ``efSearch``.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_neighbours.py --n 1000000 --dim 64
+    python -m benchmarks neighbours --n 1000000 --dim 64
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
+from benchmarks._harness import Result
 from galaxymorph.predict import META_KEY
 from galaxymorph.representations import NeighbourIndex
+
+
+TINY = {"n": 2000, "dim": 8, "queries": 20, "ef": [16]}
 
 
 def rss_mb() -> float:
@@ -55,44 +59,41 @@ def timed(function, *args):
     return result, time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--decay", type=float, default=1.5)
     parser.add_argument("--spectrum-from", type=Path)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128])
-    args = parser.parse_args()
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
-    flags = sorted({f for f in ("avx2", "avx512f") if f in cpu})
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
     vectors = draw(args.n, args.dim, args.decay, args.spectrum_from)
     queries = vectors[np.random.default_rng(1).choice(len(vectors), args.queries, replace=False)]
-    print(f"{args.n} vectors, {vectors.shape[1]} dims, {args.queries} queries; CPU {model}, {', '.join(flags) or 'no AVX2'}")
     exact = NeighbourIndex.build(vectors, approximate=False)
     (_, truth), brute = timed(exact.search, queries, 10)
     _, brute_one = timed(exact.search, queries[:1], 10)
+    result.arm("exact (brute force)", recall_at_10=1.0, queries_per_s=args.queries / brute, one_query_ms=1000 * brute_one)
     before = rss_mb()
     index, build = timed(NeighbourIndex.build, vectors, True)
     grown = rss_mb() - before
-    with tempfile.TemporaryDirectory() as tmp:
-        import faiss
-
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         faiss.write_index(index.hnsw, f"{tmp}/index")
         size = Path(f"{tmp}/index").stat().st_size / 2**20
-    print(f"build {build:.0f} s, index file {size:.0f} MiB, process memory +{grown:.0f} MiB "
-          f"(vectors {vectors.nbytes / 2**20:.0f} MiB)")
-    print("| search | recall@10 | queries/s | x brute force | one query ms |\n|---|---:|---:|---:|---:|")
-    print(f"| exact (brute force) | 1.000 | {args.queries / brute:.0f} | 1 | {1000 * brute_one:.1f} |")
+    result.figures.update(build_s=build, index_mib=size, process_memory_mib=grown, vectors_mib=vectors.nbytes / 2**20)
     for ef in args.ef:
         index.hnsw.hnsw.efSearch = ef
         (_, found), seconds = timed(index.search, queries, 10)
-        one = min(timed(index.search, queries[i:i + 1], 10)[1] for i in range(50))
+        one = min(timed(index.search, queries[i:i + 1], 10)[1] for i in range(min(50, args.queries)))
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)])
-        print(f"| HNSW efSearch {ef} | {recall:.3f} | {args.queries / seconds:.0f} | "
-              f"{brute / seconds:.0f} | {1000 * one:.2f} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+        result.arm(f"HNSW efSearch {ef}", recall_at_10=float(recall), queries_per_s=args.queries / seconds,
+                   one_query_ms=1000 * one)
+    result.note(f"{args.n} vectors, {vectors.shape[1]} dims, {args.queries} queries; build {build:.0f} s, index file "
+                f"{size:.0f} MiB, process memory +{grown:.0f} MiB (vectors {vectors.nbytes / 2**20:.0f} MiB)")
+    exact_name = "exact (brute force)"
+    result.table(["search", "recall@10", "queries/s", "x brute force", "one query ms"],
+                 [[name, f"{a['recall_at_10']:.3f}", f"{a['queries_per_s']:.0f}",
+                   f"{result.ratio(name, exact_name, 'queries_per_s'):.0f}", f"{a['one_query_ms']:.2f}"]
+                  for name, a in result.arms.items()], arms=list(result.arms),
+                 align=["---", "---:", "---:", "---:", "---:"])

@@ -1,22 +1,24 @@
 """Side by side with the public Zoobot (2.9, PyPI): same GZ2 split, image size, architecture
-and wall-clock budget; both scored the same way (Kaggle RMSE of the test split, our code).
+and wall-clock budget, trained one after the other in one run; both scored the same way
+(Kaggle RMSE of the test split, our code).
 
-Zoobot runs in its own virtual environment (runs/bench_train/zoobot-train-venv) holding
-zoobot and its own dependencies (galaxy-datasets, wandb, ...). torch, timm and Lightning
-come from the project venv through a .pth file: this machine cannot fetch another torch,
-and zoobot's ``[pytorch]`` extra is installed without torchaudio, which training never
-imports. Zoobot's rough edges worked around here: ``train_default_zoobot_from_scratch`` has
-no time cap (a Lightning ``Timer`` callback is passed), it always runs a test step (given the
-validation catalogue so it is cheap and does not touch our test split), and it returns the
-last model: the best checkpoint is loaded for scoring instead. Missing questions (NaN) are
-given 0 votes for zoobot, which its loss treats as not asked.
+Ours: ``train_gz2``'s training and scoring (``galaxymorph.predict`` and ``evaluate`` on the
+test split), or with ``--ours-from RESULT`` the figures of an earlier ``train_gz2`` result
+file, which the tables then mark as not side by side. Zoobot runs in its own environment
+(``benchmarks._shared.zoobot_python``: zoobot and its own dependencies, torch, timm and
+Lightning from this project's). Zoobot's rough edges worked around here:
+``train_default_zoobot_from_scratch`` has no time cap (a Lightning ``Timer`` callback is
+passed), it always runs a test step (given the validation catalogue so it is cheap and does
+not touch our test split), and it returns the last model: the best checkpoint is loaded for
+scoring instead. Missing questions (NaN) are given 0 votes for zoobot, which its loss treats
+as not asked. With ``--tiny`` zoobot's environment is not built: ours runs alone, and the
+result says zoobot was skipped.
 
-    .venv/bin/python benchmarks/bench_train_zoobot.py --minutes 35 [--size 64] [--arch efficientnet_b0]
-        [--batch-size 64] [--workers 2] [--threads 1] [--epochs 36] [--skip-ours]
+    python -m benchmarks train_zoobot --minutes 35 [--size 64] [--arch efficientnet_b0]
+        [--batch-size 64] [--workers 2] [--threads 1] [--epochs 36] [--ours-from RESULT]
 
-Ours is trained by benchmarks/bench_train_gz2.py with the same budget (its run is reused when
-it exists). Zoobot images: the full 424 px JPEGs through galaxy-datasets' ``default_view_config``
-for training (random affine: rotation up to 90 degrees, zoom 1.2-1.4, shift, shear; flips;
+Zoobot images: the full 424 px JPEGs through galaxy-datasets' ``default_view_config`` for
+training (random affine: rotation up to 90 degrees, zoom 1.2-1.4, shift, shear; flips;
 random erasing) and ``minimal_view_config`` (fixed 1.2 zoom) for the test split, resized to
 --size; ours: shards (central 0.65 of the frame at 96 px) and our transforms resized to --size.
 """
@@ -26,21 +28,33 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
-import venv
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bench_train_common import GZ2, SPLIT_SEED, WORK, hhmmss
 
+from benchmarks._harness import Result
+from benchmarks._shared import (
+    SPLIT_SEED,
+    TINY_TRAINING,
+    add_gz2_option,
+    add_training_options,
+    gz2_catalogue,
+    gz2_folder,
+    gz2_run_folder,
+    hhmmss,
+    kaggle_truth,
+    train_gz2_arms,
+    zoobot_python,
+    zoobot_skip_reason,
+)
 from galaxymorph.data.shards import assign_splits
 from galaxymorph.kaggle import kaggle_rmse, to_kaggle
 from galaxymorph.schema import get_schema
 from galaxymorph.stats import expected_fractions
 
-VENV = WORK / "zoobot-train-venv"
-ZOOBOT_PACKAGES = ["zoobot==2.9.*", "galaxy-datasets>=0.0.25", "litmodels", "wandb", "h5py", "huggingface_hub"]
+TINY = TINY_TRAINING
+OURS = ("galaxymorph, single view", "galaxymorph, 8-view TTA")
 
 CHILD = r'''
 """Runs inside the zoobot venv: train from scratch under a time cap, predict the test split."""
@@ -99,23 +113,13 @@ json.dump({"best_checkpoint": best, "train_seconds": train_seconds, "epochs": tr
 '''
 
 
-def ensure_venv() -> Path:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        venv.create(VENV, with_pip=True)
-        site = next(VENV.glob("lib/python*/site-packages"))
-        (site / "project-venv.pth").write_text("\n".join(sys.path[1:]) + "\n")  # torch, timm, lightning
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *ZOOBOT_PACKAGES], check=True)
-    return python
-
-
-def catalogues(work: Path) -> dict[str, str]:
+def catalogues(args: argparse.Namespace, work: Path) -> dict[str, str]:
     """Zoobot catalogues of our split: absolute JPEG paths, the same vote counts (NaN -> 0)."""
-    table = pd.read_parquet(WORK / "gz2_catalogue.parquet")
+    table = pd.read_parquet(gz2_catalogue(args))
     schema = get_schema("gz2")
     zoobot = table[["id_str", *schema.answers]].copy()
     zoobot[list(schema.answers)] = zoobot[list(schema.answers)].fillna(0)
-    zoobot["file_loc"] = [str(GZ2 / "images" / f"{i}.jpg") for i in zoobot["id_str"]]
+    zoobot["file_loc"] = [str(gz2_folder(args).resolve() / "images" / f"{i}.jpg") for i in zoobot["id_str"]]
     split = assign_splits(zoobot["id_str"], SPLIT_SEED, 0.1, 0.1)
     paths = {}
     for name in ("train", "val", "test"):
@@ -124,32 +128,12 @@ def catalogues(work: Path) -> dict[str, str]:
     return paths
 
 
-def score(conc: np.ndarray, ids: list[str]) -> float:
-    table = pd.read_parquet(WORK / "gz2_catalogue.parquet").set_index("id_str")
-    truth = table.loc[ids, [c for c in table.columns if c.startswith("kaggle:")]].to_numpy()
-    schema = get_schema("gz2")
-    return kaggle_rmse(to_kaggle(expected_fractions(conc, schema), schema), truth)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=35)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--arch", default="efficientnet_b0")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="loader workers, both sides")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides (1: least contention on 2 shared cores)")
-    parser.add_argument("--epochs", type=int, default=36, help="our cosine schedule (36 fill ~26 min on 2 quiet cores)")
-    parser.add_argument("--skip-ours", action="store_true", help="only zoobot (ours from bench_train_gz2.py)")
-    args = parser.parse_args()
-    if not args.skip_ours:
-        subprocess.run([sys.executable, str(Path(__file__).with_name("bench_train_gz2.py")), "--minutes", str(args.minutes),
-                        "--size", str(args.size), "--arch", args.arch, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
-                        "--threads", str(args.threads), "--workers", str(args.workers)], check=True)
-    python = ensure_venv()
-    work = WORK / f"zoobot_{args.arch}_{args.size}px_{args.minutes:g}min_{args.threads}threads"
+def zoobot_arm(args: argparse.Namespace, result: Result) -> None:
+    """Train zoobot 2.9 from scratch under the same budget in its environment; score its best checkpoint."""
+    python = zoobot_python(args)
+    work = args.work / f"zoobot_{args.arch}_{args.size}px_{args.minutes:g}min_{args.threads}threads"
     work.mkdir(parents=True, exist_ok=True)
-    paths = catalogues(work)
+    paths = catalogues(args, work)
     child_args = {
         **paths, "tree": get_schema("gz2").to_dict(), "size": args.size, "arch": args.arch,
         "batch_size": args.batch_size, "workers": args.workers, "threads": args.threads, "save_dir": str(work / "run"),
@@ -161,18 +145,36 @@ def main() -> None:
     subprocess.run([str(python), str(work / "child.py"), str(work / "child_args.json")], check=True)
     info = json.loads((work / "info.json").read_text())
     ids = pd.read_parquet(paths["test"])["id_str"].tolist()
-    zoobot_rmse = score(np.load(work / "test_concentrations.npy"), ids)
-    # the latest finished run of bench_train_gz2.py with this budget (any epoch count)
-    ours = sorted(WORK.glob(f"gz2_{args.arch}_{args.size}px_{args.minutes:g}min_*ep/bench_result.json"),
-                  key=lambda p: p.stat().st_mtime)
-    print(f"\nGZ2 test split, {args.arch} at {args.size} px, {args.minutes:g} min budget each")
-    print("| model | Kaggle RMSE | training images/s |\n|---|---|---|")
-    print(f"| zoobot 2.9 (best checkpoint) | {zoobot_rmse:.4f} | {info['images_per_second']:.1f} |")
-    if ours:
-        result = json.loads(ours[-1].read_text())
-        rate = result.get("images_per_second", float("nan"))
-        print(f"| galaxymorph (single view) | {result['results']['single view']['kaggle_rmse']:.4f} | {rate:.1f} |")
+    truth = kaggle_truth(gz2_catalogue(args)).loc[ids].to_numpy()
+    schema = get_schema("gz2")
+    conc = np.load(work / "test_concentrations.npy")
+    result.arm("zoobot 2.9", kaggle_rmse=kaggle_rmse(to_kaggle(expected_fractions(conc, schema), schema), truth),
+               train_images_per_s=info["images_per_second"], epochs=info["epochs"],
+               train_minutes=info["train_seconds"] / 60, best_checkpoint=Path(info["best_checkpoint"]))
 
 
-if __name__ == "__main__":
-    main()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gz2_option(parser)
+    add_training_options(parser, epochs=36, minutes=35)
+    parser.set_defaults(workers=2, threads=1)  # both sides (1 thread: least contention on 2 shared cores)
+    parser.add_argument("--ours-from", type=Path, help="a train_gz2 result file to take ours from (not side by side)")
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
+    if args.ours_from:
+        for arm in OURS:
+            result.borrow_from_result(args.ours_from, arm)
+    else:
+        train_gz2_arms(args, result, args.work / gz2_run_folder(args))
+    reason = zoobot_skip_reason(args)
+    if reason:
+        result.skip("zoobot 2.9", reason)
+    else:
+        zoobot_arm(args, result)
+    arms = [*(["zoobot 2.9"] if "zoobot 2.9" in result.arms else []), *OURS]
+    rows = [[arm, f"{result.figures_of(arm)['kaggle_rmse']:.4f}", f"{result.figures_of(arm)['train_images_per_s']:.1f}"]
+            for arm in arms]
+    if "per_column_mean_rmse" in result.figures:
+        rows.append(["per-column mean of the train split", f"{result.figures['per_column_mean_rmse']:.4f}", ""])
+    result.note(f"GZ2 test split, {args.arch} at {args.size} px, {args.minutes:g} min budget each")
+    result.table(["model", "Kaggle RMSE", "training images/s"], rows, arms=arms)

@@ -1,6 +1,6 @@
 """Benchmark: fine-tuning a GZ2-pretrained encoder vs training from scratch, with 50, 200, 1000 labels.
 
-Task "ringed" on real Galaxy Zoo 2 images (../shared/data/gz2_kaggle): a galaxy is
+Task "ringed" on real Galaxy Zoo 2 images (``--gz2``): a galaxy is
 ringed when ``Class8.1`` (the share of all volunteers who marked a ring) is above
 ``--threshold`` (0.1: 647 of 9,728 galaxies).
 
@@ -20,13 +20,14 @@ Protocol (one split, seeded):
      ``--head-epochs`` then the whole encoder with layer-wise lr decay).
   5. Accuracy (argmax) and ROC AUC of P(ringed) on the test set.
 
-Runs are resumable: the pretrained model and every finished (arm, n, seed) result in
-``--out`` are reused. Results: ``--out/results.jsonl`` and a Markdown table on stdout.
+Runs are resumable: the pretrained model and every finished (arm, n, seed) in the work
+folder (``results.jsonl``) are reused; the result file marks reused ones as from an earlier
+run, so a table with any of them is not side by side.
 
 Usage (full, ~1-2 h on 2 free cores):
-    .venv/bin/python benchmarks/bench_finetune.py
+    python -m benchmarks finetune
 Quick version (what ran on the shared machine, minutes):
-    .venv/bin/python benchmarks/bench_finetune.py --quick
+    python -m benchmarks finetune --quick
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
+from benchmarks._harness import Result
+from benchmarks._shared import TINY_ARCH, add_gz2_option, gz2_folder
 from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.labelled import LabelledImages, load_labelled, split_train_val
@@ -51,40 +53,34 @@ from galaxymorph.schema import get_schema
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
 from galaxymorph.training.finetune_run import build_model, fit
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "gz2_kaggle"
-POOL_OTHERS = 1000  # non-ringed galaxies kept for labelling
 HIDDEN_QUESTION = "odd-feature"  # its votes (ring, lens, ...) are hidden from pretraining
+PRESETS = {"quick": dict(arch="resnet10t", image_size=48, sizes=[50, 200], pretrain_galaxies=1000, pretrain_epochs=3,
+                         epochs=8, head_epochs=2, test_per_class=75, patience=3)}
+TINY = dict(arch=TINY_ARCH, image_size=16, sizes=[8], pool_others=10, pretrain_galaxies=20, pretrain_epochs=1,
+            epochs=2, head_epochs=1, test_per_class=3, patience=1, workers=1)
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "_work" / "finetune")
-    p.add_argument("--quick", action="store_true", help="small, fast settings for a loaded machine")
-    p.add_argument("--arch", default="efficientnet_b0")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--source-crop", type=float, default=0.5, help="central fraction of the 424 px frame kept")
-    p.add_argument("--threshold", type=float, default=0.1)
-    p.add_argument("--test-per-class", type=int, default=150)
-    p.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--arms", nargs="+", default=["scratch", "head", "finetune"])
-    p.add_argument("--pretrain-galaxies", type=int, default=6000)
-    p.add_argument("--pretrain-epochs", type=int, default=15)
-    p.add_argument("--epochs", type=int, default=30, help="epoch budget of every arm (head stage included)")
-    p.add_argument("--head-epochs", type=int, default=5)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--finetune-lr", type=float, default=3e-4, help="encoder-stage head lr of the finetune arm")
-    p.add_argument("--layer-decay", type=float, default=0.75)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--patience", type=int, default=6)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--table-only", action="store_true", help="print the table of every result in --out, run nothing")
-    if p.parse_known_args()[0].quick:  # smaller defaults; options given explicitly still win
-        p.set_defaults(arch="resnet10t", image_size=48, sizes=[50, 200], pretrain_galaxies=1000, pretrain_epochs=3,
-                       epochs=8, head_epochs=2, test_per_class=75, patience=3)
-    return p.parse_args()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gz2_option(parser)
+    parser.add_argument("--arch", default="efficientnet_b0")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--source-crop", type=float, default=0.5, help="central fraction of the 424 px frame kept")
+    parser.add_argument("--threshold", type=float, default=0.1)
+    parser.add_argument("--test-per-class", type=int, default=150)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--arms", nargs="+", default=["scratch", "head", "finetune"])
+    parser.add_argument("--pool-others", type=int, default=1000, help="non-ringed galaxies kept for labelling")
+    parser.add_argument("--pretrain-galaxies", type=int, default=6000)
+    parser.add_argument("--pretrain-epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=30, help="epoch budget of every arm (head stage included)")
+    parser.add_argument("--head-epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--finetune-lr", type=float, default=3e-4, help="encoder-stage head lr of the finetune arm")
+    parser.add_argument("--layer-decay", type=float, default=0.75)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--patience", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2)
 
 
 def preprocessing(args: argparse.Namespace) -> dict:
@@ -100,7 +96,7 @@ def split(catalogue: pd.DataFrame, args: argparse.Namespace) -> dict[str, pd.Dat
     rings = catalogue.index[ringed].to_numpy()[rng.permutation(ringed.sum())]
     others = catalogue.index[~ringed].to_numpy()[rng.permutation((~ringed).sum())]
     n_test = args.test_per_class
-    pool_others = max(POOL_OTHERS, *args.sizes)  # fixed, so the pretraining set does not depend on --sizes
+    pool_others = max(args.pool_others, *args.sizes)  # fixed, so the pretraining set does not depend on --sizes
     return {
         "test": catalogue.loc[np.concatenate([rings[:n_test], others[:n_test]])],
         "pool": catalogue.loc[np.concatenate([rings[n_test:], others[n_test:n_test + pool_others]])],
@@ -110,14 +106,13 @@ def split(catalogue: pd.DataFrame, args: argparse.Namespace) -> dict[str, pd.Dat
 
 def pretrain(frame: pd.DataFrame, args: argparse.Namespace) -> Path:
     """The gz2 tree without the odd-feature question, with the training owner's resumable ``train``."""
-    run = args.out / "pretrain"
-    galaxies = run / "galaxies.txt"
+    run = args.work / "pretrain"
+    galaxies = args.work / "pretrain_galaxies.txt"  # beside the run: train refuses a folder holding files it did not write
     ids = "\n".join(frame["id_str"])
     if galaxies.is_file() and galaxies.read_text() != ids:
-        raise SystemExit(f"{run} was pretrained on other galaxies (other split settings); use a new --out")
+        raise SystemExit(f"{run} was pretrained on other galaxies (other split settings); use a new --work-root")
     if (run / "best" / "config.json").is_file() and not (run / "checkpoints" / "last.ckpt").is_file():
         return run / "best"
-    run.mkdir(parents=True, exist_ok=True)
     galaxies.write_text(ids)
     schema = get_schema("gz2")
     frame = frame.copy()
@@ -163,7 +158,7 @@ def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledIma
     labelled = labelled_subset(pool, n, seed)
     train_set, val_set = split_train_val(labelled, 0.2, seed)
     pretrained = load_encoder(best)
-    common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(args.out / "runs" / f"{arm}-n{n}-s{seed}"),
+    common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(args.work / "runs" / f"{arm}-n{n}-s{seed}"),
                   label_col="ringed", batch_size=args.batch_size, patience=args.patience, seed=seed, progress=False)
     if arm == "scratch":
         pretrained = scratch_encoder(pretrained)
@@ -183,55 +178,55 @@ def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledIma
             "auc": float(roc_auc_score(y, p)), "seconds": round(seconds, 1)}
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict]) -> list[list[str]]:
     frame = pd.DataFrame(results)
-    lines = ["| labels | arm | rings in labels | accuracy | ROC AUC | AUC - scratch | train s |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for n, group in frame.groupby("n"):
         scratch = group[group["arm"] == "scratch"]["auc"].mean()
         for arm, runs in group.groupby("arm", sort=False):
             delta = f"{runs['auc'].mean() - scratch:+.3f}" if arm != "scratch" and np.isfinite(scratch) else "-"
             spread = f" ± {runs['auc'].std():.3f}" if len(runs) > 1 else ""
-            lines.append(f"| {n} | {arm} | {runs['rings'].mean():.0f} | {runs['accuracy'].mean():.3f} | "
-                         f"{runs['auc'].mean():.3f}{spread} | {delta} | {runs['seconds'].mean():.0f} |")
-    return "\n".join(lines)
+            rows.append([str(n), arm, f"{runs['rings'].mean():.0f}", f"{runs['accuracy'].mean():.3f}",
+                         f"{runs['auc'].mean():.3f}{spread}", delta, f"{runs['seconds'].mean():.0f}"])
+    return rows
 
 
-def main() -> None:
-    args = parse_args()
-    if not (args.data / "labels.csv").is_file():
-        raise SystemExit(f"no GZ2 data at {args.data} (expected labels.csv and images/)")
-    results_file = args.out / "results.jsonl"
-    results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
-    if args.table_only:
-        print(table(results))
-        return
-    args.out.mkdir(parents=True, exist_ok=True)
+def arm_name(r: dict) -> str:
+    return f"{r['arm']}, n={r['n']}, seed={r['seed']}"
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
+    results_file = args.work / "results.jsonl"
+    earlier = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
     torch.manual_seed(0)
-    catalogue = kaggle_to_catalogue(args.data / "labels.csv", args.data / "images")
+    gz2 = gz2_folder(args)
+    catalogue = kaggle_to_catalogue(gz2 / "labels.csv", gz2 / "images")
     catalogue["ringed"] = np.where(catalogue["kaggle:Class8.1"] > args.threshold, "yes", "no")
     parts = split(catalogue, args)
-    print(f"test {len(parts['test'])}, labelled pool {len(parts['pool'])}, pretraining {len(parts['pretrain'])} galaxies")
+    result.figures.update({f"{name}_galaxies": len(parts[name]) for name in parts})
     start = time.time()
     best = pretrain(parts["pretrain"], args)
-    print(f"pretrained encoder: {best} ({time.time() - start:.0f} s)")
+    result.figures["pretrain_s"] = time.time() - start
     prep = preprocessing(args)
     pool, test = (load_labelled(parts[name], "classification", prep, "ringed", classes=["no", "yes"],
                                 workers=args.workers, progress=False) for name in ("pool", "test"))
-    done = {(r["arm"], r["n"], r["seed"]) for r in results}
+    done = {(r["arm"], r["n"], r["seed"]): r for r in earlier}
+    wanted = []
     for n in args.sizes:
         for seed in args.seeds:
             for arm in args.arms:
-                if (arm, n, seed) in done:
-                    continue
-                result = run_arm(arm, n, seed, pool, test, best, args)
-                print(json.dumps(result), flush=True)
-                results.append(result)
-                with results_file.open("a") as f:
-                    f.write(json.dumps(result) + "\n")
-    wanted = [r for r in results if r["n"] in args.sizes and r["seed"] in args.seeds and r["arm"] in args.arms]
-    print(f"\nsettings: {json.dumps({k: str(v) for k, v in vars(args).items()})}\n")
-    print(table(wanted))
-
-
-if __name__ == "__main__":
-    main()
+                r = done.get((arm, n, seed))
+                if r is not None:  # finished in an earlier run: reused, and never called side by side
+                    result.borrow(arm_name(r), r, {"from": "results.jsonl of the work folder, an earlier run",
+                                                   "commit": r.get("commit"), "date": r.get("date")})
+                else:
+                    r = run_arm(arm, n, seed, pool, test, best, args)
+                    result.arm(arm_name(r), **r)
+                    print(json.dumps(r), flush=True)
+                    with results_file.open("a") as f:
+                        f.write(json.dumps({**r, "commit": result.data["commit"], "date": result.data["date"]}) + "\n")
+                wanted.append(r)
+    result.note(f"test {len(parts['test'])}, labelled pool {len(parts['pool'])}, pretraining {len(parts['pretrain'])} "
+                f"galaxies; pretrained encoder in {result.figures['pretrain_s']:.0f} s")
+    result.table(["labels", "arm", "rings in labels", "accuracy", "ROC AUC", "AUC - scratch", "train s"], table(wanted),
+                 arms=[arm_name(r) for r in wanted])

@@ -6,7 +6,7 @@ their difference, which is what the data cost. Compare the code before a change 
 the code after in one run:
 
     git archive <old-commit> src | tar -x -C /tmp/before
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_evaluate_memory.py --rows 1000000 --src /tmp/before/src --src src
+    python -m benchmarks evaluate_memory --rows 1000000 --src /tmp/before/src --src src
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from synthetic_predictions import write_catalogue, write_predictions
+from benchmarks._harness import ROOT, Result, portable
+from benchmarks._shared import write_catalogue, write_predictions
+
+TINY = {"rows": 2000}
 
 CHILD = """
 import json, resource, sys, time
@@ -53,24 +56,28 @@ def run(src: str, task: str, preds: Path, catalogue: Path, out: Path) -> dict:
     return measured
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=5)
-    parser.add_argument("--src", action="append", required=True, help="a source tree to import galaxymorph from")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    parser.add_argument("--src", type=Path, action="append",
+                        help="a source tree to import galaxymorph from (repeat to compare; default: this tree's src)")
+
+
+def measure(args: argparse.Namespace, result: Result) -> None:
+    sources = args.src or [ROOT / "src"]
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         preds = write_predictions(Path(tmp) / "preds.parquet", args.rows, samples=args.samples)
         catalogue = write_catalogue(Path(tmp) / "catalogue.parquet", args.rows)
-        print(f"{args.rows} rows, {args.samples} samples, 4 answers: {preds.stat().st_size / 2**20:.0f} MiB of predictions")
-        print("| source | task | seconds | peak RSS MiB | after imports MiB | data MiB |\n|---|---|---:|---:|---:|---:|")
-        for src in args.src:
+        result.figures["predictions_mib"] = preds.stat().st_size / 2**20
+        rows = []
+        for i, src in enumerate(sources):
             for task in ("evaluate", "report"):
-                out = Path(tmp) / f"eval-{abs(hash(src))}"
-                r = run(src, task, preds, catalogue, out)
-                print(f"| {src} | {task} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {r['base_mb']:.0f} | "
-                      f"{r['peak_mb'] - r['base_mb']:.0f} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+                r = run(str(src), task, preds, catalogue, Path(tmp) / f"eval-{i}")
+                result.arm(f"{portable(src)}, {task}", seconds=r["seconds"], peak_mib=r["peak_mb"], after_imports_mib=r["base_mb"])
+                rows.append([portable(src), task, f"{r['seconds']:.1f}", f"{r['peak_mb']:.0f}", f"{r['base_mb']:.0f}",
+                             f"{r['peak_mb'] - r['base_mb']:.0f}"])
+                print(f"{src} {task}: {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MiB", flush=True)
+    result.note(f"{args.rows} rows, {args.samples} samples, 4 answers: {result.figures['predictions_mib']:.0f} MiB "
+                "of predictions")
+    result.table(["source", "task", "seconds", "peak RSS MiB", "after imports MiB", "data MiB"], rows,
+                 arms=list(result.arms), align=["---", "---", "---:", "---:", "---:", "---:"])

@@ -5,7 +5,7 @@ alternately in one run so the shared machine's load hits both alike. Also
 times the whole ``predict`` pipeline (posterior summaries and Parquet included)
 on in-memory images for context.
 
-    .venv/bin/python benchmarks/bench_predict.py [--arch efficientnet_b0] [--size 64] [--samples 5]
+    python -m benchmarks predict [--arch efficientnet_b0] [--size 64] [--samples 5]
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks._harness import Result
+from benchmarks._shared import TINY_ARCH
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel
 from galaxymorph.predict import predict_records
+
+TINY = {"arch": TINY_ARCH, "size": 16, "batch": 4, "repeats": 1, "pipeline_galaxies": 8}
 
 
 def encoder_once(model: GalaxyModel, x: torch.Tensor, samples: int) -> torch.Tensor:
@@ -38,43 +42,41 @@ def pixels(n: int, size: int):
         yield f"g{i}", rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="efficientnet_b0")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=6)
-    args = parser.parse_args()
+    parser.add_argument("--pipeline-galaxies", type=int, default=2048, help="galaxies through the whole predict")
 
+
+def measure(args: argparse.Namespace, result: Result) -> None:
     prep = Preprocessing(stored_size=args.size, image_size=args.size, train_zoom=(1.0, 1.0))
     model = GalaxyModel("gz_decals_dr5", arch=args.arch, preprocessing=prep.to_dict()).eval()
     x = torch.rand(args.batch, 3, args.size, args.size)
-    seconds = {"encoder once + head x N": 0.0, "N full forward passes": 0.0}
+    ways = {"encoder once + head x N": encoder_once, "N full forward passes": full_passes}
+    seconds = dict.fromkeys(ways, 0.0)
     with torch.inference_mode():
         encoder_once(model, x, args.samples), full_passes(model, x, args.samples)  # warm-up
         for _ in range(args.repeats):
-            for name, fn in zip(seconds, (encoder_once, full_passes)):
+            for name, fn in ways.items():
                 start = time.perf_counter()
                 out = fn(model, x, args.samples)
                 seconds[name] += time.perf_counter() - start
                 assert out.shape == (args.batch, model.schema.n_answers, args.samples)
     n = args.batch * args.repeats
-    rate = {name: n / s for name, s in seconds.items()}
-    print(f"{args.arch} at {args.size} px, batch {args.batch}, {args.samples} samples, "
-          f"{torch.get_num_threads()} threads, {n} galaxies each")
-    for name, r in rate.items():
-        print(f"  {name:26s} {r:8.1f} galaxies/s")
-    print(f"  speed-up: {rate['encoder once + head x N'] / rate['N full forward passes']:.2f}x")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        galaxies = 2048
+    for name, s in seconds.items():
+        result.arm(name, galaxies_per_s=n / s)
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         start = time.perf_counter()
-        predict_records(model, functools.partial(pixels, galaxies, args.size), Path(tmp) / "p.parquet",
+        predict_records(model, functools.partial(pixels, args.pipeline_galaxies, args.size), Path(tmp) / "p.parquet",
                         samples=args.samples, batch_size=args.batch, progress=False)
-        pipeline = galaxies / (time.perf_counter() - start)
-    print(f"  whole predict pipeline (in-memory images, summaries, Parquet): {pipeline:.1f} galaxies/s")
-
-
-if __name__ == "__main__":
-    main()
+        result.figures["whole_pipeline_galaxies_per_s"] = args.pipeline_galaxies / (time.perf_counter() - start)
+    result.note(f"{args.arch} at {args.size} px, batch {args.batch}, {args.samples} samples, "
+                f"{torch.get_num_threads()} threads, {n} galaxies each")
+    result.table(["method", "galaxies/s"],
+                 [[name, f"{result.arms[name]['galaxies_per_s']:.1f}"] for name in ways]
+                 + [["**speed-up**", f"**{result.ratio(*ways, 'galaxies_per_s'):.2f}x**"],
+                    ["whole `predict` pipeline on in-memory images (posterior summaries, Parquet, Lightning)",
+                     f"{result.figures['whole_pipeline_galaxies_per_s']:.1f}"]], arms=list(ways))
