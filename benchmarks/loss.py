@@ -195,29 +195,6 @@ def exact_nll(conc: torch.Tensor, counts: torch.Tensor, questions: list) -> torc
 
 
 class Worker:
-    """A python running this file with --worker: ours, or the competitors' venv."""
-
-    def __init__(self, python: Path | str, side: str) -> None:
-        self.process = subprocess.Popen(
-            [python, __file__, "--worker", side], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-
-    def ask(self, **request: Any) -> dict:
-        assert self.process.stdin and self.process.stdout
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the competitors' worker stopped; see its error above")
-        return json.loads(line)
-
-    def close(self) -> None:
-        assert self.process.stdin
-        self.process.stdin.close()
-        self.process.wait()
-
-
-class Worker:
     """A python running this module with --worker: ours, or in zoobot's environment the competitors'."""
 
     def __init__(self, python: Path | str, side: str) -> None:
