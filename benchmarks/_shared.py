@@ -85,6 +85,17 @@ def fake_gz2(folder: Path, galaxies: int = 60, px: int = 48, seed: int = 0) -> P
     return folder
 
 
+def gz2_jpeg_catalogue(args: argparse.Namespace, galaxies: int | None) -> Path:
+    """A catalogue (``id_str``, absolute ``file_loc``) of the first ``galaxies`` GZ2 JPEGs by file name, in ``args.work``."""
+    folder = gz2_folder(args).resolve() / "images"
+    files = sorted(folder.glob("*.jpg"))[:galaxies]
+    if not files:
+        raise SystemExit(f"no GZ2 JPEGs in {folder}")
+    path = args.work / f"catalogue_{len(files)}.csv"
+    pd.DataFrame({"id_str": [f.stem for f in files], "file_loc": [str(f) for f in files]}).to_csv(path, index=False)
+    return path
+
+
 def gz2_preprocessing(args: argparse.Namespace) -> Preprocessing:
     return TINY_GZ2_PREPROCESSING if args.tiny else GZ2_PREPROCESSING
 
@@ -238,7 +249,7 @@ def training_config(args: argparse.Namespace, shards: Path, run: Path, **changes
     """The run's settings from the command line (early stopping off: the schedule runs out), with ``changes``."""
     settings = dict(shards=str(shards), out=str(run), arch=args.arch, size=args.size, batch_size=args.batch_size,
                     epochs=args.epochs, lr=args.lr, train_shift=args.shift, threads=args.threads,
-                    num_workers=args.workers, patience=args.epochs, progress=False,
+                    workers=args.workers, patience=args.epochs, progress=False,
                     max_time=hhmmss(args.minutes) if args.minutes else None)
     return TrainConfig(**{**settings, **changes})
 

@@ -90,7 +90,7 @@ def train_and_predict(labelled: pd.DataFrame, everyone: Path, folder: Path, args
                        test_fraction=0.0, in_memory=True, epoch_images=args.epoch_images)
     epochs = max(1, math.ceil(args.images_seen / args.epoch_images))
     config = TrainConfig(shards="", out=str(folder / "run"), arch=args.arch, epochs=epochs, batch_size=args.batch_size,
-                         lr=args.lr, patience=epochs, num_workers=0, threads=args.threads, seed=seed, progress=False)
+                         lr=args.lr, patience=epochs, workers=0, threads=args.threads, seed=seed, progress=False)
     best = train(config, datamodule=data)
     out = folder / "predictions.parquet"
     predict(best, out, catalogue=everyone, samples=args.samples, batch_size=256, progress=False)

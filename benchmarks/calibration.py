@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def tiny_run(args: argparse.Namespace, shards: Path) -> Path:
     """A one-epoch model, what ``--tiny`` calibrates when no run is given."""
     settings = {k: TINY_TRAINING[k] for k in ("arch", "epochs", "batch_size", "threads")}
-    best, _, _ = train_timed(TrainConfig(shards=str(shards), out=str(args.work / "tiny_run"), num_workers=0,
+    best, _, _ = train_timed(TrainConfig(shards=str(shards), out=str(args.work / "tiny_run"), workers=0,
                                          progress=False, **settings))
     return best
 

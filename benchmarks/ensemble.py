@@ -40,7 +40,7 @@ def measure(args: argparse.Namespace, result: Result) -> None:
     for seed in range(args.models):
         runs.append(train(TrainConfig(shards=str(shards), out=str(args.work / f"seed{seed}"), arch=s.arch,
                                       epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=seed,
-                                      num_workers=s.loader_workers, threads=args.threads, calibrate=False,
+                                      workers=s.loader_workers, threads=args.threads, calibrate=False,
                                       progress=False)))
     for name, members in (("one model", runs[:1]), (f"ensemble of {args.models}", runs)):
         out = args.work / f"{name.replace(' ', '_')}.parquet"

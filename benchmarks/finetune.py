@@ -123,7 +123,7 @@ def pretrain(frame: pd.DataFrame, args: argparse.Namespace) -> Path:
         num_workers=0, val_fraction=0.1, test_fraction=0.0, in_memory=True,
     )
     config = TrainConfig(shards="(in-memory catalogue)", out=str(run), arch=args.arch, epochs=args.pretrain_epochs,
-                         batch_size=args.batch_size, lr=args.lr, patience=args.patience, num_workers=0, progress=False)
+                         batch_size=args.batch_size, lr=args.lr, patience=args.patience, workers=0, progress=False)
     best = train(config, datamodule=datamodule)
     (run / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: later runs reuse best/
     return best

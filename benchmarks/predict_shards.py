@@ -28,7 +28,7 @@ import torch
 import webdataset
 from torch.utils.data import DataLoader, get_worker_info
 
-import galaxymorph.predict.predictor as predictor
+import galaxymorph.engine.loop as loop
 from benchmarks._harness import Result
 from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies
 from galaxymorph.data.shards import write_shards
@@ -83,12 +83,12 @@ class TarCounter:
 
 @contextlib.contextmanager
 def stream_class(cls: type[GalaxyStream]) -> Iterator[None]:
-    """``predict`` builds its loader from this stream class (the old split is not in the library)."""
-    before, predictor.GalaxyStream = predictor.GalaxyStream, cls
+    """``predict``'s loop builds its loader from this stream class (the old split is not in the library)."""
+    before, loop.GalaxyStream = loop.GalaxyStream, cls
     try:
         yield
     finally:
-        predictor.GalaxyStream = before
+        loop.GalaxyStream = before
 
 
 def loader_pass(cls: type[GalaxyStream], records: Records, prep: dict[str, Any]) -> list[str]:

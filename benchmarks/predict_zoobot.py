@@ -65,7 +65,7 @@ from benchmarks._shared import (
     GZ2_PREPROCESSING,
     TINY_ARCH,
     add_gz2_option,
-    gz2_folder,
+    gz2_jpeg_catalogue,
     zoobot_python,
     zoobot_skip_reason,
 )
@@ -139,16 +139,6 @@ if job["one_decode"]:
     assert len(frame) == len(catalog)
 json.dump(info, open(job["info"], "w"))
 '''
-
-
-def write_catalogue(work: Path, gz2: Path, galaxies: int | None) -> Path:
-    """The first ``galaxies`` GZ2 JPEGs by file name, as absolute paths: the one input of both sides."""
-    files = sorted((gz2.resolve() / "images").glob("*.jpg"))[:galaxies]
-    if not files:
-        raise SystemExit(f"no GZ2 JPEGs in {gz2 / 'images'}")
-    path = work / f"catalogue_{len(files)}.csv"
-    pd.DataFrame({"id_str": [f.stem for f in files], "file_loc": [str(f) for f in files]}).to_csv(path, index=False)
-    return path
 
 
 def untrained_checkpoint(work: Path, arch: str, size: int, catalogue: Path) -> tuple[Path, Path]:
@@ -329,7 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def measure(args: argparse.Namespace, result: Result) -> None:
     work = args.work
-    catalogue = write_catalogue(work, gz2_folder(args), args.galaxies)
+    catalogue = gz2_jpeg_catalogue(args, args.galaxies)
     galaxies = len(pd.read_csv(catalogue))
     rows_per_part = args.rows_per_part or max(args.batch_size, galaxies // 10)
     result.figures.update(galaxies=galaxies, rows_per_part=rows_per_part)

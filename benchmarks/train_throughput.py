@@ -56,7 +56,7 @@ def pipeline_rate(shards: Path, work: Path, arch: str, size: int, batch: int, st
     with tempfile.TemporaryDirectory(dir=work) as run:
         config = TrainConfig(
             shards=str(shards), out=run, arch=arch, size=size, batch_size=batch, epochs=1,
-            num_workers=workers, channels_last=channels_last, progress=False,
+            workers=workers, channels_last=channels_last, progress=False,
         )
         train(config, callbacks=[probe])
     return probe.images_per_second

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import FinetunedModel, GalaxyModel, export_encoder, load_encoder, load_model, save_model
 from galaxymorph.outputs import OutputInUse
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_zoobot_parity import put_in_hub_cache  # noqa: E402
+from benchmarks.zoobot_parity import put_in_hub_cache
 
 PREP = Preprocessing(stored_size=24, image_size=20, source_crop=0.8, channels=3).to_dict()
 

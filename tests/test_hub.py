@@ -2,14 +2,13 @@
 
 The cache holds folders written by timm's own ``save_for_hf``, one as ``model.safetensors`` and
 one as ``pytorch_model.bin`` (Zoobot's format), put there by the same huggingface_hub
-functions ``hf_hub_download`` uses (``benchmarks/bench_zoobot_parity.py::put_in_hub_cache``).
+functions ``hf_hub_download`` uses (``benchmarks/zoobot_parity.py::put_in_hub_cache``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,7 @@ from galaxymorph.models import load_encoder, load_model
 from galaxymorph.models.loading import read_timm_weights
 from galaxymorph.representations import read_embeddings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_zoobot_parity import put_in_hub_cache  # noqa: E402
+from benchmarks.zoobot_parity import put_in_hub_cache
 
 
 

@@ -2,7 +2,7 @@
 
 tests/data/zoobot_view/ holds two small simulated galaxies (a JPEG and a PNG) and what
 zoobot 2.9 with galaxy-datasets 0.0.25 made of them (``minimal_view_config`` at 24 px, colour
-and greyscale), written by ``benchmarks/bench_zoobot_parity.py --write-reference``; no zoobot
+and greyscale), written by ``python -m benchmarks zoobot_parity --write-reference``; no zoobot
 is needed here. The same script measured the features of 100 real GZ2 images through both
 tools (BENCHMARKS.md, zoobot parity).
 """

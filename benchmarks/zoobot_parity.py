@@ -1,7 +1,7 @@
 """Parity with zoobot 2.9: the same timm encoder and GZ2 images, features through each tool's own loading path (issue #25).
 
-    .venv/bin/python benchmarks/bench_zoobot_parity.py [--galaxies 100] [--size 224] [--arch convnext_nano]
-        [--write-reference] [--tiny] [--skip-zoobot]
+    python -m benchmarks zoobot_parity [--galaxies 100] [--size 224] [--arch convnext_nano]
+        [--write-reference] [--skip-zoobot]
 
 Two timm / Hugging Face folders, each put into a Hugging Face cache of this script's own
 (huggingface_hub's layout) and loaded by name on both sides with ``HF_HUB_OFFLINE=1``:
@@ -30,8 +30,8 @@ largest absolute feature difference, and the largest relative one (per galaxy, t
 difference over the largest absolute feature of zoobot's). The goal is under 1e-4 relative.
 ``--write-reference`` also writes zoobot's view of two small simulated galaxies into
 tests/data/zoobot_view/, which tests/test_zoobot_preset.py compares galaxymorph's preset with.
-``--tiny`` (what the tests run, with ``--skip-zoobot``) uses a tiny timm network and 4 simulated
-galaxies at 32 px. Results: benchmarks/_work/zoobot_parity/results.json.
+``--tiny`` (what the tests run) uses timm's tiny test_convnext and 4 galaxies of the GZ2
+stand-in at 32 px, and skips zoobot's side.
 """
 
 from __future__ import annotations
@@ -41,10 +41,8 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,11 +50,12 @@ import numpy as np
 import pandas as pd
 import timm
 import torch
-from bench_train_zoobot import VENV, ensure_venv
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / "_work" / "zoobot_parity"
+from benchmarks._harness import ROOT, Result
+from benchmarks._shared import add_gz2_option, gz2_jpeg_catalogue, zoobot_python, zoobot_skip_reason
+
+TINY = {"arch": "test_convnext", "size": 32, "galaxies": 4}
 REFERENCE = ROOT / "tests" / "data" / "zoobot_view"
 REFERENCE_SIZE = 24  # px of the reference views: a few KB in the repository
 
@@ -107,11 +106,6 @@ if job.get("reference_images"):
             views[f"{stem}_{'grey' if greyscale else 'rgb'}"] = pixels.round().to(torch.uint8).permute(1, 2, 0).numpy()
     np.savez_compressed(job["out_reference"], **views)
 '''
-
-
-def zoobot_python() -> Path:
-    """The python of the zoobot 2.9 environment, built on first use (the builder shared by the zoobot benchmarks)."""
-    return ensure_venv()
 
 
 def put_in_hub_cache(folder: Path, repo_id: str, cache: Path) -> Path:
@@ -194,10 +188,10 @@ def galaxymorph_features(name: str, options: dict[str, Any], catalogue: Path, ou
     return vectors[pd.Index(frame["id_str"]).get_indexer(order)]
 
 
-def run_zoobot(job: dict[str, Any], env: dict[str, str], work: Path) -> None:
+def run_zoobot(python: Path, job: dict[str, Any], env: dict[str, str], work: Path) -> None:
     (work / "zoobot_child.py").write_text(ZOOBOT_CHILD)
     (work / "zoobot_job.json").write_text(json.dumps(job))
-    subprocess.run([str(zoobot_python()), str(work / "zoobot_child.py"), str(work / "zoobot_job.json")], check=True, env=env)
+    subprocess.run([str(python), str(work / "zoobot_child.py"), str(work / "zoobot_job.json")], check=True, env=env)
 
 
 def compare(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
@@ -208,33 +202,18 @@ def compare(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
             "feature_scale_median": float(np.median(scale))}
 
 
-def machine() -> str:
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout if shutil.which("lscpu") else ""
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")),
-                platform.processor())
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gz2_option(parser)
     parser.add_argument("--galaxies", type=int, default=100)
     parser.add_argument("--size", type=int, default=224, help="px, both sides (zoobot's default output_size)")
     parser.add_argument("--arch", default="convnext_nano", help="the untrained encoders' architecture")
     parser.add_argument("--write-reference", action="store_true", help="also write tests/data/zoobot_view/")
-    parser.add_argument("--tiny", action="store_true", help="tiny network, 4 simulated galaxies, 32 px")
     parser.add_argument("--skip-zoobot", action="store_true", help="galaxymorph's side only")
-    parser.add_argument("--work", type=Path, default=WORK)
-    args = parser.parse_args(argv)
-    work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    if args.tiny:
-        args.arch, args.size = "test_convnext", 32
-        files = simulated_galaxies(work / "images", 4, 48)
-        catalogue = work / "catalogue_tiny.csv"
-        pd.DataFrame({"id_str": [f.stem for f in files], "file_loc": [str(f) for f in files]}).to_csv(catalogue, index=False)
-    else:
-        from bench_predict_zoobot import write_catalogue
 
-        catalogue = write_catalogue(work, args.galaxies)
+
+def measure(args: argparse.Namespace, result: Result) -> None:
+    work = args.work
+    catalogue = gz2_jpeg_catalogue(args, args.galaxies)
     cache = work / "hf_cache"
     shutil.rmtree(cache, ignore_errors=True)
     options = {"local/published": {"preprocessing": "zoobot", "image_size": args.size}, "local/exported": {}}
@@ -245,16 +224,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for repo_id, settings in options.items():
             ours[repo_id] = galaxymorph_features(f"hf_hub:{repo_id}", settings, catalogue,
                                                  work / f"{repo_id.split('/')[1]}_embeddings.parquet")
-    results: dict[str, Any] = {
-        "command": " ".join(["benchmarks/bench_zoobot_parity.py", *(argv if argv is not None else sys.argv[1:])]),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
-        "machine": machine(), "arch": args.arch, "galaxies": len(catalogue.read_text().splitlines()) - 1,
-        "size": args.size, "encoders": {},
-    }
-    if args.skip_zoobot or (args.tiny and not (VENV / "bin" / "python").exists()):
-        results["zoobot"] = "not run (--skip-zoobot, or --tiny without a zoobot environment)"
-        results["encoders"] = {repo_id: {"n_features": int(f.shape[1])} for repo_id, f in ours.items()}
+            result.arm(repo_id, n_features=int(ours[repo_id].shape[1]))
+    result.figures["galaxies"] = len(catalogue.read_text().splitlines()) - 1
+    reason = "--skip-zoobot" if args.skip_zoobot else zoobot_skip_reason(args)
+    if reason:
+        result.skip("zoobot 2.9", reason)
     else:
         job: dict[str, Any] = {"catalogue": str(catalogue), "size": args.size, "encoders": [
             {"name": f"hf_hub:{repo_id}", "normalize": repo_id == "local/exported",
@@ -267,16 +241,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 shutil.copyfile(image, REFERENCE / image.name)
             job.update(reference_images=[str(REFERENCE / i.name) for i in images], reference_size=REFERENCE_SIZE,
                        out_reference=str(REFERENCE / "zoobot_views.npz"))
+        python = zoobot_python(args)
         with offline_hub(cache) as env:
-            run_zoobot(job, env, work)
-        results["zoobot"] = "2.9: FinetuneableZoobotClassifier(name=...), predict_on_catalog, minimal_view_config"
+            run_zoobot(python, job, env, work)
         for (repo_id, features), encoder_job in zip(ours.items(), job["encoders"]):
-            results["encoders"][repo_id] = {"n_features": int(features.shape[1]),
-                                            **compare(features, np.load(encoder_job["out_features"]))}
-    (work / "results.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    return results
-
-
-if __name__ == "__main__":
-    main()
+            result.arm(repo_id, **compare(features, np.load(encoder_job["out_features"])))
+    result.note(f"{args.arch}, {result.figures['galaxies']} GZ2 images at {args.size} px; zoobot 2.9: "
+                + (f"not run ({reason})" if reason else "FinetuneableZoobotClassifier(name=...), predict_on_catalog, "
+                   "minimal_view_config"))
+    measured = "max_relative_difference" in result.arms["local/published"]
+    result.table(["encoder", "features", "largest difference", "largest relative difference", "median feature scale"],
+                 [[repo_id, str(a["n_features"]),
+                   *((f"{a['max_abs_difference']:.1e}", f"{a['max_relative_difference']:.1e}",
+                      f"{a['feature_scale_median']:.2f}") if measured else ("", "", ""))]
+                  for repo_id, a in result.arms.items()], arms=list(result.arms),
+                 align=["---", "---:", "---:", "---:", "---:"])
