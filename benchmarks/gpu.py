@@ -6,8 +6,8 @@ head + loss), no augmentation on either side, the first ``--warmup`` steps not
 timed. Prediction: ``--samples`` posterior samples per galaxy; galaxymorph runs the
 encoder once and the head N times (``posterior_samples``), zoobot N full forward
 passes with its test-time dropout. Zoobot is optional: when it is not importable
-the script says so and measures galaxymorph alone. ``--tiny`` runs everything at
-32 px for a few steps on any machine (the test suite runs it on CPU).
+the script says so and measures galaxymorph alone. ``--tiny`` runs timm's tiny test versions of
+both architectures at 32 px for a few steps on any machine (the test suite runs it on CPU).
 
     python -m benchmarks gpu [--archs efficientnet_b0 convnext_nano] [--size 224] [--batch 128]
     python -m benchmarks gpu --tiny
@@ -123,7 +123,8 @@ def zoobot(arch: str, data: RandomGalaxies, args: argparse.Namespace, device: to
     return {"train_images_per_s": train, "predict_galaxies_per_s": predict}
 
 
-TINY = {"size": 32, "batch": 4, "steps": 2, "warmup": 1, "predict_batches": 2}
+TINY = {"archs": ["test_efficientnet", "test_convnext"], "size": 32, "batch": 4, "steps": 2, "warmup": 1,
+        "predict_batches": 2}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ ARMS = {
     "ensemble": {"one model", "ensemble of 2"},
     "evaluate_memory": {"src, evaluate", "src, report"},
     "finetune": {f"{arm}, n=8, seed=0" for arm in ("scratch", "head", "finetune")},
-    "gpu": {"galaxymorph, efficientnet_b0", "galaxymorph, convnext_nano"},
+    "gpu": {"galaxymorph, test_efficientnet", "galaxymorph, test_convnext"},
     "gz2_shift": {"standard", "wide-zoom"},
     "loss": {"ours, gz_decals_dr5", "ours, gz2"},
     "micro": {f"{case}, this tree" for case in ("loss", "mc_prediction", "loading", "simulate", "neighbours", "evaluate")},
@@ -43,7 +43,7 @@ SKIPPED_AT_TINY = {"loss": {"pyro loop", "zoobot 2.9"}, "predict_zoobot": {"zoob
 if importlib.util.find_spec("zoobot") is None:  # the GPU benchmark imports zoobot from this environment when it can
     SKIPPED_AT_TINY["gpu"] = {"zoobot 2.9"}
 else:
-    ARMS["gpu"] |= {"zoobot 2.9, efficientnet_b0", "zoobot 2.9, convnext_nano"}
+    ARMS["gpu"] |= {"zoobot 2.9, test_efficientnet", "zoobot 2.9, test_convnext"}
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +160,7 @@ def test_the_template_types_no_table_and_every_section_comes_from_a_benchmark_or
     assert not re.search(r"^\|", template, re.M), "tables come from result files only"
     named = {m.group(2) for m in _render.DIRECTIVE.finditer(template)}
     assert set(_harness.names()) <= named  # every benchmark has its section
+    assert {folder.name for folder in _harness.RESULTS.iterdir()} <= named  # and no result file is left out
     assert all((_harness.RESULTS / name).is_dir() or name in _harness.names() for name in named)
 
 
