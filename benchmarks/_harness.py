@@ -24,7 +24,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
@@ -166,7 +166,7 @@ class Result:
                 raise ValueError(f"no arm {name!r} in this run (arms: {sorted(self.arms)})")
         return self.arms[numerator][key] / self.arms[denominator][key]
 
-    def table(self, columns: list[str], rows: list[list[Any]], arms: list[str] = (), title: str | None = None,
+    def table(self, columns: list[str], rows: list[list[Any]], arms: Sequence[str] = (), title: str | None = None,
               align: list[str] | None = None) -> None:
         """A table of the run's figures (cells as they should print); ``arms``: the arms it compares."""
         unknown = [a for a in arms if a not in self.arms and a not in self.data["borrowed"]]
