@@ -31,8 +31,23 @@ def test_interleaved_share_counts_each_streams_turns():
 
 def test_batches_per_epoch_one_process_and_ddp():
     assert batches_per_epoch(10, 4, 1) == 3  # every galaxy once, the last batch partial
+    assert batches_per_epoch(9, 4, 1) == 2  # ... but never one galaxy alone: it joins the batch before
+    assert batches_per_epoch(1, 4, 1) == 1
     assert batches_per_epoch(10, 4, 2) == 1  # equal full batches per rank
     assert batches_per_epoch(3, 4, 2) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_last_galaxy_alone_joins_the_batch_before_it(sharded, workers):  # noqa: F811
+    """Batch norm cannot train on one image with 1 x 1 features: no epoch ends on a batch of one."""
+    _, folder, manifest = sharded
+    count = manifest["splits"]["train"]["count"]
+    batch = next(b for b in range(2, count) if count % b == 1)
+    dm = GalaxyDataModule(folder / "shards", batch_size=batch, num_workers=workers, shuffle_buffer=6)
+    batches = _ids(dm.train_dataloader())
+    seen = [i for b in batches for i in b]
+    assert sorted(seen) == sorted(set(seen)) and len(seen) == count
+    assert [len(b) for b in batches] == [batch] * (count // batch - 1) + [batch + 1]
 
 
 def _ids(loader) -> list[list[str]]:
@@ -42,13 +57,14 @@ def _ids(loader) -> list[list[str]]:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_every_training_galaxy_once_per_epoch_in_the_fixed_number_of_batches(sharded, workers):  # noqa: F811
     _, folder, manifest = sharded
-    dm = GalaxyDataModule(folder / "shards", batch_size=4, num_workers=workers, shuffle_buffer=6)
+    count = manifest["splits"]["train"]["count"]
+    batch = 7 if count % 7 > 1 else 6  # a partial last batch of more than one galaxy
+    dm = GalaxyDataModule(folder / "shards", batch_size=batch, num_workers=workers, shuffle_buffer=6)
     batches = _ids(dm.train_dataloader())
     seen = [i for b in batches for i in b]
-    count = manifest["splits"]["train"]["count"]
     assert len(seen) == count and len(set(seen)) == count
-    assert len(batches) == dm.train_batches_per_epoch() == -(-count // 4)
-    assert all(len(b) == 4 for b in batches[:-1])
+    assert len(batches) == dm.train_batches_per_epoch() == -(-count // batch)
+    assert all(len(b) == batch for b in batches[:-1])
 
 
 @pytest.mark.parametrize("workers, batch", [(0, 4), (2, 4), (2, 3), (3, 4)])

@@ -62,7 +62,7 @@ def similar(
     Console().print(found[["rank", "id_str", "similarity"]].to_string(index=False))
     if len(found) < k:
         Console(stderr=True).print(f"[yellow]note:[/yellow] --k {k} is more than the {len(found)} galaxies in "
-                                   f"{embeddings}: all of them are shown")
+                                   f"{embeddings}: all of them are shown", soft_wrap=True)  # paths unbroken
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
         image_grid(image_paths(found, catalogue), captions, grid, title=f"most similar to {query} (cosine)")

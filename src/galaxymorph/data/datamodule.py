@@ -37,7 +37,7 @@ from galaxymorph.data.shards import (
     read_manifest,
     shard_files,
 )
-from galaxymorph.data.stream import EpochShuffle, ShardSamples, TrainBatches, batches_per_epoch
+from galaxymorph.data.stream import EpochShuffle, ShardSamples, TrainBatches, batches_per_epoch, single_last_batch
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform
 from galaxymorph.schema import Schema, get_schema
 
@@ -230,8 +230,9 @@ class GalaxyDataModule(AugmentingDataModule):
         if self.is_shards:
             return self._train_batches()
         self.setup()
-        order = EpochShuffle(len(self._datasets["train"]), self.seed)
-        return DataLoader(self._datasets["train"], batch_size=self.batch_size, sampler=order,
+        galaxies = len(self._datasets["train"])
+        return DataLoader(self._datasets["train"], batch_size=self.batch_size, sampler=EpochShuffle(galaxies, self.seed),
+                          drop_last=single_last_batch(galaxies, self.batch_size),
                           num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
                           pin_memory=self.pin_memory)
 

@@ -26,7 +26,7 @@ from galaxymorph.data.catalogue import (
 )
 from galaxymorph.data.datamodule import AugmentingDataModule
 from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies
-from galaxymorph.data.stream import EpochShuffle
+from galaxymorph.data.stream import EpochShuffle, single_last_batch
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema
 
@@ -202,8 +202,9 @@ class LabelledDataModule(AugmentingDataModule):
         self.pin_memory = pin_memory
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Rows(self.train_set), batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed),
-                          pin_memory=self.pin_memory)
+        galaxies = len(self.train_set)
+        return DataLoader(_Rows(self.train_set), batch_size=self.batch_size, sampler=EpochShuffle(galaxies, self.seed),
+                          drop_last=single_last_batch(galaxies, self.batch_size), pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_Rows(self.val_set), batch_size=max(self.batch_size, 64), pin_memory=self.pin_memory)

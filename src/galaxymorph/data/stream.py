@@ -35,14 +35,26 @@ from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_in
 from galaxymorph.data.inputs import loader_slots, shard_share
 from galaxymorph.data.shards import check_shards_per_process
 
-__all__ = ["EpochShuffle", "ShardSamples", "TrainBatches", "batches_per_epoch", "interleaved_share"]
+__all__ = ["EpochShuffle", "ShardSamples", "TrainBatches", "batches_per_epoch", "interleaved_share", "single_last_batch"]
 
 
 def batches_per_epoch(count: int, batch_size: int, world: int) -> int:
-    """One process: every galaxy once (last batch partial); DDP: the equal per-rank share of full batches."""
+    """One process: every galaxy once (last batch partial); DDP: the equal per-rank share of full batches.
+
+    A last batch of a single galaxy joins the one before (batch norm cannot train on one
+    image whose features are 1 x 1), so ``count = k * batch_size + 1`` takes k steps.
+    """
     if world > 1:
         return max(1, count // (world * batch_size))
+    if single_last_batch(count, batch_size):
+        return count // batch_size
     return max(1, -(-count // batch_size))
+
+
+def single_last_batch(count: int, batch_size: int) -> bool:
+    """Whether an epoch of ``count`` in batches of ``batch_size`` would end on one galaxy (map-style loaders drop it:
+    each epoch's order differs, so it is another galaxy each time)."""
+    return count > batch_size and count % batch_size == 1
 
 
 def interleaved_share(counts: Sequence[int], n: int) -> list[int]:
@@ -164,6 +176,7 @@ class TrainBatches:
         per_pass = self.samples.rank_count(epoch)
         pass_, taken = divmod(done * self.batch_size, per_pass)
         batch: list[Any] = []
+        rest_in_last = self.samples.world == 1  # one process: the last step takes what the pass has left
         while done < self.steps:
             # its own generator: starting a loader must not draw from torch's global one, which
             # the augmentation and dropout use (a resumed run starts its loader at another moment)
@@ -174,7 +187,7 @@ class TrainBatches:
                 if sample is None:  # a turn of a galaxy trained before the resume
                     continue
                 batch.append(sample)
-                if len(batch) == self.batch_size:
+                if len(batch) == self.batch_size and not (rest_in_last and done == self.steps - 1):
                     yield self.collate(batch)
                     batch, done = [], done + 1
                     if done == self.steps:
