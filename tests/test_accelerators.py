@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from test_embed import catalogue, run_dir  # noqa: F401  (module fixtures: a test_resnet run, 12 images)
-from test_finetune import toy_catalogue  # noqa: F401  (module fixture: a learnable two-class catalogue)
-from test_predict import TinyModel, pixel_records
-from test_train import ToyDataModule, toy_config
+from support import TinyModel, ToyDataModule, pixel_records, toy_config
 from typer.testing import CliRunner
 
 import galaxymorph.training.finetune_run as finetune_run
@@ -106,7 +103,7 @@ def test_predict_settings_reach_the_trainer_and_batches_follow_the_model(tmp_pat
     _assert_cpu_bf16(recorder)
 
 
-def test_finetune_is_no_longer_tied_to_the_cpu(run_dir, toy_catalogue, tmp_path, monkeypatch):  # noqa: F811
+def test_finetune_is_no_longer_tied_to_the_cpu(untrained_run, toy_catalogue, tmp_path, monkeypatch):
     built = []
 
     class Recording(finetune_run.L.Trainer):
@@ -115,15 +112,15 @@ def test_finetune_is_no_longer_tied_to_the_cpu(run_dir, toy_catalogue, tmp_path,
             built.append(self)
 
     monkeypatch.setattr(finetune_run.L, "Trainer", Recording)
-    config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring", epochs=1,
+    config = FinetuneConfig(str(untrained_run), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring", epochs=1,
                             progress=False, accelerator="cpu", precision="bf16-mixed")
     finetune_run.finetune(config)
     assert [(type(t.accelerator).__name__, t.precision) for t in built] == [("CPUAccelerator", "bf16-mixed")]
 
 
-def test_embed_runs_in_the_precision_asked_for(run_dir, catalogue, tmp_path):  # noqa: F811
-    full = embed(run_dir, tmp_path / "32.parquet", catalogue=catalogue, progress=False, accelerator="cpu")
-    half = embed(run_dir, tmp_path / "bf16.parquet", catalogue=catalogue, progress=False, accelerator="cpu",
+def test_embed_runs_in_the_precision_asked_for(untrained_run, twelve_galaxies, tmp_path):
+    full = embed(untrained_run, tmp_path / "32.parquet", catalogue=twelve_galaxies, progress=False, accelerator="cpu")
+    half = embed(untrained_run, tmp_path / "bf16.parquet", catalogue=twelve_galaxies, progress=False, accelerator="cpu",
                  precision="bf16-mixed")
     assert full["rows"] == half["rows"] == 12
     exact, rounded = read_embeddings(tmp_path / "32.parquet")[1], read_embeddings(tmp_path / "bf16.parquet")[1]
@@ -133,10 +130,10 @@ def test_embed_runs_in_the_precision_asked_for(run_dir, catalogue, tmp_path):  #
 
 @no_cuda
 @pytest.mark.parametrize("command", ["train", "finetune", "predict", "embed"])
-def test_cli_refuses_an_absent_gpu_in_one_line(command, run_dir, catalogue, tmp_path):  # noqa: F811
-    inputs = {"train": ["--shards", str(tmp_path)], "finetune": ["--checkpoint", str(run_dir), "--catalog",
-                                                                 str(catalogue), "--label-col", "y"]}
-    default = ["--checkpoint", str(run_dir), "--catalog", str(catalogue)]
+def test_cli_refuses_an_absent_gpu_in_one_line(command, untrained_run, twelve_galaxies, tmp_path):
+    inputs = {"train": ["--shards", str(tmp_path)], "finetune": ["--checkpoint", str(untrained_run), "--catalog",
+                                                                 str(twelve_galaxies), "--label-col", "y"]}
+    default = ["--checkpoint", str(untrained_run), "--catalog", str(twelve_galaxies)]
     result = CliRunner().invoke(app, [command, *inputs.get(command, default), "--out", str(tmp_path / "o.parquet"),
                                       "--accelerator", "gpu"])
     assert result.exit_code == 2

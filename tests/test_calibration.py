@@ -50,7 +50,7 @@ def test_a_finished_run_is_calibrated_on_its_validation_split_and_predicts_calib
     import json
 
     import torch
-    from test_train import TOY_SCHEMA, ToyDataModule, toy_config
+    from support import TOY_SCHEMA, ToyDataModule, toy_config
 
     from galaxymorph.models import load_model
     from galaxymorph.training import train

@@ -11,6 +11,7 @@ import pytest
 import torch
 from astropy.io import fits
 from PIL import Image
+from support import make_catalogue
 
 from galaxymorph.data.catalogue import CatalogueError, CatalogueWarning, read_catalogue
 from galaxymorph.data.images import FitsStretch, ImageReadError, check_image, load_image
@@ -18,20 +19,6 @@ from galaxymorph.data.transforms import Preprocessing, eval_transform, train_tra
 from galaxymorph.schema import get_schema
 
 SCHEMA = get_schema("gz2")
-
-
-def make_catalogue(folder: Path, n: int = 12, size: int = 24, seed: int = 0, not_provided: int = 3) -> pd.DataFrame:
-    """``n`` random PNG galaxies + integer votes; the first ``not_provided`` rows lack question 3 (NaN)."""
-    rng = np.random.default_rng(seed)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / "images" / f"g{i}.png")
-        votes = {a: float(rng.integers(0, 20)) for a in SCHEMA.answers}
-        if i < not_provided:
-            votes.update({c: np.nan for c in SCHEMA.questions[2].columns})
-        rows.append({"id_str": f"J{i:03d}.5+1", "file_loc": f"images/g{i}.png", **votes})
-    return pd.DataFrame(rows)
 
 
 # --- images -----------------------------------------------------------------------

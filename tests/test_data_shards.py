@@ -19,7 +19,8 @@ import pytest
 import torch
 import webdataset as wds
 from PIL import Image
-from test_data import SCHEMA, make_catalogue
+from support import SHARDED_PREP as PREP
+from support import make_catalogue
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
@@ -30,8 +31,9 @@ from galaxymorph.data.datamodule import (
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import assign_splits, read_manifest, write_shards
 from galaxymorph.data.transforms import Preprocessing
+from galaxymorph.schema import get_schema
 
-PREP = Preprocessing(stored_size=16, image_size=8)
+SCHEMA = get_schema("gz2")
 
 
 def _votes_by_id(cat: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -46,15 +48,6 @@ def _collect(loader) -> dict[str, np.ndarray]:
             assert ident not in seen, f"{ident} read twice"
             seen[ident] = votes
     return seen
-
-
-@pytest.fixture(scope="module")
-def sharded(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cat")
-    cat = make_catalogue(folder, n=40)
-    cat.to_parquet(folder / "cat.parquet")
-    manifest = write_shards(folder / "cat.parquet", "gz2", folder / "shards", PREP, 0.2, 0.2, seed=1, workers=2, shard_size=5, progress=False)
-    return cat, folder, manifest
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -5,13 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
-from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.models import GalaxyModel, save_model
 from galaxymorph.representations import (
     anomaly_scores,
     embed,
@@ -20,36 +17,10 @@ from galaxymorph.representations import (
     similar,
 )
 
-PREP = Preprocessing(stored_size=20, image_size=16, channels=3).to_dict()
 
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    run = tmp_path_factory.mktemp("run")
-    save_model(GalaxyModel("gz2", arch="test_resnet", preprocessing=PREP), run / "best")
-    return run
-
-
-@pytest.fixture(scope="module")
-def catalogue(tmp_path_factory):
-    """12 random galaxies; g11 is a byte-for-byte copy of g0 under another id."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(1)
-    rows = []
-    for i in range(12):
-        pixels = rng.integers(0, 255, (24, 24, 3)).astype(np.uint8)
-        name = "g0.png" if i == 11 else f"g{i}.png"
-        if i != 11:
-            Image.fromarray(pixels).save(root / name)
-        rows.append({"id_str": f"g{i}", "file_loc": name})
-    pd.DataFrame(rows).to_csv(root / "catalogue.csv", index=False)
-    return root / "catalogue.csv"
-
-
-def test_same_image_same_embedding_across_runs(run_dir, catalogue, tmp_path):
-    first = embed(run_dir, tmp_path / "a.parquet", catalogue=catalogue, progress=False)
-    embed(run_dir, tmp_path / "b.parquet", catalogue=catalogue, batch_size=5, progress=False)
+def test_same_image_same_embedding_across_runs(untrained_run, twelve_galaxies, tmp_path):
+    first = embed(untrained_run, tmp_path / "a.parquet", catalogue=twelve_galaxies, progress=False)
+    embed(untrained_run, tmp_path / "b.parquet", catalogue=twelve_galaxies, batch_size=5, progress=False)
     assert first == {"rows": 12, "new": 12, "errors": 0, "parts": 1}
     frame_a, a, meta = read_embeddings(tmp_path / "a.parquet")
     frame_b, b, _ = read_embeddings(tmp_path / "b.parquet")
@@ -60,19 +31,19 @@ def test_same_image_same_embedding_across_runs(run_dir, catalogue, tmp_path):
     np.testing.assert_array_equal(a[rows[0]], a[rows[1]])
 
 
-def test_resume_embeds_only_new_galaxies(run_dir, catalogue, tmp_path):
-    half = pd.read_csv(catalogue).head(5)
-    half.to_csv(catalogue.parent / "half.csv", index=False)
+def test_resume_embeds_only_new_galaxies(untrained_run, twelve_galaxies, tmp_path):
+    half = pd.read_csv(twelve_galaxies).head(5)
+    half.to_csv(twelve_galaxies.parent / "half.csv", index=False)
     out = tmp_path / "e.parquet"
-    assert embed(run_dir, out, catalogue=catalogue.parent / "half.csv", progress=False)["new"] == 5
-    counts = embed(run_dir, out, catalogue=catalogue, progress=False)
+    assert embed(untrained_run, out, catalogue=twelve_galaxies.parent / "half.csv", progress=False)["new"] == 5
+    counts = embed(untrained_run, out, catalogue=twelve_galaxies, progress=False)
     assert counts == {"rows": 12, "new": 7, "errors": 0, "parts": 1}
     assert sorted(read_embeddings(out)[0]["id_str"]) == sorted(f"g{i}" for i in range(12))
 
 
-def test_pca_keeps_k_components_and_the_full_features(run_dir, catalogue, tmp_path):
+def test_pca_keeps_k_components_and_the_full_features(untrained_run, twelve_galaxies, tmp_path):
     out = tmp_path / "pca.parquet"
-    embed(run_dir, out, catalogue=catalogue, pca=3, progress=False)
+    embed(untrained_run, out, catalogue=twelve_galaxies, pca=3, progress=False)
     frame, vectors, meta = read_embeddings(out)
     assert vectors.shape == (12, 3) and meta["pca"]["components"] == 3
     ratios = meta["pca"]["explained_variance_ratio"]
@@ -108,10 +79,11 @@ def test_a_planted_outlier_is_the_most_anomalous(method):
     assert int(np.argmax(anomaly_scores(vectors, method, k=5))) == 17
 
 
-def test_cli_similar_and_anomalies_draw_grids(run_dir, catalogue, tmp_path):
+def test_cli_similar_and_anomalies_draw_grids(untrained_run, twelve_galaxies, tmp_path):
     out = tmp_path / "cli.parquet"
     runner = CliRunner()
-    result = runner.invoke(app, ["embed", "--checkpoint", str(run_dir), "--out", str(out), "--catalog", str(catalogue)])
+    result = runner.invoke(app, ["embed", "--checkpoint", str(untrained_run), "--out", str(out),
+                                 "--catalog", str(twelve_galaxies)])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["similar", "--embeddings", str(out), "--query", "g3", "--k", "4",
                                  "--grid", str(tmp_path / "similar.png")])
@@ -127,11 +99,11 @@ def test_cli_similar_and_anomalies_draw_grids(run_dir, catalogue, tmp_path):
     assert result.exit_code == 2 and "missing" in result.output
 
 
-def test_anomalies_take_the_image_files_from_a_given_catalogue(run_dir, catalogue, tmp_path):
+def test_anomalies_take_the_image_files_from_a_given_catalogue(untrained_run, twelve_galaxies, tmp_path):
     """Embeddings of shards carry no file_loc; --catalog names each galaxy's image for the CSV and the grid."""
     out = tmp_path / "e.parquet"
-    assert CliRunner().invoke(app, ["embed", "--checkpoint", str(run_dir), "--out", str(out), "--catalog",
-                                    str(catalogue)]).exit_code == 0
+    assert CliRunner().invoke(app, ["embed", "--checkpoint", str(untrained_run), "--out", str(out), "--catalog",
+                                    str(twelve_galaxies)]).exit_code == 0
     other = tmp_path / "other.csv"
     pd.DataFrame({"id_str": ["g1", "g2"], "file_loc": ["elsewhere/g1.png", "elsewhere/g2.png"]}).to_csv(other, index=False)
     result = CliRunner().invoke(app, ["anomalies", "--embeddings", str(out), "--out", str(tmp_path / "s.csv"),
@@ -146,12 +118,12 @@ def test_grid_marks_missing_images(tmp_path):
     assert Image.open(path).size[0] > 100
 
 
-def test_real_gz2_galaxies_are_their_own_nearest_neighbours(gz2_dir, run_dir, tmp_path):
+def test_real_gz2_galaxies_are_their_own_nearest_neighbours(gz2_dir, untrained_run, tmp_path):
     images = sorted((gz2_dir / "images").glob("*.jpg"))[:16]
     pd.DataFrame({"id_str": [p.stem for p in images], "file_loc": [str(p) for p in images]}).to_csv(
         tmp_path / "real.csv", index=False
     )
-    assert embed(run_dir, tmp_path / "real.parquet", catalogue=tmp_path / "real.csv", progress=False)["rows"] == 16
+    assert embed(untrained_run, tmp_path / "real.parquet", catalogue=tmp_path / "real.csv", progress=False)["rows"] == 16
     frame, vectors, _ = read_embeddings(tmp_path / "real.parquet")
     for galaxy in frame["id_str"]:
         assert similar(frame, vectors, galaxy, k=2)["id_str"].iloc[0] == galaxy

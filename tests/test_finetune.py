@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import timm
 import torch
-from PIL import Image
+from support import TIMM_ARCH as ARCH
+from support import timm_folder
 from timm.models import group_parameters
-from timm.models._hub import save_for_hf
-from torch import nn
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
@@ -34,7 +32,6 @@ from galaxymorph.training import FinetuneConfig
 from galaxymorph.training.finetune_module import layer_decay_param_groups
 from galaxymorph.training.finetune_run import class_weights, finetune
 
-ARCH = "test_resnet"  # timm's tiny test network: 5 coarse groups (stem, layer1..4)
 PREP = Preprocessing(stored_size=20, image_size=16, channels=3, train_zoom=(0.9, 1.0)).to_dict()
 
 
@@ -45,24 +42,6 @@ def run_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     save_model(GalaxyModel("gz2", arch=ARCH, preprocessing=PREP), run / "best")
     return run
-
-
-@pytest.fixture(scope="module")
-def toy_catalogue(tmp_path_factory):
-    """Learnable toy task: 'ring' galaxies have a bright centre square, the others are dark noise."""
-    root = tmp_path_factory.mktemp("toy")
-    (root / "img").mkdir()
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(60):
-        ring = i % 2 == 1
-        pixels = rng.integers(0, 60, (24, 24, 3)).astype(np.uint8)
-        if ring:
-            pixels[6:18, 6:18] += 150
-        Image.fromarray(pixels).save(root / "img" / f"g{i}.png")
-        rows.append({"id_str": f"g{i}", "file_loc": f"img/g{i}.png", "ring": "yes" if ring else "no", "x": float(ring)})
-    pd.DataFrame(rows).to_csv(root / "catalogue.csv", index=False)
-    return root / "catalogue.csv"
 
 
 def _model(run_dir, task="classification", **kwargs) -> FinetunedModel:
@@ -136,14 +115,6 @@ def test_classification_fine_tune_beats_chance_and_round_trips(run_dir, toy_cata
     assert accuracy >= 0.8  # chance is 0.5
     assert torch.equal(model.sample(features, 1), model.sample(features, 1))  # n=1: no dropout
     assert (best / "training.yaml").is_file() and (tmp_path / "ft" / "finetune_config.yaml").is_file()
-
-
-def timm_folder(folder: Path, arch: str = ARCH, safe_serialization: bool = True) -> nn.Module:
-    """A Hugging Face style folder written by timm itself, as Zoobot publishes its encoders; returns its model."""
-    torch.manual_seed(1)
-    source = timm.create_model(arch, num_classes=7)
-    save_for_hf(source, folder, safe_serialization=safe_serialization)
-    return source
 
 
 def test_hugging_face_style_timm_folders_load(tmp_path):

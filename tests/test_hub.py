@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from test_finetune import ARCH, timm_folder, toy_catalogue  # noqa: F401  (toy_catalogue: a fixture)
-from test_init import ARCH as INIT_ARCH
-from test_init import _assert_encoder_parameters_equal, _train_from
+from support import TIMM_ARCH as ARCH
+from support import TOY_ARCH as INIT_ARCH
+from support import assert_encoder_parameters_equal, timm_folder, train_from
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
@@ -95,7 +95,7 @@ def test_a_bin_is_read_with_weights_only(tmp_path):
         read_timm_weights(folder)
 
 
-def test_finetune_from_a_bin_on_the_hub_keeps_safetensors(hub_offline, tmp_path, toy_catalogue):  # noqa: F811
+def test_finetune_from_a_bin_on_the_hub_keeps_safetensors(hub_offline, tmp_path, toy_catalogue):
     source = _publish(tmp_path, hub_offline, "someone/encoder", safe=False)
     result = CliRunner().invoke(app, ["finetune", "--checkpoint", "hf_hub:someone/encoder", "--catalog", str(toy_catalogue),
                                       "--out", str(tmp_path / "ft"), "--label-col", "ring", "--epochs", "1",
@@ -111,8 +111,8 @@ def test_finetune_from_a_bin_on_the_hub_keeps_safetensors(hub_offline, tmp_path,
 
 def test_train_init_from_a_hub_name(hub_offline, tmp_path):
     source = _publish(tmp_path, hub_offline, "someone/init", INIT_ARCH)
-    model = load_model(_train_from("hf_hub:someone/init", tmp_path / "run"))
-    _assert_encoder_parameters_equal(model, source)
+    model = load_model(train_from("hf_hub:someone/init", tmp_path / "run"))
+    assert_encoder_parameters_equal(model, source)
     assert model.config["pretrained_from"] == "hf_hub:someone/init"
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import webdataset
 from PIL import Image
-from test_data_shards import PREP, sharded  # noqa: F401  (module fixture: 40 galaxies in 9 shards of <= 5)
-from test_predict import TinyModel
+from support import SHARDED_PREP as PREP
+from support import TinyModel
 from torch.utils.data import DataLoader
 
 import galaxymorph.data.inputs as inputs
@@ -67,7 +67,7 @@ def _read_per_slot(monkeypatch, records, reads, workers: int = 2, world: int = 2
     return ids
 
 
-def test_each_of_two_workers_on_two_ranks_untars_only_its_own_shards(sharded, monkeypatch, tar_reads):  # noqa: F811
+def test_each_of_two_workers_on_two_ranks_untars_only_its_own_shards(sharded, monkeypatch, tar_reads):
     cat, folder, _ = sharded
     records = Records.from_shards(folder / "shards")
     ids = _read_per_slot(monkeypatch, records, tar_reads)
@@ -79,7 +79,7 @@ def test_each_of_two_workers_on_two_ranks_untars_only_its_own_shards(sharded, mo
     assert sum(sum(r.values()) for r in tar_reads) == 40  # every slot reading every shard was 4 x 40
 
 
-def test_fewer_shards_than_slots_share_each_shard_between_as_few_slots_as_possible(sharded, monkeypatch,  # noqa: F811
+def test_fewer_shards_than_slots_share_each_shard_between_as_few_slots_as_possible(sharded, monkeypatch,
                                                                                    tar_reads):
     cat, folder, _ = sharded
     records = Records.from_shards(folder / "shards", "val")  # 2 shards (5 + 2 galaxies) for 4 slots
@@ -92,7 +92,7 @@ def test_fewer_shards_than_slots_share_each_shard_between_as_few_slots_as_possib
 
 
 @pytest.mark.parametrize("workers, world", list(itertools.product([0, 1, 2, 3], [1, 2, 3])))
-def test_every_id_exactly_once_for_any_shards_workers_and_ranks_fresh_or_resumed(sharded, workers, world):  # noqa: F811
+def test_every_id_exactly_once_for_any_shards_workers_and_ranks_fresh_or_resumed(sharded, workers, world):
     _, folder, _ = sharded
     files = Records.from_shards(folder / "shards").shards
     slots = world * max(workers, 1)
@@ -152,7 +152,7 @@ def test_two_workers_on_two_ranks_read_every_image_once_and_report_the_unreadabl
     assert sorted(ids) == sorted(f"g{i}" for i in range(11) if i not in (4, 9)) and errors == ["g4"]
 
 
-def test_predicting_from_shards_with_two_workers_reads_the_manifest_once(sharded, tmp_path, monkeypatch):  # noqa: F811
+def test_predicting_from_shards_with_two_workers_reads_the_manifest_once(sharded, tmp_path, monkeypatch):
     cat, folder, _ = sharded
     log = tmp_path / "manifest_reads.txt"  # a file, so that reads in the loader workers' processes count too
     real = shards_module.read_manifest

@@ -180,7 +180,7 @@ def test_the_threshold_flags_five_percent_of_the_reference_and_chunks_change_not
 
 
 def test_training_saves_a_reference_unless_asked_not_to(tmp_path):
-    from test_train import ToyDataModule, toy_config
+    from support import ToyDataModule, toy_config
 
     best = train(toy_config(tmp_path / "run", epochs=1), datamodule=ToyDataModule(n=48))
     assert json.loads((best / "config.json").read_text())["ood"]["galaxies"] == 12 and (best / OOD_FILE).is_file()
@@ -190,7 +190,7 @@ def test_training_saves_a_reference_unless_asked_not_to(tmp_path):
 
 def test_finishing_again_without_a_reference_or_calibration_removes_the_earlier_ones(tmp_path):
     """A resumed run asked for no reference (or no calibration) must not keep the first attempt's."""
-    from test_train import ToyDataModule, toy_config
+    from support import ToyDataModule, toy_config
 
     from galaxymorph.training.finish import finish_run
 

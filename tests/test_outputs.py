@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
-from test_data import make_catalogue
-from test_train import ToyDataModule, toy_config
+from support import ToyDataModule, make_catalogue, toy_config
 
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
@@ -96,7 +95,7 @@ def test_sharding_into_a_training_run_is_refused(tmp_path):
 def test_a_report_replaces_only_an_earlier_report(tmp_path):
     import functools
 
-    from test_predict import TinyModel, pixel_records
+    from support import TinyModel, pixel_records
 
     from galaxymorph.predict import predict_records
 
@@ -151,7 +150,7 @@ def test_tables_and_pictures_are_rewritten_only_when_galaxymorph_wrote_them(tmp_
 def test_a_rebuild_and_a_merge_delete_only_files_of_their_own_naming(tmp_path):
     import functools
 
-    from test_predict import TinyModel, pixel_records
+    from support import TinyModel, pixel_records
 
     from galaxymorph.predict import parts_dir, predict_records
 

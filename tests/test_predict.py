@@ -10,9 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import nn
+from support import TINY, TinyModel, pixel_records
 
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel
@@ -25,53 +24,6 @@ from galaxymorph.predict import (
     read_concentrations,
     read_predictions,
 )
-from galaxymorph.schema import Question, Schema
-
-TINY = Schema("tiny", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
-
-
-class TinyModel(nn.Module):
-    """Stand-in with the contract's API: ``features`` once, ``sample`` (MC dropout) n times."""
-
-    def __init__(self, size: int = 4):
-        super().__init__()
-        torch.manual_seed(0)
-        self.encoder = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.linear = nn.Linear(4, TINY.n_answers)
-        prep = Preprocessing(stored_size=size, image_size=size, train_zoom=(1.0, 1.0))
-        self.config = {"schema": TINY.to_dict(), "preprocessing": prep.to_dict()}
-        self.feature_calls = 0
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        self.feature_calls += 1
-        return self.encoder(x)
-
-    def sample(self, features: torch.Tensor, n: int, keys: torch.Tensor | None = None) -> torch.Tensor:
-        if n == 1:
-            return (1 + F.softplus(self.linear(features)))[..., None]
-        if keys is None:
-            masked = torch.stack([F.dropout(features, 0.5, training=True) for _ in range(n)])
-        else:
-            masked = keyed_dropout(features, n, 0.5, keys).view(n, *features.shape)
-        return torch.stack([1 + F.softplus(self.linear(m)) for m in masked], dim=-1)
-
-
-def pixel_records(n: int, size: int = 4, fail_after: int | None = None, rss: list | None = None):
-    """A generator of n tiny random images; optionally crashes after ``fail_after`` records."""
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        if fail_after is not None and i == fail_after:
-            raise RuntimeError("simulated crash")
-        if rss is not None and i % 10_000 == 0:
-            rss.append(_rss_mb())
-        yield f"g{i:06d}", rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _ids(path: Path) -> list[str]:
@@ -200,15 +152,6 @@ def test_two_processes_split_the_work_and_merge_without_duplicates(tmp_path):
     assert sorted(ids) == sorted(catalogue["id_str"]) and len(ids) == 21
 
 
-def slow_records(n: int, delay: float):
-    """Like :func:`pixel_records`, slowly, so a process can be killed half way."""
-    import time
-
-    for record in pixel_records(n):
-        time.sleep(delay)
-        yield record
-
-
 @pytest.mark.slow
 def test_sigkill_half_way_then_rerun_gives_every_id_once(tmp_path):
     import os
@@ -220,7 +163,7 @@ def test_sigkill_half_way_then_rerun_gives_every_id_once(tmp_path):
     out = tmp_path / "preds.parquet"
     script = (
         "import functools, sys; sys.path.insert(0, sys.argv[1]);"
-        "from test_predict import TinyModel, slow_records; from galaxymorph.predict import predict_records;"
+        "from support import TinyModel, slow_records; from galaxymorph.predict import predict_records;"
         "predict_records(TinyModel(), functools.partial(slow_records, 3000, 0.002), sys.argv[2],"
         " batch_size=50, rows_per_part=200, progress=False)"
     )

@@ -6,9 +6,7 @@ import math
 import numpy as np
 import pytest
 from lightning.pytorch.callbacks import Callback
-from test_data_shards import sharded  # noqa: F401  (module fixture: 40 galaxies in shards of 5)
-from test_embed import catalogue, run_dir  # noqa: F401  (module fixtures: a test_resnet run, 12 images)
-from test_predict import TinyModel
+from support import TinyModel
 from torch.utils.data import DataLoader
 
 from galaxymorph.data.inputs import (
@@ -53,7 +51,7 @@ def test_batch_count_is_what_two_loader_workers_yield():
     assert sum(1 for _ in loader) == stream_batches(stream.records, set(), 4, 2)
 
 
-def test_batch_count_is_what_two_loader_workers_yield_from_whole_shards(sharded):  # noqa: F811
+def test_batch_count_is_what_two_loader_workers_yield_from_whole_shards(sharded):
     _, folder, _ = sharded
     records = Records.from_shards(folder / "shards")  # 9 shards: 5 of them (20 galaxies) to one worker, 4 (20) to the other
     stream = GalaxyStream(records, TinyModel(size=16).config["preprocessing"])
@@ -69,7 +67,7 @@ def test_predict_bar_total_counts_only_the_galaxies_still_to_do(tmp_path):
     assert recorder.totals == [(2, 2), (2, 2)]  # 6 pending galaxies in batches of 4
 
 
-def test_shard_records_count_their_pending_galaxies_from_the_manifest(sharded):  # noqa: F811
+def test_shard_records_count_their_pending_galaxies_from_the_manifest(sharded):
     _, folder, _ = sharded
     records = Records.from_shards(folder / "shards", "val")
     ids = [id_str for id_str, _ in records()]
@@ -78,7 +76,7 @@ def test_shard_records_count_their_pending_galaxies_from_the_manifest(sharded): 
     assert Records.from_shards(folder / "shards").pending(set()) == 40
 
 
-def test_embed_bar_has_the_total(run_dir, catalogue, tmp_path):  # noqa: F811
+def test_embed_bar_has_the_total(untrained_run, twelve_galaxies, tmp_path):
     recorder = RecordTotals()
-    embed(run_dir, tmp_path / "e.parquet", catalogue=catalogue, batch_size=5, callbacks=[recorder])
+    embed(untrained_run, tmp_path / "e.parquet", catalogue=twelve_galaxies, batch_size=5, callbacks=[recorder])
     assert recorder.totals == [(3, 3)] * 3  # 12 galaxies in batches of 5

@@ -6,7 +6,6 @@ import itertools
 from types import SimpleNamespace
 
 import pytest
-from test_data_shards import sharded  # noqa: F401  (module fixture: 40 galaxies in shards of 5)
 
 from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.data.stream import batches_per_epoch, interleaved_share
@@ -55,7 +54,7 @@ def _ids(loader) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_every_training_galaxy_once_per_epoch_in_the_fixed_number_of_batches(sharded, workers):  # noqa: F811
+def test_every_training_galaxy_once_per_epoch_in_the_fixed_number_of_batches(sharded, workers):
     _, folder, manifest = sharded
     count = manifest["splits"]["train"]["count"]
     batch = 7 if count % 7 > 1 else 6  # a partial last batch of more than one galaxy
@@ -68,7 +67,7 @@ def test_every_training_galaxy_once_per_epoch_in_the_fixed_number_of_batches(sha
 
 
 @pytest.mark.parametrize("workers, batch", [(0, 4), (2, 4), (2, 3), (3, 4)])
-def test_a_stream_started_mid_epoch_yields_the_batches_not_yet_seen_in_order(sharded, workers, batch):  # noqa: F811
+def test_a_stream_started_mid_epoch_yields_the_batches_not_yet_seen_in_order(sharded, workers, batch):
     _, folder, _ = sharded
     dm = GalaxyDataModule(folder / "shards", batch_size=batch, num_workers=workers, shuffle_buffer=6)
     steps = dm.train_batches_per_epoch()
@@ -80,7 +79,7 @@ def test_a_stream_started_mid_epoch_yields_the_batches_not_yet_seen_in_order(sha
         assert _ids(loader) == whole[done:], done
 
 
-def test_ddp_ranks_resume_mid_epoch_and_wrap_around_with_equal_batches(sharded):  # noqa: F811
+def test_ddp_ranks_resume_mid_epoch_and_wrap_around_with_equal_batches(sharded):
     _, folder, manifest = sharded
     count = manifest["splits"]["train"]["count"]
     dm = GalaxyDataModule(folder / "shards", batch_size=2)
@@ -94,7 +93,7 @@ def test_ddp_ranks_resume_mid_epoch_and_wrap_around_with_equal_batches(sharded):
     assert _ids(loader) == whole[2:]
 
 
-def test_ddp_needs_a_training_shard_per_process(sharded):  # noqa: F811
+def test_ddp_needs_a_training_shard_per_process(sharded):
     _, folder, manifest = sharded
     shards = len([s for s in manifest["splits"]["train"]["shards"] if s["count"]])
     dm = GalaxyDataModule(folder / "shards", batch_size=2)
@@ -103,7 +102,7 @@ def test_ddp_needs_a_training_shard_per_process(sharded):  # noqa: F811
         dm.train_dataloader()
 
 
-def test_a_resume_mid_epoch_with_other_loader_workers_is_refused(sharded):  # noqa: F811
+def test_a_resume_mid_epoch_with_other_loader_workers_is_refused(sharded):
     _, folder, _ = sharded
     dm = GalaxyDataModule(folder / "shards", batch_size=4, num_workers=2)
     dm.trainer = SimpleNamespace(global_step=3, world_size=1, global_rank=0)

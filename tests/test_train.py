@@ -1,9 +1,5 @@
-"""Training on a toy data module: learning, the run folder, resume after SIGKILL, DDP, bad settings.
-
-``ToyDataModule`` stands in for ``galaxymorph.data.GalaxyDataModule`` (same batch
-dicts, ``.schema``, ``.preprocessing``): the image brightness sets the vote split,
-so there is something to learn in a few steps.
-"""
+"""Training on a toy data module (``support.ToyDataModule``): learning, the run folder, resume after SIGKILL, DDP,
+bad settings."""
 
 import json
 import math
@@ -19,17 +15,12 @@ import lightning as L
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from support import TOY_SCHEMA, ToyDataModule, toy_config
+from support import TOY_SIZE as SIZE
 
 from galaxymorph.models import UnknownArchitectureError, load_model
 from galaxymorph.schema import Question, Schema
 from galaxymorph.training import TrainConfig, ConfigError, train
-
-TOY_SCHEMA = Schema(
-    "toy",
-    [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))],
-)
-SIZE = 32
 
 
 @pytest.fixture(autouse=True)
@@ -39,83 +30,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-class _Galaxies(Dataset):
-    def __init__(self, images, votes, ids):
-        self.images, self.votes, self.ids = images, votes, ids
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"image": self.images[i], "votes": self.votes[i], "id_str": self.ids[i]}
-
-
-class ToyDataModule(L.LightningDataModule):
-    """Bright galaxies are voted round, dark ones disks; ``delay`` seconds per batch slows steps down."""
-
-    def __init__(self, n: int = 64, batch_size: int = 8, delay: float = 0.0, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        level = torch.rand(n, generator=g)
-        noise = 0.05 * torch.randn(n, 3, SIZE, SIZE, generator=g)
-        images = (0.1 + 0.8 * level[:, None, None, None] + noise).clamp(0, 1)
-        round_votes = torch.binomial(torch.full((n,), 20.0), level, generator=g)
-        disk = 20 - round_votes
-        bar = torch.binomial(disk, torch.full((n,), 0.3), generator=g)
-        votes = torch.stack([round_votes, disk, bar, disk - bar], dim=1)
-        ids = [f"toy{i}" for i in range(n)]
-        cut = n * 3 // 4
-        self.train_set = _Galaxies(images[:cut], votes[:cut], ids[:cut])
-        self.val_set = _Galaxies(images[cut:], votes[cut:], ids[cut:])
-        self.batch_size, self.delay = batch_size, delay
-        self.schema = TOY_SCHEMA
-        self.preprocessing = {"stored_size": SIZE, "image_size": SIZE, "channels": 3, "source_crop": 1.0}
-
-    def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=self.batch_size)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx):
-        time.sleep(self.delay)
-        return batch
-
-
-@pytest.fixture(scope="session")
-def toy_shards(tmp_path_factory) -> Path:
-    return make_toy_shards(tmp_path_factory.mktemp("toy_catalogue"))
-
-
-def make_toy_shards(root: Path) -> Path:
-    """The toy galaxies as PNG files, sharded by the real data pipeline (32 px, 96 galaxies)."""
-    from PIL import Image
-
-    from galaxymorph.data.shards import write_shards
-    from galaxymorph.data.transforms import Preprocessing
-
-    (root / "images").mkdir()
-    data = ToyDataModule(n=96)
-    rows = []
-    for part in (data.train_set, data.val_set):
-        for image, votes, id_str in zip(part.images, part.votes, part.ids):
-            Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()).save(root / "images" / f"{id_str}.png")
-            rows.append({"id_str": id_str, "file_loc": f"images/{id_str}.png", **dict(zip(TOY_SCHEMA.answers, votes.tolist()))})
-    pd.DataFrame(rows).to_csv(root / "catalogue.csv", index=False)
-    prep = Preprocessing(stored_size=SIZE, image_size=SIZE, channels=3)
-    write_shards(root / "catalogue.csv", TOY_SCHEMA, root / "shards", prep, val_fraction=0.2, test_fraction=0.1,
-                 shard_size=8, workers=1, progress=False)
-    return root / "shards"
-
-
-def toy_config(out, **kw) -> TrainConfig:
-    settings = dict(
-        shards="toy", out=str(out), arch="test_efficientnet", epochs=4, batch_size=8, lr=3e-3, workers=0,
-        progress=False, patience=100, checkpoint_minutes=10.0,
-    )
-    return TrainConfig(**{**settings, **kw})
 
 
 def test_loss_decreases_and_the_run_folder_holds_the_best_model(tmp_path, toy_shards):

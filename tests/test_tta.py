@@ -5,7 +5,7 @@ import functools
 import numpy as np
 import pytest
 import torch
-from test_predict import TINY, TinyModel, pixel_records
+from support import TINY, TinyModel, pixel_records
 from torch import nn
 
 from galaxymorph.data.transforms import dihedral_views
