@@ -1,6 +1,8 @@
 """The model on its own: head range, MC dropout, encoders by name, save/load round trip."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -123,3 +125,23 @@ def test_encoders_take_any_channel_count(arch):
 def test_unknown_architecture_lists_close_names():
     with pytest.raises(UnknownArchitectureError, match="unknown architecture 'efficentnet_b0'.*efficientnet_b0"):
         create_encoder("efficentnet_b0")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_a_saved_model_has_the_mode_of_any_file_under_the_umask(tmp_path, umask):
+    """safetensors writes 0600: a colleague sharing the folder could read the config but not the model."""
+    from galaxymorph.models.ood import OODReference
+
+    scored = GalaxyModel("gz2", arch="resnet10t", image_size=32, preprocessing={"image_size": 32, "channels": 3})
+    scored.set_ood_reference(OODReference.fit(torch.rand(12, 15), torch.rand(12, 8), k=3))
+    previous = os.umask(umask)
+    try:
+        save_model(scored, tmp_path / "best")
+        with open(tmp_path / "plain.txt", "w"):
+            pass
+    finally:
+        os.umask(previous)
+    plain = stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "best").iterdir()}
+    assert set(modes) == {"config.json", "model.safetensors", "ood_reference.safetensors"}
+    assert modes == dict.fromkeys(modes, plain) and plain == 0o666 & ~umask

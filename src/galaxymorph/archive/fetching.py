@@ -34,7 +34,7 @@ from galaxymorph.archive.zenodo import (
     read_record,
     zenodo_server,
 )
-from galaxymorph.files import file_digest
+from galaxymorph.files import TMP_SUFFIX, atomic_write_text, file_digest
 from galaxymorph.outputs import claim_folder
 
 __all__ = ["Fetched", "fetch", "RECORD_COPY", "STATE"]
@@ -94,7 +94,7 @@ def fetch(
     server = zenodo_server(server)
     found, data = read_record(record or known.record, server, retry, saved=folder / RECORD_COPY)
     chosen = _choose(found, files or (known.files if known else ()))
-    owned = [RECORD_COPY, _LOCK, STATE + ".tmp", CATALOGUE, missing_images_path(Path(CATALOGUE)).name]
+    owned = [RECORD_COPY, _LOCK, STATE + TMP_SUFFIX, CATALOGUE, missing_images_path(Path(CATALOGUE)).name]
     owned += [n for f in chosen for n in (f.key, part_of(Path(f.key)).name)]
     owned += [archive_stem(f.key) for f in chosen if archive_stem(f.key)]
     claim_folder(folder, STATE, owned)
@@ -182,6 +182,4 @@ def _read_state(folder: Path, found: Record) -> dict[str, Any]:
 
 
 def _write_state(folder: Path, state: dict[str, Any]) -> None:
-    tmp = folder / (STATE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    tmp.replace(folder / STATE)
+    atomic_write_text(folder / STATE, json.dumps(state, indent=1))

@@ -50,7 +50,7 @@ from galaxymorph.data.catalogue import (
 )
 from galaxymorph.data.images import ImageReadError
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.files import file_sha256
+from galaxymorph.files import TMP_SUFFIX, atomic_write_text, file_sha256, put_in_place, temporary_path
 from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
 
@@ -75,12 +75,6 @@ def assign_splits(ids: list[str] | pd.Series, seed: int, val_fraction: float, te
         raise ValueError(f"need val_fraction, test_fraction >= 0 with sum < 1, got {val_fraction}, {test_fraction}")
     u = np.array([_unit_hash(str(i), seed) for i in ids])
     return np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train"))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -130,7 +124,7 @@ def _check_plan(out: Path, description: dict[str, Any], overwrite: bool) -> None
             )
         for stale in [*_own_files(out, ""), out / "manifest.json"]:
             stale.unlink(missing_ok=True)
-    _atomic_write_text(plan_file, text)
+    atomic_write_text(plan_file, text)
 
 
 def _pool(workers: int):
@@ -180,7 +174,7 @@ def write_shards(
     }
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused catalogue or setting leaves no empty --out
     _check_plan(out, description, overwrite)
-    for tmp in [*_own_files(out, ".tmp"), *out.glob("manifest.json.tmp"), *out.glob("plan.json.tmp")]:
+    for tmp in [*_own_files(out, TMP_SUFFIX), *out.glob("manifest.json" + TMP_SUFFIX), *out.glob("plan.json" + TMP_SUFFIX)]:
         tmp.unlink()  # leftovers of a killed run
     todo = [(s, i, rows) for s, shards in plan.items() for i, rows in enumerate(shards) if not _is_complete(out, s, i)]
     _write_todo(df, schema, out, prep, todo, workers or os.cpu_count() or 1, on_error, progress)
@@ -227,7 +221,7 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
     Raise mode decodes on to the end, so that every undecodable image is listed at once.
     """
     name = _shard_name(split, index)
-    tmp = out / (name + ".tmp")
+    tmp = temporary_path(out / name)
     skipped, failed, count = [], [], 0
     with wds.TarWriter(str(tmp), encoder=False, mtime=0) as sink:  # fixed mtime: byte-identical re-runs
         for r in rows:
@@ -247,8 +241,8 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
         tmp.unlink()
         return failed
     record = {"count": count, "sha256": file_sha256(tmp), "skipped": [{"id_str": i, "reason": e} for _, i, e in skipped]}
-    _atomic_write_text(out / name.replace(".tar", ".json"), json.dumps(record))
-    os.replace(tmp, out / name)
+    atomic_write_text(out / name.replace(".tar", ".json"), json.dumps(record))
+    put_in_place(tmp, out / name)  # last: a tar with its record beside it is complete
     return []
 
 
@@ -273,7 +267,7 @@ def _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fracti
         "sample": {"image.npy": "uint8 (H, W, C)", "votes.npy": "float32 (answers,), NaN = not provided", "id.txt": "id_str"},
         "skipped": skipped,
     }
-    _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
 
 

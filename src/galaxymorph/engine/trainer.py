@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import lightning as L
@@ -21,6 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import DDPStrategy
 
 from galaxymorph.engine.settings import RunSettings
+from galaxymorph.files import atomic_path
 
 __all__ = ["AtomicCheckpointIO", "RandomState", "build_trainer"]
 
@@ -31,9 +31,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes beside the target then renames: a kill mid-save leaves the previous checkpoint intact."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        tmp = f"{path}.tmp"
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class RandomState(Callback):

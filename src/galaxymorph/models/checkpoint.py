@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -12,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from galaxymorph.files import file_sha256, read_mapping
+from galaxymorph.files import atomic_path, atomic_write_text, file_sha256, read_mapping
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.ood import OOD_FILE
 
@@ -43,10 +42,10 @@ def save_model(model: GalaxyModel, directory: str | Path) -> Path:
         (directory / OOD_FILE).unlink(missing_ok=True)  # a reference of other weights would score wrongly
     files = {}
     for name, values in tensors.items():
-        _replace(directory / name, lambda tmp, values=values: _save_tensors(values, tmp))
+        with atomic_path(directory / name) as tmp:
+            _save_tensors(values, tmp)
         files[name] = file_sha256(directory / name)
-    text = json.dumps({**model.config, FILES_KEY: files}, indent=2)
-    _replace(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+    atomic_write_text(directory / CONFIG_FILE, json.dumps({**model.config, FILES_KEY: files}, indent=2))
     return directory
 
 
@@ -93,10 +92,3 @@ def fingerprint(model: nn.Module) -> str:
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
-
-
-def _replace(path: Path, write: Callable[[Path], Any]) -> None:
-    """``write`` the file beside ``path``, then rename it there: a crash leaves the old file or the new, whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)

@@ -18,7 +18,7 @@ import json
 import os
 import uuid
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 from torch import nn
 
+from galaxymorph.files import TMP_SUFFIX, atomic_path
 from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import Checkpoints
@@ -86,8 +87,9 @@ class PartWriter:
         if not len(table):
             return
         if self._writer is None:
-            self._tmp = self.directory / f"{self.prefix}-{self._parts:05d}.parquet.tmp"
-            self._writer = pq.ParquetWriter(self._tmp, self.layout)
+            self._part = ExitStack()  # holds the part's atomic_path open until it is committed
+            tmp = self._part.enter_context(atomic_path(self.directory / f"{self.prefix}-{self._parts:05d}.parquet"))
+            self._writer = pq.ParquetWriter(tmp, self.layout)
         self._writer.write_table(table)
         self._rows += len(table)
         self.rows_written += len(table)
@@ -97,7 +99,7 @@ class PartWriter:
     def _commit(self) -> None:
         assert self._writer is not None
         self._writer.close()
-        self._tmp.rename(self._tmp.with_suffix(""))
+        self._part.close()
         self._writer, self._rows = None, 0
         self._parts += 1
 
@@ -207,7 +209,7 @@ def resumable_output(out: Path, expected: dict[str, Any]) -> Iterator[set[str]]:
                           "the same --out; run one job at a time there", stacklevel=3)
             lock = None
         claim_table(errors_path(out), ERROR_FIELDS)  # merged over at the end: it must be this command's too
-        for leftover in [*parts_dir(out).glob(PART + ".tmp"), *parts_dir(out).glob(ERRORS)]:
+        for leftover in [*parts_dir(out).glob(PART + TMP_SUFFIX), *parts_dir(out).glob(ERRORS)]:
             leftover.unlink()
     try:
         yield completed_ids(out, expected)
@@ -219,8 +221,7 @@ def resumable_output(out: Path, expected: dict[str, Any]) -> Iterator[set[str]]:
 def _merge_rows(sources: list[Path], out: Path, seen: set[str]) -> None:
     """Write every id of ``sources`` once into ``out`` (through a temporary file); ``seen`` collects the ids."""
     layout = pq.read_schema(sources[-1])
-    tmp = out.with_name(out.name + ".merging")
-    with pq.ParquetWriter(tmp, layout) as writer:
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, layout) as writer:
         for path in sources:
             reader = pq.ParquetFile(path)
             for group in range(reader.num_row_groups):
@@ -230,7 +231,6 @@ def _merge_rows(sources: list[Path], out: Path, seen: set[str]) -> None:
                 if not all(keep):
                     table = table.filter(pa.array(keep))
                 writer.write_table(table)
-    tmp.replace(out)
 
 
 def merge_parts(out: Path) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from torch import nn
 
 from galaxymorph.data.inputs import describe_inputs, prediction_records
 from galaxymorph.engine import RunSettings
+from galaxymorph.files import atomic_path
 from galaxymorph.predict import META_KEY
 from galaxymorph.predict.parts import made_by
 from galaxymorph.predict.predictor import MCDropoutPredictor
@@ -99,9 +100,8 @@ def _write_pca(source: Path, out: Path, k: int, seed: int) -> list[float]:
     ratios = [float(r) for r in pca.explained_variance_ratio_]
     layout = embedding_layout(k, {**{m: v for m, v in meta.items() if m != "n_features"},
                                   "pca": {"components": k, "explained_variance_ratio": ratios, "features_file": source.name}})
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(_embedding_table(frame["id_str"], pca.transform(vectors), frame["file_loc"], layout), tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        pq.write_table(_embedding_table(frame["id_str"], pca.transform(vectors), frame["file_loc"], layout), tmp)
     return ratios
 
 

@@ -14,11 +14,11 @@ BENCHMARKS.md (``python -m benchmarks neighbours``) has its recall and speed at 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from galaxymorph.files import atomic_path
 from galaxymorph.outputs import OutputInUse
 
 __all__ = ["EXACT_BELOW", "NeighbourIndex", "neighbour_index"]
@@ -106,8 +106,7 @@ def neighbour_index(embeddings: str | Path, vectors: np.ndarray, approximate: bo
         return NeighbourIndex(vectors, faiss.read_index(str(index_file)))
     built = NeighbourIndex.build(vectors, approximate=True)
     record_file.write_text(json.dumps({"made_by": MADE_BY}))  # ours from now on; valid once the full record is in
-    tmp = index_file.with_name(index_file.name + ".tmp")
-    faiss.write_index(built.hnsw, str(tmp))
-    os.replace(tmp, index_file)
+    with atomic_path(index_file) as tmp:
+        faiss.write_index(built.hnsw, str(tmp))
     record_file.write_text(json.dumps(wanted))
     return built

@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from galaxymorph.files import atomic_path
 from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.simulate.parameters import draw_parameters
@@ -107,19 +108,18 @@ def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40, keep_band
 
 def _write_image(path: Path, bands: np.ndarray, rgb: np.ndarray, image_format: str) -> None:
     """Write one image through a temporary name, so a finished file is always complete."""
-    tmp = path.with_name(path.name + ".tmp")
-    if image_format == "fits":
-        from astropy.io import fits
+    with atomic_path(path) as tmp:
+        if image_format == "fits":
+            from astropy.io import fits
 
-        hdu = fits.PrimaryHDU(bands.astype(np.float32))
-        hdu.header["BANDS"] = (",".join(BANDS), "cube planes, in order")
-        hdu.header["ORIGIN"] = "galaxymorph.simulate"
-        hdu.writeto(tmp, overwrite=True)
-    elif image_format == "jpg":
-        Image.fromarray(rgb).save(tmp, format="JPEG", quality=92)
-    else:
-        Image.fromarray(rgb).save(tmp, format="PNG")
-    os.replace(tmp, path)
+            hdu = fits.PrimaryHDU(bands.astype(np.float32))
+            hdu.header["BANDS"] = (",".join(BANDS), "cube planes, in order")
+            hdu.header["ORIGIN"] = "galaxymorph.simulate"
+            hdu.writeto(tmp, overwrite=True)
+        elif image_format == "jpg":
+            Image.fromarray(rgb).save(tmp, format="JPEG", quality=92)
+        else:
+            Image.fromarray(rgb).save(tmp, format="PNG")
 
 
 def _render_chunk(params: pd.DataFrame, size: int, paths: list[str], image_format: str) -> int:
