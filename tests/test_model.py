@@ -16,6 +16,8 @@ from galaxymorph.models import (
     load_model,
     save_model,
 )
+from galaxymorph.models.checkpoint import fingerprint, upgrade_config
+from galaxymorph.models.galaxy_model import CONFIG_VERSION
 from galaxymorph.models.head import MAX_CONCENTRATION, MIN_CONCENTRATION
 from galaxymorph.schema import get_schema
 
@@ -125,6 +127,79 @@ def test_encoders_take_any_channel_count(arch):
 def test_unknown_architecture_lists_close_names():
     with pytest.raises(UnknownArchitectureError, match="unknown architecture 'efficentnet_b0'.*efficientnet_b0"):
         create_encoder("efficentnet_b0")
+
+
+# A model folder as galaxymorph saved it at config version 1 (before model_type), written by hand: no files,
+# pretrained_from, calibration or ood entries, as the oldest saves; the fine-tuned one has its task instead.
+_OLD_PREPROCESSING = {"stored_size": 20, "source_crop": 1.0, "image_size": 16, "channels": 3}
+_VERSION_1 = {
+    "galaxy": {
+        "version": 1, "arch": "test_resnet", "channels": 3, "dropout": 0.2, "image_size": 16, "input_mean": 0.5,
+        "input_std": 0.5, "n_features": 96, "preprocessing": _OLD_PREPROCESSING,
+        "schema": {"name": "two", "description": "", "questions": [
+            {"name": "shape", "text": "", "answers": ["round", "disk"], "after": []},
+            {"name": "bar", "text": "", "answers": ["yes", "no"], "after": ["shape_disk"]}]},
+        "answers": ["shape_round", "shape_disk", "bar_yes", "bar_no"],
+    },
+    "finetuned": {
+        "version": 1, "task": "classification", "target": None, "dropout": 0.2, "arch": "test_resnet", "channels": 3,
+        "encoder_args": {}, "input_mean": 0.5, "input_std": 0.5, "n_features": 96, "preprocessing": _OLD_PREPROCESSING,
+        "image_size": 16, "channels_last": True, "pretrained_from": "runs/base", "classes": ["ring", "other"],
+        "outputs": ["ring", "other"],
+    },
+}
+# fingerprint() of each as load_model read it before version 2 (computed with the code of 759173c): the
+# sha256 that predictions made with it record, which a resume compares
+_VERSION_1_FINGERPRINT = {
+    "galaxy": "2db97dee587a46f262fecefd08c08f8b3141f541c4115b5251f6e96f51305c9c",
+    "finetuned": "f7d85445efb213111853f925541065180a845f015c3fa8e271959db1dbb10926",
+}
+
+
+def _version_1_folder(kind: str, folder):
+    """The model of ``_VERSION_1[kind]`` with fixed (not random) weights, saved as version 1 saved it."""
+    from safetensors.torch import save_file
+
+    from galaxymorph.models import FinetunedModel
+    from galaxymorph.schema import Schema
+
+    config = _VERSION_1[kind]
+    if kind == "galaxy":
+        model = GalaxyModel(Schema.from_dict(config["schema"]), arch="test_resnet", image_size=16)
+    else:
+        model = FinetunedModel(create_encoder("test_resnet", channels=3), config)
+    weights = {name: (torch.arange(t.numel()) % 7 + i).reshape(t.shape).to(t.dtype)
+               for i, (name, t) in enumerate(sorted(model.state_dict().items()))}
+    folder.mkdir()
+    save_file(weights, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["galaxy", "finetuned"])
+def test_a_version_1_model_loads_upgraded_and_keeps_its_fingerprint(kind, tmp_path):
+    """Predictions record the fingerprint; one changed by the upgrade would refuse to resume them."""
+    model = load_model(_version_1_folder(kind, tmp_path / "old"))
+    assert model.config["version"] == CONFIG_VERSION == 2 and model.config["model_type"] == kind
+    assert model.config["ood"] is None and model.ood is None and model.config["pretrained_from"] == (
+        None if kind == "galaxy" else "runs/base")
+    assert fingerprint(model) == _VERSION_1_FINGERPRINT[kind]
+    save_model(model, tmp_path / "new")  # saved again: the current version, the same model
+    saved = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert saved["version"] == 2 and saved["model_type"] == kind and "ood" in saved
+    assert fingerprint(load_model(tmp_path / "new")) == _VERSION_1_FINGERPRINT[kind]
+
+
+def test_upgrade_config_fills_what_version_1_left_out_and_refuses_what_it_cannot_read():
+    upgraded = upgrade_config(_VERSION_1["galaxy"])
+    assert upgraded == {**_VERSION_1["galaxy"], "version": 2, "model_type": "galaxy", "pretrained_from": None,
+                        "calibration": None, "ood": None, "files": {}}
+    assert upgrade_config(upgraded) == upgraded
+    assert upgrade_config(_VERSION_1["finetuned"])["model_type"] == "finetuned"
+    with pytest.raises(ValueError, match=r"m/config.json: config version 3 is not one this galaxymorph reads"):
+        upgrade_config({**upgraded, "version": 3}, "m/config.json")
+    with pytest.raises(ValueError, match=r"unknown model_type 'gan'; expected one of \['galaxy', 'finetuned'\]"):
+        upgrade_config({**upgraded, "model_type": "gan"})
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -12,16 +13,25 @@ from safetensors.torch import save_file
 from torch import nn
 
 from galaxymorph.files import atomic_path, atomic_write_text, file_sha256, read_mapping
-from galaxymorph.models.galaxy_model import GalaxyModel
+from galaxymorph.models.finetune_model import FinetunedModel
+from galaxymorph.models.galaxy_model import CONFIG_VERSION, GalaxyModel
 from galaxymorph.models.ood import OOD_FILE
 
-__all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "WEIGHTS_FILE", "CONFIG_FILE", "FILES_KEY"]
+__all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "upgrade_config", "WEIGHTS_FILE",
+           "CONFIG_FILE", "FILES_KEY"]
 
 T = TypeVar("T")
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FILES_KEY = "files"  # in config.json: the sha256 of each tensor file saved with it
+
+# What a key that older saves lack meant by its absence, per model_type (null: none).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    GalaxyModel.MODEL_TYPE: {"image_size": None, "preprocessing": None, "input_mean": 0.5, "input_std": 0.5,
+                             "pretrained_from": None, "calibration": None, "ood": None, FILES_KEY: {}},
+    FinetunedModel.MODEL_TYPE: {"channels_last": True, "encoder_args": {}, "ood": None, FILES_KEY: {}},
+}
 
 
 def save_model(model: GalaxyModel, directory: str | Path) -> Path:
@@ -62,9 +72,28 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 def read_config(directory: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The model folder (see :func:`resolve_model_dir`) and its ``config.json``, refused naming the file if broken."""
+    """The model folder (see :func:`resolve_model_dir`) and its ``config.json`` in this version's form
+    (:func:`upgrade_config`), refused naming the file if broken."""
     directory = resolve_model_dir(directory)
-    return directory, read_mapping(directory / CONFIG_FILE, kind="JSON")
+    return directory, upgrade_config(read_mapping(directory / CONFIG_FILE, kind="JSON"), str(directory / CONFIG_FILE))
+
+
+def upgrade_config(config: dict[str, Any], source: str = CONFIG_FILE) -> dict[str, Any]:
+    """A model config of any version in this version's form, with every key, so the code reads them directly.
+
+    Version 1 named no ``model_type`` (a fine-tuned model's config has a ``task``), and its
+    older saves lack keys added since (``pretrained_from``, ``calibration``, ``ood``, ``files``),
+    filled with what their absence meant. A newer version is refused, naming ``source``.
+    """
+    version = config.get("version", 1)
+    if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
+        raise ValueError(f"{source}: config version {version!r} is not one this galaxymorph reads (1 to "
+                         f"{CONFIG_VERSION}); upgrade galaxymorph, or save the model again with this one")
+    if version == 1:
+        config = {**config, "model_type": FinetunedModel.MODEL_TYPE if "task" in config else GalaxyModel.MODEL_TYPE}
+    if config.get("model_type") not in _DEFAULTS:
+        raise ValueError(f"{source}: unknown model_type {config.get('model_type')!r}; expected one of {list(_DEFAULTS)}")
+    return {**copy.deepcopy(_DEFAULTS[config["model_type"]]), **config, "version": CONFIG_VERSION}
 
 
 def from_config(build: Callable[[dict[str, Any]], T], config: dict[str, Any], directory: Path) -> T:
@@ -79,15 +108,25 @@ def from_config(build: Callable[[dict[str, Any]], T], config: dict[str, Any], di
 def fingerprint(model: nn.Module) -> str:
     """sha256 of a model's weights, config and OOD reference: what outputs record, so a resume with another is refused.
 
-    A model without a reference hashes as before this existed, so its outputs still resume.
+    The config is hashed as version 1 held it (:func:`_hashed_config`) and a model without a
+    reference hashes as before references existed, so outputs of older models still resume.
     """
-    digest = hashlib.sha256(json.dumps(getattr(model, "config", None), sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(_hashed_config(getattr(model, "config", None)), sort_keys=True).encode())
     ood = getattr(model, "ood", None)
     tensors = {**model.state_dict(), **({f"ood.{k}": v for k, v in ood.tensors().items()} if ood is not None else {})}
     for name, tensor in sorted(tensors.items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _hashed_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``config`` as version 1 held it: no ``model_type``, and no ``calibration`` or ``ood`` when there
+    are none (version 1 left them out), so that upgrading a config changes no model's fingerprint."""
+    if config is None:
+        return None
+    kept = {k: v for k, v in config.items() if k != "model_type" and not (k in ("calibration", "ood") and v is None)}
+    return {**kept, "version": 1}
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -31,8 +31,8 @@ class Ensemble(nn.Module):
                 raise ValueError(f"--checkpoint {i} differs from the first in {differs[0]!r}; an ensemble's models "
                                  "need the same outputs and preprocessing")
         self.models = nn.ModuleList(models)
-        scored = all("ood" in model.config for model in models)  # an ood_score column only if every model gives one
-        self.config = first if scored else {key: value for key, value in first.items() if key != "ood"}
+        scored = all(model.config["ood"] is not None for model in models)  # ood_score only if every model gives one
+        self.config = first if scored else {**first, "ood": None}
         self.members = len(models)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -23,14 +23,13 @@ from timm.models import group_parameters
 from torch import nn
 
 from galaxymorph.models.encoder import create_encoder
-from galaxymorph.models.galaxy_model import EncoderWithHead
+from galaxymorph.models.galaxy_model import CONFIG_VERSION, EncoderWithHead
 from galaxymorph.models.head import ClassifierHead, DirichletHead, RegressionHead
 from galaxymorph.schema import Schema
 
 __all__ = ["TASKS", "FinetunedModel", "PretrainedEncoder"]
 
 TASKS = ("classification", "regression", "tree")
-FINETUNE_CONFIG_VERSION = 1
 
 
 class PretrainedEncoder(EncoderWithHead):
@@ -58,13 +57,15 @@ class FinetunedModel(EncoderWithHead):
     (architecture only, random weights, for loading a saved fine-tuned model).
     """
 
+    MODEL_TYPE = "finetuned"
+
     def __init__(self, encoder: nn.Module, config: dict[str, Any]) -> None:
         super().__init__()
         task = config["task"]
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self.encoder = encoder
-        self.channels_last = bool(config.get("channels_last", True))
+        self.channels_last = bool(config["channels_last"])
         n_features, dropout = int(config["n_features"]), float(config["dropout"])
         if task == "classification":
             self.head: nn.Module = ClassifierHead(n_features, len(config["classes"]), dropout)
@@ -92,12 +93,14 @@ class FinetunedModel(EncoderWithHead):
     ) -> "FinetunedModel":
         """A new head for ``task`` on a loaded encoder; ``preprocessing`` defaults to the encoder's own."""
         config = {
-            "version": FINETUNE_CONFIG_VERSION,
+            "version": CONFIG_VERSION,
+            "model_type": cls.MODEL_TYPE,
             "task": task,
             "target": target,
             "dropout": dropout,
             **{k: v for k, v in pretrained.config.items() if k != "source"},
             "pretrained_from": pretrained.config["source"],
+            "ood": None,  # set_ood_reference
         }
         config["preprocessing"] = preprocessing or pretrained.config["preprocessing"]
         if config["preprocessing"] is None:
@@ -121,10 +124,9 @@ class FinetunedModel(EncoderWithHead):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "FinetunedModel":
-        """The architecture of a saved fine-tuned model, randomly initialised (weights are loaded after)."""
-        if config.get("version", 1) > FINETUNE_CONFIG_VERSION:
-            raise ValueError(f"fine-tuned model config version {config['version']} is newer than this galaxymorph; upgrade")
-        encoder = create_encoder(config["arch"], channels=config["channels"], **config.get("encoder_args", {}))
+        """The architecture of a saved fine-tuned model (``config`` of this version: see ``upgrade_config``),
+        randomly initialised (weights are loaded after)."""
+        encoder = create_encoder(config["arch"], channels=config["channels"], **config["encoder_args"])
         return cls(encoder, config)
 
     @property

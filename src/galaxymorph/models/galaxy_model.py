@@ -15,16 +15,17 @@ from galaxymorph.schema import Schema, get_schema
 
 __all__ = ["EncoderWithHead", "GalaxyModel", "CONFIG_VERSION"]
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # of config.json: 2 added model_type; galaxymorph.models.checkpoint.upgrade_config reads 1
 
 
 class EncoderWithHead(nn.Module):
     """What every galaxymorph model shares: normalise, encode once, head (MC dropout) many times.
 
-    Subclasses set ``encoder``, ``head`` (with ``sample(features, n)``),
-    ``channels_last``, ``_config`` and call :meth:`_set_input_normalisation`.
+    Subclasses name their ``MODEL_TYPE`` (the config's ``model_type``), set ``encoder``, ``head``
+    (with ``sample(features, n)``), ``channels_last``, ``_config`` and call :meth:`_set_input_normalisation`.
     """
 
+    MODEL_TYPE: str
     encoder: nn.Module
     head: nn.Module
     channels_last: bool
@@ -64,7 +65,7 @@ class EncoderWithHead(nn.Module):
 
     def set_ood_reference(self, reference: OODReference | None) -> None:
         """Score new galaxies against ``reference`` (``None`` removes it); its k and threshold go in the config."""
-        self._config.pop("ood", None)
+        self._config["ood"] = None
         self._modules.pop("_ood", None)
         if reference is not None:
             self._ood = reference.to(self._mean.device)
@@ -93,6 +94,8 @@ class GalaxyModel(EncoderWithHead):
         torch.Size([2, 37])
     """
 
+    MODEL_TYPE = "galaxy"
+
     def __init__(
         self,
         schema: Schema | str,
@@ -119,6 +122,7 @@ class GalaxyModel(EncoderWithHead):
         self.register_buffer("_calibration", None, persistent=False)
         self._config: dict[str, Any] = {
             "version": CONFIG_VERSION,
+            "model_type": self.MODEL_TYPE,
             "schema": self.schema.to_dict(),
             "arch": arch,
             "channels": channels,
@@ -130,6 +134,8 @@ class GalaxyModel(EncoderWithHead):
             "n_features": int(self.encoder.num_features),
             "answers": list(self.schema.answers),
             "pretrained_from": pretrained_from,  # the run or timm folder the encoder started from (train --init)
+            "calibration": None,  # set_calibration
+            "ood": None,  # set_ood_reference
         }
 
     def set_calibration(self, scales: dict[str, float] | None) -> None:
@@ -139,7 +145,7 @@ class GalaxyModel(EncoderWithHead):
         config (plain data), so a saved model predicts calibrated.
         """
         if scales is None:
-            self._config.pop("calibration", None)
+            self._config["calibration"] = None
             self._calibration = None
             return
         per_answer = [float(scales.get(self.schema.question_names[q], 1.0)) for q in self.schema.question_index]
@@ -153,20 +159,18 @@ class GalaxyModel(EncoderWithHead):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channels_last: bool = True) -> "GalaxyModel":
-        version = config.get("version", CONFIG_VERSION)
-        if version > CONFIG_VERSION:
-            raise ValueError(f"model config version {version} is newer than this galaxymorph ({CONFIG_VERSION}); upgrade")
+        """The model ``config`` describes (of this version: see ``upgrade_config``), randomly initialised."""
         model = cls(
             Schema.from_dict(config["schema"]),
             arch=config["arch"],
             channels=config["channels"],
             dropout=config["dropout"],
-            image_size=config.get("image_size"),
-            preprocessing=config.get("preprocessing"),
-            input_mean=config.get("input_mean", 0.5),
-            input_std=config.get("input_std", 0.5),
+            image_size=config["image_size"],
+            preprocessing=config["preprocessing"],
+            input_mean=config["input_mean"],
+            input_std=config["input_std"],
             channels_last=channels_last,
-            pretrained_from=config.get("pretrained_from"),
+            pretrained_from=config["pretrained_from"],
         )
-        model.set_calibration(config.get("calibration"))  # absent in models saved before calibration: as before
+        model.set_calibration(config["calibration"])
         return model

@@ -2,7 +2,7 @@
 
 A model folder is ``RUN/`` or ``RUN/best/`` of ``galaxymorph train`` or ``finetune``
 (``model.safetensors`` + ``config.json``, no pickle); its config says which kind it
-is (``task`` for fine-tuned models). An encoder to start from may also be a Hugging
+is (``model_type``; read in this version's form, whatever version saved it). An encoder to start from may also be a Hugging
 Face style timm folder (``config.json`` with ``architecture`` plus ``model.safetensors``
 or ``pytorch_model.bin``, as Zoobot's encoders are published), or one on the Hugging Face
 hub by name (``hf_hub:ORG/NAME``, through huggingface_hub's cache: :mod:`galaxymorph.models.hub`).
@@ -66,23 +66,23 @@ def load_model(directory: Checkpoints, channels_last: bool = True,
     if isinstance(directory, nn.Module):
         return directory
     folder, config = read_config(directory)
-    saved_with = config.pop(FILES_KEY, {})  # absent in models saved before this check
-    if not config.get("preprocessing"):
+    saved_with = config.pop(FILES_KEY)
+    if not config["preprocessing"]:
         raise ValueError(
             f"{folder / CONFIG_FILE} has no 'preprocessing' (the image size, crop and channels it was trained on), "
             "so new images cannot be prepared the same way; copy into it the \"preprocessing\" entry of the "
             "manifest.json of the shards it was trained on"
         )
-    if "ood" in config and not (folder / OOD_FILE).is_file():
+    if config["ood"] is not None and not (folder / OOD_FILE).is_file():
         raise ValueError(f"{folder / CONFIG_FILE} has an 'ood' entry but {OOD_FILE} is missing; copy it from "
                          "the run's best/ folder, or delete the entry to predict without ood_score")
-    used = [WEIGHTS_FILE] + ([OOD_FILE] if "ood" in config else [])
+    used = [WEIGHTS_FILE] + ([OOD_FILE] if config["ood"] is not None else [])
     for name in used if check_files else ():
         if name in saved_with and file_sha256(folder / name) != saved_with[name]:
             raise ValueError(f"{folder / name} is not the file {CONFIG_FILE} was saved with (a save was interrupted, "
                              "or the folder mixes files of two saves); copy the whole folder again from where the "
                              "model was saved, or re-run the training command to save it again")
-    if "task" in config:
+    if config["model_type"] == FinetunedModel.MODEL_TYPE:
         model = from_config(FinetunedModel.from_config, config, folder)
     else:
         model = from_config(lambda c: GalaxyModel.from_config(c, channels_last=channels_last), config, folder)
@@ -92,7 +92,7 @@ def load_model(directory: Checkpoints, channels_last: bool = True,
             f"{folder / WEIGHTS_FILE} does not match its {CONFIG_FILE} "
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
-    if "ood" in config:  # absent in models saved before the OOD reference: no ood_score, as before
+    if config["ood"] is not None:
         model.set_ood_reference(OODReference.from_tensors(load_file(str(folder / OOD_FILE)), config["ood"]))
     return model.eval()
 
@@ -147,11 +147,11 @@ def load_encoder(source: str | Path, channels: int | None = None, preprocessing:
             "arch": cfg["arch"],
             "channels": cfg["channels"],
             "encoder_args": {},
-            "input_mean": cfg.get("input_mean", 0.5),
-            "input_std": cfg.get("input_std", 0.5),
+            "input_mean": cfg["input_mean"],
+            "input_std": cfg["input_std"],
             "n_features": int(model.encoder.num_features),
-            "preprocessing": cfg.get("preprocessing"),
-            "image_size": cfg.get("image_size"),
+            "preprocessing": cfg["preprocessing"],
+            "image_size": cfg["image_size"],
             "channels_last": model.channels_last,
             "source": str(source),
         },

@@ -109,4 +109,4 @@ class OODReference(nn.Module):
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, Tensor], config: dict[str, Any]) -> "OODReference":
-        return cls(**tensors, k=config["k"], threshold=config["threshold"], quantile=config.get("quantile", 0.95))
+        return cls(**tensors, k=config["k"], threshold=config["threshold"], quantile=config["quantile"])
