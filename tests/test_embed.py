@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,9 +115,29 @@ def test_anomalies_take_the_image_files_from_a_given_catalogue(untrained_run, tw
     assert files["g1"] == str(tmp_path / "elsewhere" / "g1.png") and files.drop(["g1", "g2"]).isna().all()
 
 
-def test_grid_marks_missing_images(tmp_path):
-    path = image_grid([None, str(tmp_path / "absent.png")], ["a", "b"], tmp_path / "grid.png")
+def test_grid_marks_missing_images_and_warns_how_many(tmp_path):
+    from galaxymorph.data.images import MissingImagesWarning
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "found.png")
+    with pytest.warns(MissingImagesWarning, match=rf"^2 of 3 galaxies' images not found \(e.g. {tmp_path}/absent.png\)"):
+        path = image_grid([None, str(tmp_path / "absent.png"), str(tmp_path / "found.png")], ["a", "b", "c"],
+                          tmp_path / "grid.png")
     assert Image.open(path).size[0] > 100
+
+
+def test_embeddings_made_from_a_relative_catalogue_find_their_images_from_another_folder(untrained_run, twelve_galaxies,
+                                                                                         tmp_path, monkeypatch):
+    """similar/anomalies --grid run elsewhere showed "file not found" tiles: file_loc was relative to the first folder."""
+    monkeypatch.chdir(twelve_galaxies.parent.parent)
+    relative = f"{twelve_galaxies.parent.name}/{twelve_galaxies.name}"
+    assert CliRunner().invoke(app, ["embed", "--checkpoint", str(untrained_run), "--out", str(tmp_path / "e.parquet"),
+                                    "--catalog", relative]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    frame, _, _ = read_embeddings("e.parquet")
+    assert all(Path(f).is_absolute() and Path(f).is_file() for f in frame["file_loc"])
+    result = CliRunner().invoke(app, ["similar", "--embeddings", "e.parquet", "--query", "g3", "--k", "3",
+                                      "--grid", "similar.png"])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
 
 
 def test_real_gz2_galaxies_are_their_own_nearest_neighbours(gz2_dir, untrained_run, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,46 @@ def test_gallery_reads_only_its_rows_and_takes_shard_predictions_without_images(
     page = build_report(tmp_path / "preds.parquet", tmp_path / "report.html", gallery=7).read_text()
     shown = [i for i in ids if f'"id": "{i}"' in page]
     assert len(shown) == 7 and '"image": null' in page
+
+
+def test_a_report_made_in_another_folder_finds_the_images_of_a_catalogue_with_relative_paths(tmp_path, monkeypatch):
+    """Predictions record absolute image paths (they recorded sim/images/... relative to where predict ran)."""
+    import torch
+
+    from galaxymorph.data.images import MissingImagesWarning
+    from galaxymorph.data.transforms import Preprocessing
+    from galaxymorph.models import GalaxyModel, save_model
+    from galaxymorph.predict import predict
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "sim" / "images").mkdir(parents=True)
+    elsewhere.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(work / "sim" / "images" / f"g{i}.png")
+    pd.DataFrame({"id_str": [f"g{i}" for i in range(4)], "file_loc": [f"images/g{i}.png" for i in range(4)]}).to_csv(
+        work / "sim" / "catalogue.csv", index=False)
+    torch.manual_seed(0)
+    prep = Preprocessing(stored_size=20, image_size=16, channels=3).to_dict()
+    save_model(GalaxyModel(TWO, arch="test_resnet", preprocessing=prep), work / "run")
+    monkeypatch.chdir(work)
+    predict("run", "preds.parquet", catalogue="sim/catalogue.csv", samples=2, progress=False)
+    monkeypatch.chdir(elsewhere)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingImagesWarning)
+        page = build_report(work / "preds.parquet", "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and '"image": null' not in page
+
+
+def test_the_report_warns_in_one_line_how_many_images_it_cannot_find(report, tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxymorph.cli import app
+
+    out, _ = report
+    result = CliRunner().invoke(app, ["report", "--predictions", str(out.parent / "preds.parquet"),
+                                      "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: 1 of {N} galaxies' images not found (e.g. {out.parent / 'missing.png'}); pass a "
+                      "catalogue that names them (--catalog, with id_str and file_loc)"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from galaxymorph.cli.options import CATALOGUE_HELP
+from galaxymorph.cli.options import CATALOGUE_HELP, warnings_as_lines
 
 
 def acquire(
@@ -25,6 +25,7 @@ def acquire(
     a galaxy's score sums them weighted by P(asked). See galaxymorph.acquisition.
     """
     from galaxymorph.acquisition import rank_predictions
+    from galaxymorph.data.images import MissingImagesWarning
     from galaxymorph.data.inputs import image_paths
     from galaxymorph.outputs import claim_picture, claim_table
     from galaxymorph.representations import image_grid
@@ -41,5 +42,6 @@ def acquire(
     Console().print(f"{len(queue)} galaxies queued in {out}")
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(queue["id_str"], queue["score"])]
-        image_grid(queue["file_loc"].tolist(), captions, grid, title=f"most informative for {volunteers} volunteers")
+        with warnings_as_lines(MissingImagesWarning):
+            image_grid(queue["file_loc"].tolist(), captions, grid, title=f"most informative for {volunteers} volunteers")
         Console().print(f"grid: {grid}")

@@ -8,6 +8,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import warnings_as_lines
+
 __all__ = ["evaluate", "report"]
 
 
@@ -51,7 +53,9 @@ def report(
     gallery: int = typer.Option(300, min=0, help="Galaxies in the gallery (drawn at random when there are more; 0: none)."),
 ) -> None:
     """One self-contained HTML file: metrics, plots and a sortable, filterable gallery."""
+    from galaxymorph.data.images import MissingImagesWarning
     from galaxymorph.report import build_report
 
-    path = build_report(predictions, out, evaluation=evaluation, catalogue=catalogue, gallery=gallery)
+    with warnings_as_lines(MissingImagesWarning):
+        path = build_report(predictions, out, evaluation=evaluation, catalogue=catalogue, gallery=gallery)
     Console().print(f"report: {path}")

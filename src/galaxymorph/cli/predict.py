@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from galaxymorph.cli.options import warn_unreadable
+from galaxymorph.cli.options import warn_unreadable, warnings_as_lines
 
 err = Console(stderr=True)
 
@@ -41,17 +40,7 @@ def predict(
     from galaxymorph.predict import predict as run
     from galaxymorph.predict.predictor import OODWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", OODWarning)
-        others = warnings.showwarning
-
-        def show(message, category, *args, **kwargs) -> None:  # the shift warning as one line; others as ever
-            if issubclass(category, OODWarning):
-                err.print(f"[yellow]warning:[/yellow] {message}")
-            else:
-                others(message, category, *args, **kwargs)
-
-        warnings.showwarning = show
+    with warnings_as_lines(OODWarning):
         counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split,
                      samples=samples, tta=tta, batch_size=batch_size, workers=workers, devices=devices,
                      num_nodes=num_nodes, accelerator=accelerator, precision=precision)

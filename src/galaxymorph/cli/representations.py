@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from galaxymorph.cli.options import CATALOGUE_HELP, warn_unreadable
+from galaxymorph.cli.options import CATALOGUE_HELP, warn_unreadable, warnings_as_lines
 
 __all__ = ["embed", "similar", "anomalies"]
 
@@ -50,6 +50,7 @@ def similar(
     catalogue: Path = typer.Option(None, "--catalog", help=CATALOGUE_HELP),
 ) -> None:
     """Nearest neighbours by cosine similarity: exact for small sets, else a saved HNSW index (built on first use)."""
+    from galaxymorph.data.images import MissingImagesWarning
     from galaxymorph.data.inputs import image_paths
     from galaxymorph.outputs import claim_picture
     from galaxymorph.representations import image_grid, neighbour_index, read_embeddings
@@ -65,7 +66,8 @@ def similar(
                                    f"{embeddings}: all of them are shown", soft_wrap=True)  # paths unbroken
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(found["id_str"], found["similarity"])]
-        image_grid(image_paths(found, catalogue), captions, grid, title=f"most similar to {query} (cosine)")
+        with warnings_as_lines(MissingImagesWarning):
+            image_grid(image_paths(found, catalogue), captions, grid, title=f"most similar to {query} (cosine)")
         Console().print(f"grid: {grid}")
 
 
@@ -81,6 +83,7 @@ def anomalies(
     catalogue: Path = typer.Option(None, "--catalog", help=CATALOGUE_HELP),
 ) -> None:
     """Anomaly scores from embeddings; the most unusual galaxies as a table and an image grid."""
+    from galaxymorph.data.images import MissingImagesWarning
     from galaxymorph.data.inputs import image_paths
     from galaxymorph.outputs import claim_picture, claim_table
     from galaxymorph.representations import (
@@ -106,5 +109,6 @@ def anomalies(
     if grid:
         shown = ranked.head(top)
         captions = [f"{i} ({s:.3g})" for i, s in zip(shown["id_str"], shown["anomaly_score"])]
-        image_grid(image_paths(shown), captions, grid, title=f"most unusual ({method})")
+        with warnings_as_lines(MissingImagesWarning):
+            image_grid(image_paths(shown), captions, grid, title=f"most unusual ({method})")
         Console().print(f"grid: {grid}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -130,9 +131,13 @@ def _check_columns(df: pd.DataFrame, wanted: list[str], name: str, report_path: 
 
 
 def resolve_paths(file_loc: pd.Series, root: Path) -> pd.Series:
-    """Relative ``file_loc`` values are taken relative to ``root`` (the catalogue's folder); blank ones are None."""
-    return file_loc.map(lambda p: None if pd.isna(p) or not str(p).strip()
-                        else str(p if Path(str(p)).is_absolute() else root / str(p)))
+    """Absolute image paths (None for blank ones); relative ``file_loc`` values are relative to ``root``
+    (the catalogue's folder).
+
+    Absolute, so that outputs recording them (predictions, embeddings) find the images
+    from whichever folder they are read later.
+    """
+    return file_loc.map(lambda p: None if pd.isna(p) or not str(p).strip() else os.path.abspath(root / str(p)))
 
 
 def image_files(frame: pd.DataFrame, root: Path, name: str) -> list[tuple[str, str]]:

@@ -9,13 +9,16 @@ resampling happen in one step, without copying the full frame.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["FITS_SUFFIXES", "IMAGE_SUFFIXES", "READERS", "FitsStretch", "ImageReadError", "check_image", "load_image"]
+__all__ = ["FITS_SUFFIXES", "IMAGE_SUFFIXES", "READERS", "FitsStretch", "ImageReadError", "MissingImagesWarning",
+           "check_image", "load_image", "warn_missing_images"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", *FITS_SUFFIXES)  # what a folder of images may hold
@@ -25,6 +28,10 @@ _PIL_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.D
 
 class ImageReadError(ValueError):
     """An image could not be read; the message names the file and the reason."""
+
+
+class MissingImagesWarning(UserWarning):
+    """Galaxies whose images cannot be found, so a picture of them (report, grid) shows blanks."""
 
 
 @dataclass(frozen=True)
@@ -231,3 +238,14 @@ def check_image(path: str | Path) -> str | None:
     except Exception as err:  # any parser failure means "unreadable"
         return f"unreadable image {path} ({type(err).__name__}: {err})"
     return None
+
+
+def warn_missing_images(paths: Sequence[str | None]) -> None:
+    """One :class:`MissingImagesWarning` saying how many ``paths`` name no file (or none at all), with an example."""
+    missing = [p for p in paths if not (isinstance(p, str) and p and Path(p).is_file())]
+    if not missing:
+        return
+    named = [p for p in missing if isinstance(p, str) and p]
+    example = f"e.g. {named[0]}" if named else "no file_loc: made from shards"
+    warnings.warn(f"{len(missing)} of {len(paths)} galaxies' images not found ({example}); pass a catalogue that "
+                  "names them (--catalog, with id_str and file_loc)", MissingImagesWarning, stacklevel=2)

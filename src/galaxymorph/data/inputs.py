@@ -2,7 +2,7 @@
 
 A folder of images (``id_str`` = file name without suffix, searched recursively), a
 catalogue (``id_str`` + ``file_loc``, relative to its folder) or shards give
-:class:`Records` ``(id_str, image path or raw shard sample)``; :class:`GalaxyStream` reads
+:class:`Records` ``(id_str, absolute image path or raw shard sample)``; :class:`GalaxyStream` reads
 them with the model's preprocessing and reports unreadable images instead of stopping.
 
 The records are split once between the (process, loader worker) slots, so what each
@@ -54,10 +54,11 @@ def catalogue_records(catalogue: str | Path | pd.DataFrame, root: str | Path | N
 
 def image_paths(frame: pd.DataFrame, catalogue: str | Path | None = None) -> list[str | None]:
     """Each row's image file: its own ``file_loc``; or, given a catalogue, the catalogue's for its ``id_str``
-    (None where the catalogue has no row for it).
+    (None where the catalogue has no row for it). The one way outputs find their images.
 
-    Outputs made from shards carry no ``file_loc``; a queue for volunteers or a
-    picture of galaxies needs the images, which the data owner's catalogue names.
+    Outputs made from shards carry no ``file_loc``, and those of older versions a path
+    relative to the folder they were made in; a queue for volunteers or a picture of
+    galaxies needs the images, which the data owner's catalogue names.
     """
     if catalogue is None:
         return [f if isinstance(f, str) and f else None for f in frame["file_loc"]]
@@ -66,12 +67,12 @@ def image_paths(frame: pd.DataFrame, catalogue: str | Path | None = None) -> lis
 
 
 def directory_records(images_dir: str | Path) -> list[Record]:
-    """(file name without suffix, path) for every PNG/JPEG/FITS file under ``images_dir``."""
+    """(file name without suffix, absolute path) for every PNG/JPEG/FITS file under ``images_dir``."""
     root = Path(images_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"--images {root}: no such folder")
     records: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
+    for path in sorted(root.absolute().rglob("*")):
         name = path.name.lower()
         suffix = next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
         if suffix is None or not path.is_file():

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from galaxymorph.acquisition import acquisition_scores
-from galaxymorph.data.catalogue import read_table, resolve_paths
-from galaxymorph.data.images import load_image
+from galaxymorph.data.images import load_image, warn_missing_images
+from galaxymorph.data.inputs import image_paths
 from galaxymorph.outputs import check_suffix, claim_file
 from galaxymorph.predict import read_concentrations
 from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
@@ -49,16 +49,6 @@ def _thumbnail(path: str | None, size: int) -> str | None:
         return _png_data_uri(load_image(path, size=size, channels=3, any_bands=True))
     except (ValueError, OSError):
         return None
-
-
-def _image_paths(frame: pd.DataFrame, catalogue: str | Path | None) -> pd.Series:
-    """Image path per galaxy: the predictions' ``file_loc``, else the catalogue's (relative to its folder)."""
-    paths = frame["file_loc"] if "file_loc" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
-    if catalogue is not None:
-        table, catalogue = read_table(catalogue)
-        lookup = dict(zip(table["id_str"].astype(str), resolve_paths(table["file_loc"], catalogue.parent)))
-        paths = paths.where(paths.notna(), frame["id_str"].map(lookup))
-    return paths
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -147,7 +137,7 @@ def _plots_html(directory: Path, names: list[str]) -> str:
     return ("<h2>Plots</h2>" + "".join(figures)) if figures else ""
 
 
-def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: pd.Series, thumb_size: int) -> dict[str, Any]:
+def _gallery_data(frame: pd.DataFrame, schema: Schema, paths: list[str | None], thumb_size: int) -> dict[str, Any]:
     def column(suffix: str) -> np.ndarray:
         return np.round(frame[[f"{a}{suffix}" for a in schema.answers]].to_numpy(np.float64), 3)
 
@@ -203,8 +193,9 @@ def build_report(
     the memory needed does not grow with the file.
 
     Images come from the predictions' ``file_loc`` column, or from ``catalogue``
-    (its ``file_loc``) for predictions made from shards. An ``evaluation`` is refused
-    unless it was made from these predictions (its ``made_from``, same sha256).
+    (its ``file_loc``) when given (predictions made from shards have none); a
+    :class:`~galaxymorph.data.images.MissingImagesWarning` says how many cannot be found.
+    An ``evaluation`` is refused unless it was made from these predictions (its ``made_from``, same sha256).
     """
     check_suffix(out, (".html", ".htm"), "an HTML page")
     schema, meta = read_metadata(predictions)
@@ -216,7 +207,8 @@ def build_report(
     columns += [OOD_SCORE] if flagged else []
     frame = _read_rows(predictions, positions, columns + [f"{q}_asked" for q in schema.question_names])
     frame = frame.sort_values("id_str", kind="stable").reset_index(drop=True)
-    paths = _image_paths(frame, catalogue)
+    paths = image_paths(frame, catalogue)
+    warn_missing_images(paths)
     metrics, plots = "", ""
     if evaluation is not None:
         directory = Path(evaluation)

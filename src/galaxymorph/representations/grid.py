@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from galaxymorph.data.images import ImageReadError, load_image  # noqa: E402
+from galaxymorph.data.images import ImageReadError, load_image, warn_missing_images  # noqa: E402
 from galaxymorph.outputs import SOFTWARE, claim_picture
 
 __all__ = ["image_grid"]
@@ -22,9 +22,11 @@ def image_grid(
     paths: Sequence[str | None], captions: Sequence[str], out: str | Path, columns: int = 5, size: int = 128,
     title: str | None = None,
 ) -> Path:
-    """Draw each image (decoded at ``size`` px) with its caption; a missing file is a grey tile saying why."""
+    """Draw each image (decoded at ``size`` px) with its caption; a missing file is a grey tile saying why,
+    and one :class:`~galaxymorph.data.images.MissingImagesWarning` says how many there are."""
     if len(paths) != len(captions):
         raise ValueError(f"{len(paths)} images but {len(captions)} captions")
+    warn_missing_images(paths)
     columns = max(1, min(columns, len(paths)))
     rows = max(1, math.ceil(len(paths) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
