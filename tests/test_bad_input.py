@@ -88,9 +88,11 @@ def _catalogue_variants(sim: Path) -> None:
 
 
 def _model_variants(w: Path) -> None:
-    """A model folder whose config.json lost its preprocessing, and one whose config.json is not JSON."""
+    """Model folders whose config.json lost its preprocessing, is not JSON, is of a later version or another type."""
     for name, edit in {"noprep": lambda c: json.dumps({k: v for k, v in c.items() if k != "preprocessing"}),
-                       "badjson": lambda c: "{"}.items():
+                       "badjson": lambda c: "{",
+                       "newer": lambda c: json.dumps({**c, "version": 3}),
+                       "gan": lambda c: json.dumps({**c, "model_type": "gan"})}.items():
         shutil.copytree(w / "run" / "best", w / name / "best")
         config = w / name / "best" / "config.json"
         config.write_text(edit(json.loads(config.read_text())))
@@ -218,6 +220,10 @@ CASES = [
     ("predict --checkpoint {w}/missing --images {w}/sim/images --out {t}/p.parquet", "no config.json + model.safetensors"),
     ("predict --checkpoint {w}/noprep --images {w}/sim/images --out {t}/p.parquet", "noprep/best/config.json has no 'preprocessing'"),
     ("predict --checkpoint {w}/badjson --images {w}/sim/images --out {t}/p.parquet", "badjson/best/config.json: not valid JSON"),
+    ("predict --checkpoint {w}/newer --images {w}/sim/images --out {t}/p.parquet",
+     "newer/best/config.json: config version 3 is not one this galaxymorph reads (1 to 2); upgrade galaxymorph"),
+    ("predict --checkpoint {w}/gan --images {w}/sim/images --out {t}/p.parquet",
+     "gan/best/config.json: unknown model_type 'gan'; expected one of ['galaxy', 'finetuned']"),
     ("predict --checkpoint {w}/run --images {w}/missing --out {t}/p.parquet", "--images {w}/missing: no such folder"),
     ("predict --checkpoint {w}/run --catalog {w}/sim/no_file_loc.csv --out {t}/p.parquet", "no column(s) ['file_loc']"),
     ("predict --checkpoint {w}/run --catalog {w}/sim/duplicate.csv --out {t}/p.parquet", "row 4 id_str=sim-000000: duplicate"),
