@@ -119,7 +119,8 @@ def test_grid_marks_missing_images_and_warns_how_many(tmp_path):
     from galaxymorph.data.images import MissingImagesWarning
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "found.png")
-    with pytest.warns(MissingImagesWarning, match=rf"^2 of 3 galaxies' images not found \(e.g. {tmp_path}/absent.png\)"):
+    expected = rf"^2 of 3 galaxies' images not found \(e.g. {tmp_path}/absent.png\)"
+    with pytest.warns(MissingImagesWarning, match=expected):
         path = image_grid([None, str(tmp_path / "absent.png"), str(tmp_path / "found.png")], ["a", "b", "c"],
                           tmp_path / "grid.png")
     assert Image.open(path).size[0] > 100
@@ -127,7 +128,7 @@ def test_grid_marks_missing_images_and_warns_how_many(tmp_path):
 
 def test_embeddings_made_from_a_relative_catalogue_find_their_images_from_another_folder(untrained_run, twelve_galaxies,
                                                                                          tmp_path, monkeypatch):
-    """similar/anomalies --grid run elsewhere showed "file not found" tiles: file_loc was relative to the first folder."""
+    """similar/anomalies --grid run elsewhere drew "file not found" tiles: file_loc was relative to the first folder."""
     monkeypatch.chdir(twelve_galaxies.parent.parent)
     relative = f"{twelve_galaxies.parent.name}/{twelve_galaxies.name}"
     assert CliRunner().invoke(app, ["embed", "--checkpoint", str(untrained_run), "--out", str(tmp_path / "e.parquet"),

@@ -43,5 +43,6 @@ def acquire(
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(queue["id_str"], queue["score"])]
         with warnings_as_lines(MissingImagesWarning):
-            image_grid(queue["file_loc"].tolist(), captions, grid, title=f"most informative for {volunteers} volunteers")
+            image_grid(queue["file_loc"].tolist(), captions, grid,
+                       title=f"most informative for {volunteers} volunteers")
         Console().print(f"grid: {grid}")

@@ -174,8 +174,8 @@ def write_shards(
     }
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused catalogue or setting leaves no empty --out
     _check_plan(out, description, overwrite)
-    for tmp in [*_own_files(out, TMP_SUFFIX), *out.glob("manifest.json" + TMP_SUFFIX), *out.glob("plan.json" + TMP_SUFFIX)]:
-        tmp.unlink()  # leftovers of a killed run
+    for tmp in [*_own_files(out, TMP_SUFFIX), out / ("manifest.json" + TMP_SUFFIX), out / ("plan.json" + TMP_SUFFIX)]:
+        tmp.unlink(missing_ok=True)  # leftovers of a killed run
     todo = [(s, i, rows) for s, shards in plan.items() for i, rows in enumerate(shards) if not _is_complete(out, s, i)]
     _write_todo(df, schema, out, prep, todo, workers or os.cpu_count() or 1, on_error, progress)
     return _write_manifest(out, schema, prep, plan, df, seed, val_fraction, test_fraction)

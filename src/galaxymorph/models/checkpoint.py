@@ -92,7 +92,8 @@ def upgrade_config(config: dict[str, Any], source: str = CONFIG_FILE) -> dict[st
     if version == 1:
         config = {**config, "model_type": FinetunedModel.MODEL_TYPE if "task" in config else GalaxyModel.MODEL_TYPE}
     if config.get("model_type") not in _DEFAULTS:
-        raise ValueError(f"{source}: unknown model_type {config.get('model_type')!r}; expected one of {list(_DEFAULTS)}")
+        raise ValueError(f"{source}: unknown model_type {config.get('model_type')!r}; "
+                         f"expected one of {list(_DEFAULTS)}")
     return {**copy.deepcopy(_DEFAULTS[config["model_type"]]), **config, "version": CONFIG_VERSION}
 
 

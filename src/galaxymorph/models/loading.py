@@ -2,11 +2,12 @@
 
 A model folder is ``RUN/`` or ``RUN/best/`` of ``galaxymorph train`` or ``finetune``
 (``model.safetensors`` + ``config.json``, no pickle); its config says which kind it
-is (``model_type``; read in this version's form, whatever version saved it). An encoder to start from may also be a Hugging
-Face style timm folder (``config.json`` with ``architecture`` plus ``model.safetensors``
-or ``pytorch_model.bin``, as Zoobot's encoders are published), or one on the Hugging Face
-hub by name (``hf_hub:ORG/NAME``, through huggingface_hub's cache: :mod:`galaxymorph.models.hub`).
-timm builds the architecture; the weights are read here, a ``.bin`` with ``weights_only=True``.
+is (``model_type``; read in this version's form, whatever version saved it). An encoder
+to start from may also be a Hugging Face style timm folder (``config.json`` with
+``architecture`` plus ``model.safetensors`` or ``pytorch_model.bin``, as Zoobot's encoders
+are published), or one on the Hugging Face hub by name (``hf_hub:ORG/NAME``, through
+huggingface_hub's cache: :mod:`galaxymorph.models.hub`). timm builds the architecture;
+the weights are read here, a ``.bin`` with ``weights_only=True``.
 """
 
 from __future__ import annotations
