@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,9 @@ def _timm_features(encoder: torch.nn.Module, folder: Path, x: torch.Tensor) -> t
 def test_timm_loads_the_export_and_computes_the_run_features(run, tmp_path, hub_offline):
     folder = export_encoder(run, tmp_path / "exported")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    (tmp_path / "plain.txt").touch()  # the mode of any new file (safetensors writes 0600: others could not load it)
+    plain = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {plain}
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "test_resnet" and config["num_features"] == 96
     cfg = config["pretrained_cfg"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 from timm.models import save_for_hf
 
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.files import file_sha256, read_mapping
+from galaxymorph.files import file_sha256, put_in_place, read_mapping
 from galaxymorph.models.checkpoint import CONFIG_FILE, FILES_KEY, WEIGHTS_FILE
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import EXPORT_KEY, Checkpoints, load_model
@@ -74,6 +73,6 @@ def export_encoder(source: Checkpoints, folder: str | Path) -> Path:
         timm_config = read_mapping(Path(tmp) / CONFIG_FILE, kind="JSON")
         (Path(tmp) / CONFIG_FILE).write_text(json.dumps({**timm_config, EXPORT_KEY: own}, indent=2))
         for name in (WEIGHTS_FILE, CONFIG_FILE):  # the config last: it names the weights it belongs with
-            os.replace(Path(tmp) / name, folder / name)
+            put_in_place(Path(tmp) / name, folder / name)
     return folder
 
