@@ -3,7 +3,9 @@
 The hot path is JPEG: ``Image.draft`` lets libjpeg decode at 1/2, 1/4 or 1/8
 scale when the output is much smaller than the file, and the central crop is
 passed to ``Image.resize`` as its ``box`` so cropping and (antialiased)
-resampling happen in one step, without copying the full frame.
+resampling happen in one step, without copying the full frame. A size-normalising
+crop (:class:`galaxymorph.data.normalise.SizeCrop`) measures the galaxy on the full frame
+first and passes its own box; photometric normalisation acts on the result.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from galaxymorph.data.extent import Extent, measure_extent
+from galaxymorph.data.normalise import CropRecord, Photometry, SizeCrop
+
 __all__ = ["FITS_SUFFIXES", "IMAGE_SUFFIXES", "READERS", "FitsStretch", "ImageReadError", "MissingImagesWarning",
-           "check_image", "load_image", "warn_missing_images"]
+           "check_image", "load_image", "load_measured_image", "warn_missing_images"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", *FITS_SUFFIXES)  # what a folder of images may hold
@@ -160,6 +165,37 @@ def _zoobot_view(img: Image.Image, size: int, crop_fraction: float) -> Image.Ima
     return TF.center_crop(img, [size])
 
 
+def _with_sky(img: Image.Image, box: tuple[float, float, float, float], size: int, extent: Extent) -> Image.Image:
+    """``box`` of ``img`` at ``size`` px where the box leaves the frame: the frame's part, on the frame's own sky.
+
+    The sky outside is the measured level plus Gaussian noise of the measured amplitude, scaled
+    to the output's pixels (seeded: a file always reads to the same pixels).
+    """
+    left, top, right, bottom = box
+    per_px = (right - left) / size  # frame px per output px
+    inside = (max(left, 0.0), max(top, 0.0), min(right, float(img.width)), min(bottom, float(img.height)))
+    spot = [round((inside[0] - left) / per_px), round((inside[1] - top) / per_px),
+            round((inside[2] - left) / per_px), round((inside[3] - top) / per_px)]
+    bands = len(img.getbands())
+    noise = np.asarray(extent.noise, np.float32) / max(1.0, per_px)
+    sky = np.asarray(extent.sky, np.float32) + noise * np.random.default_rng(0).standard_normal((size, size, bands), np.float32)
+    pixels = np.clip(np.round(sky), 0, 255).astype(np.uint8)
+    canvas = Image.fromarray(pixels[..., 0] if bands == 1 else pixels, img.mode)
+    if spot[2] > spot[0] and spot[3] > spot[1]:
+        canvas.paste(img.resize((spot[2] - spot[0], spot[3] - spot[1]), Image.Resampling.BILINEAR, box=inside),
+                     (spot[0], spot[1]))
+    return canvas
+
+
+def _size_cropped(img: Image.Image, size: int, crop_fraction: float, size_crop: SizeCrop) -> tuple[Image.Image, CropRecord]:
+    """The square of ``size_crop.multiple`` measured radii about the galaxy, at ``size`` px, and what was done."""
+    extent = measure_extent(img, size_crop.ratio)
+    box, record = size_crop.box(extent, img.width, img.height, crop_fraction)
+    if box[0] >= 0 and box[1] >= 0 and box[2] <= img.width and box[3] <= img.height:
+        return img.resize((size, size), Image.Resampling.BILINEAR, box=box), record
+    return _with_sky(img, box, size, extent), record
+
+
 def load_image(
     path: str | Path,
     size: int,
@@ -168,8 +204,28 @@ def load_image(
     stretch: FitsStretch | None = None,
     reader: str = "galaxymorph",
     any_bands: bool = False,
+    size_crop: SizeCrop | None = None,
+    photometry: Photometry | None = None,
 ) -> np.ndarray:
     """Decode an image, keep its central ``crop_fraction``, resize to ``size``: uint8 (size, size, channels).
+
+    The pixels of :func:`load_measured_image`, without its record.
+    """
+    return load_measured_image(path, size, channels, crop_fraction, stretch, reader, any_bands, size_crop, photometry)[0]
+
+
+def load_measured_image(
+    path: str | Path,
+    size: int,
+    channels: int = 3,
+    crop_fraction: float = 1.0,
+    stretch: FitsStretch | None = None,
+    reader: str = "galaxymorph",
+    any_bands: bool = False,
+    size_crop: SizeCrop | None = None,
+    photometry: Photometry | None = None,
+) -> tuple[np.ndarray, CropRecord | None]:
+    """Decode an image, crop and resize it to uint8 (size, size, channels); with ``size_crop``, also what it measured.
 
     Handles PNG/JPEG in any mode (grey, RGB, RGBA, palette, 16-bit; ``channels=1`` gives
     luminance, a grey picture asked for 3 channels is repeated) and FITS (first HDU with
@@ -185,6 +241,11 @@ def load_image(
     at reduced scale where that keeps enough pixels; ``reader="zoobot"`` decodes at full
     resolution and repeats zoobot's two resampling steps exactly (:func:`_zoobot_view`).
 
+    ``size_crop`` (galaxymorph reader only) replaces the central ``crop_fraction`` by a square
+    sized by the galaxy, measured on the full-resolution frame (``crop_fraction`` remains the
+    fallback and the unit of the recorded scale); ``photometry`` then maps the result's sky
+    and levels onto the training set's.
+
     Raises:
         ImageReadError: the file is missing, breaks the FITS rule or cannot be decoded (message names it).
     """
@@ -194,10 +255,18 @@ def load_image(
         raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
     if reader not in READERS:
         raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
+    if size_crop is not None and reader != "galaxymorph":
+        raise ValueError(f"the size crop needs reader='galaxymorph' (the {reader} reader crops its own way)")
+    for setting in (size_crop, photometry):
+        if setting is not None:
+            setting.check_fitted()
     path = Path(path)
+    record = None
     try:
         if reader == "zoobot":
             img = _zoobot_view(_decode(path, channels, stretch, None, any_bands), size, crop_fraction)
+        elif size_crop is not None:  # the galaxy is measured on the whole frame, so no reduced decoding
+            img, record = _size_cropped(_decode(path, channels, stretch, None, any_bands), size, crop_fraction, size_crop)
         else:
             img = _decode(path, channels, stretch, math.ceil(size / crop_fraction), any_bands)
             img = img.resize((size, size), Image.Resampling.BILINEAR, box=_central_box(*img.size, crop_fraction))
@@ -208,7 +277,8 @@ def load_image(
         raise
     except (*_PIL_ERRORS, TypeError, IndexError, KeyError) as err:
         raise ImageReadError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
-    return array[..., None] if array.ndim == 2 else array
+    array = array[..., None] if array.ndim == 2 else array
+    return (array if photometry is None else photometry.apply(array)), record
 
 
 def check_image(path: str | Path) -> str | None:

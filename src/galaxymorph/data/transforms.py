@@ -11,15 +11,16 @@ Pixels are divided by 255 here, exactly once.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galaxymorph.data.images import READERS, FitsStretch, load_image
+from galaxymorph.data.images import READERS, FitsStretch, load_measured_image
+from galaxymorph.data.normalise import CropRecord, Photometry, SizeCrop
 
 __all__ = ["DIHEDRAL", "PRESETS", "PRESET_NORMALISATION", "Preprocessing", "EvalTransform", "TrainTransform",
            "dihedral_views", "eval_transform", "preset_preprocessing", "train_transform", "to_channels"]
@@ -49,6 +50,11 @@ class Preprocessing:
         reader: how a file becomes the stored pixels (:func:`galaxymorph.data.images.load_image`):
             ``"galaxymorph"`` crops and resizes in one antialiased step, ``"zoobot"`` as zoobot
             2.9 does (see :func:`preset_preprocessing`).
+        size_crop: None (the fixed central ``source_crop``), or a crop sized by each galaxy's
+            measured radius (:class:`galaxymorph.data.normalise.SizeCrop`): for cut-outs made at
+            other scales than the training ones. ``source_crop`` stays its fallback.
+        photometry: None, or each image's sky and levels matched to the training set's
+            (:class:`galaxymorph.data.normalise.Photometry`): for cut-outs stretched another way.
     """
 
     stored_size: int = 128
@@ -60,10 +66,13 @@ class Preprocessing:
     train_shift: float = 0.03
     stretch: FitsStretch = FitsStretch()
     reader: str = "galaxymorph"
+    size_crop: SizeCrop | None = None
+    photometry: Photometry | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.stretch, dict):  # from plain data
-            object.__setattr__(self, "stretch", FitsStretch(**self.stretch))
+        for name, kind in (("stretch", FitsStretch), ("size_crop", SizeCrop), ("photometry", Photometry)):
+            if isinstance(getattr(self, name), dict):  # from plain data
+                object.__setattr__(self, name, kind(**getattr(self, name)))
         object.__setattr__(self, "train_zoom", tuple(float(z) for z in self.train_zoom))
         if self.eval_zoom is None:
             object.__setattr__(self, "eval_zoom", sum(self.train_zoom) / 2)
@@ -77,16 +86,18 @@ class Preprocessing:
             (0 < self.eval_zoom <= 1, "eval_zoom", "must lie in (0, 1]"),
             (0 <= self.train_shift <= 0.5, "train_shift", "must lie in [0, 0.5] (a fraction of the frame side)"),
             (self.reader in READERS, "reader", f"must be one of {READERS}"),
+            (self.size_crop is None or self.reader == "galaxymorph", "reader",
+             "cannot be used with size_crop, which needs reader='galaxymorph' (the other readers crop their own way)"),
         ]
         for ok, name, rule in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} {rule}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (tuples become lists)."""
-        data = asdict(self)
-        data["train_zoom"] = list(self.train_zoom)
-        return data
+        """Plain JSON-able data (tuples become lists); the normalisations only when on, so files written
+        before they existed and files written without them are the same."""
+        data = asdict(self, dict_factory=lambda items: {k: list(v) if isinstance(v, tuple) else v for k, v in items})
+        return {key: value for key, value in data.items() if key not in _OPTIONAL or value is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
@@ -99,7 +110,36 @@ class Preprocessing:
 
     def read(self, path: str | Path) -> np.ndarray:
         """One image file as the stored pixels, uint8 (stored_size, stored_size, channels), as shards hold them."""
-        return load_image(path, self.stored_size, self.channels, self.source_crop, self.stretch, self.reader)
+        return self.read_measured(path)[0]
+
+    def read_measured(self, path: str | Path) -> tuple[np.ndarray, CropRecord | None]:
+        """:meth:`read` and, with ``size_crop``, what the crop measured and applied (None without)."""
+        return load_measured_image(path, self.stored_size, self.channels, self.source_crop, self.stretch, self.reader,
+                                   size_crop=self.size_crop, photometry=self.photometry)
+
+    @property
+    def needs_fitting(self) -> bool:
+        """A size crop or photometry asked for whose numbers come from the training galaxies (:meth:`fitted`)."""
+        return (self.size_crop is not None and self.size_crop.multiple is None) or (
+            self.photometry is not None and self.photometry.levels is None)
+
+    def fitted(self, paths: Sequence[str | Path]) -> "Preprocessing":
+        """This preprocessing with what :attr:`needs_fitting` measured on the images ``paths`` (training galaxies).
+
+        The size crop's multiple first (so the median galaxy keeps the fixed crop), then the
+        photometry on the images as that crop stores them.
+        """
+        prep = self
+        if self.size_crop is not None and self.size_crop.multiple is None:
+            trial = replace(self, size_crop=replace(self.size_crop, multiple=1.0), photometry=None)
+            prep = replace(prep, size_crop=self.size_crop.fit(trial.read_measured(p)[1] for p in paths))
+        if self.photometry is not None and self.photometry.levels is None:
+            plain = replace(prep, photometry=None)
+            prep = replace(prep, photometry=self.photometry.fit(plain.read(p) for p in paths))
+        return prep
+
+
+_OPTIONAL = ("size_crop", "photometry")  # left out of to_dict when off
 
 
 # How each preset's [0, 1] images are normalised before the encoder: (mean, std), or None for what the
