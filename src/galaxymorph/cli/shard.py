@@ -29,16 +29,23 @@ def shard(
     shard_size: int = typer.Option(1000, min=1, help="Galaxies per shard."),
     on_error: str = typer.Option("raise", help="raise: stop on a bad row; skip: leave it out, listed in the report."),
     stretch: str = typer.Option("arcsinh", help="FITS only: arcsinh or percentile."),
+    size_crop: bool = typer.Option(False, "--size-crop", help="Crop each galaxy to a multiple of its measured radius "
+                                   "(fitted so the median training galaxy keeps --crop, which stays the fallback): "
+                                   "for models that must predict images cut at other scales."),
+    match_photometry: bool = typer.Option(False, "--match-photometry", help="Map each image's sky and brightness "
+                                          "levels onto the training galaxies' median: for images stretched another way."),
     overwrite: bool = typer.Option(False, help="Rebuild an --out holding shards of other data/settings."),
 ) -> None:
     """Validate a catalogue, decode each image once, write WebDataset shards (resumable)."""
     from galaxymorph.data.catalogue import CatalogueWarning
     from galaxymorph.data.images import FitsStretch
+    from galaxymorph.data.normalise import Photometry, SizeCrop
     from galaxymorph.data.shards import write_shards
     from galaxymorph.data.transforms import Preprocessing
 
     prep = Preprocessing(stored_size=size, source_crop=crop, channels=channels, image_size=size,
-                         stretch=FitsStretch(kind=stretch))
+                         stretch=FitsStretch(kind=stretch), size_crop=SizeCrop() if size_crop else None,
+                         photometry=Photometry() if match_photometry else None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CatalogueWarning)
         manifest = write_shards(

@@ -123,7 +123,7 @@ def _check_shard_pixels(shards: str | Path, manifest: dict[str, Any], preprocess
     """Shards hold pixels read one way; a model trained on others would be fed the wrong images."""
     stored = Preprocessing.from_dict(manifest["preprocessing"])
     model = Preprocessing.from_dict(preprocessing)
-    for name in ("stored_size", "source_crop", "channels", "stretch", "reader"):
+    for name in ("stored_size", "source_crop", "channels", "stretch", "reader", "size_crop", "photometry"):
         if getattr(stored, name) != getattr(model, name):
             raise ValueError(
                 f"--shards {shards} hold images with {name}={getattr(stored, name)!r}, but the model was trained on "
@@ -249,27 +249,35 @@ class GalaxyStream(IterableDataset):
             yield self._load(id_str, source)
 
     def _load(self, id_str: str, source: Any) -> dict[str, Any]:
+        """The galaxy's stored pixels (C, H, W) and, with a size crop, what it did (``crop``), or the error."""
         prep = self.preprocessing
         file_loc = source if isinstance(source, str) else None
+        crop = None
         try:
             if isinstance(source, str):
-                pixels = Preprocessing.from_dict(prep).read(source)
+                pixels, crop = Preprocessing.from_dict(prep).read_measured(source)
+            elif isinstance(source, dict):  # a shard sample: measured when the shard was written
+                sample = decode_sample(source)
+                pixels, crop = sample["image"], sample.get("crop")
             else:
-                pixels = decode_sample(source)["image"] if isinstance(source, dict) else np.asarray(source, np.uint8)
-                pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+                pixels = np.asarray(source, np.uint8)
+            pixels = pixels[..., None] if pixels.ndim == 2 else pixels
             image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
-            return {"id_str": id_str, "file_loc": file_loc, "image": image, "error": None}
+            return {"id_str": id_str, "file_loc": file_loc, "image": image, "crop": crop, "error": None}
         except (ValueError, OSError) as err:
-            return {"id_str": id_str, "file_loc": file_loc, "image": None, "error": str(err).splitlines()[0]}
+            return {"id_str": id_str, "file_loc": file_loc, "image": None, "crop": None,
+                    "error": str(err).splitlines()[0]}
 
 
 def collate_galaxies(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack readable images; keep unreadable ones aside as (id, file, reason)."""
+    """Stack readable images; keep unreadable ones aside as (id, file, reason); ``crop``: each one's size-crop record
+    (None without a size crop)."""
     good = [x for x in items if x["error"] is None]
     return {
         "id_str": [x["id_str"] for x in good],
         "file_loc": [x["file_loc"] for x in good],
         "image": torch.stack([x["image"] for x in good]) if good else None,
+        "crop": [x["crop"] for x in good],
         "errors": [(x["id_str"], x["file_loc"] or "", x["error"]) for x in items if x["error"] is not None],
     }
 

@@ -4,7 +4,8 @@ Layout of a shard directory::
 
     manifest.json              schema, preprocessing, splits (shard names, counts, sha256)
     train-000000.tar ...       WebDataset tars; sample = image.npy (uint8 HWC), votes.npy
-                               (float32, NaN = question not provided), id.txt
+                               (float32, NaN = question not provided), id.txt, and with a
+                               size crop crop.json (what it measured and applied)
     train-000000.json ...      per-shard record (count, sha256, skipped), written just
                                before its tar is renamed into place
     plan.json                  what this directory is being built from (guards resumption)
@@ -13,6 +14,11 @@ Splits come from a hash of ``(seed, id_str)``, so a galaxy keeps its split
 whatever the catalogue order and however many galaxies are added, and (ids
 being unique) no galaxy is in two splits. Galaxies are ordered by that hash
 inside a split, which scatters neighbours of the catalogue across shards.
+
+A size crop or photometric normalisation whose numbers come from the training galaxies
+(:attr:`Preprocessing.needs_fitting`) is fitted on the first :data:`FIT_GALAXIES` of the
+training split (in hash order, so a re-run fits the same numbers) before any shard is
+written; the manifest holds the fitted preprocessing.
 
 Resuming: a shard is written to ``*.tmp`` and renamed only when complete, so
 after a kill the re-run keeps complete shards, rewrites the rest, and never
@@ -49,6 +55,7 @@ from galaxymorph.data.catalogue import (
     write_report,
 )
 from galaxymorph.data.images import ImageReadError
+from galaxymorph.data.normalise import CropRecord
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.files import TMP_SUFFIX, atomic_write_text, file_sha256, put_in_place, temporary_path
 from galaxymorph.outputs import claim_folder
@@ -62,6 +69,7 @@ __all__ = [
 SPLITS = ("train", "val", "test")
 PROBLEMS_FILE = "catalogue.problems.csv"
 FORMAT = "galaxymorph-shards/1"
+FIT_GALAXIES = 256  # training galaxies the size crop's multiple and the photometric levels are fitted on
 
 
 def _unit_hash(id_str: str, seed: int) -> float:
@@ -83,10 +91,10 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_job(job: tuple[str, Preprocessing]) -> tuple[np.ndarray | None, str | None]:
+def _decode_job(job: tuple[str, Preprocessing]) -> tuple[tuple[np.ndarray, CropRecord | None] | None, str | None]:
     path, prep = job
     try:
-        return prep.read(path), None
+        return prep.read_measured(path), None
     except ImageReadError as err:
         return None, str(err)
 
@@ -160,10 +168,15 @@ def write_shards(
     if df.empty:  # on_error="skip" left nothing
         raise CatalogueError(f"every row of {catalogue} has a problem (listed in {out / PROBLEMS_FILE}): nothing to shard")
     plan = _plan(df, seed, val_fraction, test_fraction, shard_size)
+    if prep.needs_fitting:
+        train_rows = np.concatenate(plan["train"])[:FIT_GALAXIES] if plan["train"] else []
+        prep = prep.fitted(df["file_loc"].iloc[train_rows].tolist())
+    normalised = {k: v for k, v in prep.to_dict().items() if k in ("size_crop", "photometry")}
     description = {
         "schema": schema.to_dict(),
         "pixels": {"stored_size": prep.stored_size, "source_crop": prep.source_crop, "channels": prep.channels,
-                   **({"reader": prep.reader} if prep.reader != "galaxymorph" else {})},  # plans made before readers still resume
+                   **({"reader": prep.reader} if prep.reader != "galaxymorph" else {}),  # plans made before readers still resume
+                   **normalised},
         "stretch": vars(prep.stretch),
         "seed": seed,
         "shards": {
@@ -225,16 +238,18 @@ def _write_one(out, split, index, rows, decoded, ids, votes, on_error, bar, task
     skipped, failed, count = [], [], 0
     with wds.TarWriter(str(tmp), encoder=False, mtime=0) as sink:  # fixed mtime: byte-identical re-runs
         for r in rows:
-            pixels, error = next(decoded)
+            read, error = next(decoded)
             bar.advance(task)
             if error:
                 (failed if on_error == "raise" else skipped).append((int(r), ids[r], error))
                 continue
+            pixels, crop = read
             sink.write({
                 "__key__": f"{count:06d}",
                 "image.npy": _npy_bytes(pixels),
                 "votes.npy": _npy_bytes(votes[r]),
                 "id.txt": ids[r].encode(),
+                **({"crop.json": json.dumps(crop.to_dict()).encode()} if crop else {}),
             })
             count += 1
     if failed:
@@ -341,9 +356,13 @@ def check_shards_per_process(split: str, shards: int, world: int) -> None:
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """A raw WebDataset sample (bytes) -> ``{"image": uint8 HWC, "votes": float32, "id_str": str}``."""
-    return {
+    """A raw WebDataset sample (bytes) -> ``{"image": uint8 HWC, "votes": float32, "id_str": str}``, and
+    ``"crop"`` (:class:`CropRecord`) from shards made with a size crop."""
+    decoded = {
         "image": np.load(io.BytesIO(sample["image.npy"]), allow_pickle=False),
         "votes": np.load(io.BytesIO(sample["votes.npy"]), allow_pickle=False),
         "id_str": sample["id.txt"].decode(),
     }
+    if "crop.json" in sample:
+        decoded["crop"] = CropRecord.from_dict(json.loads(sample["crop.json"]))
+    return decoded

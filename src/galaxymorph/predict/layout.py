@@ -7,9 +7,14 @@
 - ``<answer>_fraction``, ``<answer>_q05``, ``<answer>_q95``: posterior mean vote
   fraction within the question and its 5% / 95% credible bounds (mixture over samples);
 - ``<question>_asked``: probability that a volunteer is asked that question;
-- ``ood_score`` (float32, last; only for models with an OOD reference, i.e. trained
+- ``ood_score`` (float32; only for models with an OOD reference, i.e. trained
   since it exists): how far the image is from the training distribution, > 1 flagged
-  (about 5% of in-distribution galaxies; see :mod:`galaxymorph.models.ood`).
+  (about 5% of in-distribution galaxies; see :mod:`galaxymorph.models.ood`);
+- ``crop_measured``, ``crop_scale`` (float32) and ``crop_status`` (string), last and only
+  for models whose preprocessing has a size crop: the galaxy's measured size relative to
+  the training galaxies' median (NaN when not found), the side of the square cut relative
+  to the fixed crop, and ``measured``, ``lower bound`` (the galaxy overfills its frame) or
+  ``not found`` (the fixed crop was used): see :class:`galaxymorph.data.normalise.CropRecord`.
 
 The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
 samples and the preprocessing, so :func:`read_predictions` needs nothing else,
@@ -37,15 +42,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from galaxymorph.data.normalise import CropRecord
 from galaxymorph.files import file_sha256
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
-__all__ = ["META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "predictions_identity", "read_concentrations",
-           "read_metadata", "read_predictions", "summarise_samples", "with_ood_scores"]
+__all__ = ["CROP_COLUMNS", "META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "predictions_identity", "read_concentrations",
+           "read_metadata", "read_predictions", "summarise_samples", "with_crop_records", "with_ood_scores"]
 
 META_KEY = b"galaxymorph"
 OOD_SCORE = "ood_score"
+CROP_COLUMNS = {"crop_measured": pa.float32(), "crop_scale": pa.float32(), "crop_status": pa.string()}
 TableBuilder = Callable[[Sequence[str], np.ndarray, Sequence[str | None]], pa.Table]  # (ids, samples, file_locs)
 
 
@@ -142,8 +149,9 @@ def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]
 
     Dirichlet models (trained, or fine-tuned on a tree) get the posterior columns;
     fine-tuned classification / regression models the columns of :func:`summarise_samples`.
-    A model with an OOD reference (``config["ood"]``) adds ``ood_score`` last, filled by
-    :func:`with_ood_scores`; the builder leaves it out, so the same rows serve both.
+    A model with an OOD reference (``config["ood"]``) adds ``ood_score``, filled by
+    :func:`with_ood_scores`, and one with a size crop the :data:`CROP_COLUMNS` after it, filled
+    by :func:`with_crop_records`; the builder leaves them out, so the same rows serve all.
     """
     if config.get("task") in SUMMARISED_TASKS:
         layout = outputs_layout(config, samples, metadata)
@@ -153,12 +161,23 @@ def output_format(config: dict[str, Any], samples: int, metadata: dict[str, Any]
         layout = arrow_schema(schema, samples, metadata)
         build = functools.partial(posterior_table, schema=schema)
     scored = layout.append(pa.field(OOD_SCORE, pa.float32())) if config.get("ood") else layout
+    if (config.get("preprocessing") or {}).get("size_crop"):
+        for name, kind in CROP_COLUMNS.items():
+            scored = scored.append(pa.field(name, kind))
     return scored, functools.partial(build, layout=layout)
 
 
 def with_ood_scores(table: pa.Table, scores: np.ndarray) -> pa.Table:
     """A batch's rows with their ``ood_score`` appended (the last column of :func:`output_format`'s layout)."""
     return table.append_column(pa.field(OOD_SCORE, pa.float32()), pa.array(np.asarray(scores, np.float32)))
+
+
+def with_crop_records(table: pa.Table, records: Sequence[CropRecord | None]) -> pa.Table:
+    """A batch's rows with what the size crop did to each galaxy (:data:`CROP_COLUMNS`; nulls for pixels given as arrays)."""
+    rows = [tuple(r) if r is not None else (None,) * len(CROP_COLUMNS) for r in records]
+    for i, (name, kind) in enumerate(CROP_COLUMNS.items()):
+        table = table.append_column(pa.field(name, kind), pa.array([row[i] for row in rows], kind))
+    return table
 
 
 def ood_flagged(path: str | Path) -> tuple[int, int] | None:

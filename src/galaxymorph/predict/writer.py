@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
 from galaxymorph.data.inputs import Record
 from galaxymorph.engine import GalaxyInputs, RunSettings, run_over_galaxies
-from galaxymorph.predict.layout import TableBuilder, with_ood_scores
+from galaxymorph.predict.layout import CROP_COLUMNS, TableBuilder, with_crop_records, with_ood_scores
 from galaxymorph.predict.parts import (
     ErrorLog,
     PartWriter,
@@ -34,7 +34,8 @@ __all__ = ["claim_output", "write_outputs"]
 class _WriteParts(BasePredictionWriter):
     """Turns each batch's outputs into rows (``to_table``) for this process's part writer; errors to its log.
 
-    A step returns the rows (samples or features), or (rows, ood scores or None).
+    A step returns the rows (samples or features), or (rows, ood scores or None). A layout with
+    the size-crop columns gets them from the batch (what reading each image measured).
     """
 
     def __init__(self, out: Path, layout: pa.Schema, to_table: TableBuilder, rows_per_part: int):
@@ -52,7 +53,11 @@ class _WriteParts(BasePredictionWriter):
             return
         rows, scores = prediction if isinstance(prediction, tuple) else (prediction, None)
         table = self.to_table(batch["id_str"], rows.cpu().numpy(), batch["file_loc"])
-        self.writer.write_table(table if scores is None else with_ood_scores(table, scores.float().cpu().numpy()))
+        if scores is not None:
+            table = with_ood_scores(table, scores.float().cpu().numpy())
+        if set(CROP_COLUMNS) <= set(self.layout.names):
+            table = with_crop_records(table, batch["crop"])
+        self.writer.write_table(table)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.writer.close()
