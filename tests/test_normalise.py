@@ -138,7 +138,7 @@ def test_unfitted_or_impossible_settings_are_refused_with_what_to_do(tmp_path):
         Preprocessing(size_crop=SizeCrop()).read(path)
     with pytest.raises(ValueError, match="photometry is not fitted yet"):
         Preprocessing(photometry=Photometry()).read(path)
-    with pytest.raises(ValueError, match="size_crop needs reader='galaxymorph'"):
+    with pytest.raises(ValueError, match="reader='zoobot' cannot be used with size_crop"):
         Preprocessing(size_crop=SizeCrop(multiple=2.0), reader="zoobot")
     with pytest.raises(ValueError, match="photometry percentiles must increase"):
         Photometry(percentiles=(99.0, 90.0))
