@@ -109,13 +109,17 @@ def gz2_catalogue(args: argparse.Namespace) -> Path:
     return out
 
 
-def gz2_shards(args: argparse.Namespace, prep: Preprocessing | None = None, workers: int = 2) -> Path:
-    """GZ2 catalogue -> shards (80/10/10 split, :data:`SPLIT_SEED`), once (resumable); returns the shard folder."""
+def gz2_shards(args: argparse.Namespace, prep: Preprocessing | None = None, workers: int = 2,
+               catalogue: Path | None = None) -> Path:
+    """GZ2 catalogue (or a part of it, ``catalogue``) -> shards (80/10/10 split, :data:`SPLIT_SEED`), once
+    (resumable); returns the shard folder, named by the pixels' settings and the catalogue part."""
     prep = prep or gz2_preprocessing(args)
-    out = args.shared / f"gz2_shards_{prep.stored_size}px_crop{prep.source_crop}"
+    normalised = "".join(f"_{name}" for name in ("size_crop", "photometry") if getattr(prep, name) is not None)
+    part = f"_{catalogue.stem}" if catalogue is not None else ""
+    out = args.shared / f"gz2_shards_{prep.stored_size}px_crop{prep.source_crop}{normalised}{part}"
     if not (out / "manifest.json").is_file():
-        write_shards(gz2_catalogue(args), "gz2", out, prep, val_fraction=0.1, test_fraction=0.1, seed=SPLIT_SEED,
-                     workers=workers, shard_size=20 if args.tiny else 500, progress=False)
+        write_shards(catalogue or gz2_catalogue(args), "gz2", out, prep, val_fraction=0.1, test_fraction=0.1,
+                     seed=SPLIT_SEED, workers=workers, shard_size=20 if args.tiny else 500, progress=False)
     return out
 
 

@@ -22,7 +22,7 @@ ARMS = {
     "evaluate_memory": {"src, evaluate", "src, report"},
     "finetune": {f"{arm}, n=8, seed=0" for arm in ("scratch", "head", "finetune")},
     "gpu": {"galaxymorph, test_efficientnet", "galaxymorph, test_convnext"},
-    "gz2_shift": {"standard", "wide-zoom"},
+    "gz2_shift": {"standard", "size-crop", "size-crop+photometry", "wide-zoom"},
     "loss": {"ours, gz_decals_dr5", "ours, gz2"},
     "micro": {f"{case}, this tree" for case in ("loss", "mc_prediction", "loading", "simulate", "neighbours", "evaluate")},
     "neighbours": {"exact (brute force)", "HNSW efSearch 16"},
