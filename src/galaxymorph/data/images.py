@@ -187,8 +187,23 @@ def _with_sky(img: Image.Image, box: tuple[float, float, float, float], size: in
     return canvas
 
 
-def _size_cropped(img: Image.Image, size: int, crop_fraction: float, size_crop: SizeCrop) -> tuple[Image.Image, CropRecord]:
-    """The square of ``size_crop.multiple`` measured radii about the galaxy, at ``size`` px, and what was done."""
+def _channels_last(img: Image.Image) -> np.ndarray:
+    pixels = np.asarray(img, dtype=np.uint8)
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def _size_cropped(img: Image.Image, size: int, crop_fraction: float, size_crop: SizeCrop,
+                  photometry: Photometry | None = None) -> tuple[Image.Image, CropRecord]:
+    """The square of ``size_crop.multiple`` measured radii about the galaxy, at ``size`` px, and what was done.
+
+    With ``photometry`` the galaxy is measured again on its frame mapped by the first crop's
+    photometric curve, so that its size does not depend on the stretch the frame was given.
+    """
+    if photometry is not None:
+        first, _ = _size_cropped(img, size, crop_fraction, size_crop)
+        levelled = _channels_last(img)
+        levelled = photometry.mapping(_channels_last(first))(levelled)
+        img = Image.fromarray(levelled[..., 0] if levelled.shape[2] == 1 else levelled, img.mode)
     extent = measure_extent(img, size_crop.ratio)
     box, record = size_crop.box(extent, img.width, img.height, crop_fraction)
     if box[0] >= 0 and box[1] >= 0 and box[2] <= img.width and box[3] <= img.height:
@@ -266,7 +281,8 @@ def load_measured_image(
         if reader == "zoobot":
             img = _zoobot_view(_decode(path, channels, stretch, None, any_bands), size, crop_fraction)
         elif size_crop is not None:  # the galaxy is measured on the whole frame, so no reduced decoding
-            img, record = _size_cropped(_decode(path, channels, stretch, None, any_bands), size, crop_fraction, size_crop)
+            img, record = _size_cropped(_decode(path, channels, stretch, None, any_bands), size, crop_fraction, size_crop,
+                                        photometry)
         else:
             img = _decode(path, channels, stretch, math.ceil(size / crop_fraction), any_bands)
             img = img.resize((size, size), Image.Resampling.BILINEAR, box=_central_box(*img.size, crop_fraction))

@@ -13,13 +13,16 @@ training, prediction, embedding and fine-tuning read every image the same way.
   percentiles, mapped (piecewise linearly, the same curve for every band, so colours
   keep their order) onto the training set's median levels, so a cut-out stretched
   another way (a brighter sky, asinh instead of linear) is stored as the training ones were.
+  With both, the galaxy is measured twice: the second time on its frame mapped by the first
+  crop's curve, so that another stretch does not change its measured size (an asinh stretch
+  of GZ2 frames made it 20% larger, median of 60).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -139,6 +142,11 @@ class Photometry:
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) with its sky and levels mapped onto the fitted ones."""
+        return self.mapping(pixels)(pixels)
+
+    def mapping(self, pixels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """The map from uint8 (H, W, C) ``pixels``' sky and levels onto the fitted ones, to apply to them or to
+        other pixels of the same image (its whole frame)."""
         self.check_fitted()
         assert self.sky is not None and self.levels is not None
         if len(self.sky) != pixels.shape[2]:
@@ -149,9 +157,13 @@ class Photometry:
             if level > source[-1] + 0.5 and wanted > target[-1]:  # a knot per distinct level (flat images have none)
                 source.append(float(level))
                 target.append(wanted)
-        above = pixels.astype(np.float32) - sky.astype(np.float32)
-        mapped = _piecewise_linear(above, np.array(source), np.array(target)) + np.asarray(self.sky, np.float32)
-        return np.clip(np.round(mapped), 0, 255).astype(np.uint8)
+        knots, wanted_sky = (np.array(source), np.array(target)), np.asarray(self.sky, np.float32)
+
+        def mapped(values: np.ndarray) -> np.ndarray:
+            above = values.astype(np.float32) - sky.astype(np.float32)
+            return np.clip(np.round(_piecewise_linear(above, *knots) + wanted_sky), 0, 255).astype(np.uint8)
+
+        return mapped
 
     def fit(self, images: Iterable[np.ndarray]) -> "Photometry":
         """These settings with ``sky`` and ``levels`` at the median of ``images``' own (the training galaxies)."""
