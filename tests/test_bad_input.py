@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from astropy.io import fits
+from PIL import Image
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
@@ -41,6 +42,8 @@ def _broken_images(sim: Path, good: pd.DataFrame) -> None:
     whole = (sim / good["file_loc"][0]).read_bytes()
     (sim / "truncated.png").write_bytes(whole[: len(whole) // 2])
     (sim / "dir.png").mkdir()
+    sky = np.random.default_rng(0).normal(20, 3, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(sky).save(sim / "blank.png")  # sky without a galaxy: nothing for a size crop to measure
     plane = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
     (sim / "fits").mkdir()
     for name, data in {"one_band": plane, "five_bands": np.stack([plane] * 5), "three_bands": np.stack([plane] * 3),
@@ -77,6 +80,7 @@ def _catalogue_variants(sim: Path) -> None:
         "three_bad_rows": lambda c: _at("file_loc", {5: "truncated.png", 7: "dir.png"})(c).assign(
             **{VOTE: c[VOTE].where(c.index != 2, float("inf"))}),
         "fits_bands": _at("file_loc", {0: "fits/one_band.fits", 1: "fits/five_bands.fits", 2: "fits/all_nan.fits"}),
+        "blank_images": lambda c: c.assign(file_loc="blank.png"),
     }
     for name, broken in variants.items():
         broken(good.copy()).to_csv(sim / f"{name}.csv", index=False)
@@ -197,6 +201,7 @@ CASES = [
     ("shard --schema gz_decals_dr5 --out {w}/shards --seed 5 --catalog {w}/sim/catalogue.parquet", "--overwrite"),
     (SHARD + " {w}/sim/catalogue.parquet --val-fraction 0.6 --test-fraction 0.6", "sum < 1"),
     (SHARD + " {w}/sim/catalogue.parquet --shard-size 0", "--shard-size"),
+    (SHARD + " {w}/sim/blank_images.csv --size-crop", "no galaxy could be measured to fit the size crop"),
     ("convert-kaggle --labels {w}/missing.csv --images {w}/kaggle_images --out {t}/k.csv", "missing.csv"),
     ("convert-kaggle --labels {w}/kaggle_labels.csv --images {w}/kaggle_images --out {t}/k.csv", "missing columns ['GalaxyID'"),
     ("convert-kaggle --labels {w}/kaggle_labels.csv --images {w}/blocker --out {t}/k.csv", "--images {w}/blocker: no such folder"),

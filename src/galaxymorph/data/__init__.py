@@ -6,6 +6,8 @@ worker processes stay light):
 - ``catalogue``: ``read_table`` reads any catalogue-like table, ``read_catalogue`` validates one against a schema.
 - ``kaggle_gz2``: the Kaggle GZ2 labels -> a ``gz2`` vote-count catalogue.
 - ``images``: ``load_image`` for PNG/JPEG/FITS.
+- ``extent``: ``measure_extent``, the central galaxy's centre, Petrosian-like radius and sky.
+- ``normalise``: ``SizeCrop`` and ``Photometry``, the per-galaxy normalisations a ``Preprocessing`` may hold.
 - ``transforms``: ``Preprocessing`` (how a file becomes stored pixels and a model input), ``train_transform``,
   ``eval_transform``.
 - ``shards``: ``write_shards`` / ``read_manifest`` (WebDataset tars).

@@ -14,7 +14,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -201,8 +201,7 @@ def _size_cropped(img: Image.Image, size: int, crop_fraction: float, size_crop: 
     """
     if photometry is not None:
         first, _ = _size_cropped(img, size, crop_fraction, size_crop)
-        levelled = _channels_last(img)
-        levelled = photometry.mapping(_channels_last(first))(levelled)
+        levelled = photometry.mapping(_channels_last(first))(_channels_last(img))
         img = Image.fromarray(levelled[..., 0] if levelled.shape[2] == 1 else levelled, img.mode)
     extent = measure_extent(img, size_crop.ratio)
     box, record = size_crop.box(extent, img.width, img.height, crop_fraction)
@@ -211,22 +210,12 @@ def _size_cropped(img: Image.Image, size: int, crop_fraction: float, size_crop: 
     return _with_sky(img, box, size, extent), record
 
 
-def load_image(
-    path: str | Path,
-    size: int,
-    channels: int = 3,
-    crop_fraction: float = 1.0,
-    stretch: FitsStretch | None = None,
-    reader: str = "galaxymorph",
-    any_bands: bool = False,
-    size_crop: SizeCrop | None = None,
-    photometry: Photometry | None = None,
-) -> np.ndarray:
+def load_image(path: str | Path, size: int, *args: Any, **kwargs: Any) -> np.ndarray:
     """Decode an image, keep its central ``crop_fraction``, resize to ``size``: uint8 (size, size, channels).
 
-    The pixels of :func:`load_measured_image`, without its record.
+    The pixels of :func:`load_measured_image` (same arguments), without its record.
     """
-    return load_measured_image(path, size, channels, crop_fraction, stretch, reader, any_bands, size_crop, photometry)[0]
+    return load_measured_image(path, size, *args, **kwargs)[0]
 
 
 def load_measured_image(
