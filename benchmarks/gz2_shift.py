@@ -104,7 +104,7 @@ def transform(pixels: np.ndarray, how: str | float, rng: np.random.Generator) ->
 
 
 def recipes(args: argparse.Namespace) -> dict[str, Preprocessing]:
-    """Each recipe's shards: today's, size-cropped (with and without photometry), and the whole frame for a wide zoom."""
+    """Each recipe's shards: today's, size-cropped (with and without photometry), the whole frame for a wide zoom."""
     standard = gz2_preprocessing(args)
     sized = replace(standard, size_crop=SizeCrop())
     return {"standard": standard, "size-crop": sized, "size-crop+photometry": replace(sized, photometry=Photometry()),
@@ -167,12 +167,14 @@ def _images(text: str) -> list[str | float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_gz2_option(parser)
     add_training_options(parser, epochs=10, minutes=20)
-    parser.add_argument("--arms", default=",".join(RECIPES), help=f"the recipes, comma-separated ({', '.join(RECIPES)})")
-    parser.add_argument("--seeds", default="0,1", help="training seeds, comma-separated: each recipe is trained once per seed")
+    parser.add_argument("--arms", default=",".join(RECIPES),
+                        help=f"the recipes, comma-separated ({', '.join(RECIPES)})")
+    parser.add_argument("--seeds", default="0,1",
+                        help="training seeds, comma-separated: each recipe is trained once per seed")
     parser.add_argument("--images", default=",".join(map(str, IMAGES)), help="the test images, comma-separated: scale "
                         "factors, asinh, blue-grey sky, greyscale, bands reversed")
     parser.add_argument("--catalogue-galaxies", type=int, default=None,
-                        help="shard and train on the first N catalogue galaxies only (a small real run; same split rule)")
+                        help="shard and train on the first N catalogue galaxies only (a small real run)")
     parser.add_argument("--galaxies", type=int, default=None, help="score only the first N test galaxies (a quick check)")
 
 
@@ -205,7 +207,8 @@ def measure(args: argparse.Namespace, result: Result) -> None:
         shards = gz2_shards(args, recipes(args)[name], catalogue=subset)
         per_seed = {}
         for seed in seeds:
-            run = args.work / f"shift_{name}_s{seed}_{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep{subset_name}"
+            settings = f"{args.arch}_{args.size}px_{args.minutes:g}min_{args.epochs}ep{subset_name}"
+            run = args.work / f"shift_{name}_s{seed}_{settings}"
             best, minutes, epochs = train_timed(training_config(args, shards, run, seed=seed))
             print(f"{name}, seed {seed}: trained for {minutes:.1f} min this call ({epochs} epochs)", flush=True)
             per_seed[seed] = {"train_minutes": minutes, "epochs": epochs,
@@ -220,16 +223,17 @@ def measure(args: argparse.Namespace, result: Result) -> None:
     constant = train_split_mean_rmse(catalogue_path, test["id_str"].tolist())
     result.figures["constant_rmse"] = constant
     _tables(result, arms, seeds, images, constant)
-    result.note(f"GZ2 test split, {len(test)} galaxies{'' if subset is None else f' (of the first {args.catalogue_galaxies} catalogue galaxies, which the recipes were sharded and trained on)'}; "
-                f"{args.arch} at {args.size} px, {args.epochs} epochs (cap {args.minutes:g} min) per run, seeds {args.seeds}. "
+    part = "" if subset is None else (f" (of the first {args.catalogue_galaxies} catalogue galaxies, which the recipes "
+                                      "were sharded and trained on)")
+    result.note(f"GZ2 test split, {len(test)} galaxies{part}; {args.arch} at {args.size} px, {args.epochs} epochs "
+                f"(cap {args.minutes:g} min) per run, seeds {args.seeds}. "
                 f"RMSE cells: mean over the seeds ± half their range. The constant is the training split's per-column "
                 f"mean (a constant ignores the image, so it is the same for every transform).")
 
 
 def _tables(result: Result, arms: list[str], seeds: list[int], images: list[str | float], constant: float) -> None:
     def cells(key: str, form: str) -> list[list[str]]:
-        return [[str(how)] + [form.format(result.arms[a]["images"][str(how)][key]) if key in result.arms[a]["images"][str(how)]
-                              else "" for a in arms] for how in images]
+        return [[str(how)] + [form.format(result.arms[a]["images"][str(how)][key]) for a in arms] for how in images]
 
     align = ["---", *["---:"] * len(arms)]
     rmse = [[str(how)] + [f"{result.arms[a]['images'][str(how)]['kaggle_rmse']:.4f} ± "
@@ -247,8 +251,8 @@ def _tables(result: Result, arms: list[str], seeds: list[int], images: list[str 
             tested = [k for k in ("0.2", "0.33", "3.0", "5.0") if k in own]
             goals.append([a, *ratios, f"{len(beaten)} of {len(tested)}"])
         result.table(["recipe", "RMSE 0.5x / native", "RMSE 2x / native", "3-5x zooms better than the constant"], goals,
-                     arms=arms, title="goals: 0.5x and 2x within 10% of native (ratio <= 1.10); 3-5x zooms below the constant",
-                     align=["---", "---:", "---:", "---:"])
+                     arms=arms, align=["---", "---:", "---:", "---:"],
+                     title="goals: 0.5x and 2x within 10% of native (ratio <= 1.10); 3-5x zooms below the constant")
     if all("flagged" in result.arms[a]["images"][str(images[0])] for a in arms):
         result.table(["images", *arms], cells("flagged", "{:.1%}"), arms=arms, align=align,
                      title="share flagged out of distribution (ood_score > 1)")
@@ -259,10 +263,11 @@ def _tables(result: Result, arms: list[str], seeds: list[int], images: list[str 
                               f"{result.arms[a]['images'][str(how)]['crop_not_found']:.0%} not found)" for a in sized]
                 for how in images]
         result.table(["images", *sized], rows, arms=sized, align=["---", *["---:"] * len(sized)],
-                     title="size crop: median scale applied (1 = the fixed crop), share overfilling the frame, share not found")
+                     title="size crop: median scale applied (1 = the fixed crop), share overfilling the frame, "
+                           "share not found")
     if "1.0" in result.arms[arms[0]]["images"]:
         result.table(["model", "90% raw", "90% calibrated", "50% raw", "50% calibrated"],
                      [[a] + [f"{result.arms[a]['images']['1.0'][f'coverage_{level}_{label}']:.1%}"
                              for level in (90, 50) for label in ("raw", "calibrated")] for a in arms],
-                     arms=arms, title="calibration on the untouched test images (share of vote counts inside the interval)",
-                     align=["---", "---:", "---:", "---:", "---:"])
+                     arms=arms, align=["---", "---:", "---:", "---:", "---:"],
+                     title="calibration on the untouched test images (share of vote counts inside the interval)")

@@ -129,7 +129,8 @@ def test_default_preprocessing_is_written_as_before_and_the_normalisations_round
     prep = Preprocessing(size_crop=SizeCrop(multiple=5.5), photometry=Photometry(sky=(1, 2, 3), levels=(10, 50, 90)))
     again = Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and again.size_crop.limits == (0.125, 8.0)
-    assert CropRecord.from_dict(json.loads(json.dumps(CropRecord(math.nan, 1.0, "not found").to_dict())))[2] == "not found"
+    fallback = CropRecord(math.nan, 1.0, "not found")
+    assert CropRecord.from_dict(json.loads(json.dumps(fallback.to_dict()))).status == "not found"
 
 
 def test_unfitted_or_impossible_settings_are_refused_with_what_to_do(tmp_path):
@@ -165,7 +166,8 @@ def test_the_size_crop_and_photometry_go_through_shard_train_predict_embed_and_f
 
     import webdataset as wds
 
-    sample = next(iter(wds.WebDataset(shard_paths(tmp_path / "shards", "test")[0], shardshuffle=False, empty_check=False)))
+    test_shard = shard_paths(tmp_path / "shards", "test")[0]
+    sample = next(iter(wds.WebDataset(test_shard, shardshuffle=False, empty_check=False)))
     assert CropRecord.from_dict(json.loads(sample["crop.json"])).status in ("measured", "lower bound", "not found")
 
     torch.manual_seed(0)
@@ -181,7 +183,8 @@ def test_the_size_crop_and_photometry_go_through_shard_train_predict_embed_and_f
     assert list(files.columns[-3:]) == ["crop_measured", "crop_scale", "crop_status"]
     assert len(files) == len(catalogue) and files["crop_scale"].between(0.125, 8.0).all()
     # the same galaxy measured when its shard was written and when its file is read for prediction
-    pd.testing.assert_frame_equal(shards[["crop_scale", "crop_status"]], files.loc[shards.index, ["crop_scale", "crop_status"]])
+    columns = ["crop_scale", "crop_status"]
+    pd.testing.assert_frame_equal(shards[columns], files.loc[shards.index, columns])
 
     counts = embed(best, tmp_path / "embedded.parquet", catalogue=catalogue_file, progress=False)
     assert counts["rows"] == len(catalogue)

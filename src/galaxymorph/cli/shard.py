@@ -32,8 +32,9 @@ def shard(
     size_crop: bool = typer.Option(False, "--size-crop", help="Crop each galaxy to a multiple of its measured radius "
                                    "(fitted so the median training galaxy keeps --crop, which stays the fallback): "
                                    "for models that must predict images cut at other scales."),
-    match_photometry: bool = typer.Option(False, "--match-photometry", help="Map each image's sky and brightness "
-                                          "levels onto the training galaxies' median: for images stretched another way."),
+    match_photometry: bool = typer.Option(False, "--match-photometry",
+                                          help="Map each image's sky and brightness levels onto the training galaxies' "
+                                          "median: for images stretched another way."),
     overwrite: bool = typer.Option(False, help="Rebuild an --out holding shards of other data/settings."),
 ) -> None:
     """Validate a catalogue, decode each image once, write WebDataset shards (resumable)."""

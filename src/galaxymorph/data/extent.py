@@ -62,7 +62,7 @@ class Extent:
 
 
 def sky_level(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sky, noise) per band of (H, W, C) pixels: the clipped median and standard deviation of the faintest corner patch.
+    """(sky, noise) per band of (H, W, C) pixels: clipped median and standard deviation of the faintest corner patch.
 
     The standard deviation, not the median absolute deviation: a stretch that clips the sky
     at 0 leaves most sky pixels at 0, and their MAD at 0 too.
@@ -122,7 +122,7 @@ def _centroid(light: np.ndarray) -> tuple[float, float] | None:
 
 
 def _nearer_other_cores(smooth: np.ndarray, central: np.ndarray, cy: float, cx: float) -> np.ndarray:
-    """Pixels of the central source nearer another bright core than the galaxy's own: a star or companion merged into it.
+    """Pixels of the central source nearer another bright core than the galaxy's own: a star or companion merged in.
 
     A core is a connected region brighter than half the galaxy's peak; the central
     source is split between the cores by distance (a Voronoi split, a cheap stand-in for
@@ -141,7 +141,7 @@ def _nearer_other_cores(smooth: np.ndarray, central: np.ndarray, cy: float, cx: 
 
 
 def _petrosian_radius(data: np.ndarray, masked: np.ndarray, cy: float, cx: float, ratio: float) -> tuple[float, bool]:
-    """(radius, found): where the median-profile Petrosian ratio first falls to ``ratio``; the edge distance if it never does."""
+    """(radius, found): where the median-profile Petrosian ratio first falls to ``ratio``; else the edge distance."""
     h, w = data.shape
     yy, xx = np.mgrid[:h, :w]
     rr = np.hypot(yy - cy, xx - cx)
@@ -168,7 +168,7 @@ def _petrosian_radius(data: np.ndarray, masked: np.ndarray, cy: float, cx: float
 
 
 def measure_extent(image: Image.Image, ratio: float = 0.5, refine: bool = True) -> Extent:
-    """The galaxy at the centre of ``image`` (8-bit 'L' or 'RGB'): centre, Petrosian-like radius, sky (see the module docstring).
+    """The galaxy at the centre of ``image`` (8-bit 'L' or 'RGB'): centre, Petrosian-like radius, sky.
 
     With ``refine``, a radius of under a few px of the reduced copy is measured again on a
     central sub-frame at finer resolution (a galaxy zoomed far out).

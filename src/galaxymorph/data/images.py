@@ -178,7 +178,8 @@ def _with_sky(img: Image.Image, box: tuple[float, float, float, float], size: in
             round((inside[2] - left) / per_px), round((inside[3] - top) / per_px)]
     bands = len(img.getbands())
     noise = np.asarray(extent.noise, np.float32) / max(1.0, per_px)
-    sky = np.asarray(extent.sky, np.float32) + noise * np.random.default_rng(0).standard_normal((size, size, bands), np.float32)
+    draws = np.random.default_rng(0).standard_normal((size, size, bands), np.float32)
+    sky = np.asarray(extent.sky, np.float32) + noise * draws
     pixels = np.clip(np.round(sky), 0, 255).astype(np.uint8)
     canvas = Image.fromarray(pixels[..., 0] if bands == 1 else pixels, img.mode)
     if spot[2] > spot[0] and spot[3] > spot[1]:
@@ -270,8 +271,8 @@ def load_measured_image(
         if reader == "zoobot":
             img = _zoobot_view(_decode(path, channels, stretch, None, any_bands), size, crop_fraction)
         elif size_crop is not None:  # the galaxy is measured on the whole frame, so no reduced decoding
-            img, record = _size_cropped(_decode(path, channels, stretch, None, any_bands), size, crop_fraction, size_crop,
-                                        photometry)
+            frame = _decode(path, channels, stretch, None, any_bands)
+            img, record = _size_cropped(frame, size, crop_fraction, size_crop, photometry)
         else:
             img = _decode(path, channels, stretch, math.ceil(size / crop_fraction), any_bands)
             img = img.resize((size, size), Image.Resampling.BILINEAR, box=_central_box(*img.size, crop_fraction))

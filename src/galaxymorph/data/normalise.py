@@ -1,4 +1,4 @@
-"""Per-galaxy normalisation when an image is read: a crop sized by the galaxy, and its light matched to the training set's.
+"""Per-galaxy normalisation when an image is read: a crop sized by the galaxy, its light matched to the training set's.
 
 Both are settings of a :class:`galaxymorph.data.transforms.Preprocessing`, so shards,
 training, prediction, embedding and fine-tuning read every image the same way.
@@ -61,7 +61,7 @@ class CropRecord(NamedTuple):
 
 @dataclass(frozen=True)
 class SizeCrop:
-    """Cut each frame to ``multiple`` measured radii (Petrosian ``ratio``), applied scale within ``limits`` of the fixed crop.
+    """Cut each frame to ``multiple`` radii (Petrosian ``ratio``), the scale within ``limits`` of the fixed crop.
 
     ``multiple`` None: not yet fitted (``write_shards`` fits it on the training galaxies).
     """
@@ -76,7 +76,8 @@ class SizeCrop:
         if not 0 < low <= 1 <= high:
             raise ValueError(f"size_crop limits must satisfy 0 < low <= 1 <= high, got {self.limits}")
         if not 0 < self.ratio < 1:
-            raise ValueError(f"size_crop ratio (the Petrosian ratio that defines the radius) must lie in (0, 1), got {self.ratio}")
+            raise ValueError(f"size_crop ratio (the Petrosian ratio that defines the radius) must lie in (0, 1), "
+                             f"got {self.ratio}")
         if self.multiple is not None and not self.multiple > 0:
             raise ValueError(f"size_crop multiple must be positive, got {self.multiple}")
 
@@ -123,7 +124,8 @@ class Photometry:
         for name in ("percentiles", "sky", "levels"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        if list(self.percentiles) != sorted(set(self.percentiles)) or not 0 < self.percentiles[0] <= self.percentiles[-1] < 100:
+        levels = self.percentiles
+        if list(levels) != sorted(set(levels)) or not 0 < levels[0] <= levels[-1] < 100:
             raise ValueError(f"photometry percentiles must increase strictly within (0, 100), got {self.percentiles}")
         if (self.sky is None) != (self.levels is None):
             raise ValueError("photometry needs both sky and levels, or neither (then write_shards fits them)")
@@ -180,7 +182,7 @@ def _not_fitted(setting: str, instead: str) -> str:
 
 
 def _piecewise_linear(values: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``np.interp`` through the knots, continued beyond both ends along the end segments (noise below the sky is kept)."""
+    """``np.interp`` through the knots, continued beyond both ends along the end segments (noise below sky kept)."""
     if len(source) < 2:
         return values
     out = np.interp(values, source, target).astype(np.float32)

@@ -175,7 +175,8 @@ def write_shards(
     description = {
         "schema": schema.to_dict(),
         "pixels": {"stored_size": prep.stored_size, "source_crop": prep.source_crop, "channels": prep.channels,
-                   **({"reader": prep.reader} if prep.reader != "galaxymorph" else {}),  # plans made before readers still resume
+                   # plans made before readers or normalisations still resume
+                   **({"reader": prep.reader} if prep.reader != "galaxymorph" else {}),
                    **normalised},
         "stretch": vars(prep.stretch),
         "seed": seed,

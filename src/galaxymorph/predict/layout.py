@@ -47,7 +47,8 @@ from galaxymorph.files import file_sha256
 from galaxymorph.schema import Schema
 from galaxymorph.stats import credible_intervals, expected_fractions, probability_asked
 
-__all__ = ["CROP_COLUMNS", "META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "predictions_identity", "read_concentrations",
+__all__ = ["CROP_COLUMNS", "META_KEY", "OOD_SCORE", "ood_flagged", "output_format", "predictions_identity",
+           "read_concentrations",
            "read_metadata", "read_predictions", "summarise_samples", "with_crop_records", "with_ood_scores"]
 
 META_KEY = b"galaxymorph"
@@ -173,7 +174,7 @@ def with_ood_scores(table: pa.Table, scores: np.ndarray) -> pa.Table:
 
 
 def with_crop_records(table: pa.Table, records: Sequence[CropRecord | None]) -> pa.Table:
-    """A batch's rows with what the size crop did to each galaxy (:data:`CROP_COLUMNS`; nulls for pixels given as arrays)."""
+    """A batch's rows with what the size crop did to each galaxy (:data:`CROP_COLUMNS`; null for arrays)."""
     rows = [tuple(r) if r is not None else (None,) * len(CROP_COLUMNS) for r in records]
     for i, (name, kind) in enumerate(CROP_COLUMNS.items()):
         table = table.append_column(pa.field(name, kind), pa.array([row[i] for row in rows], kind))
