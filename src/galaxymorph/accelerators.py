@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ACCELERATORS", "check_accelerator", "pin_memory"]
+__all__ = ["ACCELERATORS", "check_accelerator", "device_type", "pin_memory"]
 
 ACCELERATORS = ("auto", "cpu", "gpu", "mps")
 
@@ -33,6 +33,15 @@ def check_accelerator(accelerator: str, devices: int = 1) -> None:
     if accelerator == "mps" and not _mps_available():
         raise ValueError("accelerator='mps' but Apple's Metal backend is not available here "
                          "(torch.backends.mps.is_available() is False); use --accelerator cpu or auto")
+
+
+def device_type(accelerator: str) -> str:
+    """The torch device type an ``accelerator`` setting runs on here (``auto``: a CUDA GPU, else Apple's, else the CPU)."""
+    if accelerator in ("auto", "gpu") and torch.cuda.is_available():
+        return "cuda"
+    if accelerator in ("auto", "mps") and _mps_available():
+        return "mps"
+    return "cpu"
 
 
 def pin_memory(accelerator: str) -> bool:

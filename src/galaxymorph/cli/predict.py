@@ -30,6 +30,8 @@ def predict(
     num_nodes: int = typer.Option(1, min=1, help="Nodes (launch on each, e.g. with srun; parts need a shared folder)."),
     accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
     precision: str = typer.Option("32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed."),
+    backend: str = typer.Option("eager", help="What runs the encoder: eager (PyTorch), onnx (onnxruntime), openvino, "
+                                "or auto (the fastest installed; all float32, same vote fractions to 1e-4)."),
 ) -> None:
     """Posterior vote fractions with credible intervals: the encoder once, the head --samples times.
 
@@ -43,6 +45,6 @@ def predict(
     with warnings_as_lines(OODWarning):
         counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split,
                      samples=samples, tta=tta, batch_size=batch_size, workers=workers, devices=devices,
-                     num_nodes=num_nodes, accelerator=accelerator, precision=precision)
+                     num_nodes=num_nodes, accelerator=accelerator, precision=precision, backend=backend)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
     warn_unreadable(out)

@@ -22,6 +22,7 @@ from galaxymorph.files import file_sha256, put_in_place, read_mapping
 from galaxymorph.models.checkpoint import CONFIG_FILE, FILES_KEY, WEIGHTS_FILE
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import EXPORT_KEY, Checkpoints, load_model
+from galaxymorph.models.onnx import ONNX_FILE
 from galaxymorph.outputs import OutputInUse, claim_folder
 
 __all__ = ["export_encoder"]
@@ -47,7 +48,7 @@ def export_encoder(source: Checkpoints, folder: str | Path) -> Path:
     model = load_model(source)
     if isinstance(model, Ensemble):
         raise ValueError("export writes one encoder; give one run, not several")
-    if claim_folder(folder, CONFIG_FILE, own_files=(WEIGHTS_FILE,)) and \
+    if claim_folder(folder, CONFIG_FILE, own_files=(WEIGHTS_FILE, ONNX_FILE)) and \
             EXPORT_KEY not in read_mapping(folder / CONFIG_FILE, kind="JSON"):
         raise OutputInUse(f"{folder} holds a model (config.json) that galaxymorph export did not write; choose a new "
                           "or empty folder (nothing there is overwritten)")

@@ -144,6 +144,8 @@ def made_by(model: nn.Module, checkpoint: Checkpoints, command: str, **settings:
 
 
 def _setting(key: str, value: Any) -> str:
+    if value is None:  # recorded only when not the default (precision)
+        return f"the default {key}"
     return f"weights sha256 {str(value)[:12]}" if key == "model_sha256" else f"{key}={value!r}"
 
 
@@ -152,8 +154,10 @@ def _check_made_by(path: Path, expected: dict[str, Any], out: Path) -> None:
     if "made_by" not in meta:
         raise ValueError(f"{path} was not written by this version of galaxymorph predict or embed (no made_by "
                          f"metadata); choose a new --out instead of {out}")
-    for key, value in expected.items():
-        saved = meta["made_by"].get(key)
+    saved_by = meta["made_by"]
+    # both ways: a setting recorded only when it changes the numbers (precision) is absent from the other side
+    for key in dict.fromkeys([*expected, *saved_by]):
+        saved, value = saved_by.get(key), expected.get(key)
         if key != "checkpoint" and saved != value:
             raise ValueError(
                 f"{out} holds rows made with {_setting(key, saved)} (model {meta['made_by'].get('checkpoint')}), "

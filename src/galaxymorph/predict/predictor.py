@@ -15,12 +15,14 @@ import torch
 from lightning import pytorch as pl
 from torch import nn
 
+from galaxymorph.accelerators import device_type
 from galaxymorph.data.inputs import Record, describe_inputs, prediction_records
 from galaxymorph.data.transforms import DIHEDRAL, Preprocessing, dihedral_views, eval_transform
 from galaxymorph.engine import RunSettings, share_threads
 from galaxymorph.models import load_model
 from galaxymorph.models.head import galaxy_keys, subkeys
 from galaxymorph.models.loading import Checkpoints
+from galaxymorph.predict.backends import Encode, check_backend, encoder_backend, numerics
 from galaxymorph.predict.layout import ood_flagged, output_format
 from galaxymorph.predict.parts import made_by
 from galaxymorph.predict.writer import claim_output, write_outputs
@@ -39,10 +41,11 @@ class OODWarning(UserWarning):
 MASKS = "from each id_str"
 
 
-def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool) -> dict[str, Any]:
+def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool, backend: str,
+             precision: str) -> dict[str, Any]:
     """What makes a predictions file's rows (:func:`made_by` with predict's own settings)."""
     masks = {"dropout_masks": MASKS} if samples > 1 else {}  # one sample is the head without dropout
-    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, **masks)
+    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, **masks, **numerics(backend, precision))
 
 
 def _applied_calibration(model: nn.Module) -> dict[str, float] | None:
@@ -70,10 +73,13 @@ def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta:
 
 
 def posterior(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
-              keys: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-    """:func:`posterior_samples` and the encoder features of the images as given (the unrotated view)."""
+              keys: torch.Tensor | None = None, encode: Encode | None = None) -> tuple[torch.Tensor, Any]:
+    """:func:`posterior_samples` and the encoder features of the images as given (the unrotated view).
+
+    ``encode`` runs the encoder instead of ``model.features`` (a backend, :mod:`galaxymorph.predict.backends`).
+    """
     views = dihedral_views(images) if tta else images[None]  # the first view is the image itself
-    features = model.features(views.flatten(0, 1))
+    features = (encode or model.features)(views.flatten(0, 1))
     view_keys = None if keys is None else torch.cat([subkeys(keys, v) for v in range(len(views))])
     per_view = model.sample(features, samples, view_keys)  # (views x B, outputs, samples)
     unrotated = [f[: len(images)] for f in features] if isinstance(features, list) else features[: len(images)]
@@ -85,20 +91,26 @@ class MCDropoutPredictor(pl.LightningModule):
 
     A step returns the head's samples (B, outputs, samples) and each galaxy's ood score
     (None for a model without an OOD reference). With ``tta`` the encoder sees the 8
-    rotation/flip views at once and the samples are 8 x ``samples``.
+    rotation/flip views at once and the samples are 8 x ``samples``. ``backend`` says what
+    runs the encoder (:mod:`galaxymorph.predict.backends`), built in each process as it starts.
     """
 
-    def __init__(self, model: nn.Module, samples: int, tta: bool = False):
+    def __init__(self, model: nn.Module, samples: int, tta: bool = False, backend: str = "eager"):
         super().__init__()
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        self.model, self.samples, self.tta = model, samples, tta
+        self.model, self.samples, self.tta, self.backend = model, samples, tta, backend
         self._transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._encode: Encode | None = None
 
     def on_predict_start(self) -> None:
         share_threads(self.trainer)
         self._transform = eval_transform(Preprocessing.from_dict(self.model.config["preprocessing"]))
         self.model.eval()
+        _, self._encode = encoder_backend(self.model, self.backend, self.device, self.trainer.precision)
+
+    def on_predict_end(self) -> None:
+        self._encode = None  # an exported copy of the weights, not kept beyond the run
 
     def images(self, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's uint8 images as the model sees them (the deterministic evaluation transform)."""
@@ -108,7 +120,8 @@ class MCDropoutPredictor(pl.LightningModule):
     def run(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """(images as the model sees them, head samples, encoder features) of a batch."""
         images = self.images(batch)
-        samples, features = posterior(self.model, images, self.samples, self.tta, galaxy_keys(batch["id_str"]))
+        samples, features = posterior(self.model, images, self.samples, self.tta, galaxy_keys(batch["id_str"]),
+                                      self._encode)
         return images, samples, features
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -121,7 +134,7 @@ class MCDropoutPredictor(pl.LightningModule):
 
 def predict_records(model: nn.Module, records: Callable[[], Iterable[Record]], out: str | Path, samples: int = 5,
                     tta: bool = False, run: RunSettings | None = None, metadata: dict[str, Any] | None = None,
-                    rows_per_part: int = 50_000, callbacks: list[pl.Callback] | None = None,
+                    rows_per_part: int = 50_000, callbacks: list[pl.Callback] | None = None, backend: str = "eager",
                     **run_options: Any) -> dict[str, int]:
     """Predict every record not yet in ``out``, then merge; returns counts (rows, new, errors, parts).
 
@@ -130,13 +143,15 @@ def predict_records(model: nn.Module, records: Callable[[], Iterable[Record]], o
     where and how: with several processes each predicts its share of the pending records
     (:class:`galaxymorph.data.inputs.Records`) into its own parts. ``tta`` adds the 8
     rotation/flip views as samples (8 x ``samples`` per galaxy); ``callbacks`` are extra
-    Lightning callbacks.
+    Lightning callbacks. ``backend`` runs the encoder (:mod:`galaxymorph.predict.backends`:
+    eager, onnx, openvino, or auto for the fastest installed).
     """
     run = RunSettings.of(run, **run_options)
-    module = MCDropoutPredictor(model, samples, tta)
+    check_backend(backend, device_type(run.accelerator), run.precision)  # refused before anything is read
+    module = MCDropoutPredictor(model, samples, tta, backend)
     out = claim_output(out)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta)
+    meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta, backend, run.precision)
     if scales := _applied_calibration(model):  # for evaluate's "before"; made_by's fingerprint covers them already
         meta["calibration"] = scales
     views = len(DIHEDRAL) if tta else 1
@@ -162,12 +177,14 @@ def warn_if_out_of_distribution(out: Path) -> None:
 
 def predict(checkpoint: Checkpoints, out: str | Path, images_dir: str | Path | None = None,
             catalogue: str | Path | None = None, shards: str | Path | None = None, split: str | None = None,
-            samples: int = 5, tta: bool = False, run: RunSettings | None = None, **run_options: Any) -> dict[str, int]:
+            samples: int = 5, tta: bool = False, run: RunSettings | None = None, backend: str = "eager",
+            **run_options: Any) -> dict[str, int]:
     """A trained or fine-tuned model's predictions for a folder of images, a catalogue, or shards (exactly one).
 
     A list of checkpoints (the same outputs, e.g. other seeds) predicts as one ensemble:
     ``samples`` from each model, stacked into one posterior. ``run`` (or its fields as
-    keywords) says where and how (:class:`galaxymorph.engine.RunSettings`).
+    keywords) says where and how (:class:`galaxymorph.engine.RunSettings`); ``backend`` what
+    runs the encoder (:mod:`galaxymorph.predict.backends`; ``auto``: the fastest installed).
 
     Example:
         >>> predict("runs/demo", "preds.parquet", catalogue="galaxies.csv", samples=5, batch_size=128)  # doctest: +SKIP
@@ -176,6 +193,6 @@ def predict(checkpoint: Checkpoints, out: str | Path, images_dir: str | Path | N
     run = RunSettings.of(run, **run_options)
     model = load_model(checkpoint)
     records = prediction_records(images_dir, catalogue, shards, split, model.config["preprocessing"])
-    return predict_records(model, records, out, samples=samples, tta=tta, run=run,
+    return predict_records(model, records, out, samples=samples, tta=tta, run=run, backend=backend,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
-                                     "made_by": _made_by(model, checkpoint, samples, tta)})
+                                     "made_by": _made_by(model, checkpoint, samples, tta, backend, run.precision)})

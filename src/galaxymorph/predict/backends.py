@@ -1,0 +1,159 @@
+"""What runs the encoder while predicting: eager PyTorch, or its weights exported to onnxruntime or OpenVINO.
+
+MC-dropout prediction spends nearly all its model time in one encoder pass per galaxy
+(the head is one linear layer), so that pass is what a backend replaces; the head's
+keyed dropout masks, the OOD score and the writing stay PyTorch's. Every backend here
+computes in float32 and gives the same vote fractions as eager PyTorch to float
+rounding (within 1e-4: ``tests/test_backends.py``, BENCHMARKS.md), so an output made by
+one may be resumed by another and none of them is recorded in ``made_by``; what does
+change the numbers (``--precision bf16-mixed``) is recorded (:func:`numerics`).
+
+``auto`` takes the fastest one installed for the device: on CPU OpenVINO, then
+onnxruntime (both several times eager PyTorch's galaxies/s on the encoders measured in
+BENCHMARKS.md), else eager; on a GPU eager (the exported ones run on CPU only).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from galaxymorph.models.ensemble import Ensemble
+from galaxymorph.models.onnx import EXPORTER
+
+__all__ = ["AUTO_ORDER", "BACKENDS", "Encode", "FLOAT32_PRECISIONS", "check_backend", "encoder_backend", "installed", "numerics"]
+
+Encode = Callable[[torch.Tensor], Any]  # images -> features, as model.features gives them
+
+# name -> (module it needs, the extra that installs it); eager needs nothing
+NEEDS = {"openvino": ("openvino", "openvino"), "onnx": ("onnxruntime", "onnx")}
+BACKENDS = ("auto", "eager", *NEEDS)
+AUTO_ORDER = ("openvino", "onnx")  # fastest first (BENCHMARKS.md: CPU backends)
+FLOAT32_PRECISIONS = ("32-true", "32")
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s packages can be imported here (eager always can; onnx also needs torch's exporter)."""
+    if backend not in NEEDS:
+        return True
+    modules = [NEEDS[backend][0], *(EXPORTER if backend == "onnx" else ())]
+    return all(importlib.util.find_spec(name) is not None for name in modules)
+
+
+def _check_name(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+
+
+def _candidates(backend: str, device: torch.device | str, precision: str) -> list[str]:
+    """The backends to try in order for ``backend`` here; one that cannot run here is refused."""
+    _check_name(backend)
+    device = torch.device(device)
+    exported_ok = device.type == "cpu" and precision in FLOAT32_PRECISIONS
+    if backend == "auto":
+        return [b for b in AUTO_ORDER if exported_ok and installed(b)] + ["eager"]
+    if backend == "eager":
+        return [backend]
+    if device.type != "cpu":
+        raise ValueError(f"--backend {backend} runs on CPU only, not {device.type}; use --backend eager or auto there")
+    if precision not in FLOAT32_PRECISIONS:
+        raise ValueError(f"--backend {backend} computes in float32, not --precision {precision}; use --precision "
+                         "32-true, or --backend eager for reduced precision")
+    if not installed(backend):
+        module, extra = NEEDS[backend]
+        raise ValueError(f"--backend {backend} needs {module}: pip install 'galaxymorph[{extra}]' "
+                         "(or --backend auto, which takes what is installed)")
+    return [backend]
+
+
+def check_backend(backend: str, device: torch.device | str = "cpu", precision: str = "32-true") -> None:
+    """Refuse, in one line with the fix, a backend that cannot run on ``device`` at ``precision`` or is not installed."""
+    _candidates(backend, device, precision)
+
+
+def numerics(backend: str, precision: str) -> dict[str, str]:
+    """What ``made_by`` records of how the numbers were computed: nothing for float32 (any backend), else the precision.
+
+    The float32 backends agree to float rounding, so files made by any of them resume one
+    another; reduced precision gives other numbers and must not be mixed in.
+    """
+    _check_name(backend)
+    return {} if precision in FLOAT32_PRECISIONS else {"precision": precision}
+
+
+def _threads() -> int:
+    return torch.get_num_threads()  # what share_threads gave this process
+
+
+def _onnxruntime(model: nn.Module) -> Encode:
+    import onnxruntime
+
+    from galaxymorph.models.onnx import onnx_graph
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = _threads(), 1
+    # no busy-waiting between operators: the loader workers need those cores on a small machine
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(onnx_graph(model, model.features, ["features"]), options,
+                                           providers=["CPUExecutionProvider"])
+    return lambda images: torch.from_numpy(session.run(None, {"images": _numpy(images)})[0])
+
+
+def _openvino(model: nn.Module) -> Encode:
+    import openvino
+
+    from galaxymorph.models.onnx import AsModule, example_images, quiet_exporter
+
+    example = example_images(model.config)
+    with quiet_exporter(), torch.no_grad():
+        converted = openvino.convert_model(AsModule(model, model.features).eval(), example_input=example,
+                                           input=[-1, *example.shape[1:]])
+    compiled = openvino.Core().compile_model(converted, "CPU", {
+        "INFERENCE_NUM_THREADS": _threads(), "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",  # else bf16 on CPUs that have it: other numbers
+    })
+    return lambda images: torch.from_numpy(np.array(compiled(_numpy(images))[0]))
+
+
+def _numpy(images: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+
+
+_BUILDERS: dict[str, Callable[[nn.Module], Encode]] = {"onnx": _onnxruntime, "openvino": _openvino}
+
+
+def encoder_backend(model: nn.Module, backend: str, device: torch.device | str = "cpu",
+                    precision: str = "32-true") -> tuple[str, Encode]:
+    """(the backend that runs, ``model.features`` run by it); an ensemble's encoders member by member.
+
+    ``auto`` takes the first of :data:`AUTO_ORDER` installed here that converts the model
+    (each converter has shapes it cannot take, e.g. OpenVINO a ResNet's pooling over a
+    1-pixel map), else eager PyTorch; a backend asked for by name that cannot convert
+    the model is refused with the converter's reason.
+    """
+    candidates = _candidates(backend, device, precision)
+    for name in candidates:
+        if name == "eager":
+            return name, model.features
+        try:
+            return name, _build(model.eval(), name)
+        except Exception as err:  # the converters' own errors have no common base class
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            if backend != "auto":
+                raise ValueError(f"--backend {name} could not convert this model ({reason}); use --backend auto "
+                                 "or eager") from None
+            warnings.warn(f"{name} could not convert this model ({reason}); predicting with the next backend",
+                          stacklevel=2)
+    raise AssertionError("eager always runs")  # pragma: no cover
+
+
+def _build(model: nn.Module, backend: str) -> Encode:
+    if isinstance(model, Ensemble):
+        members = [_build(member, backend) for member in model.models]
+        return lambda images: [encode(images) for encode in members]
+    return _BUILDERS[backend](model)
