@@ -134,7 +134,7 @@ def test_a_resume_at_another_precision_is_refused_and_the_precision_recorded(inp
 
 
 def test_a_backend_that_is_not_installed_is_refused_with_the_extra_to_install(inputs, tmp_path, monkeypatch):
-    import galaxymorph.predict.backends as backends
+    from galaxymorph.predict import backends
 
     run, catalogue = inputs
     monkeypatch.setattr(backends, "installed", lambda backend: backend == "eager")

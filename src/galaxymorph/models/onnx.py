@@ -27,7 +27,8 @@ from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import Checkpoints, load_model
 from galaxymorph.outputs import claim_file
 
-__all__ = ["EXPORTER", "METADATA_KEY", "ONNX_FILE", "AsModule", "check_exporter", "claim_onnx", "example_images", "export_onnx", "onnx_graph", "quiet_exporter", "read_onnx_metadata"]
+__all__ = ["EXPORTER", "METADATA_KEY", "ONNX_FILE", "AsModule", "check_exporter", "claim_onnx", "example_images",
+           "export_onnx", "onnx_graph", "quiet_exporter", "read_onnx_metadata"]
 
 METADATA_KEY = "galaxymorph"  # the model file's metadata entry that says what it is and how to feed it
 ONNX_FILE = "model.onnx"  # its name in ``galaxymorph export --onnx``'s folder
@@ -101,10 +102,11 @@ def onnx_graph(model: nn.Module, function: Callable[[torch.Tensor], Any], output
 def read_onnx_metadata(path: str | Path) -> dict[str, Any] | None:
     """What :func:`export_onnx` recorded in ``path`` (None for an ONNX file galaxymorph did not write)."""
     import onnx
+    from google.protobuf.message import DecodeError  # onnx's own dependency
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # onnx raises DecodeError and others for a file that is not ONNX
+    except (DecodeError, OSError, ValueError):  # not an ONNX file
         return None
     entry = next((p.value for p in proto.metadata_props if p.key == METADATA_KEY), None)
     return None if entry is None else json.loads(entry)

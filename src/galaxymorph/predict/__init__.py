@@ -2,7 +2,8 @@
 
 :func:`predict` is the entry point; :func:`read_predictions` reads the output back.
 The layout is in :mod:`galaxymorph.predict.layout`, streaming and resuming in
-:mod:`galaxymorph.predict.parts`, the MC-dropout loop in :mod:`galaxymorph.predict.predictor`.
+:mod:`galaxymorph.predict.parts`, the MC-dropout loop in :mod:`galaxymorph.predict.predictor`,
+what runs the encoder (``--backend``) in :mod:`galaxymorph.predict.backends`.
 """
 
 from galaxymorph.predict.layout import (

@@ -26,7 +26,8 @@ from torch import nn
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.onnx import EXPORTER
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Encode", "FLOAT32_PRECISIONS", "check_backend", "encoder_backend", "installed", "numerics"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "FLOAT32_PRECISIONS", "Encode", "check_backend", "encoder_backend", "installed",
+           "numerics", "onnxruntime_encoder", "openvino_encoder", "openvino_model"]
 
 Encode = Callable[[torch.Tensor], Any]  # images -> features, as model.features gives them
 
@@ -50,15 +51,15 @@ def _check_name(backend: str) -> None:
         raise ValueError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
 
 
-def _candidates(backend: str, device: torch.device | str, precision: str) -> list[str]:
-    """The backends to try in order for ``backend`` here; one that cannot run here is refused."""
+def _exported(backend: str, device: torch.device | str, precision: str) -> list[str]:
+    """The exported backends to try in order for ``backend`` here (none: eager); one that cannot run here is refused."""
     _check_name(backend)
     device = torch.device(device)
-    exported_ok = device.type == "cpu" and precision in FLOAT32_PRECISIONS
     if backend == "auto":
-        return [b for b in AUTO_ORDER if exported_ok and installed(b)] + ["eager"]
+        usable = device.type == "cpu" and precision in FLOAT32_PRECISIONS
+        return [b for b in AUTO_ORDER if usable and installed(b)]
     if backend == "eager":
-        return [backend]
+        return []
     if device.type != "cpu":
         raise ValueError(f"--backend {backend} runs on CPU only, not {device.type}; use --backend eager or auto there")
     if precision not in FLOAT32_PRECISIONS:
@@ -73,55 +74,66 @@ def _candidates(backend: str, device: torch.device | str, precision: str) -> lis
 
 def check_backend(backend: str, device: torch.device | str = "cpu", precision: str = "32-true") -> None:
     """Refuse, in one line with the fix, a backend that cannot run on ``device`` at ``precision`` or is not installed."""
-    _candidates(backend, device, precision)
+    _exported(backend, device, precision)
 
 
-def numerics(backend: str, precision: str) -> dict[str, str]:
+def numerics(precision: str) -> dict[str, str]:
     """What ``made_by`` records of how the numbers were computed: nothing for float32 (any backend), else the precision.
 
     The float32 backends agree to float rounding, so files made by any of them resume one
     another; reduced precision gives other numbers and must not be mixed in.
     """
-    _check_name(backend)
     return {} if precision in FLOAT32_PRECISIONS else {"precision": precision}
 
 
-def _threads() -> int:
-    return torch.get_num_threads()  # what share_threads gave this process
-
-
-def _onnxruntime(model: nn.Module) -> Encode:
+def onnxruntime_encoder(graph: bytes, threads: int) -> Encode:
+    """An ONNX graph of ``features`` (:func:`galaxymorph.models.onnx.onnx_graph`) run by onnxruntime on ``threads``."""
     import onnxruntime
 
-    from galaxymorph.models.onnx import onnx_graph
-
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = _threads(), 1
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     # no busy-waiting between operators: the loader workers need those cores on a small machine
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(onnx_graph(model, model.features, ["features"]), options,
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     return lambda images: torch.from_numpy(session.run(None, {"images": _numpy(images)})[0])
 
 
-def _openvino(model: nn.Module) -> Encode:
+def openvino_encoder(converted: Any, threads: int, precision: str = "f32") -> Encode:
+    """An OpenVINO model (converted from ``features``, or read from ONNX) compiled for the CPU on ``threads``.
+
+    ``precision`` f32 always: OpenVINO's default is bf16 on CPUs that have it (other numbers).
+    """
+    import openvino
+
+    compiled = openvino.Core().compile_model(converted, "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision})
+    return lambda images: torch.from_numpy(np.array(compiled(_numpy(images))[0]))
+
+
+def openvino_model(model: nn.Module) -> Any:
+    """``model.features`` converted by OpenVINO's own PyTorch converter (no ONNX needed), for any batch size."""
     import openvino
 
     from galaxymorph.models.onnx import AsModule, example_images, quiet_exporter
 
     example = example_images(model.config)
     with quiet_exporter(), torch.no_grad():
-        converted = openvino.convert_model(AsModule(model, model.features).eval(), example_input=example,
-                                           input=[-1, *example.shape[1:]])
-    compiled = openvino.Core().compile_model(converted, "CPU", {
-        "INFERENCE_NUM_THREADS": _threads(), "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": "f32",  # else bf16 on CPUs that have it: other numbers
-    })
-    return lambda images: torch.from_numpy(np.array(compiled(_numpy(images))[0]))
+        return openvino.convert_model(AsModule(model, model.features).eval(), example_input=example,
+                                      input=[-1, *example.shape[1:]])
 
 
 def _numpy(images: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+
+
+def _onnxruntime(model: nn.Module) -> Encode:
+    from galaxymorph.models.onnx import onnx_graph
+
+    return onnxruntime_encoder(onnx_graph(model, model.features, ["features"]), torch.get_num_threads())
+
+
+def _openvino(model: nn.Module) -> Encode:
+    return openvino_encoder(openvino_model(model), torch.get_num_threads())  # the threads share_threads gave
 
 
 _BUILDERS: dict[str, Callable[[nn.Module], Encode]] = {"onnx": _onnxruntime, "openvino": _openvino}
@@ -136,10 +148,7 @@ def encoder_backend(model: nn.Module, backend: str, device: torch.device | str =
     1-pixel map), else eager PyTorch; a backend asked for by name that cannot convert
     the model is refused with the converter's reason.
     """
-    candidates = _candidates(backend, device, precision)
-    for name in candidates:
-        if name == "eager":
-            return name, model.features
+    for name in _exported(backend, device, precision):
         try:
             return name, _build(model.eval(), name)
         except Exception as err:  # the converters' own errors have no common base class
@@ -149,7 +158,7 @@ def encoder_backend(model: nn.Module, backend: str, device: torch.device | str =
                                  "or eager") from None
             warnings.warn(f"{name} could not convert this model ({reason}); predicting with the next backend",
                           stacklevel=2)
-    raise AssertionError("eager always runs")  # pragma: no cover
+    return "eager", model.features
 
 
 def _build(model: nn.Module, backend: str) -> Encode:

@@ -17,12 +17,22 @@ from torch import nn
 
 from galaxymorph.accelerators import device_type
 from galaxymorph.data.inputs import Record, describe_inputs, prediction_records
-from galaxymorph.data.transforms import DIHEDRAL, Preprocessing, dihedral_views, eval_transform
+from galaxymorph.data.transforms import (
+    DIHEDRAL,
+    Preprocessing,
+    dihedral_views,
+    eval_transform,
+)
 from galaxymorph.engine import RunSettings, share_threads
 from galaxymorph.models import load_model
 from galaxymorph.models.head import galaxy_keys, subkeys
 from galaxymorph.models.loading import Checkpoints
-from galaxymorph.predict.backends import Encode, check_backend, encoder_backend, numerics
+from galaxymorph.predict.backends import (
+    Encode,
+    check_backend,
+    encoder_backend,
+    numerics,
+)
 from galaxymorph.predict.layout import ood_flagged, output_format
 from galaxymorph.predict.parts import made_by
 from galaxymorph.predict.writer import claim_output, write_outputs
@@ -41,11 +51,10 @@ class OODWarning(UserWarning):
 MASKS = "from each id_str"
 
 
-def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool, backend: str,
-             precision: str) -> dict[str, Any]:
+def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool, precision: str) -> dict[str, Any]:
     """What makes a predictions file's rows (:func:`made_by` with predict's own settings)."""
     masks = {"dropout_masks": MASKS} if samples > 1 else {}  # one sample is the head without dropout
-    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, **masks, **numerics(backend, precision))
+    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, **masks, **numerics(precision))
 
 
 def _applied_calibration(model: nn.Module) -> dict[str, float] | None:
@@ -61,15 +70,15 @@ def _applied_calibration(model: nn.Module) -> dict[str, float] | None:
 
 
 def posterior_samples(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
-                      keys: torch.Tensor | None = None) -> torch.Tensor:
+                      keys: torch.Tensor | None = None, encode: Encode | None = None) -> torch.Tensor:
     """(B, outputs, samples) head passes over one encoder pass; with ``tta`` (B, outputs, 8 x samples).
 
     The 8 rotation/flip views of each galaxy (:func:`dihedral_views`) go through the
     encoder as one batch, and each view's ``samples`` MC-dropout passes are further
     samples of the same posterior, view by view. ``keys`` (:func:`galaxy_keys`) fix
-    each galaxy's dropout masks, each view its own.
+    each galaxy's dropout masks, each view its own; ``encode`` runs the encoder (a backend).
     """
-    return posterior(model, images, samples, tta, keys)[0]
+    return posterior(model, images, samples, tta, keys, encode)[0]
 
 
 def posterior(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = False,
@@ -151,7 +160,7 @@ def predict_records(model: nn.Module, records: Callable[[], Iterable[Record]], o
     module = MCDropoutPredictor(model, samples, tta, backend)
     out = claim_output(out)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta, backend, run.precision)
+    meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta, run.precision)
     if scales := _applied_calibration(model):  # for evaluate's "before"; made_by's fingerprint covers them already
         meta["calibration"] = scales
     views = len(DIHEDRAL) if tta else 1
@@ -195,4 +204,4 @@ def predict(checkpoint: Checkpoints, out: str | Path, images_dir: str | Path | N
     records = prediction_records(images_dir, catalogue, shards, split, model.config["preprocessing"])
     return predict_records(model, records, out, samples=samples, tta=tta, run=run, backend=backend,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
-                                     "made_by": _made_by(model, checkpoint, samples, tta, backend, run.precision)})
+                                     "made_by": _made_by(model, checkpoint, samples, tta, run.precision)})
