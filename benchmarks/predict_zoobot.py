@@ -8,6 +8,7 @@ statistics from 128 real galaxies) with a 37-answer Dirichlet head, dropout 0.2.
 
     python -m benchmarks predict_zoobot [--galaxies N] [--repeats 1] [--samples 5]
         [--size 64] [--batch-size 64] [--workers 2] [--threads 1] [--skip-one-decode] [--signal KILL]
+        [--backends eager openvino]
 
 What each side does per galaxy:
 
@@ -24,7 +25,9 @@ What each side does per galaxy:
 - galaxymorph: ``predict_records`` (what ``galaxymorph predict --catalog`` runs after loading
   the model), with the GZ2 benchmarks' preprocessing: libjpeg decodes at 1/2 scale (212 px),
   the central 0.65 is resized to 96 px, the batch's central 0.75 to --size (antialiased);
-  the encoder runs once, the head 5 times; posterior summaries are written to Parquet.
+  the encoder runs once, the head 5 times; posterior summaries are written to Parquet. Each of
+  ``--backends`` (``predict --backend``: what runs the encoder) is a side of its own, its
+  conversion inside the time.
 
 Each run is a fresh process (ours forked from a server that imported galaxymorph and ran
 nothing); only the predict call is timed (model construction and imports excluded on both
@@ -69,7 +72,7 @@ from benchmarks._shared import (
     zoobot_python,
     zoobot_skip_reason,
 )
-from galaxymorph.data.transforms import eval_transform
+from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.models import GalaxyModel, load_model, save_model
 from galaxymorph.predict import parts_dir, predict_records, read_concentrations
 from galaxymorph.predict.layout import read_metadata
@@ -141,19 +144,16 @@ json.dump(info, open(job["info"], "w"))
 '''
 
 
-def untrained_checkpoint(work: Path, arch: str, size: int, catalogue: Path) -> tuple[Path, Path]:
-    """An untrained GZ2 model, saved as training saves it, and its weights in zoobot's names (same model both sides).
+def untrained_model(arch: str, prep: Preprocessing, images: torch.Tensor) -> GalaxyModel:
+    """A random gz2 model (seed 0) in eval mode whose batch-norm statistics come from ``images`` (model inputs).
 
     Random weights do not change the time, but eval-mode batch norm with its initial
     statistics lets an untrained efficientnet's activations fade to ~1e-6: every galaxy
-    would get the same output and dropout would move nothing, so the resume check could not
-    tell two runs apart. The statistics are therefore taken from 128 real galaxies first.
+    would get the same output and dropout would move nothing, so neither a resume check nor
+    a comparison of two backends could tell anything apart.
     """
-    prep = replace(GZ2_PREPROCESSING, image_size=size, stored_size=round(size * 1.5))  # 96 px stored at 64
     torch.manual_seed(0)
     model = GalaxyModel("gz2", arch=arch, preprocessing=prep.to_dict())
-    files = pd.read_csv(catalogue)["file_loc"][:128]
-    images = eval_transform(prep)(torch.stack([torch.from_numpy(prep.read(f)).permute(2, 0, 1) for f in files]))
     for layer in model.modules():
         if isinstance(layer, nn.modules.batchnorm._BatchNorm):
             layer.reset_running_stats()
@@ -162,7 +162,16 @@ def untrained_checkpoint(work: Path, arch: str, size: int, catalogue: Path) -> t
     with torch.no_grad():
         for batch in images.split(64):
             model.features(batch)
-    model.eval()
+    return model.eval()
+
+
+def untrained_checkpoint(work: Path, arch: str, size: int, catalogue: Path) -> tuple[Path, Path]:
+    """An untrained GZ2 model (:func:`untrained_model`, statistics from 128 real galaxies), saved as training saves
+    it, and its weights in zoobot's names (the same model both sides)."""
+    prep = replace(GZ2_PREPROCESSING, image_size=size, stored_size=round(size * 1.5))  # 96 px stored at 64
+    files = pd.read_csv(catalogue)["file_loc"][:128]
+    images = eval_transform(prep)(torch.stack([torch.from_numpy(prep.read(f)).permute(2, 0, 1) for f in files]))
+    model = untrained_model(arch, prep, images)
     folder = save_model(model, work / f"model_{arch}_{size}px")
     # ZoobotTree: encoder = the same timm model, head = Sequential(Dropout, Sequential(Linear, ScaledSigmoid))
     weights = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
@@ -187,7 +196,7 @@ def ours_child(job_file: Path) -> None:
     start = time.perf_counter()
     counts = predict_records(model, records, job["out"], samples=job["samples"], batch_size=job["batch_size"],
                              workers=job["workers"], accelerator="cpu", rows_per_part=job["rows_per_part"],
-                             progress=False)
+                             progress=False, backend=job["backend"])
     Path(job["info"]).write_text(json.dumps({"seconds": time.perf_counter() - start, **counts}))
 
 
@@ -315,6 +324,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "at least a batch), so the kill finds parts to resume from")
     parser.add_argument("--signal", choices=["KILL", "INT", "TERM"], default="KILL", help="how the resume run is stopped")
     parser.add_argument("--skip-one-decode", action="store_true", help="only zoobot's own way (one call per sample)")
+    parser.add_argument("--backends", nargs="+", default=["eager"], choices=["eager", "onnx", "openvino", "auto"],
+                        help="what runs our encoder (predict --backend; an exported one's conversion is inside the "
+                        "time): each is a side of its own, the first is the one resumed")
+
+
+def our_side(backend: str, backends: list[str]) -> str:
+    """Our side's name: as it always was with one backend, else naming the backend."""
+    return "galaxymorph predict" if len(backends) == 1 else f"galaxymorph predict --backend {backend}"
 
 
 def measure(args: argparse.Namespace, result: Result) -> None:
@@ -326,7 +343,7 @@ def measure(args: argparse.Namespace, result: Result) -> None:
     common = {"catalogue": str(catalogue), "samples": args.samples, "batch_size": args.batch_size,
               "workers": args.workers, "threads": args.threads}
     checkpoint, zoobot_weights = untrained_checkpoint(work, args.arch, args.size, catalogue)
-    ours_job = {**common, "checkpoint": str(checkpoint), "rows_per_part": rows_per_part}
+    ours_job = {**common, "checkpoint": str(checkpoint), "rows_per_part": rows_per_part, "backend": args.backends[0]}
     zoobot_job = {**common, "arch": args.arch, "size": args.size, "tree": get_schema("gz2").to_dict(),
                   "weights": str(zoobot_weights), "one_decode": not args.skip_one_decode}
     reason = zoobot_skip_reason(args)
@@ -338,9 +355,12 @@ def measure(args: argparse.Namespace, result: Result) -> None:
 
     seconds: dict[str, list[float]] = {}
     for r in range(args.repeats):
-        ours = run_ours(ours_job, work / f"ours_r{r}.parquet", f"ours_r{r}", work)
-        seconds.setdefault("galaxymorph predict", []).append(ours["seconds"])
-        print(f"[{r}] galaxymorph: {galaxies / ours['seconds']:.1f} galaxies/s ({ours['seconds']:.1f} s)", flush=True)
+        for backend in args.backends:
+            name = f"ours_r{r}" if backend == args.backends[0] else f"ours_{backend}_r{r}"
+            ours = run_ours({**ours_job, "backend": backend}, work / f"{name}.parquet", name, work)
+            seconds.setdefault(our_side(backend, args.backends), []).append(ours["seconds"])
+            print(f"[{r}] galaxymorph ({backend}): {galaxies / ours['seconds']:.1f} galaxies/s "
+                  f"({ours['seconds']:.1f} s)", flush=True)
         if reason:
             continue
         zoobot = run_zoobot(python, zoobot_job, f"zoobot_r{r}", work)
@@ -364,11 +384,14 @@ def measure(args: argparse.Namespace, result: Result) -> None:
         resume["comparison"] = compare(reference, resumed_out, kept)
     result.figures["resume"] = resume
 
-    ours = "galaxymorph predict"
+    ours = our_side(args.backends[0], args.backends)
     result.note(f"{galaxies} GZ2 JPEGs, {args.arch} at {args.size} px, {args.samples} samples, batch {args.batch_size}, "
                 f"{args.workers} workers, {args.threads} threads, {args.repeats} repeat(s)")
-    result.table(["side", "galaxies/s", "galaxymorph / this"],
-                 [[side, f"{a['galaxies_per_s']:.1f}", "" if side == ours else f"{result.ratio(ours, side, 'galaxies_per_s'):.2f}x"]
+    zoobot = "zoobot 2.9 predict x N"
+    against_zoobot = zoobot in result.arms and len(args.backends) > 1  # each of our backends against zoobot's way
+    result.table(["side", "galaxies/s", "galaxymorph / this", *(["this / zoobot 2.9"] if against_zoobot else [])],
+                 [[side, f"{a['galaxies_per_s']:.1f}", "" if side == ours else f"{result.ratio(ours, side, 'galaxies_per_s'):.2f}x",
+                   *([f"{result.ratio(side, zoobot, 'galaxies_per_s'):.2f}x"] if against_zoobot else [])]
                   for side, a in result.arms.items()], arms=list(result.arms))
     if args.repeats > 1:
         identity = result.figures["uninterrupted_runs_compared"]

@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from benchmarks import _harness, _render
+from galaxymorph.predict.backends import installed
 
 # The arms each benchmark measures at --tiny, and the zoobot arms it skips there (no zoobot environment).
 ARMS = {
     "active_learning": {"bald", "random"},
     "calibration": {"raw", "calibrated"},
+    "cpu_backends": {f"test_resnet 16 px, 1 thread, {b}" for b in ("eager", "onnx", "int8-onnx")}
+    | {f"predict, {source}, eager, 2 samples" for source in ("JPEG catalogue", "shards")},
     "data_loading": {"files, 0 workers", "files, 2 workers", "shards, 0 workers", "shards, 2 workers"},
     "demo": {"current"},
     "ensemble": {"one model", "ensemble of 2"},
@@ -40,6 +43,9 @@ ARMS = {
 }
 SKIPPED_AT_TINY = {"loss": {"pyro loop", "zoobot 2.9"}, "predict_zoobot": {"zoobot 2.9"}, "train_zoobot": {"zoobot 2.9"},
                    "zoobot_parity": {"zoobot 2.9"}}
+if not installed("onnx"):  # the onnx extra (in the test extra): without it its arms are skipped
+    ARMS["cpu_backends"] -= {f"test_resnet 16 px, 1 thread, {b}" for b in ("onnx", "int8-onnx")}
+    SKIPPED_AT_TINY["cpu_backends"] = {"every onnx arm", "every int8-onnx arm"}
 if importlib.util.find_spec("zoobot") is None:  # the GPU benchmark imports zoobot from this environment when it can
     SKIPPED_AT_TINY["gpu"] = {"zoobot 2.9"}
 else:
