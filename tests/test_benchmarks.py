@@ -14,7 +14,8 @@ from benchmarks import _harness, _render
 
 # The arms each benchmark measures at --tiny, and the zoobot arms it skips there (no zoobot environment).
 ARMS = {
-    "active_learning": {"bald", "random"},
+    "active_learning": {f"{loop}, {strategy}" for loop in ("gz2", "sim")
+                        for strategy in ("random", "bald", "cluster-bald", "batch-bald")},
     "calibration": {"raw", "calibrated"},
     "data_loading": {"files, 0 workers", "files, 2 workers", "shards, 0 workers", "shards, 2 workers"},
     "demo": {"current"},
