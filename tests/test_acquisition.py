@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import typer
 from typer.testing import CliRunner
 
 from galaxymorph import Question, Schema, get_schema
@@ -229,6 +230,15 @@ def world(tmp_path_factory):
             progress=False)
     embed(w / "run", w / "emb.parquet", catalogue=w / "sim" / "catalogue.parquet", progress=False)
     return w
+
+
+def test_the_commands_strategies_are_the_librarys():
+    """The command writes them as literals (importing the library would slow every command's start)."""
+    from galaxymorph.acquisition import DEFAULT_STRATEGY, STRATEGIES
+
+    option = next(p for p in typer.main.get_command(app).commands["acquire"].params if p.name == "strategy")
+    assert option.default == DEFAULT_STRATEGY
+    assert all(name in option.help for name in STRATEGIES)
 
 
 def _acquire(world, out, *extra):

@@ -61,7 +61,8 @@ def choose(strategy: str, scores: np.ndarray, top: int, seed: int = 0, embedding
         return pd.DataFrame({"row": np.argsort(-scores, kind="stable")[:top]})
     if strategy == "cluster-bald":
         if embeddings is None:
-            raise ValueError("--strategy cluster-bald needs the pool's --embeddings (galaxymorph embed, same catalogue)")
+            raise ValueError("--strategy cluster-bald needs --embeddings: the pool's encoder features from "
+                             "`galaxymorph embed` (same catalogue)")
         rows, clusters = cluster_top(scores, embeddings, top, seed)
         return pd.DataFrame({"row": rows, "cluster": clusters})
     if concentrations is None or schema is None or models is None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from galaxymorph.acquisition.selection import DEFAULT_STRATEGY, STRATEGIES
 from galaxymorph.cli.options import CATALOGUE_HELP, warnings_as_lines
 
 
@@ -16,8 +15,8 @@ def acquire(
     top: int = typer.Option(..., min=1, help="How many galaxies to queue."),
     out: Path = typer.Option(..., help="CSV of the queue: rank, id_str, file_loc, score, cluster or gain, "
                                        "error_now, error_after, mi:<question>."),
-    strategy: str = typer.Option(DEFAULT_STRATEGY, help=f"How to choose: {', '.join(STRATEGIES)} (the default "
-                                                        "needed the fewest labels in BENCHMARKS.md)."),
+    strategy: str = typer.Option("random", help="How to choose: random, bald, cluster-bald or batch-bald (the "
+                                                "default until one is measured to need fewer labels: BENCHMARKS.md)."),
     embeddings: Path = typer.Option(None, help="The pool's encoder features (`galaxymorph embed`), for cluster-bald."),
     queued: Path = typer.Option(None, help="CSV or Parquet with the id_str of galaxies already queued (votes pending): "
                                            "not chosen again, and their expected errors go to OUT's .queued.csv."),
@@ -64,7 +63,8 @@ def acquire(
     if queued:
         report["file_loc"] = image_paths(report, catalogue)
         report.to_csv(report_path, index=False)
-        console.print(f"{len(report)} galaxies already queued: expected errors once their votes arrive in {report_path}")
+        console.print(f"{len(report)} galaxies already queued: their expected errors once the votes arrive in "
+                      f"{report_path}")
     if grid:
         captions = [f"{i} ({s:.3f})" for i, s in zip(queue["id_str"], queue["score"])]
         with warnings_as_lines(MissingImagesWarning):
