@@ -10,18 +10,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import typer
 from typer.testing import CliRunner
 
 from galaxymorph import Question, Schema, get_schema
 from galaxymorph.acquisition import (
     acquisition_scores,
+    batch_bald,
+    choose,
+    expected_errors,
+    joint_information,
+    model_log_likelihoods,
     mutual_information,
     rank_predictions,
+    sample_models,
 )
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel, save_model
 from galaxymorph.predict import predict
+from galaxymorph.representations import embed
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.stats import probability_asked
 
@@ -32,8 +40,9 @@ TREE = Schema("tree", [Question("q1", ("a", "b")), Question("q2", ("x", "y"), af
 DECALS = get_schema("gz_decals_dr5")
 
 
-def _entropy(p: float) -> float:
-    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+def _entropies(*p: float) -> float:
+    """Entropy (nats) of a distribution with these probabilities."""
+    return -sum(x * math.log(x) for x in p)
 
 
 def _samples(*concentrations) -> np.ndarray:
@@ -43,7 +52,7 @@ def _samples(*concentrations) -> np.ndarray:
 
 def test_one_volunteer_and_two_samples_by_hand():
     # one vote: sample 1 says yes with 1/2, sample 2 with 3/4; the mixture with 5/8
-    expected = _entropy(5 / 8) - (_entropy(1 / 2) + _entropy(3 / 4)) / 2
+    expected = _entropies(5 / 8, 3 / 8) - (_entropies(1 / 2, 1 / 2) + _entropies(3 / 4, 1 / 4)) / 2
     assert mutual_information(_samples([1, 1], [3, 1]), YES_NO, volunteers=1)[0, 0] == pytest.approx(expected, rel=1e-12)
 
 
@@ -119,6 +128,93 @@ def test_one_sample_or_no_volunteers_give_zero():
     assert not mutual_information(conc, DECALS, volunteers=0).any()
 
 
+def test_one_model_repeated_gives_no_joint_information_either():
+    conc = np.repeat(np.random.default_rng(9).uniform(1.1, 30, (6, DECALS.n_answers, 1)), 4, axis=2)
+    log_lik = model_log_likelihoods(conc, DECALS, models=np.arange(4))  # four models that are one
+    assert np.abs(joint_information(log_lik)).max() < 1e-12  # zero, to rounding
+    assert abs(joint_information(log_lik.sum(axis=0))) < 1e-12  # the six galaxies together too
+    _, gains = batch_bald(conc, DECALS, np.arange(4), np.ones(6), top=3)
+    assert np.abs(gains).max() < 1e-12
+
+
+# four models; A and its twin A2 ask whether model 0 is right, B whether model 1 is
+YES, NO = [400.0, 1.0], [1.0, 400.0]
+A = _samples(YES, NO, NO, NO)
+B = _samples(NO, YES, NO, NO)
+
+
+def test_batch_bald_takes_a_galaxy_once_where_top_bald_takes_its_twin():
+    conc = np.concatenate([A, A, B])
+    scores = acquisition_scores(conc, YES_NO)["score"].to_numpy()
+    assert scores[0] == scores[1] == pytest.approx(scores[2], abs=1e-6)  # each alone: log 4 - 3/4 log 3 nats
+    assert choose("bald", scores, 2)["row"].tolist() == [0, 1]
+    rows, gains = batch_bald(conc, YES_NO, np.arange(4), scores, top=2)
+    assert rows.tolist() == [0, 2]  # A tells 0 from the rest; then B tells 1 from 2 and 3: more than A again
+    assert gains == pytest.approx([_entropies(1 / 4, 3 / 4), _entropies(1 / 4, 1 / 4, 1 / 2) - _entropies(1 / 4, 3 / 4)],
+                                  abs=0.02)
+
+
+def test_batch_bald_counts_the_votes_already_queued():
+    rows, _ = batch_bald(np.concatenate([A, B]), YES_NO, np.arange(4), np.array([1.0, 0.9]), top=1, queued=A)
+    assert rows.tolist() == [1]  # A's twin is queued: its own votes would add nothing
+
+
+def test_batch_bald_refuses_one_models_dropout_samples():
+    with pytest.raises(ValueError, match="needs the samples of several models"):
+        batch_bald(np.concatenate([A, B]), YES_NO, np.zeros(4), np.ones(2), top=1)
+
+
+def test_two_clusters_of_equal_score_are_both_picked():
+    rng = np.random.default_rng(10)
+    embeddings = np.concatenate([rng.normal(0, 0.01, (20, 3)), rng.normal(5, 0.01, (20, 3))])
+    scores = np.ones(40)
+    assert choose("bald", scores, 2)["row"].tolist() == [0, 1]  # both from the first cluster
+    picked = choose("cluster-bald", scores, 2, embeddings=embeddings)
+    assert sorted(picked["row"] // 20) == [0, 1] and picked["cluster"].nunique() == 2
+    scores[20:] = 0.9  # the second cluster scores lower: still one of it, its best
+    scores[33] = 0.95
+    picked = choose("cluster-bald", scores, 2, embeddings=embeddings)
+    assert picked["row"].tolist() == [0, 33]
+
+
+def test_random_choice_is_seeded_and_never_repeats():
+    first = choose("random", np.zeros(50), 20, seed=3)["row"]
+    assert first.tolist() == choose("random", np.zeros(50), 20, seed=3)["row"].tolist() and first.is_unique
+    assert first.tolist() != choose("random", np.zeros(50), 20, seed=4)["row"].tolist()
+
+
+def test_samples_belong_to_models_as_predict_stacks_them():
+    made_by = {"model_sha256": ["a", "b", "c"], "samples": 2, "tta": True}
+    assert sample_models(made_by, 48).tolist() == [0, 0, 1, 1, 2, 2] * 8  # 8 views, each 3 models x 2 passes
+    assert sample_models({"model_sha256": "a", "samples": 5}, 5).tolist() == [0] * 5
+    with pytest.raises(ValueError, match="do not split into 3 model"):
+        sample_models(made_by, 10)
+
+
+def test_expected_error_of_one_dirichlet_shrinks_by_its_conjugate_update():
+    # Beta(a, b) then n votes: E[Var(p | votes)] = Var(p) A / (A + n), exactly
+    conc = np.array([[[2.0], [6.0]], [[30.0], [10.0]]])
+    errors = expected_errors(conc, YES_NO, volunteers=12)
+    np.testing.assert_allclose(errors["error_now"], np.sqrt([2 * 6 / (64 * 9), 30 * 10 / (1600 * 41)]), rtol=1e-12)
+    np.testing.assert_allclose(errors["error_after"], errors["error_now"] * np.sqrt([8 / 20, 40 / 52]), rtol=1e-9)
+    unchanged = expected_errors(conc, YES_NO, volunteers=0)
+    np.testing.assert_array_equal(unchanged["error_after"], unchanged["error_now"])
+
+
+def test_votes_that_tell_confident_samples_apart_remove_their_disagreement():
+    errors = expected_errors(_samples([400, 1], [1, 400]), YES_NO, volunteers=40)
+    assert errors["error_now"][0] == pytest.approx(0.5, abs=0.01)  # p is 0 or 1: as far from 1/2 as can be
+    assert errors["error_after"][0] < 0.02
+
+
+def test_expected_error_sampled_agrees_with_enumerated():
+    conc = np.random.default_rng(11).uniform(1.1, 20, (100, 3, 5))
+    exact = expected_errors(conc, THREE, volunteers=40, draws=861)["error_after"]
+    sampled = expected_errors(conc, THREE, volunteers=40, draws=860, seed=4)["error_after"]
+    np.testing.assert_allclose(sampled, exact, rtol=0.05)
+    assert not np.array_equal(sampled, exact)
+
+
 # ------------------------------------------------------------------------------ the command
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -129,18 +225,59 @@ def world(tmp_path_factory):
     prep = Preprocessing(stored_size=20, image_size=16, channels=3)
     save_model(GalaxyModel("gz_decals_dr5", arch="test_resnet", preprocessing=prep.to_dict()), w / "run" / "best")
     predict(w / "run", w / "preds.parquet", catalogue=w / "sim" / "catalogue.parquet", samples=4, progress=False)
+    save_model(GalaxyModel("gz_decals_dr5", arch="test_resnet", preprocessing=prep.to_dict()), w / "run2" / "best")
+    predict([w / "run", w / "run2"], w / "ensemble.parquet", catalogue=w / "sim" / "catalogue.parquet", samples=2,
+            progress=False)
+    embed(w / "run", w / "emb.parquet", catalogue=w / "sim" / "catalogue.parquet", progress=False)
     return w
+
+
+def test_the_commands_strategies_are_the_librarys():
+    """The command writes them as literals (importing the library would slow every command's start)."""
+    from galaxymorph.acquisition import DEFAULT_STRATEGY, STRATEGIES
+
+    option = next(p for p in typer.main.get_command(app).commands["acquire"].params if p.name == "strategy")
+    assert option.default == DEFAULT_STRATEGY
+    assert all(name in option.help for name in STRATEGIES)
+
+
+def _acquire(world, out, *extra):
+    args = ["acquire", "--predictions", str(world / "preds.parquet"), "--top", "3", "--out", str(out), *map(str, extra)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return pd.read_csv(out, dtype={"id_str": str})
+
+
+def test_acquire_says_why_each_galaxy_was_chosen(world, tmp_path):
+    clustered = _acquire(world, tmp_path / "c.csv", "--strategy", "cluster-bald", "--embeddings", world / "emb.parquet")
+    assert clustered["cluster"].nunique() == 3 and clustered["score"].is_monotonic_decreasing
+    batch = _acquire(world, tmp_path / "b.csv", "--strategy", "batch-bald", "--predictions", world / "ensemble.parquet")
+    assert (batch["gain"] >= 0).all() and batch["gain"].iloc[0] > 0
+    drawn = _acquire(world, tmp_path / "r.csv")  # the default: random
+    assert "cluster" not in drawn and "gain" not in drawn
+    assert (drawn["error_after"] < drawn["error_now"]).all()
+
+
+def test_acquire_leaves_queued_galaxies_out_and_says_what_their_votes_will_bring(world, tmp_path):
+    first = _acquire(world, tmp_path / "q.csv", "--strategy", "bald")
+    second = _acquire(world, tmp_path / "next.csv", "--strategy", "bald", "--queued", tmp_path / "q.csv")
+    assert not set(first["id_str"]) & set(second["id_str"])
+    report = pd.read_csv(tmp_path / "next.queued.csv", dtype={"id_str": str})
+    assert sorted(report["id_str"]) == sorted(first["id_str"])
+    np.testing.assert_allclose(report.set_index("id_str").loc[first["id_str"], ["error_now", "error_after"]],
+                               first[["error_now", "error_after"]], rtol=1e-3)  # sampled questions: other draws
 
 
 def test_acquire_writes_the_most_informative_galaxies_and_their_grid(world, tmp_path):
     args = ["acquire", "--predictions", str(world / "preds.parquet"), "--top", "5", "--out", str(tmp_path / "q.csv"),
-            "--grid", str(tmp_path / "q.png"), "--questions", "smooth-or-featured,bar"]
+            "--grid", str(tmp_path / "q.png"), "--questions", "smooth-or-featured,bar", "--strategy", "bald"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     queue = pd.read_csv(tmp_path / "q.csv")
-    assert list(queue.columns) == ["rank", "id_str", "file_loc", "score", "mi:smooth-or-featured", "mi:bar"]
+    assert list(queue.columns) == ["rank", "id_str", "file_loc", "score", "error_now", "error_after",
+                                   "mi:smooth-or-featured", "mi:bar"]
     assert list(queue["rank"]) == [1, 2, 3, 4, 5] and queue["score"].is_monotonic_decreasing
-    everyone = rank_predictions(world / "preds.parquet", 12, questions=["smooth-or-featured", "bar"])
+    everyone, _ = rank_predictions(world / "preds.parquet", 12, questions=["smooth-or-featured", "bar"], strategy="bald")
     assert queue["id_str"].tolist() == everyone["id_str"].head(5).tolist()
     assert queue["score"].iloc[-1] >= everyone["score"].iloc[5]
     assert (tmp_path / "q.png").stat().st_size > 0
@@ -168,7 +305,7 @@ def test_report_gallery_carries_each_galaxys_score_to_sort_by(world, tmp_path):
     page = build_report(world / "preds.parquet", tmp_path / "r.html").read_text()
     data = json.loads(page.split('id="galaxy-data">', 1)[1].split("</script>", 1)[0])
     shown = {g["id"]: g["information"] for g in data["galaxies"]}
-    expected = rank_predictions(world / "preds.parquet", 12)
+    expected, _ = rank_predictions(world / "preds.parquet", 12)
     np.testing.assert_allclose([shown[i] for i in expected["id_str"]], expected["score"], atol=1e-4)
     assert '<option value="informative">' in page and 'key === "informative"' in page
 

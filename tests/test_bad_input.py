@@ -135,6 +135,7 @@ def _text_files(w: Path) -> None:
         "workers.yaml": f"shards: {w / 'shards'}\nout: {w / 'unused'}\nworkers: -3\n",
         "photo.png": "a picture of the user's own, not drawn by galaxymorph",
         "ragged.csv": "id_str,file_loc\na,a.png\nb,b.png,3,4\n",
+        "queued_unknown.csv": "id_str\nnot_in_the_pool\n",
     }
     for name, text in files.items():
         (w / name).write_text(text)
@@ -161,6 +162,7 @@ def world(tmp_path_factory) -> Path:
     embed(w / "run", w / "emb.parquet", catalogue=sim / "catalogue.parquet", progress=False)
     evaluate(w / "preds.parquet", sim / "catalogue.parquet", out=w / "eval")
     pq.write_table(pq.read_table(w / "preds.parquet").slice(0, 5), w / "fewer_preds.parquet")
+    pq.write_table(pq.read_table(w / "emb.parquet").slice(0, 5), w / "fewer_emb.parquet")
     _catalogue_variants(sim)
     write_shards(sim / "one_row.csv", SCHEMA, w / "one_shards", PREP, 0.0, 0.0, workers=1, progress=False)  # train only
     _model_variants(w)
@@ -175,6 +177,7 @@ PREDICT = "predict --checkpoint {w}/run --catalog {w}/sim/catalogue.parquet --ou
 EVALUATE = "evaluate --predictions {w}/preds.parquet --catalog"
 FINETUNE = "finetune --checkpoint {w}/run --catalog {w}/sim/labels.csv --out {t}/ft --label-col ring"
 EMBED = "embed --checkpoint {w}/run --catalog {w}/sim/catalogue.parquet --out"
+ACQUIRE = "acquire --predictions {w}/preds.parquet --top 3 --out {t}/q.csv"
 
 # (command line, a piece of the message that names the culprit); {w}: the built inputs, {t}: an empty folder.
 CASES = [
@@ -294,6 +297,12 @@ CASES = [
     ("similar --embeddings {w}/emb.parquet --query nope", "--query 'nope' is not in the embeddings"),
     ("similar --embeddings {w}/preds.parquet --query sim_000000", "not a galaxymorph embeddings file"),
     ("similar --embeddings {w}/missing.parquet --query sim_000000", "missing.parquet"),
+    (ACQUIRE + " --strategy nope", "--strategy 'nope' is not one of random, bald, cluster-bald, batch-bald"),
+    (ACQUIRE + " --strategy cluster-bald", "cluster-bald needs --embeddings"),
+    (ACQUIRE + " --strategy cluster-bald --embeddings {w}/fewer_emb.parquet", "has no row for 7 galaxies of the pool"),
+    (ACQUIRE + " --strategy batch-bald", "batch-bald needs the samples of several models"),
+    (ACQUIRE + " --queued {w}/kaggle_labels.csv", "--queued {w}/kaggle_labels.csv has no id_str column"),
+    (ACQUIRE + " --queued {w}/queued_unknown.csv", "--queued: 1 galaxies are not in"),
     ("anomalies --embeddings {w}/emb.parquet --method nope", "method must be one of"),
     ("anomalies --embeddings {w}/emb.parquet --out {w}/blocker/a.csv", "{w}/blocker"),
     ("anomalies --embeddings {w}/folder.csv", "folder.csv"),
@@ -336,7 +345,8 @@ CASES = [
      "--grid {w}/photo.png exists and was not written by this command"),
     ("acquire --predictions {w}/preds.parquet --top 3 --out {t}/q.csv --questions bar,nope",
      "unknown question 'nope'; valid: smooth-or-featured, disk-edge-on, has-spiral-arms, bar,"),
-    ("acquire --predictions {w}/preds1.parquet --top 3 --out {t}/q.csv", "holds one posterior sample per galaxy"),
+    ("acquire --predictions {w}/preds1.parquet --top 3 --out {t}/q.csv --strategy bald",
+     "holds one posterior sample per galaxy"),
     ("anomalies --embeddings {w}/emb.parquet --top -1", "Invalid value for '--top': Input should be greater than or equal to 1"),
     ("anomalies --embeddings {w}/emb.parquet --top 0", "Invalid value for '--top': Input should be greater than or equal to 1"),
     ("anomalies --embeddings {w}/emb.parquet --k 50", "--k 50 must be between 1 and 11"),

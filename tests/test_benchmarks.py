@@ -15,7 +15,8 @@ from galaxymorph.predict.backends import installed
 
 # The arms each benchmark measures at --tiny, and the zoobot arms it skips there (no zoobot environment).
 ARMS = {
-    "active_learning": {"bald", "random"},
+    "active_learning": {f"{loop}, {strategy}" for loop in ("gz2", "sim")
+                        for strategy in ("random", "bald", "cluster-bald", "batch-bald")},
     "calibration": {"raw", "calibrated"},
     "cpu_backends": {f"test_resnet 16 px, 1 thread, {b}" for b in ("eager", "onnx", "int8-onnx")}
     | {f"predict, {source}, eager, 2 samples" for source in ("JPEG catalogue", "shards")},

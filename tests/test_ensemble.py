@@ -73,3 +73,19 @@ def test_cli_takes_the_checkpoint_option_once_per_model(world, tmp_path):
     assert read_predictions(out)[2]["samples"] == 4
     bad = CliRunner().invoke(app, args[:3] + ["--checkpoint", str(world / "gz2")] + args[5:])
     assert bad.exit_code == 2 and "differs from the first in 'schema'" in bad.output
+
+
+def test_heads_on_one_frozen_encoder_run_it_once(world):
+    from galaxymorph.models import load_model
+    from galaxymorph.models.ensemble import Ensemble
+
+    a, b, other = (load_model(world / name) for name in ("a", "b", "b"))
+    b.encoder.load_state_dict(a.encoder.state_dict())  # b: another head on a's encoder
+    calls = []
+    for model in (a, b, other):
+        model.encoder.register_forward_hook(lambda module, args, out: calls.append(module))
+    images = torch.rand(3, 3, 16, 16)
+    features = Ensemble([a, b, other]).features(images)
+    assert calls == [a.encoder, other.encoder]  # b's features are a's
+    torch.testing.assert_close(features[1], b.features(images))
+    assert not torch.equal(features[0], features[2])
