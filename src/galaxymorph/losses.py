@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 
 from galaxymorph.schema import Schema
 
-__all__ = ["DirichletMultinomialLoss", "dirichlet_multinomial_nll"]
+__all__ = ["DirichletMultinomialLoss", "dirichlet_multinomial_nll", "mask_nll"]
 
 
 class _DirichletMultinomialNLL(torch.autograd.Function):
@@ -179,3 +179,22 @@ class DirichletMultinomialLoss(nn.Module):
             return per_question
         per_galaxy = per_question.sum(dim=1)
         return per_galaxy if self.reduction == "sum" else per_galaxy.mean()
+
+
+_MARKED_OR_NOT = torch.ones(2, 1)  # one "question" per pixel: marked, not marked
+
+
+def mask_nll(concentrations: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+    """Mean per-pixel Beta-Binomial NLL of volunteers' masks: the Dirichlet-Multinomial of a two-answer question.
+
+    Args:
+        concentrations: (B, K, 2, H, W), the Beta's (a, b) of each class and pixel.
+        target: the share of volunteers who marked each pixel (B, K, H, W) and how many drew (B,);
+            shares times volunteers are the counts (fractional where masks were resampled).
+    """
+    shares, volunteers = target
+    marked = shares.to(concentrations.dtype) * volunteers.to(concentrations.dtype).view(-1, 1, 1, 1)
+    counts = torch.stack([marked, volunteers.view(-1, 1, 1, 1) - marked], dim=2)
+    pixels = concentrations.float().movedim(2, -1).reshape(-1, 2)
+    nll = dirichlet_multinomial_nll(pixels, counts.movedim(2, -1).reshape(-1, 2).float(), _MARKED_OR_NOT)
+    return nll.mean()
