@@ -29,10 +29,11 @@ from galaxymorph.data.images import FITS_SUFFIXES
 from galaxymorph.data.labelled import LabelledDataModule, LabelledImages, decode_images
 from galaxymorph.data.transforms import Preprocessing, with_masks
 
-__all__ = ["MASK_PREFIX", "MaskedDataModule", "class_names", "frame_masks", "load_masks", "read_mask",
+__all__ = ["MASK_PREFIX", "TRUE_MASK", "MaskedDataModule", "class_names", "frame_masks", "load_masks", "read_mask",
            "read_mask_table"]
 
 MASK_PREFIX = "mask_"  # a mask column's class is its name without it: mask_spiral -> spiral
+TRUE_MASK = "true_"  # + a mask column: the file of the true mask, where it is known (simulated data)
 
 
 def class_names(mask_cols: Sequence[str]) -> list[str]:

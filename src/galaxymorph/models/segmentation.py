@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from galaxymorph.data.masks import class_names
 from galaxymorph.models.finetune_model import Finetunable, PretrainedEncoder
 from galaxymorph.models.galaxy_model import CONFIG_VERSION
 from galaxymorph.models.head import bounded_concentrations, keyed_dropout
@@ -147,7 +148,7 @@ class SegmentationModel(Finetunable):
         >>> encoder = PretrainedEncoder(create_encoder("test_resnet"), {"arch": "test_resnet", "channels": 3,
         ...     "encoder_args": {}, "input_mean": 0.5, "input_std": 0.5, "preprocessing": {"image_size": 32},
         ...     "source": "random"})
-        >>> model = SegmentationModel.create(encoder, ["spiral", "bar"])
+        >>> model = SegmentationModel.create(encoder, ["mask_spiral", "mask_bar"])
         >>> model(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 2, 2, 32, 32])
     """
@@ -167,15 +168,19 @@ class SegmentationModel(Finetunable):
         self._config = copy.deepcopy(config)
 
     @classmethod
-    def create(cls, pretrained: PretrainedEncoder, classes: Sequence[str], dropout: float = 0.2,
-               preprocessing: dict[str, Any] | None = None,
+    def create(cls, pretrained: PretrainedEncoder, mask_cols: Sequence[str], dropout: float = 0.2,
+               preprocessing: dict[str, Any] | None = None, volunteers_col: str | None = None,
                decoder_channels: Sequence[int] = DECODER_CHANNELS) -> "SegmentationModel":
-        """A decoder and head for ``classes`` on the encoder of ``pretrained``, whose weights it keeps."""
-        if not classes:
+        """A decoder and head for the classes of ``mask_cols`` on the encoder of ``pretrained``, whose weights it keeps.
+
+        The catalogue columns it learned from (``mask_cols``, ``volunteers_col``) are kept
+        in its config: evaluate reads the same columns by default.
+        """
+        if not mask_cols:
             raise ValueError("segmentation needs at least one class (a mask column)")
         config = {
             "version": CONFIG_VERSION, "model_type": cls.MODEL_TYPE, "task": "segmentation",
-            "classes": [str(c) for c in classes],
+            "classes": class_names(mask_cols), "mask_cols": list(mask_cols), "volunteers_col": volunteers_col,
             "dropout": dropout, "decoder_channels": [int(w) for w in decoder_channels],
             **{k: pretrained.config[k] for k in ("arch", "channels", "encoder_args", "input_mean", "input_std")},
             "channels_last": pretrained.config.get("channels_last", True),

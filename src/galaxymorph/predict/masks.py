@@ -70,13 +70,14 @@ def _measurement_columns(classes: Sequence[str]) -> list[str]:
 
 
 def mask_layout(config: dict[str, Any], samples: int, metadata: dict[str, Any]) -> pa.Schema:
-    """The mask store's columns (see the module docstring) and metadata (task, classes, image size, samples)."""
+    """The mask store's columns (see the module docstring) and metadata: task, samples, ``metadata``, and the
+    model's classes, image size, preprocessing and the catalogue columns it learned from (for evaluate)."""
     pixels = int(config["image_size"]) ** 2
     fields = [pa.field("id_str", pa.string()), pa.field("file_loc", pa.string())]
     fields += [pa.field(f"mask:{c}:{s}", pa.list_(_STORED_TYPE, pixels)) for c in config["classes"] for s in _STORED]
     fields += [pa.field(name, pa.float32()) for name in _measurement_columns(config["classes"])]
-    meta = {"task": MASK_STORE, "classes": config["classes"], "image_size": config["image_size"], "samples": samples,
-            **metadata}
+    meta = {"task": MASK_STORE, "samples": samples, **metadata,
+            **{key: config[key] for key in ("classes", "image_size", "mask_cols", "volunteers_col", "preprocessing")}}
     return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
 
 

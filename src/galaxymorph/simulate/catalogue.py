@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from galaxymorph.data.masks import MASK_PREFIX, TRUE_MASK
 from galaxymorph.files import atomic_path
 from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
@@ -39,16 +40,15 @@ from galaxymorph.simulate.volunteers import (
     volunteer_counts,
 )
 
-__all__ = ["FORMATS", "MASK_COLUMNS", "TRUE_MASK", "VOLUNTEERS_COLUMN", "Simulation", "parameters_of", "simulate",
+__all__ = ["FORMATS", "MASK_COLUMNS", "VOLUNTEERS_COLUMN", "Simulation", "parameters_of", "simulate",
            "simulate_catalogue", "simulate_truth"]
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "fits": ".fits"}
 SCHEMA_NAME = "gz_decals_dr5"
 TRUE_P = "true_p:"
 TRUE = "true:"
-MASK_COLUMNS = tuple(f"mask_{c}" for c in CLASSES)  # volunteers' counts per pixel, one file per class
+MASK_COLUMNS = tuple(MASK_PREFIX + c for c in CLASSES)  # volunteers' counts per pixel, one file per class
 VOLUNTEERS_COLUMN = "mask_volunteers"  # how many volunteers drew on the galaxy
-TRUE_MASK = "true_"  # + a mask column: the true mask's file
 
 
 def _chunk(size: int) -> int:
@@ -243,10 +243,10 @@ def simulate_catalogue(
     files = [[f] for f in file_loc]  # every file of a galaxy, its image first
     if masks:
         for column in MASK_COLUMNS:
-            catalogue[column] = [f"masks/{i}_{column.removeprefix('mask_')}.png" for i in catalogue["id_str"]]
+            catalogue[column] = [f"masks/{i}_{column.removeprefix(MASK_PREFIX)}.png" for i in catalogue["id_str"]]
         catalogue[VOLUNTEERS_COLUMN] = drawing_volunteers(params, mask_volunteers)
         for column in MASK_COLUMNS:
-            catalogue[TRUE_MASK + column] = [f"truth/{i}_{column.removeprefix('mask_')}.png" for i in catalogue["id_str"]]
+            catalogue[TRUE_MASK + column] = [f"truth/{i}_{column.removeprefix(MASK_PREFIX)}.png" for i in catalogue["id_str"]]
         names = [*MASK_COLUMNS, *(TRUE_MASK + c for c in MASK_COLUMNS)]
         files = [[f, *row] for f, row in zip(file_loc, catalogue[names].itertuples(index=False))]
     chunk = _chunk(size)

@@ -37,7 +37,7 @@ from galaxymorph.data.labelled import (
     load_labelled,
     split_train_val,
 )
-from galaxymorph.data.masks import MaskedDataModule, class_names, load_masks
+from galaxymorph.data.masks import MaskedDataModule, load_masks
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.engine import ConfigError, build_trainer
 from galaxymorph.models import load_encoder
@@ -72,7 +72,8 @@ def class_weights(setting: str | list[float] | None, targets: torch.Tensor, n_cl
 def build_model(pretrained: PretrainedEncoder, config: FinetuneConfig, classes: list[str] | None) -> Finetunable:
     """The encoder with a new head for ``config.task`` (a decoder and mask head for segmentation)."""
     if config.task == "segmentation":
-        return SegmentationModel.create(pretrained, class_names(config.mask_cols or []), config.dropout)
+        return SegmentationModel.create(pretrained, config.mask_cols or [], config.dropout,
+                                        volunteers_col=config.volunteers_col)
     return FinetunedModel.create(
         pretrained,
         config.task,
