@@ -151,7 +151,7 @@ def read_mask_table(catalogue: str | Path | pd.DataFrame, mask_cols: Sequence[st
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise CatalogueError(f"{name} row {row} (id_str={table.at[row, 'id_str']}): {volunteers_col} = "
-                             f"{frame.at[row, volunteers_col]!r}; the number of volunteers who drew must be a whole number >= 1")
+                             f"{frame.at[row, volunteers_col]}; the number of volunteers who drew must be a whole number >= 1")
     table["volunteers"] = volunteers.to_numpy(np.float32)
     return table
 
