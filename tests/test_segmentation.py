@@ -19,7 +19,7 @@ from galaxymorph.cli import app
 from galaxymorph.data.images import load_image
 from galaxymorph.data.masks import frame_masks, load_masks, read_mask
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform, with_masks
-from galaxymorph.evaluate_masks import evaluate_masks
+from galaxymorph.evaluate.masks import evaluate_masks
 from galaxymorph.losses import mask_nll
 from galaxymorph.mask_stats import measure_shapes, pixel_intervals, pixel_posteriors, summarise_samples
 from galaxymorph.models import GalaxyModel, create_encoder, load_encoder, load_model, save_model

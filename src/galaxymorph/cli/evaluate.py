@@ -73,7 +73,7 @@ def report(
 
 def _evaluate_masks(predictions: Path, catalogue: Path, out: Path | None, mask_cols: list[str] | None,
                     volunteers_col: str | None) -> None:
-    from galaxymorph.evaluate_masks import evaluate_masks
+    from galaxymorph.evaluate.masks import evaluate_masks
 
     result = evaluate_masks(predictions, catalogue, out=out, mask_cols=mask_cols, volunteers_col=volunteers_col)
     lines = [f"{result['galaxies']} galaxies"]

@@ -28,7 +28,7 @@ from galaxymorph.predict import read_concentrations
 from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
 from galaxymorph.schema import Schema
 
-__all__ = ["TITLE", "build_report", "png_data_uri", "resource", "write_page"]
+__all__ = ["TITLE", "build_report", "png_data_uri", "read_evaluation", "resource", "write_page"]
 
 
 def resource(name: str) -> str:
@@ -106,6 +106,14 @@ def _metrics_html(evaluation: dict[str, Any]) -> str:
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     lines.append("<table class='metrics'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
     return "\n".join(lines)
+
+
+def read_evaluation(evaluation: str | Path, predictions: str | Path) -> dict[str, Any]:
+    """The ``evaluation.json`` in ``evaluation``, refused unless it was made from ``predictions``."""
+    directory = Path(evaluation)
+    result = json.loads((directory / "evaluation.json").read_text())
+    _check_made_from(directory, result, predictions)
+    return result
 
 
 def _check_made_from(evaluation: Path, result: dict[str, Any], predictions: str | Path) -> None:
@@ -221,8 +229,7 @@ def build_report(
     metrics, plots = "", ""
     if evaluation is not None:
         directory = Path(evaluation)
-        result = json.loads((directory / "evaluation.json").read_text())
-        _check_made_from(directory, result, predictions)
+        result = read_evaluation(directory, predictions)
         metrics = _metrics_html(result)
         plots = _plots_html(directory, result.get("plots", []))
     data = json.dumps(_gallery_data(frame, schema, paths, thumb_size)).replace("</", "<\\/")

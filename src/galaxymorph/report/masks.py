@@ -10,7 +10,6 @@ classification report (:mod:`galaxymorph.report.html`).
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from galaxymorph.data.inputs import image_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.predict.masks import measurements_path, read_mask_metadata, read_masks
-from galaxymorph.report.html import TITLE, png_data_uri, resource, write_page
+from galaxymorph.report.html import TITLE, png_data_uri, read_evaluation, resource, write_page
 
 __all__ = ["COLOURS", "build_mask_report", "overlay"]
 
@@ -93,8 +92,7 @@ def build_mask_report(predictions: str | Path, out: str | Path, evaluation: str 
              for n, (i, image) in enumerate(zip(ids, seen))]
     metrics = ""
     if evaluation is not None:
-        result = json.loads((Path(evaluation) / "evaluation.json").read_text())
-        metrics = _metrics_html(result)
+        metrics = _metrics_html(read_evaluation(evaluation, predictions))
     legend = ", ".join(f"{html.escape(c)} in {['cyan', 'red', 'yellow', 'green'][k % 4]}" for k, c in enumerate(classes))
     subtitle = (f"Masks {html.escape(Path(predictions).name)}: {legend}; {meta['samples']} MC-dropout samples per "
                 f"galaxy, {meta['image_size']} px; {len(cards)} galaxies, largest {html.escape(classes[0])} area first. "

@@ -35,6 +35,7 @@ from galaxymorph.data.masks import TRUE_MASK, frame_masks, read_mask_table
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.mask_stats import THRESHOLD, dice_iou, overlap, predictive_pit
 from galaxymorph.outputs import claim_folder
+from galaxymorph.predict.layout import predictions_identity
 from galaxymorph.predict.masks import read_mask_metadata, read_masks
 
 __all__ = ["evaluate_masks"]
@@ -84,7 +85,8 @@ class _Sums:
 def evaluate_masks(predictions: str | Path, catalogue: str | Path | pd.DataFrame, out: str | Path | None = None,
                    mask_cols: Sequence[str] | None = None, volunteers_col: str | None = None, seed: int = 0,
                    batch_rows: int = 256) -> dict[str, Any]:
-    """Metrics of a mask store against a catalogue's masks (see the module docstring); with ``out``, ``evaluation.json``.
+    """Metrics of a mask store against a catalogue's masks (see the module docstring); with ``out``, ``evaluation.json``
+    (which records the predictions it was made from, as :func:`galaxymorph.evaluate.evaluate` does).
 
     ``mask_cols`` and ``volunteers_col`` default to the columns the model learned from
     (recorded in the predictions); the truth is read from ``true_<mask column>`` where
@@ -98,7 +100,8 @@ def evaluate_masks(predictions: str | Path, catalogue: str | Path | pd.DataFrame
                          f"({', '.join(meta['classes'])}); give one mask column for each, in that order")
     table = read_mask_table(catalogue, mask_cols, volunteers_col).set_index("id_str")
     truth_cols = [TRUE_MASK + c for c in mask_cols]
-    has_truth = set(truth_cols) <= set(read_table(catalogue)[0].columns)
+    columns, path = read_table(catalogue)
+    has_truth = set(truth_cols) <= set(columns.columns)
     truth = read_mask_table(catalogue, truth_cols).set_index("id_str") if has_truth else None
     prep = Preprocessing.from_dict(meta["preprocessing"])
     rng = np.random.default_rng(seed)
@@ -128,6 +131,8 @@ def evaluate_masks(predictions: str | Path, catalogue: str | Path | pd.DataFrame
     result = {"galaxies": galaxies, "samples": meta["samples"], "threshold": THRESHOLD, "truth": has_truth,
               "classes": sums.result(meta["classes"])}
     if out is not None:
+        result["made_from"] = {"predictions": predictions_identity(predictions),
+                               "catalogue": None if path is None else str(path.resolve())}
         out = Path(out)
         claim_folder(out, EVALUATION_FILE)
         out.mkdir(parents=True, exist_ok=True)
