@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from galaxymorph.data.masks import class_names
 from galaxymorph.models.finetune_model import Finetunable, PretrainedEncoder
 from galaxymorph.models.galaxy_model import CONFIG_VERSION
-from galaxymorph.models.head import bounded_concentrations, keyed_dropout
+from galaxymorph.models.head import MAX_CONCENTRATION, MIN_CONCENTRATION, bounded_concentrations, keyed_dropout
 
 __all__ = ["DECODER_CHANNELS", "MaskHead", "SegmentationModel", "UNetDecoder", "feature_encoder"]
 
@@ -101,6 +101,8 @@ class MaskHead(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.decoder = UNetDecoder(encoder_channels, widths)
         self.out = nn.Conv2d(self.decoder.channels, 2 * n_classes, 1)
+        with torch.no_grad():  # start unsure, Beta(1.5, 3) everywhere, not sure that half the volunteers mark each pixel
+            self.out.bias.copy_(_logits_of(torch.tensor([1.5, 3.0]).repeat(n_classes)))
         self.reduction, self.n_classes, self.dropout = reduction, n_classes, dropout
 
     def decode(self, features: Sequence[Tensor]) -> Tensor:
@@ -133,6 +135,11 @@ class MaskHead(nn.Module):
             keep = keyed_dropout(decoded.new_ones(b, channels), n, self.dropout, keys)
         dropped = decoded.unsqueeze(0) * keep.view(n, b, channels, 1, 1)
         return self.concentrations(dropped.flatten(0, 1)).unflatten(0, (n, b)).movedim(0, -1)
+
+
+def _logits_of(concentrations: Tensor) -> Tensor:
+    """The logits that :func:`bounded_concentrations` maps to ``concentrations``."""
+    return torch.logit((concentrations - MIN_CONCENTRATION) / (MAX_CONCENTRATION - MIN_CONCENTRATION))
 
 
 class SegmentationModel(Finetunable):
