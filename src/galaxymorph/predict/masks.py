@@ -55,9 +55,6 @@ _STORED_TYPE = pa.float16()
 class MaskPredictor(MCDropoutPredictor):
     """The encoder and decoder once per galaxy, the mask head ``samples`` times: (B, K, 2, S, S, samples) concentrations."""
 
-    def __init__(self, model: torch.nn.Module, samples: int) -> None:
-        super().__init__(model, samples)
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:  # type: ignore[override]
         if batch["image"] is None:
             return None
@@ -86,7 +83,7 @@ def mask_table(ids: Sequence[str], concentrations: np.ndarray, file_locs: Sequen
     """One batch of rows from concentrations (B, K, 2, S, S, samples)."""
     columns: dict[str, Any] = {"id_str": list(ids), "file_loc": list(file_locs)}
     posterior = pixel_posteriors(concentrations)
-    shares = concentrations[:, :, 0] / concentrations[:, :, :2].sum(axis=2)  # (B, K, S, S, samples)
+    shares = concentrations[:, :, 0] / concentrations.sum(axis=2)  # expected shares (B, K, S, S, samples)
     shapes = measure_shapes(np.moveaxis(shares, -1, 2))  # each (B, K, samples)
     pixels = posterior["mean"][0, 0].size if len(ids) else 0
     for k, name in enumerate(classes):
