@@ -9,7 +9,10 @@ who each miss, shift, grow, shrink or partly draw them):
 2. Pretraining: a classification model (``train``) on the pretraining galaxies' votes,
    never their masks. From scratch: the same architecture, random weights.
 3. Each arm (``pretrained``, ``scratch``) and each n: ``finetune --task segmentation``
-   with the same settings (head stage, then every layer), ``predict`` the test set,
+   with the same settings and the same number of training images seen (``--images``:
+   more epochs for fewer masks; the first fifth of the epochs train the decoder and head
+   alone, then every layer; the model with the lowest validation loss is kept),
+   ``predict`` the test set,
    ``evaluate``: Dice of the model's mask (expected share > 1/2) against the truth, beside
    the volunteers' own majority mask (the noise floor the model should beat), and the
    share of pixels whose volunteers' count is in its 90% predictive interval (where a
@@ -17,9 +20,10 @@ who each miss, shift, grow, shrink or partly draw them):
 4. Speed: training and prediction images/s of the segmentation model beside the
    classification model of the same encoder (random images, the same batches, one run).
 5. ``--decoders``: this package's U-Net decoder against segmentation_models_pytorch's
-   ``UnetDecoder`` (same widths, and smp's default widths): parameters, training and
-   prediction images/s at 64 and 128 px, and Dice with the pretrained encoder on the
-   largest n (smp must be installed).
+   ``UnetDecoder`` with the same widths and with smp's default widths: parameters and
+   training and prediction images/s at ``--speed-sizes``; and Dice and coverage of smp's
+   with the same widths, trained as the pretrained arm on the largest n (whose figures
+   are this package's decoder's). smp must be installed.
 
 Results: ``--out/results.json`` (command, commit, machine, settings, rows) and Markdown on stdout.
 Runs resume: the simulation, pretraining and every fine-tuning run are kept in ``--out``.
@@ -62,11 +66,12 @@ from galaxymorph.training import FinetuneConfig, TrainConfig, train
 from galaxymorph.training.finetune_run import build_model, finetune, fit
 
 ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN_BATCH = 32
 PRESETS = {
-    "small": dict(galaxies=1500, size=48, sizes=[50, 200], test=150, pretrain_epochs=3, epochs=8, head_epochs=2,
-                  patience=3, samples=5, speed_sizes=[48]),
-    "tiny": dict(galaxies=48, size=32, arch="test_resnet", sizes=[8], test=12, pretrain_epochs=1, epochs=1,
-                 head_epochs=1, patience=1, samples=2, speed_sizes=[32], speed_steps=2, batch_size=8),
+    "small": dict(galaxies=1200, size=48, sizes=[50, 200], test=150, pretrain_epochs=3, images=1600, batch_size=16,
+                  speed_sizes=[64, 128], speed_steps=3),
+    "tiny": dict(galaxies=48, size=32, arch="test_resnet", sizes=[8], test=12, pretrain_epochs=1, images=8,
+                 samples=2, speed_sizes=[32], speed_steps=2, batch_size=8),
 }
 
 
@@ -81,14 +86,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000], help="training masks per run")
     p.add_argument("--test", type=int, default=300)
     p.add_argument("--pretrain-epochs", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=30, help="epoch budget of every run, head stage included")
-    p.add_argument("--head-epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--images", type=int, default=24000, help="training images each run sees (epochs x its masks)")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--head-lr", type=float, default=1e-2, help="of the decoder and head while the encoder is frozen")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--patience", type=int, default=5)
     p.add_argument("--samples", type=int, default=5, help="MC-dropout samples per galaxy")
     p.add_argument("--speed-sizes", type=int, nargs="+", default=[64, 128], help="px of the speed comparison")
-    p.add_argument("--speed-steps", type=int, default=10)
+    p.add_argument("--speed-steps", type=int, default=5)
     p.add_argument("--decoders", action="store_true", help="also: this package's decoder against smp's UnetDecoder")
     given = p.parse_known_args(argv)[0]
     for preset, defaults in PRESETS.items():
@@ -129,7 +133,7 @@ def starting_points(parts: dict[str, pd.DataFrame], args: argparse.Namespace) ->
         write_shards(catalogue, "gz_decals_dr5", shards, prep, val_fraction=0.1, test_fraction=0.0, workers=1,
                      progress=False)
     pretrained = train(TrainConfig(shards=str(shards), out=str(args.out / "pretrained"), arch=args.arch,
-                                   epochs=args.pretrain_epochs, batch_size=args.batch_size, workers=0, calibrate=False,
+                                   epochs=args.pretrain_epochs, batch_size=PRETRAIN_BATCH, workers=0, calibrate=False,
                                    ood_reference=0, progress=False))
     scratch = args.out / "scratch" / "best"
     if not (scratch / "config.json").is_file():
@@ -138,11 +142,14 @@ def starting_points(parts: dict[str, pd.DataFrame], args: argparse.Namespace) ->
     return {"pretrained": Path(pretrained), "scratch": scratch}
 
 
-def _settings(args: argparse.Namespace, checkpoint: Path, catalogue: Path, out: Path) -> FinetuneConfig:
+def _settings(args: argparse.Namespace, checkpoint: Path, catalogue: Path, out: Path, masks: int) -> FinetuneConfig:
+    """Every run alike but for its masks: ``--images`` seen, a fifth of the epochs for the head, no early stop."""
+    epochs = max(1, -(-args.images // round(0.8 * masks)))
+    head = max(1, epochs // 5)
     return FinetuneConfig(checkpoint=str(checkpoint), catalogue=str(catalogue), out=str(out), task="segmentation",
                           mask_cols=list(MASK_COLUMNS), volunteers_col=VOLUNTEERS_COLUMN, unfreeze="all",
-                          epochs=args.epochs, head_epochs=args.head_epochs, lr=args.lr, batch_size=args.batch_size,
-                          patience=args.patience, progress=False)
+                          epochs=max(1, epochs - head), head_epochs=head, lr=args.lr, head_lr=args.head_lr,
+                          batch_size=args.batch_size, patience=epochs, progress=False)
 
 
 def _scores(predictions: Path, test: Path) -> dict[str, float]:
@@ -166,7 +173,7 @@ def learning_curves(parts: dict[str, pd.DataFrame], starts: dict[str, Path], arg
         for arm, start in starts.items():
             name = f"{arm}_{n}"
             began = time.perf_counter()
-            best = finetune(_settings(args, start, labelled, args.out / name))
+            best = finetune(_settings(args, start, labelled, args.out / name, n))
             seconds = time.perf_counter() - began
             predictions = args.out / f"{name}.parquet"
             predict(best, predictions, catalogue=test, samples=args.samples, progress=False)
@@ -246,15 +253,15 @@ def _smp_decoder(model: SegmentationModel, widths: tuple[int, ...]) -> torch.nn.
     return Adapter()
 
 
-def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], args: argparse.Namespace) -> list[dict]:
-    """This package's decoder, smp's with the same widths and smp's with its default widths."""
+def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], curves: list[dict],
+             args: argparse.Namespace) -> list[dict]:
+    """This package's decoder, smp's with the same widths (both trained) and smp's with its default widths (timed)."""
     import segmentation_models_pytorch as smp
 
+    n = max(args.sizes)
+    ours = next(row for row in curves if row["arm"] == "pretrained" and row["masks"] == n)
     variants = {"galaxymorph": None, "smp, same widths": DECODER_CHANNELS, "smp, default widths": (256, 128, 64, 32, 16)}
     rows = []
-    n = max(args.sizes)
-    labelled, test = args.out / f"masks_{n}.parquet", args.out / "test.parquet"
-    data = None
     for name, widths in variants.items():
         row: dict[str, Any] = {"decoder": name, "smp": smp.__version__}
         for size in args.speed_sizes:
@@ -262,26 +269,34 @@ def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], args: argp
             model = SegmentationModel.create(load_encoder(args.out / "scratch"), list(MASK_COLUMNS))
             if widths is not None:
                 model.head.decoder = _smp_decoder(model, widths)
-            shares = torch.rand(args.batch_size, 2, size, size)
-            figures = throughput(model, lambda out: mask_nll(out, (shares, torch.full((args.batch_size,), 15.0))),
-                                 size, args)
+            shares = torch.rand(args.batch_size, len(MASK_COLUMNS), size, size)
+            target = (shares, torch.full((args.batch_size,), 15.0))
+            figures = throughput(model, lambda out: mask_nll(out, target), size, args)
             row.update({f"{key}_{size}px": value for key, value in figures.items()})
-        settings = _settings(args, starts["pretrained"], labelled, args.out / f"decoder_{name.replace(', ', '_').replace(' ', '_')}")
-        pretrained = load_encoder(settings.checkpoint)
-        data = data or load_masks(labelled, list(MASK_COLUMNS), pretrained.config["preprocessing"], VOLUNTEERS_COLUMN,
-                                  progress=False)
-        train_set, val_set = split_train_val(data, settings.val_fraction, settings.seed)
-        torch.manual_seed(settings.seed)
-        model = build_model(pretrained, settings, None)
-        if widths is not None:
-            model.head.decoder = _smp_decoder(model, widths)
-        fit(model, train_set, val_set, settings)
-        predictions = Path(settings.out) / "test.parquet"
-        predict(model, predictions, catalogue=test, samples=args.samples, progress=False)
-        row.update(_scores(predictions, test))
+        if widths is None:
+            row.update({k: v for k, v in ours.items() if k.endswith(("dice", "coverage_90")) and "majority" not in k})
+        elif widths == DECODER_CHANNELS:
+            row.update(_train_smp(widths, starts, n, args))
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def _train_smp(widths: tuple[int, ...], starts: dict[str, Path], n: int, args: argparse.Namespace) -> dict[str, float]:
+    """The pretrained arm's run on n masks, with smp's decoder in place of this package's."""
+    labelled, test = args.out / f"masks_{n}.parquet", args.out / "test.parquet"
+    settings = _settings(args, starts["pretrained"], labelled, args.out / f"smp_decoder_{n}", n)
+    pretrained = load_encoder(settings.checkpoint)
+    data = load_masks(labelled, list(MASK_COLUMNS), pretrained.config["preprocessing"], VOLUNTEERS_COLUMN,
+                      progress=False)
+    train_set, val_set = split_train_val(data, settings.val_fraction, settings.seed)
+    torch.manual_seed(settings.seed)  # as finetune seeds the new head
+    model = build_model(pretrained, settings, None)
+    model.head.decoder = _smp_decoder(model, widths)
+    predictions = Path(settings.out) / "test.parquet"
+    predict(fit(model, train_set, val_set, settings), predictions, catalogue=test, samples=args.samples,
+            progress=False)
+    return {k: v for k, v in _scores(predictions, test).items() if "majority" not in k}
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -310,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "learning_curves": learning_curves(parts, starts, args), "speed": speeds(args),
     }
     if args.decoders:
-        results["decoders"] = decoders(parts, starts, args)
+        results["decoders"] = decoders(parts, starts, results["learning_curves"], args)
     results["seconds"] = round(time.perf_counter() - began, 1)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     dice = ["arm", "masks", "spiral_dice", "spiral_majority_dice", "bar_dice", "bar_majority_dice",

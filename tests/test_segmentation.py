@@ -12,7 +12,7 @@ import pytest
 import torch
 from astropy.io import fits
 from PIL import Image
-from scipy.stats import betabinom
+from scipy.stats import beta, binom
 from typer.testing import CliRunner
 
 from galaxymorph.cli import app
@@ -129,15 +129,14 @@ def test_a_mask_drawn_on_its_image_stays_on_it_through_framing_and_augmentation(
     assert not torch.equal(train_views[0], train_views[1])  # the galaxies did get different augmentations
 
 
-def test_mask_loss_is_the_beta_binomial_of_the_counts():
+def test_mask_loss_is_the_binomial_of_the_counts():
     rng = torch.Generator().manual_seed(0)
-    concentrations = 1.001 + 50 * torch.rand(3, 2, 2, 5, 5, generator=rng, dtype=torch.float64)
-    volunteers = torch.tensor([1.0, 7.0, 15.0])
-    counts = torch.floor(torch.rand(3, 2, 5, 5, generator=rng) * (volunteers.view(-1, 1, 1, 1) + 1))
-    expected = -betabinom.logpmf(counts.numpy(), volunteers.view(-1, 1, 1, 1).numpy(),
-                                 concentrations[:, :, 0].numpy(), concentrations[:, :, 1].numpy()).mean()
-    loss = mask_nll(concentrations, (counts / volunteers.view(-1, 1, 1, 1), volunteers))
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    logits = 3 * torch.randn(3, 2, 5, 5, generator=rng, dtype=torch.float64)
+    volunteers = torch.tensor([1.0, 7.0, 15.0], dtype=torch.float64)
+    counts = torch.floor(torch.rand(3, 2, 5, 5, generator=rng, dtype=torch.float64) * (volunteers.view(-1, 1, 1, 1) + 1))
+    expected = -binom.logpmf(counts.numpy(), volunteers.view(-1, 1, 1, 1).numpy(), torch.sigmoid(logits).numpy()).mean()
+    loss = mask_nll(logits, (counts / volunteers.view(-1, 1, 1, 1), volunteers))
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
 
 
 def test_segmentation_model_keeps_the_pretrained_encoder_and_draws_masks_from_each_id():
@@ -147,13 +146,13 @@ def test_segmentation_model_keeps_the_pretrained_encoder_and_draws_masks_from_ea
     assert all(torch.equal(value, encoder[name]) for name, value in model.encoder.state_dict().items())
     images = torch.rand(3, 3, 24, 24)
     features = model.features(images)
-    assert model.head(features).shape == (3, 2, 2, 24, 24)
+    assert model.head(features).shape == (3, 2, 24, 24)
     samples = model.sample(features, 4, galaxy_keys(["a", "b", "c"]))
-    assert samples.shape == (3, 2, 2, 24, 24, 4) and samples.min() >= 1.001 and samples.max() <= 101
+    assert samples.shape == (3, 2, 24, 24, 4) and samples.min() >= 0 and samples.max() <= 1
     alone = model.sample(model.features(images[[1]]), 4, galaxy_keys(["b"]))
     torch.testing.assert_close(alone[0], samples[1], atol=1e-4, rtol=1e-4)  # the same masks in any batch
     assert not torch.allclose(samples[..., 0], samples[..., 1])  # and different masks per sample
-    torch.testing.assert_close(model.sample(features, 1)[..., 0], model.head(features))  # one sample: no dropout
+    torch.testing.assert_close(model.sample(features, 1)[..., 0], torch.sigmoid(model.head(features)))  # no dropout
     model.set_trainable(0)
     assert not any(p.requires_grad for p in model.encoder.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
@@ -175,27 +174,24 @@ def test_shapes_are_measured_from_second_moments():
     assert wrapped["angle_q05"][0] < 0 < wrapped["angle_q95"][0] < 3
 
 
-def test_pixel_posteriors_match_the_beta_of_one_sample():
-    a, b = np.array([2.0, 30.0]), np.array([8.0, 3.0])
-    concentrations = np.stack([a, b]).reshape(1, 2, 1, 2, 1)  # (classes=1, 2, H=1, W=2, samples=1)
-    posterior = pixel_posteriors(concentrations)
-    np.testing.assert_allclose(posterior["mean"][0, 0], a / (a + b))
-    np.testing.assert_allclose(posterior["concentration"][0, 0], a + b, rtol=1e-9)
+def test_pixel_posteriors_are_the_beta_of_the_samples_mean_and_variance():
+    samples = np.array([[0.2, 0.3, 0.4, 0.3], [0.9, 0.9, 0.9, 0.9]])[None, None]  # (1, H=1, W=2, 4 samples)
+    posterior = pixel_posteriors(samples)
+    np.testing.assert_allclose(posterior["mean"][0, 0], [0.3, 0.9])
+    a_plus_b = 0.3 * 0.7 / np.var([0.2, 0.3, 0.4, 0.3]) - 1
+    np.testing.assert_allclose(posterior["concentration"][0, 0], [a_plus_b, 1e4])  # agreeing samples: the most
     low, high = pixel_intervals(posterior["mean"], posterior["concentration"])
-    from scipy.stats import beta
+    np.testing.assert_allclose(low[0, 0, 0], beta.ppf(0.05, 0.3 * a_plus_b, 0.7 * a_plus_b), rtol=1e-6)
+    np.testing.assert_allclose(high[0, 0, 0], beta.ppf(0.95, 0.3 * a_plus_b, 0.7 * a_plus_b), rtol=1e-6)
+    assert low[0, 0, 1] < 0.9 < high[0, 0, 1] and high[0, 0, 1] - low[0, 0, 1] < 0.01
 
-    np.testing.assert_allclose(low[0, 0], beta.ppf(0.05, a, b), rtol=1e-6)
-    np.testing.assert_allclose(high[0, 0], beta.ppf(0.95, a, b), rtol=1e-6)
 
-
-def _store_of(masks: np.ndarray, ids: list[str], path, size: int = 24, sure: float = 100.0) -> None:
-    """A mask store whose predictions are ``masks`` (N, K, S, S) in [0, 1], written as predict writes it."""
+def _store_of(masks: np.ndarray, ids: list[str], path, size: int = 24) -> None:
+    """A mask store whose predictions are ``masks`` (N, K, S, S) in [0, 1] in two samples, written as predict writes it."""
     config = {"classes": ["spiral", "bar"], "image_size": size, "mask_cols": MASKS, "volunteers_col": "mask_volunteers",
               "preprocessing": PREP.to_dict()}
     layout = mask_layout(config, 2, {"made_by": {}})
-    a = 1.001 + sure * masks
-    concentrations = np.stack([a, 1.001 + sure * (1 - masks)], axis=2)[..., None].repeat(2, axis=-1)
-    pq.write_table(mask_table(ids, concentrations, [None] * len(ids), config["classes"], layout), path)
+    pq.write_table(mask_table(ids, masks[..., None].repeat(2, axis=-1), [None] * len(ids), config["classes"], layout), path)
 
 
 def test_evaluate_scores_the_truth_as_perfect_and_the_volunteers_majority_as_their_noise_floor(sim, tmp_path):

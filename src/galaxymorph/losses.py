@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
@@ -181,20 +182,20 @@ class DirichletMultinomialLoss(nn.Module):
         return per_galaxy if self.reduction == "sum" else per_galaxy.mean()
 
 
-_MARKED_OR_NOT = torch.ones(2, 1)  # one "question" per pixel: marked, not marked
-
-
-def mask_nll(concentrations: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
-    """Mean per-pixel Beta-Binomial NLL of volunteers' masks: the Dirichlet-Multinomial of a two-answer question.
+def mask_nll(logits: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+    """Mean per-pixel Binomial NLL of volunteers' masks: each of n volunteers marks a pixel with probability sigmoid(logit).
 
     Args:
-        concentrations: (B, K, 2, H, W), the Beta's (a, b) of each class and pixel.
+        logits: (B, K, H, W), one per class and pixel.
         target: the share of volunteers who marked each pixel (B, K, H, W) and how many drew (B,);
-            shares times volunteers are the counts (fractional where masks were resampled).
+            shares times volunteers are the counts k (fractional where masks were resampled).
+
+    ``-log p = -k log(q) - (n - k) log(1 - q) - log C(n, k)``: n times the cross-entropy
+    of the share, less the log binomial coefficient (which only makes it a likelihood).
     """
     shares, volunteers = target
-    marked = shares.to(concentrations.dtype) * volunteers.to(concentrations.dtype).view(-1, 1, 1, 1)
-    counts = torch.stack([marked, volunteers.view(-1, 1, 1, 1) - marked], dim=2)
-    pixels = concentrations.float().movedim(2, -1).reshape(-1, 2)
-    nll = dirichlet_multinomial_nll(pixels, counts.movedim(2, -1).reshape(-1, 2).float(), _MARKED_OR_NOT)
-    return nll.mean()
+    n = volunteers.to(logits.dtype).view(-1, 1, 1, 1)
+    shares = shares.to(logits.dtype)
+    k = shares * n
+    log_choose = torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+    return (n * F.binary_cross_entropy_with_logits(logits, shares, reduction="none") - log_choose).mean()

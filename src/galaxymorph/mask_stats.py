@@ -1,14 +1,15 @@
 """The numbers of segmentation: per-pixel posteriors, shapes measured from masks, and agreement with other masks.
 
-A segmentation model gives, per class, pixel and MC-dropout sample, the (a, b) of a Beta
-over the share of volunteers who would mark the pixel (:mod:`galaxymorph.models.segmentation`).
+A segmentation model gives, per class, pixel and MC-dropout sample, the probability that
+a volunteer marks the pixel (:mod:`galaxymorph.models.segmentation`).
 
-- :func:`pixel_posteriors`: per pixel, the Beta with the mean and variance of the mixture
-  over samples, as its ``mean`` and ``concentration`` a + b: all that the intervals
+- :func:`pixel_posteriors`: per pixel, the Beta with the mean and variance of the
+  samples, as its ``mean`` and ``concentration`` a + b: all that the intervals
   (:func:`pixel_intervals`) and the predictive distribution of a number of volunteers'
-  counts (:func:`predictive_pit`) need. Predictions store these two; quantiles cost
-  about ten times the model's own time per galaxy on a CPU (scipy's ``betaincinv``), so
-  they are computed for the galaxies read, not for every galaxy predicted.
+  counts (:func:`predictive_pit`, Beta-Binomial) need. Predictions store these two;
+  quantiles cost about ten times the model's own time per galaxy on a CPU (scipy's
+  ``betaincinv``), so they are computed for the galaxies read, not for every galaxy
+  predicted.
 - :func:`measure_shapes`: per sample, from the mask of pixels whose expected share is
   above one half, the share of the frame it covers, its pixels, and the length and
   angle of the ellipse with its second moments (a bar's); :func:`summarise_samples`
@@ -24,21 +25,28 @@ import warnings
 import numpy as np
 from scipy import special, stats
 
-from galaxymorph.stats import matched_beta
-
-__all__ = ["MEASUREMENTS", "THRESHOLD", "dice_iou", "measure_shapes", "overlap", "pixel_intervals",
+__all__ = ["MAX_CONCENTRATION", "MEASUREMENTS", "MIN_CONCENTRATION", "THRESHOLD", "dice_iou", "measure_shapes", "overlap", "pixel_intervals",
            "pixel_posteriors", "predictive_pit", "summarise_samples"]
 
 MEASUREMENTS = ("area", "pixels", "length", "angle")  # per class, each with _q05 / _q95 (see measure_shapes)
 THRESHOLD = 0.5  # a pixel is in a mask when at least half of the volunteers are expected to mark it
+MIN_CONCENTRATION, MAX_CONCENTRATION = 0.01, 1e4  # of a pixel's Beta: from nearly 0-or-1 to as sure as a Binomial
 
 
-def pixel_posteriors(concentrations: np.ndarray) -> dict[str, np.ndarray]:
-    """``mean`` and ``concentration`` per pixel (..., H, W) from (..., 2, H, W, samples) concentrations (a, b)."""
-    concentrations = np.asarray(concentrations, np.float64)
-    a, b = concentrations[..., 0, :, :, :], concentrations[..., 1, :, :, :]
-    mean, concentration = matched_beta(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))
-    return {"mean": mean.reshape(a.shape[:-1]), "concentration": concentration.reshape(a.shape[:-1])}
+def pixel_posteriors(samples: np.ndarray) -> dict[str, np.ndarray]:
+    """``mean`` and ``concentration`` per pixel (..., H, W) from MC-dropout probabilities (..., H, W, samples).
+
+    The concentration a + b of the Beta with the samples' mean m and variance v is
+    m (1 - m) / v - 1, kept within [:data:`MIN_CONCENTRATION`, :data:`MAX_CONCENTRATION`]
+    (samples that agree, or one sample, give the largest: the pixel's count is then
+    Binomial).
+    """
+    samples = np.asarray(samples, np.float64)
+    mean, variance = samples.mean(axis=-1), samples.var(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # samples that agree: no variance
+        concentration = mean * (1 - mean) / variance - 1
+    return {"mean": mean, "concentration": np.clip(np.nan_to_num(concentration, nan=MAX_CONCENTRATION),
+                                                   MIN_CONCENTRATION, MAX_CONCENTRATION)}
 
 
 def pixel_intervals(mean: np.ndarray, concentration: np.ndarray,

@@ -19,7 +19,6 @@ __all__ = [
     "credible_intervals",
     "expected_fractions",
     "from_cumulative",
-    "matched_beta",
     "posterior_predictive_counts",
     "probability_asked",
     "to_cumulative",
@@ -70,14 +69,6 @@ def credible_intervals(
     return out
 
 
-def matched_beta(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, a + b) of the Beta with the mean and variance of each row's equally weighted Beta mixture (rows, components)."""
-    total = alpha + beta
-    mean = (alpha / total).mean(axis=1)
-    second = (alpha * (alpha + 1) / (total * (total + 1))).mean(axis=1)
-    return mean, np.maximum(mean * (1 - mean) / np.maximum(second - mean**2, 1e-300) - 1, 1e-12)
-
-
 def _mixture_quantile(alpha: np.ndarray, beta: np.ndarray, level: float, tol: float) -> np.ndarray:
     """Quantile of equally weighted Beta mixtures, one per row of (rows, components).
 
@@ -86,7 +77,10 @@ def _mixture_quantile(alpha: np.ndarray, beta: np.ndarray, level: float, tol: fl
     CDF inside a shrinking bisection bracket; only rows not yet converged are
     iterated on, so a few cheap ``betainc`` passes suffice.
     """
-    mean, spread = matched_beta(alpha, beta)
+    total = alpha + beta
+    mean = (alpha / total).mean(axis=1)
+    second = (alpha * (alpha + 1) / (total * (total + 1))).mean(axis=1)
+    spread = np.maximum(mean * (1 - mean) / np.maximum(second - mean**2, 1e-300) - 1, 1e-12)
     x = special.betaincinv(mean * spread, (1 - mean) * spread, level)
     if alpha.shape[1] == 1:
         return x

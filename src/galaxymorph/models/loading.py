@@ -140,6 +140,9 @@ def load_encoder(source: str | Path, channels: int | None = None, preprocessing:
             "a Hugging Face style timm folder (config.json with 'architecture' + model.safetensors or pytorch_model.bin) "
             "nor a hub name (hf_hub:ORG/NAME)"
         ) from None
+    if isinstance(model, SegmentationModel):
+        raise ValueError(f"--checkpoint {source} is a segmentation model; start from the run its encoder came from "
+                         f"({model.config['pretrained_from']}, its config.json's pretrained_from)")
     if channels is not None and channels != model.config["channels"]:
         raise ValueError(
             f"--channels {channels} but {source} was trained on {model.config['channels']}-channel images; "

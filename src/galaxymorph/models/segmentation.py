@@ -6,18 +6,21 @@ weights are the pretrained ones. The decoder goes from the deepest map up, each 
 doubling the resolution and joining the encoder's map of that scale (U-Net, as
 segmentation_models_pytorch's ``Unet``), back to the input size.
 
-The head gives, for every class and pixel, the concentrations (a, b) of a Beta over
-the share of volunteers who would mark it, so that the counts volunteers drew are
-Beta-Binomial: the per-pixel twin of the Dirichlet-Multinomial of the votes
-(:func:`galaxymorph.losses.mask_nll`). Dropout drops whole channels of the decoder's
-last map, and MC dropout, like the classification heads', draws each galaxy's masks
-from its ``id_str`` (:func:`galaxymorph.models.head.keyed_dropout`): the encoder and
-decoder run once per galaxy, the cheap 1x1 head N times.
+The head gives, for every class and pixel, the probability that a volunteer marks it;
+volunteers draw independently of each other, so the number who marked a pixel is
+Binomial (:func:`galaxymorph.losses.mask_nll`). What the model does not know of that
+probability comes from MC dropout: dropout drops whole channels of the decoder's last
+map, and, like the classification heads', draws each galaxy's masks from its
+``id_str`` (:func:`galaxymorph.models.head.keyed_dropout`): the encoder and decoder run
+once per galaxy, the cheap 1x1 head N times. (A Beta-Binomial head, which could also
+say how much volunteers disagree, learned broad Betas of mean just under one half over
+whole galaxies instead of their arms in the same training: BENCHMARKS.md.)
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Sequence
 
 import timm
@@ -28,11 +31,12 @@ from torch import Tensor, nn
 from galaxymorph.data.masks import class_names
 from galaxymorph.models.finetune_model import Finetunable, PretrainedEncoder
 from galaxymorph.models.galaxy_model import CONFIG_VERSION
-from galaxymorph.models.head import MAX_CONCENTRATION, MIN_CONCENTRATION, bounded_concentrations, keyed_dropout
+from galaxymorph.models.head import keyed_dropout
 
 __all__ = ["DECODER_CHANNELS", "MaskHead", "SegmentationModel", "UNetDecoder", "feature_encoder"]
 
 DECODER_CHANNELS = (64, 48, 32, 24, 16)  # from the deepest scale up; measured against smp's Unet in BENCHMARKS.md
+INITIAL_SHARE = 0.05  # every pixel's probability of being marked before training: most pixels are not
 
 
 class _Matcher:
@@ -92,7 +96,10 @@ class UNetDecoder(nn.Module):
 
 
 class MaskHead(nn.Module):
-    """Decoder, then channel dropout and a 1x1 convolution to (a, b) per class and pixel: (B, K, 2, H, W) in [1.001, 101]."""
+    """Decoder, then channel dropout and a 1x1 convolution to one logit per class and pixel: (B, K, H, W).
+
+    ``forward`` gives logits (the loss takes them); ``sample`` probabilities.
+    """
 
     def __init__(self, encoder_channels: Sequence[int], reduction: int, n_classes: int, dropout: float = 0.2,
                  widths: Sequence[int] = DECODER_CHANNELS) -> None:
@@ -100,26 +107,21 @@ class MaskHead(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.decoder = UNetDecoder(encoder_channels, widths)
-        self.out = nn.Conv2d(self.decoder.channels, 2 * n_classes, 1)
-        with torch.no_grad():  # start unsure, Beta(1.5, 3) everywhere, not sure that half the volunteers mark each pixel
-            self.out.bias.copy_(_logits_of(torch.tensor([1.5, 3.0]).repeat(n_classes)))
-        self.reduction, self.n_classes, self.dropout = reduction, n_classes, dropout
+        self.out = nn.Conv2d(self.decoder.channels, n_classes, 1)
+        with torch.no_grad():  # start where most pixels are: marked by few volunteers
+            self.out.bias.fill_(math.log(INITIAL_SHARE / (1 - INITIAL_SHARE)))
+        self.reduction, self.dropout = reduction, dropout
 
     def decode(self, features: Sequence[Tensor]) -> Tensor:
         """The decoder's last map (B, D, H, W) at the input size."""
         first = features[0].shape[-2:]
         return self.decoder(features, (first[0] * self.reduction, first[1] * self.reduction))
 
-    def concentrations(self, decoded: Tensor) -> Tensor:
-        logits = self.out(decoded)
-        return bounded_concentrations(logits.unflatten(1, (self.n_classes, 2)))
-
     def forward(self, features: Sequence[Tensor], mc_dropout: bool = False) -> Tensor:
-        decoded = F.dropout2d(self.decode(features), self.dropout, training=self.training or mc_dropout)
-        return self.concentrations(decoded)
+        return self.out(F.dropout2d(self.decode(features), self.dropout, training=self.training or mc_dropout))
 
     def sample(self, features: Sequence[Tensor], n: int, keys: Tensor | None = None) -> Tensor:
-        """(B, K, 2, H, W, n) concentrations from n dropout masks over the decoder's channels; n=1 drops nothing.
+        """(B, K, H, W, n) probabilities from n dropout masks over the decoder's channels; n=1 drops nothing.
 
         With ``keys`` (one per galaxy) each galaxy's masks come from its key alone.
         """
@@ -127,26 +129,21 @@ class MaskHead(nn.Module):
             raise ValueError(f"n must be >= 1, got {n}")
         decoded = self.decode(features)
         if n == 1:
-            return self.concentrations(decoded).unsqueeze(-1)
+            return torch.sigmoid(self.out(decoded)).unsqueeze(-1)
         b, channels = decoded.shape[:2]
         if keys is None:
             keep = F.dropout(decoded.new_ones(n * b, channels), self.dropout, training=True)
         else:
             keep = keyed_dropout(decoded.new_ones(b, channels), n, self.dropout, keys)
         dropped = decoded.unsqueeze(0) * keep.view(n, b, channels, 1, 1)
-        return self.concentrations(dropped.flatten(0, 1)).unflatten(0, (n, b)).movedim(0, -1)
-
-
-def _logits_of(concentrations: Tensor) -> Tensor:
-    """The logits that :func:`bounded_concentrations` maps to ``concentrations``."""
-    return torch.logit((concentrations - MIN_CONCENTRATION) / (MAX_CONCENTRATION - MIN_CONCENTRATION))
+        return torch.sigmoid(self.out(dropped.flatten(0, 1))).unflatten(0, (n, b)).movedim(0, -1)
 
 
 class SegmentationModel(Finetunable):
-    """Images (B, C, S, S) in [0, 1] to Beta concentrations (B, K, 2, S, S) per class and pixel (see the module docstring).
+    """Images (B, C, S, S) in [0, 1] to logits (B, K, S, S) that a volunteer marks each pixel (see the module docstring).
 
     ``features(x)`` gives the encoder's maps (a list), ``head`` the decoder and the
-    Beta head, ``sample(features, n, keys)`` MC-dropout concentrations (B, K, 2, S, S, n);
+    mask head, ``sample(features, n, keys)`` MC-dropout probabilities (B, K, S, S, n);
     ``config["classes"]`` names the K classes. Build one with :meth:`create` or
     :meth:`from_config` (random weights, for loading a saved one).
 
@@ -157,7 +154,7 @@ class SegmentationModel(Finetunable):
         ...     "source": "random"})
         >>> model = SegmentationModel.create(encoder, ["mask_spiral", "mask_bar"])
         >>> model(torch.rand(2, 3, 32, 32)).shape
-        torch.Size([2, 2, 2, 32, 32])
+        torch.Size([2, 2, 32, 32])
     """
 
     MODEL_TYPE = "segmentation"

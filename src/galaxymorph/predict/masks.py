@@ -7,8 +7,9 @@ refuses another model or settings, exactly as they do):
 - ``id_str``, ``file_loc``;
 - ``mask:<class>:mean`` and ``mask:<class>:concentration``: fixed-size lists of float16,
   the model's input frame (``image_size`` squared, row by row): per pixel the posterior
-  mean share of volunteers who would mark it, and the concentration a + b of the Beta
-  with the posterior's mean and variance (:func:`galaxymorph.mask_stats.pixel_posteriors`).
+  mean probability that a volunteer marks it (the share of volunteers expected to), and
+  the concentration a + b of the Beta with the MC-dropout samples' mean and variance
+  (:func:`galaxymorph.mask_stats.pixel_posteriors`).
   :func:`read_masks` adds the 90% interval (``q05``, ``q95``) of the galaxies it reads;
 - per class the measurements of :func:`galaxymorph.mask_stats.measure_shapes` over the
   MC-dropout samples: ``<class>_area``, ``_pixels``, ``_length``, ``_angle``, each with
@@ -53,7 +54,7 @@ _STORED_TYPE = pa.float16()
 
 
 class MaskPredictor(MCDropoutPredictor):
-    """The encoder and decoder once per galaxy, the mask head ``samples`` times: (B, K, 2, S, S, samples) concentrations."""
+    """The encoder and decoder once per galaxy, the mask head ``samples`` times: (B, K, S, S, samples) probabilities."""
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:  # type: ignore[override]
         if batch["image"] is None:
@@ -78,13 +79,12 @@ def mask_layout(config: dict[str, Any], samples: int, metadata: dict[str, Any]) 
     return pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
 
 
-def mask_table(ids: Sequence[str], concentrations: np.ndarray, file_locs: Sequence[str | None],
+def mask_table(ids: Sequence[str], samples: np.ndarray, file_locs: Sequence[str | None],
                classes: Sequence[str], layout: pa.Schema) -> pa.Table:
-    """One batch of rows from concentrations (B, K, 2, S, S, samples)."""
+    """One batch of rows from MC-dropout probabilities (B, K, S, S, samples)."""
     columns: dict[str, Any] = {"id_str": list(ids), "file_loc": list(file_locs)}
-    posterior = pixel_posteriors(concentrations)
-    shares = concentrations[:, :, 0] / concentrations.sum(axis=2)  # expected shares (B, K, S, S, samples)
-    shapes = measure_shapes(np.moveaxis(shares, -1, 2))  # each (B, K, samples)
+    posterior = pixel_posteriors(samples)
+    shapes = measure_shapes(np.moveaxis(samples, -1, 2))  # each (B, K, samples)
     pixels = posterior["mean"][0, 0].size if len(ids) else 0
     for k, name in enumerate(classes):
         for stat in _STORED:
