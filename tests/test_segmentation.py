@@ -225,7 +225,7 @@ def test_finetune_predict_resume_evaluate_and_report_masks_end_to_end(sim, tmp_p
     assert predict(best, out, catalogue=sim / "sim" / "catalogue.parquet", samples=3, progress=False)["new"] == 0
     with pytest.raises(ValueError, match="samples=3"):
         predict(best, out, catalogue=sim / "sim" / "catalogue.parquet", samples=2, progress=False)
-    ids, masks = read_masks(out, ["sim-000005", "sim-000002"])
+    ids, masks = read_masks(out, ["sim-000005", "sim-000002"], intervals=True)
     assert sorted(ids) == ["sim-000002", "sim-000005"]
     assert masks["mean"].shape == masks["q05"].shape == (2, 2, 24, 24)
     assert (masks["q05"] <= masks["mean"] + 1e-3).all() and (masks["mean"] <= masks["q95"] + 1e-3).all()

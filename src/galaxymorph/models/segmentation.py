@@ -14,7 +14,7 @@ map, and, like the classification heads', draws each galaxy's masks from its
 ``id_str`` (:func:`galaxymorph.models.head.keyed_dropout`): the encoder and decoder run
 once per galaxy, the cheap 1x1 head N times. (A Beta-Binomial head, which could also
 say how much volunteers disagree, learned broad Betas of mean just under one half over
-whole galaxies instead of their arms in the same training: BENCHMARKS.md.)
+whole galaxies instead of their arms in the same training: docs/segmentation.md.)
 """
 
 from __future__ import annotations

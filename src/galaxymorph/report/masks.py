@@ -2,8 +2,8 @@
 
 Each galaxy shows its image as the model saw it (the evaluation crop), the same image
 with every class's posterior mean mask over it in its own colour (opacity = the share
-of volunteers expected to mark the pixel), the width of the 90% interval per pixel,
-and its measurements with their 5%-95% ranges. One self-contained HTML file, like the
+of volunteers expected to mark the pixel), the posterior standard deviation per pixel
+(about a third of its 90% interval's width), and its measurements with their 5%-95% ranges. One self-contained HTML file, like the
 classification report (:mod:`galaxymorph.report.html`).
 """
 
@@ -19,6 +19,7 @@ import torch
 
 from galaxymorph.data.inputs import image_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.mask_stats import pixel_spread
 from galaxymorph.predict.masks import measurements_path, read_mask_metadata, read_masks
 from galaxymorph.report.html import TITLE, png_data_uri, read_evaluation, resource, write_page
 
@@ -27,6 +28,7 @@ __all__ = ["COLOURS", "build_mask_report", "overlay"]
 COLOURS = ((0.0, 0.85, 1.0), (1.0, 0.25, 0.2), (1.0, 0.85, 0.0), (0.6, 1.0, 0.3))  # cyan, red, yellow, green, ...
 SHOWN = ("area", "length", "angle")
 ZOOM = 3  # screen pixels per model pixel
+WHITE_SPREAD = 0.25  # the posterior standard deviation drawn white
 
 
 def overlay(image: np.ndarray, shares: np.ndarray, opacity: float = 0.65) -> np.ndarray:
@@ -55,14 +57,14 @@ def _seen(paths: list[str | None], prep: Preprocessing) -> list[np.ndarray | Non
     return seen
 
 
-def _card(id_str: str, image: np.ndarray | None, mean: np.ndarray, width: np.ndarray, row: pd.Series,
+def _card(id_str: str, image: np.ndarray | None, mean: np.ndarray, spread: np.ndarray, row: pd.Series,
           classes: list[str]) -> str:
     size = mean.shape[-1]
-    blank = np.zeros((size, size, 3))
-    base = blank if image is None else image
-    spread = np.clip(width.max(axis=0), 0, 1)[..., None] * np.ones(3)  # the widest interval of any class
-    pictures = [overlay(base, np.zeros_like(mean)), overlay(base, mean), overlay(spread, np.zeros_like(mean))]
-    titles = ["image as the model saw it", "posterior mean masks", "90% interval width (white = 1)"]
+    base = np.zeros((size, size, 3)) if image is None else image
+    unsure = np.clip(spread.max(axis=0) / WHITE_SPREAD, 0, 1)[..., None] * np.ones(3)  # the least sure class
+    pictures = [overlay(base, np.zeros_like(mean)), overlay(base, mean), overlay(unsure, np.zeros_like(mean))]
+    titles = ["image as the model saw it", "posterior mean masks",
+              f"posterior standard deviation (white = {WHITE_SPREAD})"]
     images = "".join(f"<img src='{_zoomed(p)}' title='{t}' alt='{t}'>" for p, t in zip(pictures, titles))
     facts = []
     for k, name in enumerate(classes):
@@ -88,8 +90,8 @@ def build_mask_report(predictions: str | Path, out: str | Path, evaluation: str 
     ids, masks = read_masks(predictions, frame["id_str"].tolist())
     frame = frame.set_index("id_str").loc[ids].reset_index()
     seen = _seen(image_paths(frame, catalogue), prep)
-    cards = [_card(i, image, masks["mean"][n], masks["q95"][n] - masks["q05"][n], frame.iloc[n], classes)
-             for n, (i, image) in enumerate(zip(ids, seen))]
+    spread = pixel_spread(masks["mean"], masks["concentration"])
+    cards = [_card(i, image, masks["mean"][n], spread[n], frame.iloc[n], classes) for n, (i, image) in enumerate(zip(ids, seen))]
     metrics = ""
     if evaluation is not None:
         metrics = _metrics_html(read_evaluation(evaluation, predictions))
