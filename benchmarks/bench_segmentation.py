@@ -21,9 +21,9 @@ who each miss, shift, grow, shrink or partly draw them):
    classification model of the same encoder (random images, the same batches, one run).
 5. ``--decoders``: this package's U-Net decoder against segmentation_models_pytorch's
    ``UnetDecoder`` with the same widths and with smp's default widths: parameters and
-   training and prediction images/s at ``--speed-sizes``; and Dice and coverage of smp's
-   with the same widths, trained as the pretrained arm on the largest n (whose figures
-   are this package's decoder's). smp must be installed.
+   training and prediction images/s at ``--speed-sizes``; with ``--train-decoders`` also
+   Dice and coverage of smp's with the same widths, trained as the pretrained arm on the
+   largest n (whose figures are this package's decoder's). smp must be installed.
 
 Results: ``--out/results.json`` (command, commit, machine, settings, rows) and Markdown on stdout.
 Runs resume: the simulation, pretraining and every fine-tuning run are kept in ``--out``.
@@ -94,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speed-sizes", type=int, nargs="+", default=[64, 128], help="px of the speed comparison")
     p.add_argument("--speed-steps", type=int, default=5)
     p.add_argument("--decoders", action="store_true", help="also: this package's decoder against smp's UnetDecoder")
+    p.add_argument("--train-decoders", action="store_true", help="with --decoders: train smp's too (one more run)")
     given = p.parse_known_args(argv)[0]
     for preset, defaults in PRESETS.items():
         if getattr(given, preset):
@@ -255,7 +256,7 @@ def _smp_decoder(model: SegmentationModel, widths: tuple[int, ...]) -> torch.nn.
 
 def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], curves: list[dict],
              args: argparse.Namespace) -> list[dict]:
-    """This package's decoder, smp's with the same widths (both trained) and smp's with its default widths (timed)."""
+    """This package's decoder, smp's with the same widths and smp's with its default widths (see the module docstring)."""
     import segmentation_models_pytorch as smp
 
     n = max(args.sizes)
@@ -275,7 +276,7 @@ def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], curves: li
             row.update({f"{key}_{size}px": value for key, value in figures.items()})
         if widths is None:
             row.update({k: v for k, v in ours.items() if k.endswith(("dice", "coverage_90")) and "majority" not in k})
-        elif widths == DECODER_CHANNELS:
+        elif widths == DECODER_CHANNELS and args.train_decoders:
             row.update(_train_smp(widths, starts, n, args))
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -36,7 +37,7 @@ from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.mask_stats import THRESHOLD, dice_iou, overlap, predictive_pit
 from galaxymorph.outputs import claim_folder
 from galaxymorph.predict.layout import predictions_identity
-from galaxymorph.predict.masks import read_mask_metadata, read_masks
+from galaxymorph.predict.masks import mask_arrays, mask_columns, read_mask_metadata
 
 __all__ = ["evaluate_masks"]
 
@@ -90,7 +91,8 @@ def evaluate_masks(predictions: str | Path, catalogue: str | Path | pd.DataFrame
 
     ``mask_cols`` and ``volunteers_col`` default to the columns the model learned from
     (recorded in the predictions); the truth is read from ``true_<mask column>`` where
-    the catalogue has it. Predictions of galaxies not in the catalogue are left out.
+    the catalogue has it. Predictions of galaxies not in the catalogue are left out. The store is
+    read ``batch_rows`` galaxies at a time, so memory does not grow with it.
     """
     meta = read_mask_metadata(predictions)
     mask_cols = list(mask_cols or meta["mask_cols"])
@@ -107,11 +109,11 @@ def evaluate_masks(predictions: str | Path, catalogue: str | Path | pd.DataFrame
     rng = np.random.default_rng(seed)
     sums, galaxies = _Sums(len(mask_cols)), 0
     file = pq.ParquetFile(predictions)
-    for batch in file.iter_batches(batch_size=batch_rows, columns=["id_str"]):
-        wanted = [i for i in batch.column("id_str").to_pylist() if i in table.index]
-        if not wanted:
+    for batch in file.iter_batches(batch_size=batch_rows, columns=mask_columns(meta)):
+        batch = batch.filter(pa.array([i in table.index for i in batch.column("id_str").to_pylist()], pa.bool_()))
+        if not len(batch):
             continue
-        ids, predicted = read_masks(predictions, wanted)
+        ids, predicted = mask_arrays(batch, meta)
         rows = table.loc[ids].reset_index()
         shares = _framed(rows, mask_cols, rows["volunteers"].to_numpy(), prep)
         volunteers = rows["volunteers"].to_numpy()[:, None, None, None]

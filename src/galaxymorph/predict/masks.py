@@ -45,8 +45,8 @@ from galaxymorph.predict.layout import META_KEY
 from galaxymorph.predict.predictor import MCDropoutPredictor
 from galaxymorph.predict.writer import write_outputs
 
-__all__ = ["MASK_STORE", "MaskPredictor", "is_mask_store", "mask_layout", "measurements_path", "read_mask_metadata",
-           "read_masks", "write_masks"]
+__all__ = ["MASK_STORE", "MaskPredictor", "is_mask_store", "mask_arrays", "mask_columns", "mask_layout",
+           "measurements_path", "read_mask_metadata", "read_masks", "write_masks"]
 
 MASK_STORE = "segmentation"  # the metadata's task of a mask store
 _STORED = ("mean", "concentration")
@@ -117,6 +117,26 @@ def is_mask_store(path: str | Path) -> bool:
     return True
 
 
+def mask_columns(meta: dict[str, Any]) -> list[str]:
+    """The columns :func:`mask_arrays` needs, of a store with metadata ``meta``."""
+    return ["id_str"] + [f"mask:{c}:{s}" for c in meta["classes"] for s in _STORED]
+
+
+def mask_arrays(rows: pa.Table | pa.RecordBatch, meta: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """(ids, ``mean`` and ``concentration`` float32 (N, K, S, S)) of rows of a store holding :func:`mask_columns`."""
+    size = int(meta["image_size"])
+
+    def stacked(stat: str) -> np.ndarray:
+        per_class = []
+        for c in meta["classes"]:
+            column = rows.column(f"mask:{c}:{stat}")
+            lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            per_class.append(lists.flatten().to_numpy(zero_copy_only=False).reshape(-1, size, size))
+        return np.stack(per_class, axis=1).astype(np.float32)
+
+    return rows.column("id_str").to_pylist(), {stat: stacked(stat) for stat in _STORED}
+
+
 def read_masks(path: str | Path, ids: Iterable[str] | None = None,
                intervals: bool = False) -> tuple[list[str], dict[str, np.ndarray]]:
     """(ids, arrays) of the galaxies ``ids`` (all without), each array float32 (N, K, S, S) for the K classes.
@@ -126,21 +146,12 @@ def read_masks(path: str | Path, ids: Iterable[str] | None = None,
     (slow: about 20 microseconds a pixel on a CPU). Only the rows asked for are read.
     """
     meta = read_mask_metadata(path)
-    size, classes = int(meta["image_size"]), meta["classes"]
-    columns = ["id_str"] + [f"mask:{c}:{s}" for c in classes for s in _STORED]
     filters = None if ids is None else [("id_str", "in", list(ids))]
-    table = pq.read_table(path, columns=columns, filters=filters)
-
-    def stacked(stat: str) -> np.ndarray:
-        per_class = [table.column(f"mask:{c}:{stat}").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-                     for c in classes]
-        return np.stack([v.reshape(-1, size, size) for v in per_class], axis=1).astype(np.float32)
-
-    arrays = {stat: stacked(stat) for stat in _STORED}
+    found, arrays = mask_arrays(pq.read_table(path, columns=mask_columns(meta), filters=filters), meta)
     if intervals:
         low, high = pixel_intervals(arrays["mean"], arrays["concentration"])
         arrays.update(q05=low.astype(np.float32), q95=high.astype(np.float32))
-    return table.column("id_str").to_pylist(), arrays
+    return found, arrays
 
 
 def measurements_path(out: Path) -> Path:
