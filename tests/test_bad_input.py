@@ -240,7 +240,7 @@ CASES = [
     ("predict --checkpoint {w}/newer --images {w}/sim/images --out {t}/p.parquet",
      "newer/best/config.json: config version 3 is not one this galaxymorph reads (1 to 2); upgrade galaxymorph"),
     ("predict --checkpoint {w}/gan --images {w}/sim/images --out {t}/p.parquet",
-     "gan/best/config.json: unknown model_type 'gan'; expected one of ['galaxy', 'finetuned']"),
+     "gan/best/config.json: unknown model_type 'gan'; expected one of ['galaxy', 'finetuned', 'segmentation']"),
     ("predict --checkpoint {w}/run --images {w}/missing --out {t}/p.parquet", "--images {w}/missing: no such folder"),
     ("predict --checkpoint {w}/run --catalog {w}/sim/no_file_loc.csv --out {t}/p.parquet", "no column(s) ['file_loc']"),
     ("predict --checkpoint {w}/run --catalog {w}/sim/duplicate.csv --out {t}/p.parquet", "row 4 id_str=sim-000000: duplicate"),

@@ -24,6 +24,7 @@ from galaxymorph.losses import mask_nll
 from galaxymorph.mask_stats import measure_shapes, pixel_intervals, pixel_posteriors, summarise_samples
 from galaxymorph.models import GalaxyModel, create_encoder, load_encoder, load_model, save_model
 from galaxymorph.models.finetune_model import PretrainedEncoder
+from galaxymorph.models.galaxy_model import CONFIG_VERSION
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.models.segmentation import SegmentationModel
 from galaxymorph.predict import predict
@@ -219,6 +220,8 @@ def test_finetune_predict_resume_evaluate_and_report_masks_end_to_end(sim, tmp_p
     best = finetune(config)
     model = load_model(best)
     assert isinstance(model, SegmentationModel) and model.config["classes"] == ["spiral", "bar"]
+    saved = json.loads((best / "config.json").read_text())  # what load_model dispatches on
+    assert saved["version"] == CONFIG_VERSION and saved["model_type"] == "segmentation" and saved["ood"] is None
     out = tmp_path / "masks.parquet"
     counts = predict(best, out, catalogue=sim / "sim" / "catalogue.parquet", samples=3, progress=False)
     assert counts["rows"] == 24
