@@ -35,7 +35,7 @@ from galaxymorph.models.head import keyed_dropout
 
 __all__ = ["DECODER_CHANNELS", "MaskHead", "SegmentationModel", "UNetDecoder", "feature_encoder"]
 
-DECODER_CHANNELS = (64, 48, 32, 24, 16)  # from the deepest scale up; measured against smp's Unet in BENCHMARKS.md
+DECODER_CHANNELS = (64, 48, 32, 24, 16)  # from the deepest scale up; beside smp's: benchmarks/segmentation.py --decoders
 INITIAL_SHARE = 0.05  # every pixel's probability of being marked before training: most pixels are not
 
 

@@ -25,30 +25,25 @@ who each miss, shift, grow, shrink or partly draw them):
    Dice and coverage of smp's with the same widths, trained as the pretrained arm on the
    largest n (whose figures are this package's decoder's). smp must be installed.
 
-Results: ``--out/results.json`` (command, commit, machine, settings, rows) and Markdown on stdout.
-Runs resume: the simulation, pretraining and every fine-tuning run are kept in ``--out``.
+Runs resume: the simulation, pretraining and every fine-tuning run are kept in the work folder.
 
-    .venv/bin/python benchmarks/bench_segmentation.py            # full: 1,000 masks (hours on 2 cores)
-    .venv/bin/python benchmarks/bench_segmentation.py --small    # what ran on the shared machine (minutes)
-    .venv/bin/python benchmarks/bench_segmentation.py --tiny     # seconds; the tests run it
+    python -m benchmarks segmentation            # full: 1,000 masks (hours on 2 cores)
+    python -m benchmarks segmentation --small    # minutes
+    python -m benchmarks segmentation --tiny     # seconds; the tests run it
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks._harness import Result
 from galaxymorph.data.labelled import split_train_val
 from galaxymorph.data.masks import load_masks
 from galaxymorph.data.shards import write_shards
@@ -65,21 +60,14 @@ from galaxymorph.simulate.catalogue import MASK_COLUMNS, VOLUNTEERS_COLUMN
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
 from galaxymorph.training.finetune_run import build_model, finetune, fit
 
-ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN_BATCH = 32
-PRESETS = {
-    "small": dict(galaxies=1200, size=48, sizes=[50, 200], test=150, pretrain_epochs=3, images=1600, batch_size=16,
-                  speed_sizes=[64, 128], speed_steps=3),
-    "tiny": dict(galaxies=48, size=32, arch="test_resnet", sizes=[8], test=12, pretrain_epochs=1, images=8,
-                 samples=2, speed_sizes=[32], speed_steps=2, batch_size=8),
-}
+PRESETS = {"small": dict(galaxies=1200, size=48, sizes=[50, 200], test=150, pretrain_epochs=3, images=1600,
+                         batch_size=16, speed_sizes=[64, 128], speed_steps=3)}
+TINY = dict(galaxies=48, size=32, arch="test_resnet", sizes=[8], test=12, pretrain_epochs=1, images=8, samples=2,
+            speed_sizes=[32], speed_steps=2, batch_size=8)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "_work" / "segmentation")
-    for preset, defaults in PRESETS.items():
-        p.add_argument(f"--{preset}", action="store_true", help=f"defaults: {defaults}")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--galaxies", type=int, default=4000, help="simulated galaxies in all")
     p.add_argument("--size", type=int, default=64, help="simulated px; the model sees the central 3/4")
     p.add_argument("--arch", default="resnet10t")
@@ -95,19 +83,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speed-steps", type=int, default=5)
     p.add_argument("--decoders", action="store_true", help="also: this package's decoder against smp's UnetDecoder")
     p.add_argument("--train-decoders", action="store_true", help="with --decoders: train smp's too (one more run)")
-    given = p.parse_known_args(argv)[0]
-    for preset, defaults in PRESETS.items():
-        if getattr(given, preset):
-            p.set_defaults(**defaults)  # options given explicitly still win
-    return p.parse_args(argv)
-
-
-def _machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return {"cpu": model, "threads": torch.get_num_threads(), "commit": commit.stdout.strip() or None,
-            "load_average": list(__import__("os").getloadavg())}
 
 
 def split(catalogue: pd.DataFrame, args: argparse.Namespace) -> dict[str, pd.DataFrame]:
@@ -127,16 +102,16 @@ def _preprocessing(args: argparse.Namespace) -> Preprocessing:
 def starting_points(parts: dict[str, pd.DataFrame], args: argparse.Namespace) -> dict[str, Path]:
     """The pretrained run (votes of the pretraining galaxies) and a random one with the same preprocessing."""
     prep = _preprocessing(args)
-    catalogue = args.out / "pretrain.parquet"
+    catalogue = args.work / "pretrain.parquet"
     parts["pretrain"].to_parquet(catalogue)
-    shards = args.out / "pretrain_shards"
+    shards = args.work / "pretrain_shards"
     if not (shards / "manifest.json").is_file():
         write_shards(catalogue, "gz_decals_dr5", shards, prep, val_fraction=0.1, test_fraction=0.0, workers=1,
                      progress=False)
-    pretrained = train(TrainConfig(shards=str(shards), out=str(args.out / "pretrained"), arch=args.arch,
+    pretrained = train(TrainConfig(shards=str(shards), out=str(args.work / "pretrained"), arch=args.arch,
                                    epochs=args.pretrain_epochs, batch_size=PRETRAIN_BATCH, workers=0, calibrate=False,
                                    ood_reference=0, progress=False))
-    scratch = args.out / "scratch" / "best"
+    scratch = args.work / "scratch" / "best"
     if not (scratch / "config.json").is_file():
         torch.manual_seed(0)
         save_model(GalaxyModel("gz_decals_dr5", arch=args.arch, preprocessing=prep.to_dict()), scratch)
@@ -165,18 +140,18 @@ def _scores(predictions: Path, test: Path) -> dict[str, float]:
 
 
 def learning_curves(parts: dict[str, pd.DataFrame], starts: dict[str, Path], args: argparse.Namespace) -> list[dict]:
-    test = args.out / "test.parquet"
+    test = args.work / "test.parquet"
     parts["test"].to_parquet(test)
     rows = []
     for n in args.sizes:
-        labelled = args.out / f"masks_{n}.parquet"
+        labelled = args.work / f"masks_{n}.parquet"
         parts["pool"].iloc[:n].to_parquet(labelled)
         for arm, start in starts.items():
             name = f"{arm}_{n}"
             began = time.perf_counter()
-            best = finetune(_settings(args, start, labelled, args.out / name, n))
+            best = finetune(_settings(args, start, labelled, args.work / name, n))
             seconds = time.perf_counter() - began
-            predictions = args.out / f"{name}.parquet"
+            predictions = args.work / f"{name}.parquet"
             predict(best, predictions, catalogue=test, samples=args.samples, progress=False)
             rows.append({"arm": arm, "masks": n, "finetune_s": round(seconds, 1), **_scores(predictions, test)})
             print(json.dumps(rows[-1]), flush=True)
@@ -223,9 +198,9 @@ def speeds(args: argparse.Namespace) -> list[dict]:
         target = (shares, torch.full((args.batch_size,), 15.0))
         torch.manual_seed(0)
         models = {
-            "segmentation": (SegmentationModel.create(load_encoder(args.out / "scratch"), list(MASK_COLUMNS)),
+            "segmentation": (SegmentationModel.create(load_encoder(args.work / "scratch"), list(MASK_COLUMNS)),
                              lambda out: mask_nll(out, target)),
-            "classification": (FinetunedModel.create(load_encoder(args.out / "scratch"), "classification",
+            "classification": (FinetunedModel.create(load_encoder(args.work / "scratch"), "classification",
                                                      classes=["a", "b"]), lambda out: out.logsumexp(dim=1).mean()),
         }
         measured = {name: throughput(model, loss, size, args) for name, (model, loss) in models.items()}
@@ -256,18 +231,19 @@ def _smp_decoder(model: SegmentationModel, widths: tuple[int, ...]) -> torch.nn.
 
 def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], curves: list[dict],
              args: argparse.Namespace) -> list[dict]:
-    """This package's decoder, smp's with the same widths and smp's with its default widths (see the module docstring)."""
+    """This package's decoder, smp's with the same widths and smp's with its default widths (module docstring)."""
     import segmentation_models_pytorch as smp
 
     n = max(args.sizes)
     ours = next(row for row in curves if row["arm"] == "pretrained" and row["masks"] == n)
-    variants = {"galaxymorph": None, "smp, same widths": DECODER_CHANNELS, "smp, default widths": (256, 128, 64, 32, 16)}
+    variants = {"galaxymorph": None, "smp, same widths": DECODER_CHANNELS,
+                "smp, default widths": (256, 128, 64, 32, 16)}
     rows = []
     for name, widths in variants.items():
         row: dict[str, Any] = {"decoder": name, "smp": smp.__version__}
         for size in args.speed_sizes:
             torch.manual_seed(0)
-            model = SegmentationModel.create(load_encoder(args.out / "scratch"), list(MASK_COLUMNS))
+            model = SegmentationModel.create(load_encoder(args.work / "scratch"), list(MASK_COLUMNS))
             if widths is not None:
                 model.head.decoder = _smp_decoder(model, widths)
             shares = torch.rand(args.batch_size, len(MASK_COLUMNS), size, size)
@@ -285,8 +261,8 @@ def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], curves: li
 
 def _train_smp(widths: tuple[int, ...], starts: dict[str, Path], n: int, args: argparse.Namespace) -> dict[str, float]:
     """The pretrained arm's run on n masks, with smp's decoder in place of this package's."""
-    labelled, test = args.out / f"masks_{n}.parquet", args.out / "test.parquet"
-    settings = _settings(args, starts["pretrained"], labelled, args.out / f"smp_decoder_{n}", n)
+    labelled, test = args.work / f"masks_{n}.parquet", args.work / "test.parquet"
+    settings = _settings(args, starts["pretrained"], labelled, args.work / f"smp_decoder_{n}", n)
     pretrained = load_encoder(settings.checkpoint)
     data = load_masks(labelled, list(MASK_COLUMNS), pretrained.config["preprocessing"], VOLUNTEERS_COLUMN,
                       progress=False)
@@ -300,45 +276,42 @@ def _train_smp(widths: tuple[int, ...], starts: dict[str, Path], n: int, args: a
     return {k: v for k, v in _scores(predictions, test).items() if "majority" not in k}
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
-    def cell(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
-    catalogue = simulate_catalogue(args.galaxies, args.size, args.out / "simulation", workers=1, progress=False,
+def measure(args: argparse.Namespace, result: Result) -> None:
+    catalogue = simulate_catalogue(args.galaxies, args.size, args.work / "simulation", workers=1, progress=False,
                                    masks=True)
-    catalogue["file_loc"] = [str(args.out / "simulation" / f) for f in catalogue["file_loc"]]
+    catalogue["file_loc"] = [str(args.work / "simulation" / f) for f in catalogue["file_loc"]]
     for column in [*MASK_COLUMNS, *(f"true_{c}" for c in MASK_COLUMNS)]:
-        catalogue[column] = [str(args.out / "simulation" / f) for f in catalogue[column]]
+        catalogue[column] = [str(args.work / "simulation" / f) for f in catalogue[column]]
     parts = split(catalogue, args)
     starts = starting_points(parts, args)
-    results: dict[str, Any] = {
-        "command": shlex.join(["python", "benchmarks/bench_segmentation.py", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": _machine(), "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "learning_curves": learning_curves(parts, starts, args), "speed": speeds(args),
-    }
+    curves = learning_curves(parts, starts, args)
+    for row in curves:
+        result.arm(f"{row['arm']}, n={row['masks']}", **{k: v for k, v in row.items() if k not in ("arm", "masks")})
+    dice = ["spiral_dice", "spiral_majority_dice", "bar_dice", "bar_majority_dice", "spiral_coverage_90",
+            "bar_coverage_90", "finetune_s"]
+    result.table(["arm", "masks", *dice],
+                 [[row["arm"], row["masks"], *(_cell(row[c]) for c in dice)] for row in curves],
+                 arms=[f"{row['arm']}, n={row['masks']}" for row in curves],
+                 title="Dice against the truth (the volunteers' majority beside it) and 90% coverage")
+    speed = speeds(args)
+    for row in speed:
+        for model in ("segmentation", "classification"):
+            result.arm(f"{model}, {row['size']} px", **{k.removeprefix(f"{model}_"): v for k, v in row.items()
+                                                         if k.startswith(f"{model}_")})
+    columns = ["train_images_per_s", "predict_images_per_s", "parameters"]
+    result.table(["model", "px", *columns],
+                 [[model, row["size"], *(_cell(row[f"{model}_{c}"]) for c in columns)]
+                  for row in speed for model in ("segmentation", "classification")],
+                 arms=[f"{model}, {row['size']} px" for row in speed for model in ("segmentation", "classification")],
+                 title="Speed: the segmentation model beside the classification model of the same encoder")
     if args.decoders:
-        results["decoders"] = decoders(parts, starts, results["learning_curves"], args)
-    results["seconds"] = round(time.perf_counter() - began, 1)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    dice = ["arm", "masks", "spiral_dice", "spiral_majority_dice", "bar_dice", "bar_majority_dice",
-            "spiral_coverage_90", "bar_coverage_90", "finetune_s"]
-    print(_table(results["learning_curves"], dice))
-    speed = ["size", "segmentation_train_images_per_s", "classification_train_images_per_s",
-             "segmentation_predict_images_per_s", "classification_predict_images_per_s"]
-    print(_table(results["speed"], speed))
-    if args.decoders:
-        print(_table(results["decoders"], [c for c in results["decoders"][0] if c != "smp"]))
-    return results
+        rows = decoders(parts, starts, curves, args)
+        result.figures["decoders"] = rows
+        columns = [c for c in rows[0] if c not in ("decoder", "smp")]
+        result.table(["decoder", *columns],
+                     [[row["decoder"], *(_cell(row.get(c, "")) for c in columns)] for row in rows],
+                     title=f"This package's U-Net decoder against smp {rows[0]['smp']}'s UnetDecoder")
 
 
-if __name__ == "__main__":
-    main()
+def _cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
