@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DirichletHead", "MIN_CONCENTRATION", "MAX_CONCENTRATION", "bounded_concentrations", "galaxy_keys",
-           "keyed_dropout", "subkeys"]
+__all__ = ["DirichletHead", "MIN_CONCENTRATION", "MAX_CONCENTRATION", "galaxy_keys", "keyed_dropout", "subkeys"]
 
 # concentration = MIN + (MAX - MIN) * sigmoid(z): Zoobot's 1 + 100*sigmoid(z), with the floor
 # lifted by 1e-3 so values stay strictly above 1 even where float32 sigmoid underflows to 0.
@@ -43,15 +42,14 @@ class DirichletHead(nn.Module):
 
     def forward(self, features: Tensor, mc_dropout: bool = False) -> Tensor:
         x = F.dropout(features, self.dropout, training=self.training or mc_dropout)
-        return bounded_concentrations(self.linear(x))
+        return _bounded(self.linear(x))
 
     def sample(self, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
         """(B, A, n) concentrations from n dropout masks; ``n=1`` is the deterministic head (no dropout)."""
         return mc_samples(self, features, n, keys)
 
 
-def bounded_concentrations(logits: Tensor) -> Tensor:
-    """Logits to concentrations in [1.001, 101] (see :data:`MIN_CONCENTRATION`)."""
+def _bounded(logits: Tensor) -> Tensor:
     return MIN_CONCENTRATION + (MAX_CONCENTRATION - MIN_CONCENTRATION) * torch.sigmoid(logits)
 
 
