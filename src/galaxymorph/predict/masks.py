@@ -37,6 +37,7 @@ from lightning import pytorch as pl
 
 from galaxymorph.data.inputs import Record
 from galaxymorph.engine import RunSettings
+from galaxymorph.files import atomic_path
 from galaxymorph.mask_stats import MEASUREMENTS, measure_shapes, pixel_intervals, pixel_posteriors, summarise_samples
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.head import galaxy_keys
@@ -166,11 +167,9 @@ def _write_measurements(out: Path) -> Path:
     store = pq.ParquetFile(out)
     names = ["id_str", "file_loc", *_measurement_columns(read_mask_metadata(out)["classes"])]
     layout = pa.schema([store.schema_arrow.field(n) for n in names], metadata=store.schema_arrow.metadata)
-    tmp = target.with_name(target.name + ".tmp")  # replaced whole: a kill leaves the previous file
-    with pq.ParquetWriter(tmp, layout) as writer:
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, layout) as writer:  # a kill leaves the previous file
         for group in range(store.num_row_groups):
             writer.write_table(store.read_row_group(group, columns=names))
-    tmp.replace(target)
     return target
 
 

@@ -140,9 +140,8 @@ def _write_image(path: Path, bands: np.ndarray, rgb: np.ndarray, image_format: s
 
 def _write_mask(path: Path, pixels: np.ndarray) -> None:
     """A mask as an 8-bit grey PNG of counts (0/1 for a true mask), through a temporary name."""
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(pixels.astype(np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels.astype(np.uint8)).save(tmp, format="PNG")
 
 
 def _render_chunk(params: pd.DataFrame, size: int, paths: list[str], image_format: str,
