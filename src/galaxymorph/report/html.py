@@ -237,7 +237,7 @@ def build_report(
                 f"{meta['samples']} MC-dropout samples per galaxy; gallery of {len(frame)} galaxies."
                 + (_ood_summary(*flagged) if flagged else ""))
     page = resource("template.html")
-    for key, value in (("_TITLE__", html.escape(Path(predictions).name)), ("__SUBTITLE__", subtitle),
+    for key, value in (("__TITLE__", html.escape(Path(predictions).name)), ("__SUBTITLE__", subtitle),
                        ("__STYLE__", resource("style.css")), ("__METRICS__", metrics), ("__PLOTS__", plots),
                        ("__SCRIPT__", resource("gallery.js")), ("__DATA__", data)):
         page = page.replace(key, value, 1)
