@@ -125,7 +125,8 @@ def load_encoder(source: str | Path, channels: int | None = None, preprocessing:
             that is not a plain state dict.
 
     Example:
-        >>> load_encoder("hf_hub:mwalmsley/zoobot-encoder-convnext_nano").config["preprocessing"]["reader"]  # doctest: +SKIP
+        >>> encoder = load_encoder("hf_hub:mwalmsley/zoobot-encoder-convnext_nano")  # doctest: +SKIP
+        >>> encoder.config["preprocessing"].get("reader")  # doctest: +SKIP
         'zoobot'
     """
     folder = _encoder_folder(source)
