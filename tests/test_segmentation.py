@@ -64,7 +64,8 @@ def test_simulated_drawings_stay_within_their_volunteers_and_follow_the_truth():
     assert (counts <= volunteers[:, None, None, None]).all()
     not_disks = (params["kind"] != "disk").to_numpy()
     assert not truth[not_disks].any() and not counts[not_disks].any()  # nothing to draw, nobody draws
-    assert not truth[(params["arm_count"] == 0).to_numpy(), 0].any() and not truth[(params["bar"] == "none").to_numpy(), 1].any()
+    assert not truth[(params["arm_count"] == 0).to_numpy(), 0].any()
+    assert not truth[(params["bar"] == "none").to_numpy(), 1].any()
     share = counts / volunteers[:, None, None, None]
     for k in range(2):  # volunteers mark true pixels far more often than others
         assert share[:, k][truth[:, k]].mean() > 0.5 and share[:, k][~truth[:, k]].mean() < 0.1
@@ -134,7 +135,8 @@ def test_mask_loss_is_the_binomial_of_the_counts():
     rng = torch.Generator().manual_seed(0)
     logits = 3 * torch.randn(3, 2, 5, 5, generator=rng, dtype=torch.float64)
     volunteers = torch.tensor([1.0, 7.0, 15.0], dtype=torch.float64)
-    counts = torch.floor(torch.rand(3, 2, 5, 5, generator=rng, dtype=torch.float64) * (volunteers.view(-1, 1, 1, 1) + 1))
+    draws = torch.rand(3, 2, 5, 5, generator=rng, dtype=torch.float64)
+    counts = torch.floor(draws * (volunteers.view(-1, 1, 1, 1) + 1))
     expected = -binom.logpmf(counts.numpy(), volunteers.view(-1, 1, 1, 1).numpy(), torch.sigmoid(logits).numpy()).mean()
     loss = mask_nll(logits, (counts / volunteers.view(-1, 1, 1, 1), volunteers))
     assert loss.item() == pytest.approx(expected, rel=1e-9)
@@ -188,11 +190,12 @@ def test_pixel_posteriors_are_the_beta_of_the_samples_mean_and_variance():
 
 
 def _store_of(masks: np.ndarray, ids: list[str], path, size: int = 24) -> None:
-    """A mask store whose predictions are ``masks`` (N, K, S, S) in [0, 1] in two samples, written as predict writes it."""
+    """A mask store whose predictions are ``masks`` (N, K, S, S) in [0, 1] in two samples, as predict writes it."""
     config = {"classes": ["spiral", "bar"], "image_size": size, "mask_cols": MASKS, "volunteers_col": "mask_volunteers",
               "preprocessing": PREP.to_dict()}
     layout = mask_layout(config, 2, {"made_by": {}})
-    pq.write_table(mask_table(ids, masks[..., None].repeat(2, axis=-1), [None] * len(ids), config["classes"], layout), path)
+    table = mask_table(ids, masks[..., None].repeat(2, axis=-1), [None] * len(ids), config["classes"], layout)
+    pq.write_table(table, path)
 
 
 def test_evaluate_scores_the_truth_as_perfect_and_the_volunteers_majority_as_their_noise_floor(sim, tmp_path):
@@ -235,8 +238,8 @@ def test_finetune_predict_resume_evaluate_and_report_masks_end_to_end(sim, tmp_p
     measured = pd.read_parquet(measurements_path(out))
     assert len(measured) == 24 and {"bar_length", "bar_angle_q95", "spiral_pixels", "spiral_area_q05"} <= set(measured)
     runner = CliRunner()
-    result = runner.invoke(app, ["evaluate", "--predictions", str(out), "--catalog", str(sim / "sim" / "catalogue.parquet"),
-                                 "--out", str(tmp_path / "eval")])
+    result = runner.invoke(app, ["evaluate", "--predictions", str(out), "--catalog",
+                                 str(sim / "sim" / "catalogue.parquet"), "--out", str(tmp_path / "eval")])
     assert result.exit_code == 0 and "spiral: Dice" in result.output, result.output
     report = build_report(out, tmp_path / "report.html", evaluation=tmp_path / "eval")
     page = report.read_text()

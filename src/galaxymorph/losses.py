@@ -183,7 +183,8 @@ class DirichletMultinomialLoss(nn.Module):
 
 
 def mask_nll(logits: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
-    """Mean per-pixel Binomial NLL of volunteers' masks: each of n volunteers marks a pixel with probability sigmoid(logit).
+    """Mean per-pixel Binomial NLL of volunteers' masks: each of n volunteers marks a pixel with probability
+    sigmoid(logit).
 
     Args:
         logits: (B, K, H, W), one per class and pixel.

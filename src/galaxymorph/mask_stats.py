@@ -25,8 +25,8 @@ import warnings
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["MAX_CONCENTRATION", "MEASUREMENTS", "MIN_CONCENTRATION", "THRESHOLD", "dice_iou", "measure_shapes", "overlap", "pixel_intervals",
-           "pixel_posteriors", "pixel_spread", "predictive_pit", "summarise_samples"]
+__all__ = ["MAX_CONCENTRATION", "MEASUREMENTS", "MIN_CONCENTRATION", "THRESHOLD", "dice_iou", "measure_shapes",
+           "overlap", "pixel_intervals", "pixel_posteriors", "pixel_spread", "predictive_pit", "summarise_samples"]
 
 MEASUREMENTS = ("area", "pixels", "length", "angle")  # per class, each with _q05 / _q95 (see measure_shapes)
 THRESHOLD = 0.5  # a pixel is in a mask when at least half of the volunteers are expected to mark it

@@ -29,8 +29,10 @@ def evaluate(
     confident: float = typer.Option(
         0.8, min=0, max=1, help="Vote fraction above which a galaxy counts as confidently labelled."
     ),
-    mask_cols: str = typer.Option(None, help="Masks: comma-separated mask columns. (default: those the model learned from)"),
-    volunteers_col: str = typer.Option(None, help="Masks: column with how many volunteers drew. (default: the model's)"),
+    mask_cols: str = typer.Option(None, help="Masks: comma-separated mask columns. "
+                                  "(default: those the model learned from)"),
+    volunteers_col: str = typer.Option(None, help="Masks: column with how many volunteers drew. "
+                                       "(default: the model's)"),
 ) -> None:
     """Metrics against volunteer votes (NLL, MAE, RMSE, accuracy, calibration) and against truth if present.
 

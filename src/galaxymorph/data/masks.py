@@ -85,7 +85,8 @@ def _image_shape(path: str) -> tuple[int, ...]:
 
 def frame_masks(id_str: str, image: str, masks: Sequence[str], volunteers: float,
                 prep: Preprocessing) -> np.ndarray:
-    """One galaxy's masks checked against its image and framed as it is: uint8 (K, stored, stored), 255 = all volunteers.
+    """One galaxy's masks checked against its image and framed as it is: uint8 (K, stored, stored),
+    255 = all volunteers.
 
     Raises:
         FileNotFoundError, ValueError: a missing or unreadable mask, a shape other than the
@@ -97,7 +98,8 @@ def frame_masks(id_str: str, image: str, masks: Sequence[str], volunteers: float
         try:
             counts = read_mask(path)
         except FileNotFoundError:
-            raise FileNotFoundError(f"galaxy {id_str}: mask file {path} not found; fix its path in the catalogue") from None
+            raise FileNotFoundError(f"galaxy {id_str}: mask file {path} not found; "
+                                    "fix its path in the catalogue") from None
         except ValueError as err:
             raise ValueError(f"galaxy {id_str}: {err}") from None
         shape = shape or _image_shape(image)
@@ -138,7 +140,8 @@ def read_mask_table(catalogue: str | Path | pd.DataFrame, mask_cols: Sequence[st
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise CatalogueError(f"{name} lacks column(s) {missing}; it has {list(frame.columns)[:12]}")
-    table = pd.DataFrame({"id_str": unique_ids(frame, name), "file_loc": resolve_paths(frame["file_loc"].astype(str), root)})
+    table = pd.DataFrame({"id_str": unique_ids(frame, name),
+                          "file_loc": resolve_paths(frame["file_loc"].astype(str), root)})
     for column in mask_cols:
         empty = frame[column].isna()
         if empty.any():
@@ -146,12 +149,14 @@ def read_mask_table(catalogue: str | Path | pd.DataFrame, mask_cols: Sequence[st
             raise CatalogueError(f"{name} row {row} (id_str={table.at[row, 'id_str']}): no {column!r} mask file; "
                                  "give one per galaxy (an all-zero mask where nobody drew)")
         table[column] = resolve_paths(frame[column].astype(str), root)
-    volunteers = pd.to_numeric(frame[volunteers_col], errors="coerce") if volunteers_col else pd.Series(1.0, frame.index)
+    volunteers = (pd.to_numeric(frame[volunteers_col], errors="coerce") if volunteers_col
+                  else pd.Series(1.0, frame.index))
     bad = ~(np.isfinite(volunteers) & (volunteers >= 1) & (volunteers % 1 == 0))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise CatalogueError(f"{name} row {row} (id_str={table.at[row, 'id_str']}): {volunteers_col} = "
-                             f"{frame.at[row, volunteers_col]}; the number of volunteers who drew must be a whole number >= 1")
+                             f"{frame.at[row, volunteers_col]}; the number of volunteers who drew must be a whole "
+                             "number >= 1")
     table["volunteers"] = volunteers.to_numpy(np.float32)
     return table
 
@@ -171,7 +176,8 @@ def load_masks(catalogue: str | Path | pd.DataFrame, mask_cols: Sequence[str], p
 
 
 class MaskedDataModule(LabelledDataModule):
-    """Fine-tuning batches whose masks get their images' augmentation: targets (shares (B, K, S, S), volunteers (B,))."""
+    """Fine-tuning batches whose masks get their images' augmentation: targets (shares (B, K, S, S),
+    volunteers (B,))."""
 
     def transform_batch(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
         transform = self._train_transform if train else self._eval_transform

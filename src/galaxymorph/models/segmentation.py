@@ -35,7 +35,7 @@ from galaxymorph.models.head import keyed_dropout
 
 __all__ = ["DECODER_CHANNELS", "MaskHead", "SegmentationModel", "UNetDecoder", "feature_encoder"]
 
-DECODER_CHANNELS = (64, 48, 32, 24, 16)  # from the deepest scale up; beside smp's: benchmarks/segmentation.py --decoders
+DECODER_CHANNELS = (64, 48, 32, 24, 16)  # deepest scale first; smp's beside it: benchmarks segmentation --decoders
 INITIAL_SHARE = 0.05  # every pixel's probability of being marked before training: most pixels are not
 
 
@@ -67,8 +67,9 @@ def feature_encoder(arch: str, channels: int, encoder_args: dict[str, Any] | Non
 
 class _Block(nn.Sequential):
     def __init__(self, inputs: int, outputs: int) -> None:
-        super().__init__(nn.Conv2d(inputs, outputs, 3, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(inplace=True),
-                         nn.Conv2d(outputs, outputs, 3, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(inplace=True))
+        super().__init__(nn.Conv2d(inputs, outputs, 3, padding=1, bias=False), nn.BatchNorm2d(outputs),
+                         nn.ReLU(inplace=True), nn.Conv2d(outputs, outputs, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(outputs), nn.ReLU(inplace=True))
 
 
 class UNetDecoder(nn.Module):
@@ -140,7 +141,7 @@ class MaskHead(nn.Module):
 
 
 class SegmentationModel(Finetunable):
-    """Images (B, C, S, S) in [0, 1] to logits (B, K, S, S) that a volunteer marks each pixel (see the module docstring).
+    """Images (B, C, S, S) in [0, 1] to logits (B, K, S, S) that a volunteer marks each pixel (module docstring).
 
     ``features(x)`` gives the encoder's maps (a list), ``head`` the decoder and the
     mask head, ``sample(features, n, keys)`` MC-dropout probabilities (B, K, S, S, n);
@@ -196,10 +197,10 @@ class SegmentationModel(Finetunable):
             raise ValueError(f"{pretrained.config['source']} holds no preprocessing; pass one (image size, crop)")
         config["image_size"] = config["preprocessing"].get("image_size")
         encoder = feature_encoder(config["arch"], config["channels"], config["encoder_args"])
-        missing, _ = encoder.load_state_dict(pretrained.encoder.state_dict(), strict=False)  # its classifier is not used
+        missing, _ = encoder.load_state_dict(pretrained.encoder.state_dict(), strict=False)  # its classifier: unused
         if missing:
-            raise ValueError(f"the encoder of {pretrained.config['source']} lacks weights that {config['arch']} used at "
-                             f"every scale needs ({missing[:3]}); is it a timm {config['arch']}?")
+            raise ValueError(f"the encoder of {pretrained.config['source']} lacks weights that {config['arch']} "
+                             f"used at every scale needs ({missing[:3]}); is it a timm {config['arch']}?")
         return cls(encoder, config)
 
     @classmethod

@@ -245,7 +245,7 @@ def build_report(
 
 
 def write_page(out: str | Path, page: str) -> Path:
-    """Write a report's HTML to ``out``, refusing a file that is not a galaxymorph report (:data:`TITLE` near its top)."""
+    """Write a report's HTML to ``out``, refusing a file that is not a galaxymorph report (:data:`TITLE` at its top)."""
     out = Path(out)
     claim_file(out, is_own=out.is_file() and TITLE in out.read_text(encoding="utf-8", errors="replace")[:500])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@
 Each galaxy shows its image as the model saw it (the evaluation crop), the same image
 with every class's posterior mean mask over it in its own colour (opacity = the share
 of volunteers expected to mark the pixel), the posterior standard deviation per pixel
-(about a third of its 90% interval's width), and its measurements with their 5%-95% ranges. One self-contained HTML file, like the
-classification report (:mod:`galaxymorph.report.html`).
+(about a third of its 90% interval's width), and its measurements with their 5%-95%
+ranges. One self-contained HTML file, like the classification report (:mod:`galaxymorph.report.html`).
 """
 
 from __future__ import annotations
@@ -91,13 +91,16 @@ def build_mask_report(predictions: str | Path, out: str | Path, evaluation: str 
     frame = frame.set_index("id_str").loc[ids].reset_index()
     seen = _seen(image_paths(frame, catalogue), prep)
     spread = pixel_spread(masks["mean"], masks["concentration"])
-    cards = [_card(i, image, masks["mean"][n], spread[n], frame.iloc[n], classes) for n, (i, image) in enumerate(zip(ids, seen))]
+    cards = [_card(i, image, masks["mean"][n], spread[n], frame.iloc[n], classes)
+             for n, (i, image) in enumerate(zip(ids, seen))]
     metrics = ""
     if evaluation is not None:
         metrics = _metrics_html(read_evaluation(evaluation, predictions))
-    legend = ", ".join(f"{html.escape(c)} in {['cyan', 'red', 'yellow', 'green'][k % 4]}" for k, c in enumerate(classes))
+    colours = ["cyan", "red", "yellow", "green"]
+    legend = ", ".join(f"{html.escape(c)} in {colours[k % 4]}" for k, c in enumerate(classes))
     subtitle = (f"Masks {html.escape(Path(predictions).name)}: {legend}; {meta['samples']} MC-dropout samples per "
-                f"galaxy, {meta['image_size']} px; {len(cards)} galaxies, largest {html.escape(classes[0])} area first. "
+                f"galaxy, {meta['image_size']} px; {len(cards)} galaxies, largest {html.escape(classes[0])} area "
+                "first. "
                 f"Per-galaxy measurements for every galaxy: {html.escape(measurements_path(Path(predictions)).name)}.")
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{TITLE}{html.escape(Path(predictions).name)}"
             f"</title><style>{resource('style.css')}{_STYLE}</style></head><body><header><h1>galaxymorph report</h1>"

@@ -245,7 +245,8 @@ def simulate_catalogue(
             catalogue[column] = [f"masks/{i}_{column.removeprefix(MASK_PREFIX)}.png" for i in catalogue["id_str"]]
         catalogue[VOLUNTEERS_COLUMN] = drawing_volunteers(params, mask_volunteers)
         for column in MASK_COLUMNS:
-            catalogue[TRUE_MASK + column] = [f"truth/{i}_{column.removeprefix(MASK_PREFIX)}.png" for i in catalogue["id_str"]]
+            catalogue[TRUE_MASK + column] = [f"truth/{i}_{column.removeprefix(MASK_PREFIX)}.png"
+                                             for i in catalogue["id_str"]]
         names = [*MASK_COLUMNS, *(TRUE_MASK + c for c in MASK_COLUMNS)]
         files = [[f, *row] for f, row in zip(file_loc, catalogue[names].itertuples(index=False))]
     chunk = _chunk(size)

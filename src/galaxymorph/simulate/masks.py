@@ -10,8 +10,8 @@ Each galaxy has its own number of volunteers (``mean`` on average, at least 1), 
 each volunteer, for each class the galaxy has, may miss it entirely (more often when
 it is hard to see, more often still for weak bars); otherwise they outline a version
 of it that is shifted by a pixel or two, grown or shrunk at random along a noisy
-boundary, a little wider than the truth (a brush) and, for arms, only partly drawn. Summed over volunteers, the counts are
-what GZ3D publishes per pixel (Masters et al. 2021).
+boundary, a little wider than the truth (a brush) and, for arms, only partly drawn.
+Summed over volunteers, the counts are what GZ3D publishes per pixel (Masters et al. 2021).
 
 Every random number comes from the galaxy's own ``noise_seed`` (through a stream of
 its own, so the images and votes are unchanged): masks do not depend on the chunk a
