@@ -85,6 +85,16 @@ def _catalogue_variants(sim: Path) -> None:
     for name, broken in variants.items():
         broken(good.copy()).to_csv(sim / f"{name}.csv", index=False)
     good.to_csv(sim / "semicolon.csv", index=False, sep=";")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(sim / "small_mask.png")
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(sim / "crowded_mask.png")
+    masks = {
+        "mask_shape": lambda c: c.assign(mask_spiral=c["mask_spiral"].where(c.index != 1, "small_mask.png")),
+        "mask_counts": lambda c: c.assign(mask_bar=c["mask_bar"].where(c.index != 2, "crowded_mask.png")),
+        "mask_missing": lambda c: c.assign(mask_bar=c["mask_bar"].where(c.index != 3, "missing_mask.png")),
+        "mask_nobody": lambda c: c.assign(mask_volunteers=c["mask_volunteers"].where(c.index != 4, 0)),
+    }
+    for name, broken in masks.items():
+        broken(good.copy()).to_csv(sim / f"{name}.csv", index=False)
     labels = good[["id_str", "file_loc"]].assign(ring=["yes", "no"] * (len(good) // 2), size=1.0)
     labels.to_csv(sim / "labels.csv", index=False)
     labels.assign(size=labels["size"].where(labels.index != 3, float("inf"))).to_csv(sim / "labels_inf.csv", index=False)
@@ -152,7 +162,7 @@ def world(tmp_path_factory) -> Path:
     """Good inputs (catalogue, shards, model, predictions, embeddings) and broken ones, built once."""
     w = tmp_path_factory.mktemp("world")
     sim = w / "sim"
-    simulate_catalogue(12, 32, sim, workers=1, progress=False)
+    simulate_catalogue(12, 32, sim, workers=1, progress=False, masks=True)
     write_shards(sim / "catalogue.parquet", SCHEMA, w / "shards", PREP, 0.25, 0.25, shard_size=4, workers=1,
                  progress=False)
     torch.manual_seed(0)
@@ -178,6 +188,8 @@ EVALUATE = "evaluate --predictions {w}/preds.parquet --catalog"
 FINETUNE = "finetune --checkpoint {w}/run --catalog {w}/sim/labels.csv --out {t}/ft --label-col ring"
 EMBED = "embed --checkpoint {w}/run --catalog {w}/sim/catalogue.parquet --out"
 ACQUIRE = "acquire --predictions {w}/preds.parquet --top 3 --out {t}/q.csv"
+SEGMENT = ("finetune --checkpoint {w}/run --out {t}/seg --task segmentation --mask-cols mask_spiral,mask_bar "
+           "--volunteers-col mask_volunteers --catalog")
 
 # (command line, a piece of the message that names the culprit); {w}: the built inputs, {t}: an empty folder.
 CASES = [
@@ -231,7 +243,7 @@ CASES = [
     ("predict --checkpoint {w}/newer --images {w}/sim/images --out {t}/p.parquet",
      "newer/best/config.json: config version 3 is not one this galaxymorph reads (1 to 2); upgrade galaxymorph"),
     ("predict --checkpoint {w}/gan --images {w}/sim/images --out {t}/p.parquet",
-     "gan/best/config.json: unknown model_type 'gan'; expected one of ['galaxy', 'finetuned']"),
+     "gan/best/config.json: unknown model_type 'gan'; expected one of ['galaxy', 'finetuned', 'segmentation']"),
     ("predict --checkpoint {w}/run --images {w}/missing --out {t}/p.parquet", "--images {w}/missing: no such folder"),
     ("predict --checkpoint {w}/run --catalog {w}/sim/no_file_loc.csv --out {t}/p.parquet", "no column(s) ['file_loc']"),
     ("predict --checkpoint {w}/run --catalog {w}/sim/duplicate.csv --out {t}/p.parquet", "row 4 id_str=sim-000000: duplicate"),
@@ -286,6 +298,15 @@ CASES = [
     (FINETUNE.replace("{w}/run", "hf_hub:nobody/no-encoder"), "hf_hub:nobody/no-encoder is not in the Hugging Face cache"),
     (FINETUNE + " --unfreeze lots", "'lots': give a number of blocks"),
     (FINETUNE.replace("{t}/ft", "{w}/blocker/ft"), "{w}/blocker"),
+    (SEGMENT + " {w}/sim/mask_shape.csv", "galaxy sim-000001: mask {w}/sim/small_mask.png is 16x16 px but its image "
+     "{w}/sim/images/sim-000001.png is 32x32"),
+    (SEGMENT + " {w}/sim/mask_counts.csv", "galaxy sim-000002: mask {w}/sim/crowded_mask.png holds counts in [40, 40], "
+     "not within 0 and its"),
+    (SEGMENT + " {w}/sim/mask_missing.csv", "galaxy sim-000003: mask file {w}/sim/missing_mask.png not found"),
+    (SEGMENT + " {w}/sim/mask_nobody.csv", "row 4 (id_str=sim-000004): mask_volunteers = 0"),
+    (SEGMENT.replace(" --mask-cols mask_spiral,mask_bar", "") + " {w}/sim/catalogue.parquet",
+     "mask_cols=None is needed for the segmentation task"),
+    (SEGMENT.replace("mask_bar ", "mask_disk ") + " {w}/sim/catalogue.parquet", "lacks column(s) ['mask_disk']"),
     ("embed --checkpoint {w}/noprep --images {w}/sim/images --out {t}/e.parquet", "has no 'preprocessing'"),
     ("embed --checkpoint {w}/run --catalog {w}/missing.csv --out {t}/e.parquet", "catalogue file not found: {w}/missing.csv"),
     (EMBED + " {t}/e.txt", "e.txt: the output is Parquet; name it .parquet"),

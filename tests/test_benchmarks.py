@@ -33,6 +33,7 @@ ARMS = {
     "predict": {"encoder once + head x N", "N full forward passes"},
     "predict_shards": {"before: every worker reads all", "after: each its own shards"},
     "predict_zoobot": {"galaxymorph predict"},
+    "segmentation": {"pretrained, n=8", "scratch, n=8", "segmentation, 32 px", "classification, 32 px"},
     "simulate": {"16 px", "32 px"},
     "train_gz2": {"galaxymorph, single view", "galaxymorph, 8-view TTA"},
     "train_per_epoch": {"today", "ema"},

@@ -198,7 +198,8 @@ def test_upgrade_config_fills_what_version_1_left_out_and_refuses_what_it_cannot
     assert upgrade_config(_VERSION_1["finetuned"])["model_type"] == "finetuned"
     with pytest.raises(ValueError, match=r"m/config.json: config version 3 is not one this galaxymorph reads"):
         upgrade_config({**upgraded, "version": 3}, "m/config.json")
-    with pytest.raises(ValueError, match=r"unknown model_type 'gan'; expected one of \['galaxy', 'finetuned'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown model_type 'gan'; expected one of \['galaxy', 'finetuned', 'segmentation'\]"):
         upgrade_config({**upgraded, "model_type": "gan"})
 
 

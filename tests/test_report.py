@@ -73,6 +73,7 @@ def test_report_is_self_contained(report):
     assert "http://" not in page and "https://" not in page  # no CDN, opens offline
     assert page.count("data:image/png;base64,") >= N - 1 + 3  # gallery images and plots inlined
     assert "<script src" not in page and "<link" not in page
+    assert "<title>galaxymorph report: preds.parquet</title>" in page
 
 
 def test_report_shows_the_coverage_before_and_after_calibration(report):

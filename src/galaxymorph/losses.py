@@ -23,12 +23,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from galaxymorph.schema import Schema
 
-__all__ = ["DirichletMultinomialLoss", "dirichlet_multinomial_nll"]
+__all__ = ["DirichletMultinomialLoss", "dirichlet_multinomial_nll", "mask_nll"]
 
 
 class _DirichletMultinomialNLL(torch.autograd.Function):
@@ -179,3 +180,23 @@ class DirichletMultinomialLoss(nn.Module):
             return per_question
         per_galaxy = per_question.sum(dim=1)
         return per_galaxy if self.reduction == "sum" else per_galaxy.mean()
+
+
+def mask_nll(logits: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+    """Mean per-pixel Binomial NLL of volunteers' masks: each of n volunteers marks a pixel with probability
+    sigmoid(logit).
+
+    Args:
+        logits: (B, K, H, W), one per class and pixel.
+        target: the share of volunteers who marked each pixel (B, K, H, W) and how many drew (B,);
+            shares times volunteers are the counts k (fractional where masks were resampled).
+
+    ``-log p = -k log(q) - (n - k) log(1 - q) - log C(n, k)``: n times the cross-entropy
+    of the share, less the log binomial coefficient (which only makes it a likelihood).
+    """
+    shares, volunteers = target
+    n = volunteers.to(logits.dtype).view(-1, 1, 1, 1)
+    shares = shares.to(logits.dtype)
+    k = shares * n
+    log_choose = torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+    return (n * F.binary_cross_entropy_with_logits(logits, shares, reduction="none") - log_choose).mean()

@@ -29,9 +29,21 @@ def evaluate(
     confident: float = typer.Option(
         0.8, min=0, max=1, help="Vote fraction above which a galaxy counts as confidently labelled."
     ),
+    mask_cols: str = typer.Option(None, help="Masks: comma-separated mask columns. "
+                                  "(default: those the model learned from)"),
+    volunteers_col: str = typer.Option(None, help="Masks: column with how many volunteers drew. "
+                                       "(default: the model's)"),
 ) -> None:
-    """Metrics against volunteer votes (NLL, MAE, RMSE, accuracy, calibration) and against truth if present."""
+    """Metrics against volunteer votes (NLL, MAE, RMSE, accuracy, calibration) and against truth if present.
+
+    For a segmentation model's masks: Dice and IoU against the volunteers' majority and the truth, and coverage.
+    """
     from galaxymorph.evaluate import evaluate as run
+    from galaxymorph.predict.masks import is_mask_store
+
+    if is_mask_store(predictions):
+        _evaluate_masks(predictions, catalogue, out, mask_cols.split(",") if mask_cols else None, volunteers_col)
+        return
 
     result = run(predictions, catalogue, out=out, min_votes=min_votes, confident=confident)
     overall = result["overall"]
@@ -59,3 +71,18 @@ def report(
     with warnings_as_lines(MissingImagesWarning):
         path = build_report(predictions, out, evaluation=evaluation, catalogue=catalogue, gallery=gallery)
     Console().print(f"report: {path}")
+
+
+def _evaluate_masks(predictions: Path, catalogue: Path, out: Path | None, mask_cols: list[str] | None,
+                    volunteers_col: str | None) -> None:
+    from galaxymorph.evaluate.masks import evaluate_masks
+
+    result = evaluate_masks(predictions, catalogue, out=out, mask_cols=mask_cols, volunteers_col=volunteers_col)
+    lines = [f"{result['galaxies']} galaxies"]
+    for name, entry in result["classes"].items():
+        against = [f"Dice {entry[key]['dice']:.3f} against {label}" for key, label in (
+            ("model_vs_truth", "the truth"), ("volunteer_majority_vs_truth", "the truth for the volunteers' majority"),
+            ("model_vs_volunteer_majority", "the volunteers' majority")) if key in entry]
+        lines.append(f"{name}: {', '.join(against)}; 90% interval coverage "
+                     f"{entry['coverage_90']['drawn_or_predicted']:.3f} where drawn or predicted")
+    Console().print("\n".join(lines) + (f"\nwritten to {out}" if out else ""))

@@ -33,8 +33,12 @@ def finetune(
                                     "hf_hub:ORG/NAME (e.g. hf_hub:mwalmsley/zoobot-encoder-convnext_nano)."),
     catalogue: Path = typer.Option(None, "--catalog", help="CSV/Parquet: id_str, file_loc, and the label column (or the tree's votes)."),
     out: Path = typer.Option(None, help="Run folder: best/ model (usable by `galaxymorph predict`), logs/."),
-    task: str = typer.Option(None, help="classification | regression | tree. (default classification)"),
+    task: str = typer.Option(None, help="classification | regression | tree | segmentation. (default classification)"),
     label_col: str = typer.Option(None, help="Catalogue column with each galaxy's label (classification, regression)."),
+    mask_cols: str = typer.Option(None, help="segmentation: comma-separated columns naming each galaxy's mask file "
+                                  "per class (PNG/NPY/FITS counts), e.g. mask_spiral,mask_bar."),
+    volunteers_col: str = typer.Option(None, help="segmentation: column with how many volunteers drew. "
+                                       "(default: none, binary 0/1 masks)"),
     schema: str = typer.Option(None, help="tree: the new decision tree (built-in name or schema file)."),
     classes: str = typer.Option(None, help="Comma-separated class order. (default: sorted label values)"),
     class_weights: str = typer.Option(None, help="'balanced' or comma-separated weights, one per class."),
@@ -71,7 +75,8 @@ def finetune(
 
     options = dict(
         checkpoint=checkpoint, catalogue=catalogue and str(catalogue), out=out and str(out), task=task,
-        label_col=label_col, schema=schema, classes=classes.split(",") if classes else None,
+        label_col=label_col, mask_cols=mask_cols.split(",") if mask_cols else None, volunteers_col=volunteers_col,
+        schema=schema, classes=classes.split(",") if classes else None,
         class_weights=_class_weights(class_weights), label_smoothing=label_smoothing, regression_loss=loss,
         bounded=bounded, unfreeze=_unfreeze(unfreeze) if unfreeze is not None else None, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, layer_decay=layer_decay, dropout=dropout,

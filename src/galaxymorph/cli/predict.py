@@ -39,6 +39,7 @@ def predict(
     Re-run the same command after an interruption: finished galaxies are skipped.
     Unreadable images are listed in OUT's .errors.csv and the rest goes on.
     """
+    from galaxymorph.predict.masks import is_mask_store, measurements_path
     from galaxymorph.predict import predict as run
     from galaxymorph.predict.predictor import OODWarning
 
@@ -47,4 +48,6 @@ def predict(
                      samples=samples, tta=tta, batch_size=batch_size, workers=workers, devices=devices,
                      num_nodes=num_nodes, accelerator=accelerator, precision=precision, backend=backend)
     Console().print(f"{counts['rows']} galaxies in {out} ({counts['new']} new)")
+    if is_mask_store(out):
+        Console().print(f"measurements of their masks: {measurements_path(Path(out))}")
     warn_unreadable(out)

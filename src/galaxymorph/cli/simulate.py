@@ -19,6 +19,10 @@ def simulate(
     volunteers: float = typer.Option(40.0, "--volunteers", min=1, help="Mean volunteers per galaxy (varies per galaxy)."),
     workers: int = typer.Option(None, "--workers", min=1, help="Rendering processes (default: CPU count)."),
     grid: Path = typer.Option(None, "--grid", help="Also save a labelled grid of 18 varied examples to this PNG."),
+    masks: bool = typer.Option(False, "--masks", help="Also volunteers' drawings of spiral arms and bars (GZ3D style) "
+                               "and the true masks: masks/, truth/ and mask_* columns."),
+    mask_volunteers: float = typer.Option(15.0, "--mask-volunteers", min=1, help="With --masks: mean volunteers "
+                                          "drawing on each galaxy."),
 ) -> None:
     """Simulate galaxies (g, r, z -> RGB) and volunteers walking the gz_decals_dr5 tree."""
     from galaxymorph.outputs import claim_picture
@@ -26,7 +30,8 @@ def simulate(
 
     if grid:
         claim_picture(grid)  # before the work, not after it
-    catalogue = simulate_catalogue(n, size, out, seed, image_format, volunteers, workers)
+    catalogue = simulate_catalogue(n, size, out, seed, image_format, volunteers, workers, masks=masks,
+                                   mask_volunteers=mask_volunteers)
     console.print(f"wrote {len(catalogue)} galaxies: {out / 'catalogue.parquet'} (file_loc relative to {out})")
     if grid:
         from galaxymorph.simulate import parameters_of, render_galaxies

@@ -40,20 +40,25 @@ class LabelledImages:
     """Decoded images and their targets, row-aligned.
 
     ``targets``: class index (int64, (N,)) for classification, value (float32, (N, 1))
-    for regression, vote counts (float32, (N, A), NaN = question not provided) for a tree.
+    for regression, vote counts (float32, (N, A), NaN = question not provided) for a tree,
+    masks (uint8, (N, K, S, S), the share of ``volunteers`` who marked each pixel x 255)
+    for segmentation (:mod:`galaxymorph.data.masks`).
     """
 
     ids: list[str]
     images: torch.Tensor  # uint8 (N, C, S, S)
     targets: torch.Tensor
     classes: list[str] | None = None
+    volunteers: torch.Tensor | None = None  # segmentation: how many volunteers drew on each galaxy (float32, (N,))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def subset(self, rows: np.ndarray | list[int]) -> "LabelledImages":
         index = torch.as_tensor(np.asarray(rows, dtype=np.int64))
-        return LabelledImages([self.ids[i] for i in index.tolist()], self.images[index], self.targets[index], self.classes)
+        volunteers = None if self.volunteers is None else self.volunteers[index]
+        return LabelledImages([self.ids[i] for i in index.tolist()], self.images[index], self.targets[index],
+                              self.classes, volunteers)
 
 
 def _bad_rows(frame: pd.DataFrame, mask: np.ndarray, reason: str, fix: str) -> None:
@@ -189,7 +194,8 @@ class _Rows(Dataset):
         return len(self.data)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.data.images[i], "target": self.data.targets[i]}
+        row = {"image": self.data.images[i], "target": self.data.targets[i]}
+        return row if self.data.volunteers is None else {**row, "volunteers": self.data.volunteers[i]}
 
 
 class LabelledDataModule(AugmentingDataModule):

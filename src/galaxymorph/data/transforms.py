@@ -23,7 +23,7 @@ from galaxymorph.data.images import READERS, FitsStretch, load_measured_image
 from galaxymorph.data.normalise import CropRecord, Photometry, SizeCrop
 
 __all__ = ["DIHEDRAL", "PRESETS", "PRESET_NORMALISATION", "Preprocessing", "EvalTransform", "TrainTransform",
-           "dihedral_views", "eval_transform", "preset_preprocessing", "train_transform", "to_channels"]
+           "dihedral_views", "eval_transform", "preset_preprocessing", "train_transform", "to_channels", "with_masks"]
 
 _LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 
@@ -202,7 +202,10 @@ class EvalTransform:
         self.prep = prep
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = _as_float(images, self.prep.channels)
+        return self.geometry(_as_float(images, self.prep.channels))
+
+    def geometry(self, x: torch.Tensor) -> torch.Tensor:
+        """The crop and resize alone, of any float (B, C, H, W) in [0, 1]."""
         side = x.shape[-1]
         crop = max(1, round(side * self.prep.eval_zoom))
         start = (side - crop) // 2
@@ -227,7 +230,10 @@ class TrainTransform:
         return torch.rand(n, generator=self.generator).to(device)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = _as_float(images, self.prep.channels)
+        return self.geometry(_as_float(images, self.prep.channels))
+
+    def geometry(self, x: torch.Tensor) -> torch.Tensor:
+        """The random rotation, flip, zoom-crop and shift alone, of any float (B, C, H, W) in [0, 1]."""
         b, out = x.shape[0], self.prep.image_size
         lo, hi = self.prep.train_zoom
         prefilter = math.ceil(1.5 * out / lo)
@@ -256,6 +262,18 @@ def train_transform(prep: Preprocessing, generator: torch.Generator | None = Non
 def eval_transform(prep: Preprocessing) -> EvalTransform:
     """uint8 (B, C, stored, stored) -> float32 (B, channels, image_size, image_size) in [0, 1], deterministic."""
     return EvalTransform(prep)
+
+
+def with_masks(transform: EvalTransform | TrainTransform, images: torch.Tensor,
+               masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``transform`` of uint8 images and of their uint8 masks (B, K, H, W; 255 = every volunteer), as floats in [0, 1].
+
+    Masks ride along as extra channels of one resampling, so each mask gets exactly
+    its image's crop, rotation, flip and interpolation.
+    """
+    x = _as_float(images, transform.prep.channels)
+    out = transform.geometry(torch.cat([x, masks.float().div_(255.0)], dim=1))
+    return out[:, : x.shape[1]], out[:, x.shape[1] :]
 
 
 # The 8 symmetries of the square, as (quarter turns, mirrored first): a galaxy's label does not depend on them.

@@ -16,7 +16,8 @@ metrics are then also reported before them (``uncalibrated``), from the same bat
 One module per job: ``references`` (what predictions are compared with, and the
 constant baseline), ``metrics`` (the sums every metric is a ratio of, added up batch
 by batch; :func:`evaluate_arrays`) and ``files`` (:func:`evaluate`: a predictions file
-against a catalogue, read in batches, and ``evaluation.json`` with the plots).
+against a catalogue, read in batches, and ``evaluation.json`` with the plots). A
+segmentation model's masks are evaluated by ``masks`` (:func:`galaxymorph.evaluate.masks.evaluate_masks`).
 """
 
 from galaxymorph.evaluate.files import PLOT_GALAXIES, TRUTH_PREFIX, evaluate

@@ -16,6 +16,7 @@ from galaxymorph.files import atomic_path, atomic_write_text, file_sha256, read_
 from galaxymorph.models.finetune_model import FinetunedModel
 from galaxymorph.models.galaxy_model import CONFIG_VERSION, GalaxyModel
 from galaxymorph.models.ood import OOD_FILE
+from galaxymorph.models.segmentation import SegmentationModel
 
 __all__ = ["save_model", "read_config", "resolve_model_dir", "fingerprint", "upgrade_config", "WEIGHTS_FILE",
            "CONFIG_FILE", "FILES_KEY"]
@@ -31,6 +32,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     GalaxyModel.MODEL_TYPE: {"image_size": None, "preprocessing": None, "input_mean": 0.5, "input_std": 0.5,
                              "pretrained_from": None, "calibration": None, "ood": None, FILES_KEY: {}},
     FinetunedModel.MODEL_TYPE: {"channels_last": True, "encoder_args": {}, "ood": None, FILES_KEY: {}},
+    SegmentationModel.MODEL_TYPE: {"channels_last": True, "encoder_args": {}, "ood": None, FILES_KEY: {}},
 }
 
 

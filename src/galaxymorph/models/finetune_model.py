@@ -27,7 +27,7 @@ from galaxymorph.models.galaxy_model import CONFIG_VERSION, EncoderWithHead
 from galaxymorph.models.head import ClassifierHead, DirichletHead, RegressionHead
 from galaxymorph.schema import Schema
 
-__all__ = ["TASKS", "FinetunedModel", "PretrainedEncoder"]
+__all__ = ["TASKS", "Finetunable", "FinetunedModel", "PretrainedEncoder"]
 
 TASKS = ("classification", "regression", "tree")
 
@@ -50,7 +50,53 @@ class PretrainedEncoder(EncoderWithHead):
         self._config = copy.deepcopy(config)
 
 
-class FinetunedModel(EncoderWithHead):
+class Finetunable(EncoderWithHead):
+    """Freezing for fine-tuning, shared by every model whose new ``head`` sits on a pretrained ``encoder``.
+
+    The encoder's blocks are timm's coarse parameter groups (``group_matcher``); a model
+    is trained head first, then with the last blocks unfrozen (:meth:`set_trainable`).
+    """
+
+    @property
+    def task(self) -> str:
+        return self._config["task"]
+
+    def encoder_blocks(self) -> list[list[str]]:
+        """Encoder parameter names in timm's coarse groups (stem, stages, ...), from input to output."""
+        if not hasattr(self.encoder, "group_matcher"):
+            return [[name] for name, _ in self.encoder.named_parameters()]
+        groups = group_parameters(self.encoder, self.encoder.group_matcher(coarse=True))
+        return [list(names) for _, names in sorted(groups.items())]
+
+    def set_trainable(self, unfreeze: int | str = 0) -> None:
+        """Train the head and the last ``unfreeze`` encoder blocks (0: head only; ``"all"``: everything).
+
+        Frozen parts also stay in eval mode while training (see :meth:`train`), so
+        their BatchNorm statistics and any dropout are those of the pretrained encoder.
+        """
+        blocks = self.encoder_blocks()
+        if unfreeze == "all":
+            unfreeze = len(blocks)
+        if not isinstance(unfreeze, int) or unfreeze < 0:
+            raise ValueError(f"unfreeze must be a number of blocks >= 0 or 'all', got {unfreeze!r}")
+        trainable = {name for block in blocks[len(blocks) - unfreeze:] for name in block} if unfreeze else set()
+        for name, param in self.encoder.named_parameters():
+            param.requires_grad_(name in trainable)
+        self.head.requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "FinetunedModel":
+        """As ``nn.Module.train``, but every encoder part with only frozen parameters stays in eval mode."""
+        super().train(mode)
+        if mode:
+            for module in self.encoder.modules():
+                params = list(module.parameters())
+                if params and not any(p.requires_grad for p in params):
+                    module.eval()
+        return self
+
+
+class FinetunedModel(Finetunable):
     """A pretrained encoder plus a task head, with ``GalaxyModel``'s API (see the module docstring).
 
     Build one with :meth:`create` (a loaded encoder and a task) or :meth:`from_config`
@@ -128,43 +174,3 @@ class FinetunedModel(EncoderWithHead):
         randomly initialised (weights are loaded after)."""
         encoder = create_encoder(config["arch"], channels=config["channels"], **config["encoder_args"])
         return cls(encoder, config)
-
-    @property
-    def task(self) -> str:
-        return self._config["task"]
-
-    def encoder_blocks(self) -> list[list[str]]:
-        """Encoder parameter names in timm's coarse groups (stem, stages, ...), from input to output."""
-        if not hasattr(self.encoder, "group_matcher"):
-            return [[name] for name, _ in self.encoder.named_parameters()]
-        groups = group_parameters(self.encoder, self.encoder.group_matcher(coarse=True))
-        return [list(names) for _, names in sorted(groups.items())]
-
-    def set_trainable(self, unfreeze: int | str = 0) -> None:
-        """Train the head and the last ``unfreeze`` encoder blocks (0: head only; ``"all"``: everything).
-
-        Frozen parts also stay in eval mode while training (see :meth:`train`), so
-        their BatchNorm statistics and any dropout are those of the pretrained encoder.
-        """
-        blocks = self.encoder_blocks()
-        if unfreeze == "all":
-            unfreeze = len(blocks)
-        if not isinstance(unfreeze, int) or unfreeze < 0:
-            raise ValueError(f"unfreeze must be a number of blocks >= 0 or 'all', got {unfreeze!r}")
-        trainable = {name for block in blocks[len(blocks) - unfreeze:] for name in block} if unfreeze else set()
-        for name, param in self.encoder.named_parameters():
-            param.requires_grad_(name in trainable)
-        self.head.requires_grad_(True)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> "FinetunedModel":
-        """As ``nn.Module.train``, but every encoder part with only frozen parameters stays in eval mode."""
-        super().train(mode)
-        if mode:
-            for module in self.encoder.modules():
-                params = list(module.parameters())
-                if params and not any(p.requires_grad for p in params):
-                    module.eval()
-        return self
-
-

@@ -34,6 +34,7 @@ from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
 from galaxymorph.models.galaxy_model import GalaxyModel
 from galaxymorph.models.hub import WEIGHT_FILES, hub_folder, is_hub_name, is_zoobot_encoder
 from galaxymorph.models.ood import OOD_FILE, OODReference
+from galaxymorph.models.segmentation import SegmentationModel
 
 __all__ = ["EXPORT_KEY", "Checkpoints", "load_encoder", "load_features_model", "load_model",
            "read_timm_weights"]
@@ -45,8 +46,9 @@ Checkpoints = Union[str, Path, nn.Module, Sequence[Union[str, Path, nn.Module]]]
 
 
 def load_model(directory: Checkpoints, channels_last: bool = True,
-               check_files: bool = True) -> GalaxyModel | FinetunedModel | Ensemble:
-    """The model in ``RUN/`` or ``RUN/best/``, in eval mode: a :class:`GalaxyModel`, or a :class:`FinetunedModel`.
+               check_files: bool = True) -> GalaxyModel | FinetunedModel | SegmentationModel | Ensemble:
+    """The model in ``RUN/`` or ``RUN/best/``, in eval mode: a :class:`GalaxyModel`, :class:`FinetunedModel` or
+    :class:`SegmentationModel`.
 
     A model already in memory is returned as it is, so every command that takes a
     checkpoint takes a model too; several (a list) make one :class:`Ensemble`.
@@ -83,7 +85,9 @@ def load_model(directory: Checkpoints, channels_last: bool = True,
             raise ValueError(f"{folder / name} is not the file {CONFIG_FILE} was saved with (a save was interrupted, "
                              "or the folder mixes files of two saves); copy the whole folder again from where the "
                              "model was saved, or re-run the training command to save it again")
-    if config["model_type"] == FinetunedModel.MODEL_TYPE:
+    if config["model_type"] == SegmentationModel.MODEL_TYPE:
+        model = from_config(SegmentationModel.from_config, config, folder)
+    elif config["model_type"] == FinetunedModel.MODEL_TYPE:
         model = from_config(FinetunedModel.from_config, config, folder)
     else:
         model = from_config(lambda c: GalaxyModel.from_config(c, channels_last=channels_last), config, folder)
@@ -121,7 +125,8 @@ def load_encoder(source: str | Path, channels: int | None = None, preprocessing:
             that is not a plain state dict.
 
     Example:
-        >>> load_encoder("hf_hub:mwalmsley/zoobot-encoder-convnext_nano").config["preprocessing"]["reader"]  # doctest: +SKIP
+        >>> encoder = load_encoder("hf_hub:mwalmsley/zoobot-encoder-convnext_nano")  # doctest: +SKIP
+        >>> encoder.config["preprocessing"].get("reader")  # doctest: +SKIP
         'zoobot'
     """
     folder = _encoder_folder(source)
@@ -136,6 +141,9 @@ def load_encoder(source: str | Path, channels: int | None = None, preprocessing:
             "a Hugging Face style timm folder (config.json with 'architecture' + model.safetensors or pytorch_model.bin) "
             "nor a hub name (hf_hub:ORG/NAME)"
         ) from None
+    if isinstance(model, SegmentationModel):
+        raise ValueError(f"--checkpoint {source} is a segmentation model; start from the run its encoder came from "
+                         f"({model.config['pretrained_from']}, its config.json's pretrained_from)")
     if channels is not None and channels != model.config["channels"]:
         raise ValueError(
             f"--channels {channels} but {source} was trained on {model.config['channels']}-channel images; "

@@ -161,6 +161,13 @@ def predict_records(model: nn.Module, records: Callable[[], Iterable[Record]], o
     out = claim_output(out)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
     meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta, run.precision)
+    if model.config.get("task") == "segmentation":
+        if backend not in ("eager", "auto"):
+            raise ValueError(f"--backend {backend} runs a classification model's encoder; predict a segmentation "
+                             "model with --backend eager")
+        from galaxymorph.predict.masks import write_masks  # built on this module's predictor
+
+        return write_masks(model, records, out, samples, tta, run, meta, rows_per_part, callbacks)
     if scales := _applied_calibration(model):  # for evaluate's "before"; made_by's fingerprint covers them already
         meta["calibration"] = scales
     views = len(DIHEDRAL) if tta else 1

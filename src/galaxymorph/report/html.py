@@ -28,14 +28,16 @@ from galaxymorph.predict import read_concentrations
 from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
 from galaxymorph.schema import Schema
 
-__all__ = ["build_report"]
+__all__ = ["TITLE", "build_report", "png_data_uri", "read_evaluation", "resource", "write_page"]
 
 
-def _resource(name: str) -> str:
+def resource(name: str) -> str:
+    """A file of this package's report folder (the template, the style, the script) as text."""
     return (resources.files("galaxymorph.report") / name).read_text()
 
 
-def _png_data_uri(pixels: np.ndarray) -> str:
+def png_data_uri(pixels: np.ndarray) -> str:
+    """uint8 pixels (H, W, 1 or 3) as an inline PNG."""
     buffer = io.BytesIO()
     Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -46,7 +48,7 @@ def _thumbnail(path: str | None, size: int) -> str | None:
     if not isinstance(path, str) or not path:  # null (shard input) reads as NaN in pandas' string columns
         return None
     try:
-        return _png_data_uri(load_image(path, size=size, channels=3, any_bands=True))
+        return png_data_uri(load_image(path, size=size, channels=3, any_bands=True))
     except (ValueError, OSError):
         return None
 
@@ -104,6 +106,14 @@ def _metrics_html(evaluation: dict[str, Any]) -> str:
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     lines.append("<table class='metrics'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
     return "\n".join(lines)
+
+
+def read_evaluation(evaluation: str | Path, predictions: str | Path) -> dict[str, Any]:
+    """The ``evaluation.json`` in ``evaluation``, refused unless it was made from ``predictions``."""
+    directory = Path(evaluation)
+    result = json.loads((directory / "evaluation.json").read_text())
+    _check_made_from(directory, result, predictions)
+    return result
 
 
 def _check_made_from(evaluation: Path, result: dict[str, Any], predictions: str | Path) -> None:
@@ -175,7 +185,7 @@ def _ood_summary(flagged: int, galaxies: int) -> str:
             "for galaxies like the training ones).")
 
 
-_TITLE = "<title>galaxymorph report: "  # in every report's first lines: a file holding it may be rewritten
+TITLE = "<title>galaxymorph report: "  # in every report's first lines: a file holding it may be rewritten
 
 
 def build_report(
@@ -196,8 +206,15 @@ def build_report(
     (its ``file_loc``) when given (predictions made from shards have none); a
     :class:`~galaxymorph.data.images.MissingImagesWarning` says how many cannot be found.
     An ``evaluation`` is refused unless it was made from these predictions (its ``made_from``, same sha256).
+    A segmentation model's masks get their own report (:func:`galaxymorph.report.masks.build_mask_report`).
     """
     check_suffix(out, (".html", ".htm"), "an HTML page")
+    from galaxymorph.predict.masks import is_mask_store
+
+    if is_mask_store(predictions):
+        from galaxymorph.report.masks import build_mask_report  # it draws on this module
+
+        return build_mask_report(predictions, out, evaluation, catalogue, gallery, seed)
     schema, meta = read_metadata(predictions)
     rows = pq.ParquetFile(predictions).metadata.num_rows
     positions = np.sort(np.random.default_rng(seed).choice(rows, gallery, replace=False)) if rows > gallery else np.arange(rows)
@@ -212,21 +229,25 @@ def build_report(
     metrics, plots = "", ""
     if evaluation is not None:
         directory = Path(evaluation)
-        result = json.loads((directory / "evaluation.json").read_text())
-        _check_made_from(directory, result, predictions)
+        result = read_evaluation(directory, predictions)
         metrics = _metrics_html(result)
         plots = _plots_html(directory, result.get("plots", []))
     data = json.dumps(_gallery_data(frame, schema, paths, thumb_size)).replace("</", "<\\/")
     subtitle = (f"Predictions {html.escape(Path(predictions).name)}: schema {html.escape(schema.name)}, "
                 f"{meta['samples']} MC-dropout samples per galaxy; gallery of {len(frame)} galaxies."
                 + (_ood_summary(*flagged) if flagged else ""))
-    page = _resource("template.html")
+    page = resource("template.html")
     for key, value in (("__TITLE__", html.escape(Path(predictions).name)), ("__SUBTITLE__", subtitle),
-                       ("__STYLE__", _resource("style.css")), ("__METRICS__", metrics), ("__PLOTS__", plots),
-                       ("__SCRIPT__", _resource("gallery.js")), ("__DATA__", data)):
+                       ("__STYLE__", resource("style.css")), ("__METRICS__", metrics), ("__PLOTS__", plots),
+                       ("__SCRIPT__", resource("gallery.js")), ("__DATA__", data)):
         page = page.replace(key, value, 1)
+    return write_page(out, page)
+
+
+def write_page(out: str | Path, page: str) -> Path:
+    """Write a report's HTML to ``out``, refusing a file that is not a galaxymorph report (:data:`TITLE` at its top)."""
     out = Path(out)
-    claim_file(out, is_own=out.is_file() and _TITLE in out.read_text(encoding="utf-8", errors="replace")[:500])
+    claim_file(out, is_own=out.is_file() and TITLE in out.read_text(encoding="utf-8", errors="replace")[:500])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

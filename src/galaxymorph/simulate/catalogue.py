@@ -27,9 +27,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from galaxymorph.data.masks import MASK_PREFIX, TRUE_MASK
 from galaxymorph.files import atomic_path
 from galaxymorph.outputs import claim_folder
 from galaxymorph.schema import Schema, get_schema
+from galaxymorph.simulate.masks import CLASSES, MASK_VOLUNTEERS, draw_masks, drawing_volunteers
 from galaxymorph.simulate.parameters import draw_parameters
 from galaxymorph.simulate.render import BANDS, render_galaxies
 from galaxymorph.simulate.volunteers import (
@@ -38,12 +40,15 @@ from galaxymorph.simulate.volunteers import (
     volunteer_counts,
 )
 
-__all__ = ["FORMATS", "Simulation", "parameters_of", "simulate", "simulate_catalogue", "simulate_truth"]
+__all__ = ["FORMATS", "MASK_COLUMNS", "VOLUNTEERS_COLUMN", "Simulation", "parameters_of", "simulate",
+           "simulate_catalogue", "simulate_truth"]
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "fits": ".fits"}
 SCHEMA_NAME = "gz_decals_dr5"
 TRUE_P = "true_p:"
 TRUE = "true:"
+MASK_COLUMNS = tuple(MASK_PREFIX + c for c in CLASSES)  # volunteers' counts per pixel, one file per class
+VOLUNTEERS_COLUMN = "mask_volunteers"  # how many volunteers drew on the galaxy
 
 
 def _chunk(size: int) -> int:
@@ -81,29 +86,40 @@ def parameters_of(catalogue: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Simulation:
-    """An in-memory simulation: the catalogue, RGB images (N, S, S, 3) uint8, and optionally bands (N, 3, S, S)."""
+    """An in-memory simulation: the catalogue, RGB images (N, S, S, 3) uint8, and optionally bands (N, 3, S, S),
+    the volunteers' mask counts (N, 2, S, S) uint8 and the true masks (N, 2, S, S) bool (spiral arms, bar)."""
 
     catalogue: pd.DataFrame
     images: np.ndarray
     bands: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    true_masks: np.ndarray | None = None
 
 
-def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40, keep_bands: bool = False) -> Simulation:
+def simulate(n: int, size: int, seed: int = 0, volunteers: float = 40, keep_bands: bool = False,
+             masks: bool = False, mask_volunteers: float = MASK_VOLUNTEERS) -> Simulation:
     """Simulate ``n`` galaxies in memory (no files): for tests, notebooks and grids.
 
     The same galaxies as ``simulate_catalogue`` with the same ``n`` and ``seed``. Bands
-    (float32) are kept only on request: they take 16 bytes per pixel per galaxy.
+    (float32) are kept only on request: they take 16 bytes per pixel per galaxy. With
+    ``masks``, volunteers also draw the arms and bars (:mod:`galaxymorph.simulate.masks`)
+    and the catalogue gets their number (``mask_volunteers``).
     """
     catalogue = simulate_truth(n, seed, volunteers)
     params = parameters_of(catalogue)
     chunk = _chunk(size)
-    images, bands = [], []
+    images, bands, drawn = [], [], []
     for start in range(0, n, chunk):
         band, rgb = render_galaxies(params.iloc[start : start + chunk], size)
         images.append(rgb)
         if keep_bands:
             bands.append(band)
-    return Simulation(catalogue, np.concatenate(images), np.concatenate(bands) if keep_bands else None)
+        if masks:
+            drawn.append(draw_masks(params.iloc[start : start + chunk], size, mask_volunteers))
+    if masks:
+        catalogue[VOLUNTEERS_COLUMN] = drawing_volunteers(params, mask_volunteers)
+    counts, truth = (np.concatenate(arrays) for arrays in zip(*drawn)) if masks else (None, None)
+    return Simulation(catalogue, np.concatenate(images), np.concatenate(bands) if keep_bands else None, counts, truth)
 
 
 def _write_image(path: Path, bands: np.ndarray, rgb: np.ndarray, image_format: str) -> None:
@@ -122,11 +138,23 @@ def _write_image(path: Path, bands: np.ndarray, rgb: np.ndarray, image_format: s
             Image.fromarray(rgb).save(tmp, format="PNG")
 
 
-def _render_chunk(params: pd.DataFrame, size: int, paths: list[str], image_format: str) -> int:
-    """Worker job: render a chunk and write its images; returns how many were written."""
+def _write_mask(path: Path, pixels: np.ndarray) -> None:
+    """A mask as an 8-bit grey PNG of counts (0/1 for a true mask), through a temporary name."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels.astype(np.uint8)).save(tmp, format="PNG")
+
+
+def _render_chunk(params: pd.DataFrame, size: int, paths: list[str], image_format: str,
+                  mask_paths: list[list[str]] | None = None, mask_volunteers: float = MASK_VOLUNTEERS) -> int:
+    """Worker job: render a chunk and write its images (and masks: per galaxy, counts then truth per class)."""
     bands, rgb = render_galaxies(params, size)
     for i, path in enumerate(paths):
         _write_image(Path(path), bands[i], rgb[i], image_format)
+    if mask_paths is not None:
+        counts, truth = draw_masks(params, size, mask_volunteers)
+        for i, files in enumerate(mask_paths):
+            for file, pixels in zip(files, [*counts[i], *truth[i]]):
+                _write_mask(Path(file), pixels)
     return len(paths)
 
 
@@ -167,6 +195,8 @@ def simulate_catalogue(
     volunteers: float = 40,
     workers: int | None = None,
     progress: bool = True,
+    masks: bool = False,
+    mask_volunteers: float = MASK_VOLUNTEERS,
 ) -> pd.DataFrame:
     """Simulate ``n`` galaxies of ``size`` px: ``out_dir/images/<id_str>.<ext>`` and ``out_dir/catalogue.parquet``.
 
@@ -178,10 +208,16 @@ def simulate_catalogue(
         image_format: ``png`` or ``jpg`` (RGB, arcsinh stretch) or ``fits`` (g, r, z float32 cube).
         volunteers: mean number of volunteers per galaxy (it varies from galaxy to galaxy).
         workers: processes rendering in parallel (default: the CPU count, at most 8).
+        masks: also simulate GZ3D-style drawings of spiral arms and bars (:mod:`galaxymorph.simulate.masks`):
+            ``out_dir/masks/<id_str>_<class>.png`` (volunteers' counts per pixel) and
+            ``out_dir/truth/<id_str>_<class>.png`` (the true mask, 0/1).
+        mask_volunteers: with ``masks``, the mean number of volunteers who draw on a galaxy.
 
     Returns:
         The catalogue: ``id_str``, ``file_loc`` (relative to ``out_dir``), ``n_volunteers``,
-        one vote-count column per gz_decals_dr5 answer, ``true_p:<answer>`` and ``true:<parameter>``.
+        one vote-count column per gz_decals_dr5 answer, ``true_p:<answer>`` and ``true:<parameter>``;
+        with ``masks`` also ``mask_spiral``, ``mask_bar`` (count files), ``mask_volunteers`` and
+        ``true_mask_spiral``, ``true_mask_bar`` (true mask files).
 
     Example:
         >>> cat = simulate_catalogue(100, 64, "sim")  # doctest: +SKIP
@@ -193,21 +229,35 @@ def simulate_catalogue(
         raise ValueError(f"size must be at least 8 px, got {size}")
     out_dir = Path(out_dir)
     settings = {"n": n, "size": size, "seed": seed, "format": image_format, "volunteers": volunteers}
+    if masks:  # only then: an earlier simulation without masks resumes with the settings it recorded
+        settings["mask_volunteers"] = mask_volunteers
     _check_resume(out_dir, settings)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    for folder in ("images", "masks", "truth") if masks else ("images",):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
 
     catalogue = simulate_truth(n, seed, volunteers)
     file_loc = [f"images/{i}{FORMATS[image_format]}" for i in catalogue["id_str"]]
     catalogue.insert(1, "file_loc", file_loc)
     params = parameters_of(catalogue)
+    files = [[f] for f in file_loc]  # every file of a galaxy, its image first
+    if masks:
+        for column in MASK_COLUMNS:
+            catalogue[column] = [f"masks/{i}_{column.removeprefix(MASK_PREFIX)}.png" for i in catalogue["id_str"]]
+        catalogue[VOLUNTEERS_COLUMN] = drawing_volunteers(params, mask_volunteers)
+        for column in MASK_COLUMNS:
+            catalogue[TRUE_MASK + column] = [f"truth/{i}_{column.removeprefix(MASK_PREFIX)}.png"
+                                             for i in catalogue["id_str"]]
+        names = [*MASK_COLUMNS, *(TRUE_MASK + c for c in MASK_COLUMNS)]
+        files = [[f, *row] for f, row in zip(file_loc, catalogue[names].itertuples(index=False))]
     chunk = _chunk(size)
     todo = [
-        (start, [str(out_dir / f) for f in file_loc[start : start + chunk]])
+        (start, [[str(out_dir / f) for f in galaxy] for galaxy in files[start : start + chunk]])
         for start in range(0, n, chunk)
-        if not all((out_dir / f).exists() for f in file_loc[start : start + chunk])
+        if not all((out_dir / f).exists() for galaxy in files[start : start + chunk] for f in galaxy)
     ]
     workers = min(workers or min(os.cpu_count() or 1, 8), max(len(todo), 1))
-    jobs = [(params.iloc[s : s + len(p)], size, p, image_format) for s, p in todo]
+    jobs = [(params.iloc[s : s + len(p)], size, [g[0] for g in p], image_format,
+             [g[1:] for g in p] if masks else None, mask_volunteers) for s, p in todo]
     columns = [TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     progress_bar = Progress(*columns, disable=not progress)
     if workers <= 1:

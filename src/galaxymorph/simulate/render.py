@@ -17,7 +17,7 @@ import torch
 
 from galaxymorph.simulate.parameters import REFERENCE_SIZE, surface_brightness
 
-__all__ = ["BANDS", "render_bands", "render_galaxies", "to_rgb"]
+__all__ = ["BANDS", "segmentation_light", "render_bands", "render_galaxies", "to_rgb"]
 
 BANDS = ("g", "r", "z")
 # Colours as flux per band relative to r: red old stars, blue young ones.
@@ -241,6 +241,20 @@ def _galaxy_light(p: pd.DataFrame, size: int) -> torch.Tensor:
         index = torch.as_tensor(dusty)
         light[index] *= _dust_transmission(_Frame(p.iloc[dusty], size))
     return light
+
+
+def segmentation_light(params: pd.DataFrame, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """r-band flux per pixel of the spiral arms alone, of the bar alone and of the whole galaxy, (B, S, S) each.
+
+    Before the PSF and noise, exactly as :func:`render_bands` adds it up (zero where a
+    galaxy has no arms or bar): where the simulator's segmentation truth comes from
+    (:mod:`galaxymorph.simulate.masks`).
+    """
+    p = params.reset_index(drop=True)
+    flux = _total_flux(p, size) * ~p["artifact"].isin(["star", "empty"]).to_numpy() / size**2
+    frame, scale = _Frame(p, size), torch.as_tensor(flux, dtype=torch.float32).view(-1, 1, 1)
+    # a galaxy without arms or bar has a zero share of them
+    return _arms(frame)[0] * scale, _bar(frame)[0] * scale, _galaxy_light(p, size)[:, 1]
 
 
 def _point_sources(p: pd.DataFrame, size: int, rngs: list[np.random.Generator]) -> torch.Tensor:

@@ -13,7 +13,8 @@ from galaxymorph.engine.settings import ConfigError, RunSettings
 from galaxymorph.models.finetune_model import TASKS
 from galaxymorph.outputs import claim_folder
 
-__all__ = ["FinetuneConfig", "FitSettings", "TrainConfig", "claim_run", "parse_max_time", "save_settings"]
+__all__ = ["FINETUNE_TASKS", "FinetuneConfig", "FitSettings", "TrainConfig", "claim_run", "parse_max_time",
+           "save_settings"]
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -85,6 +86,7 @@ class TrainConfig(FitSettings):
         parse_max_time(self.max_time)
 
 
+FINETUNE_TASKS = (*TASKS, "segmentation")
 TRAIN_CONFIG_FILE = "train_config.yaml"
 FINETUNE_CONFIG_FILE = "finetune_config.yaml"
 
@@ -96,8 +98,10 @@ class FinetuneConfig(FitSettings):
     checkpoint: str  # galaxymorph RUN/ or RUN/best/, a Hugging Face style timm folder, or hf_hub:ORG/NAME
     catalogue: str  # id_str, file_loc, and the label column (or the tree's vote columns)
     out: str
-    task: str = "classification"  # classification | regression | tree
+    task: str = "classification"  # classification | regression | tree | segmentation
     label_col: str | None = None  # classification / regression target
+    mask_cols: list[str] | None = None  # segmentation: a mask file column per class (mask_spiral -> class spiral)
+    volunteers_col: str | None = None  # segmentation: how many volunteers drew (None: binary masks, one volunteer)
     schema: str | None = None  # tree: a built-in tree name or a schema file
     classes: list[str] | None = None  # classification: class order (default: sorted label values)
     class_weights: str | list[float] | None = None  # None, "balanced", or one weight per class
@@ -122,8 +126,11 @@ class FinetuneConfig(FitSettings):
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
             *super().rules(),
-            (self.task in TASKS, "task", f"must be one of {TASKS}"),
-            (self.task == "tree" or bool(self.label_col), "label_col", f"is needed for the {self.task} task"),
+            (self.task in FINETUNE_TASKS, "task", f"must be one of {FINETUNE_TASKS}"),
+            (self.task in ("tree", "segmentation") or bool(self.label_col), "label_col",
+             f"is needed for the {self.task} task"),
+            (self.task != "segmentation" or bool(self.mask_cols), "mask_cols",
+             "is needed for the segmentation task (the catalogue columns naming each galaxy's mask files)"),
             (self.task != "tree" or bool(self.schema), "schema", "is needed for the tree task (the new decision tree)"),
             (self.unfreeze == "all" or (isinstance(self.unfreeze, int) and self.unfreeze >= 0), "unfreeze",
              "must be a number of blocks >= 0 or 'all'"),

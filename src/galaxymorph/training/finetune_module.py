@@ -19,14 +19,14 @@ from timm.optim import (
 )
 from torch import Tensor, nn
 
-from galaxymorph.losses import DirichletMultinomialLoss
-from galaxymorph.models.finetune_model import FinetunedModel
+from galaxymorph.losses import DirichletMultinomialLoss, mask_nll
+from galaxymorph.models.finetune_model import Finetunable
 
 __all__ = ["FinetuneModule", "layer_decay_param_groups", "task_loss"]
 
 
 def layer_decay_param_groups(
-    model: FinetunedModel, lr: float, weight_decay: float = 0.05, layer_decay: float = 0.75
+    model: Finetunable, lr: float, weight_decay: float = 0.05, layer_decay: float = 0.75
 ) -> list[dict[str, Any]]:
     """Optimiser groups of the trainable parameters, each with its ``lr`` (= ``lr * lr_scale``).
 
@@ -47,7 +47,7 @@ def layer_decay_param_groups(
 
 
 def task_loss(
-    model: FinetunedModel,
+    model: Finetunable,
     class_weights: Tensor | None = None,
     label_smoothing: float = 0.0,
     regression_loss: str = "mse",
@@ -61,6 +61,8 @@ def task_loss(
         if regression_loss not in losses:
             raise ValueError(f"regression loss must be 'mse' or 'mae', got {regression_loss!r}")
         return losses[regression_loss]
+    if task == "segmentation":
+        return mask_nll
     dirichlet = DirichletMultinomialLoss(model.schema, reduction="none")
     return lambda conc, votes: dirichlet(conc.float(), votes).sum(dim=1).mean()
 
@@ -75,7 +77,7 @@ class FinetuneModule(L.LightningModule):
 
     def __init__(
         self,
-        model: FinetunedModel,
+        model: Finetunable,
         loss: Callable[[Tensor, Tensor], Tensor],
         lr: float = 1e-3,
         weight_decay: float = 0.05,

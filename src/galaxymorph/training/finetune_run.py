@@ -37,11 +37,13 @@ from galaxymorph.data.labelled import (
     load_labelled,
     split_train_val,
 )
+from galaxymorph.data.masks import MaskedDataModule, load_masks
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.engine import ConfigError, build_trainer
 from galaxymorph.models import load_encoder
 from galaxymorph.models.checkpoint import WEIGHTS_FILE
-from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
+from galaxymorph.models.finetune_model import Finetunable, FinetunedModel, PretrainedEncoder
+from galaxymorph.models.segmentation import SegmentationModel
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import get_schema
 from galaxymorph.training.callbacks import MONITOR, ExportBest
@@ -67,8 +69,11 @@ def class_weights(setting: str | list[float] | None, targets: torch.Tensor, n_cl
     return torch.tensor(setting, dtype=torch.float32)
 
 
-def build_model(pretrained: PretrainedEncoder, config: FinetuneConfig, classes: list[str] | None) -> FinetunedModel:
-    """The encoder with a new head for ``config.task``."""
+def build_model(pretrained: PretrainedEncoder, config: FinetuneConfig, classes: list[str] | None) -> Finetunable:
+    """The encoder with a new head for ``config.task`` (a decoder and mask head for segmentation)."""
+    if config.task == "segmentation":
+        return SegmentationModel.create(pretrained, config.mask_cols or [], config.dropout,
+                                        volunteers_col=config.volunteers_col)
     return FinetunedModel.create(
         pretrained,
         config.task,
@@ -80,14 +85,15 @@ def build_model(pretrained: PretrainedEncoder, config: FinetuneConfig, classes: 
     )
 
 
-def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args: dict[str, Any],
+def _stage(model: Finetunable, unfreeze: int | str, epochs: int, module_args: dict[str, Any],
            train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig, export: ExportBest,
            name: str) -> None:
     checkpoints = Path(config.out) / "checkpoints"
     resume_from = checkpoints / f"{name}.ckpt"
     model.set_trainable(unfreeze)
-    data = LabelledDataModule(train_set, val_set, Preprocessing.from_dict(model.config["preprocessing"]),
-                              config.batch_size, config.seed, pin_memory(config.accelerator))
+    batches = MaskedDataModule if model.task == "segmentation" else LabelledDataModule
+    data = batches(train_set, val_set, Preprocessing.from_dict(model.config["preprocessing"]),
+                   config.batch_size, config.seed, pin_memory(config.accelerator))
     callbacks = [
         export, EarlyStopping(monitor=MONITOR, patience=config.patience),
         ModelCheckpoint(dirpath=checkpoints, filename=name, enable_version_counter=False),  # every epoch
@@ -106,7 +112,7 @@ def _stage(model: FinetunedModel, unfreeze: int | str, epochs: int, module_args:
     resume_from.unlink(missing_ok=True)  # the stage is over: its best weights are in best/
 
 
-def fit(model: FinetunedModel, train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig) -> Path:
+def fit(model: Finetunable, train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig) -> Path:
     """Train ``model`` in place (head stage, then unfrozen stage) and return ``out/best``.
 
     ``model`` ends holding the best weights (those in ``out/best``). Each stage starts
@@ -159,7 +165,10 @@ def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path
     pretrained = load_encoder(config.checkpoint, config.channels, config.preprocessing, config.image_size,
                               config.source_crop)
     prep = pretrained.config["preprocessing"]
-    if data is None:
+    if data is None and config.task == "segmentation":
+        data = load_masks(config.catalogue, config.mask_cols or [], prep, config.volunteers_col, config.workers,
+                          config.progress)
+    elif data is None:
         schema = get_schema(config.schema) if config.task == "tree" else None
         data = load_labelled(config.catalogue, config.task, prep, config.label_col, schema, config.classes,
                              config.bounded, config.workers, config.progress)
