@@ -231,6 +231,8 @@ def test_finetune_predict_resume_evaluate_and_report_masks_end_to_end(sim, tmp_p
     assert predict(best, out, catalogue=sim / "sim" / "catalogue.parquet", samples=3, progress=False)["new"] == 0
     with pytest.raises(ValueError, match="samples=3"):
         predict(best, out, catalogue=sim / "sim" / "catalogue.parquet", samples=2, progress=False)
+    with pytest.raises(ValueError, match="predict a segmentation model with --backend eager"):
+        predict(best, out, catalogue=sim / "sim" / "catalogue.parquet", samples=3, progress=False, backend="onnx")
     ids, masks = read_masks(out, ["sim-000005", "sim-000002"], intervals=True)
     assert sorted(ids) == ["sim-000002", "sim-000005"]
     assert masks["mean"].shape == masks["q05"].shape == (2, 2, 24, 24)
