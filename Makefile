@@ -23,6 +23,7 @@ demo: env
 
 # The user guide is built with warnings as errors, so a renamed function breaks the build, not the docs.
 test: env
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 --durations=15
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 

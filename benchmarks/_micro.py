@@ -124,7 +124,7 @@ def test_neighbours(benchmark):
 def test_evaluate(benchmark, tmp_path):
     """``evaluate`` of 20,000 prediction rows against a catalogue; peak traced memory (Python and numpy) beside it."""
     from benchmarks._shared import write_catalogue, write_predictions
-    from galaxymorph.evaluate import evaluate
+    from galaxymorph.evaluation import evaluate
 
     rows = size(20_000, 200)
     predictions = write_predictions(tmp_path / "predictions.parquet", rows, block=5000)

@@ -1,5 +1,5 @@
 """What several benchmarks need: GZ2 data (real, or a stand-in at ``--tiny``), shards, the test split's
-predictions through ``galaxymorph.predict``, a throughput probe, simulated inputs, and the zoobot environment.
+predictions through ``galaxymorph.prediction``, a throughput probe, simulated inputs, and the zoobot environment.
 
 Caches that benchmarks share (the GZ2 catalogue and shards, the zoobot environment) live in
 the work root's ``shared/`` folder (``args.shared``); a benchmark's own files in ``args.work``.
@@ -28,11 +28,11 @@ from benchmarks._harness import ROOT, Result
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import assign_splits, write_shards
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.evaluate import evaluate
+from galaxymorph.evaluation import evaluate
 from galaxymorph.kaggle import kaggle_columns, kaggle_rmse, to_kaggle
 from galaxymorph.models import load_model
-from galaxymorph.predict import predict
-from galaxymorph.predict.layout import arrow_schema, posterior_table
+from galaxymorph.prediction import predict
+from galaxymorph.prediction.layout import arrow_schema, posterior_table
 from galaxymorph.schema import Question, Schema, get_schema
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.training import TrainConfig, train
@@ -268,7 +268,7 @@ def train_timed(config: TrainConfig, callbacks: list[L.Callback] = ()) -> tuple[
 
 def test_split_metrics(model: Any, shards: Path, catalogue: Path, out: Path, samples: int = 5,
                        tta: bool = False) -> dict[str, Any]:
-    """``galaxymorph evaluate``'s metrics of the shards' test split predicted by ``galaxymorph.predict``.
+    """``galaxymorph evaluate``'s metrics of the shards' test split predicted by ``galaxymorph.prediction``.
 
     The two steps users run, so the figures are the library's. ``out`` is this benchmark's
     own predictions file: one left by an earlier call is replaced (the model may have

@@ -67,11 +67,11 @@ from galaxymorph.data.labelled import LabelledImages, decode_images, split_train
 from galaxymorph.data.shards import assign_splits, write_shards  # noqa: E402
 from galaxymorph.data.transforms import Preprocessing  # noqa: E402
 from galaxymorph.engine import RunSettings  # noqa: E402
-from galaxymorph.evaluate import TRUTH_PREFIX, evaluate_arrays  # noqa: E402
+from galaxymorph.evaluation import TRUTH_PREFIX, evaluate_arrays  # noqa: E402
 from galaxymorph.kaggle import kaggle_columns  # noqa: E402
 from galaxymorph.models import Ensemble, load_encoder  # noqa: E402
 from galaxymorph.models.head import keyed_dropout  # noqa: E402
-from galaxymorph.predict import predict_records, read_concentrations, read_predictions  # noqa: E402
+from galaxymorph.prediction import predict_records, read_concentrations, read_predictions  # noqa: E402
 from galaxymorph.representations import embed, read_embeddings  # noqa: E402
 from galaxymorph.schema import Schema, get_schema  # noqa: E402
 from galaxymorph.simulate import simulate_catalogue, simulate_votes  # noqa: E402
@@ -232,7 +232,7 @@ def fit_heads(loop: Loop, pretrained: nn.Module, images: torch.Tensor, votes: np
 
 
 def predict_samples(model: nn.Module, ids: list[str], images: torch.Tensor, out: Path, samples: int) -> np.ndarray:
-    """(galaxies, answers, samples) concentrations of ``ids`` in their order, through ``galaxymorph.predict``."""
+    """(galaxies, answers, samples) concentrations of ``ids`` in their order, through ``galaxymorph.prediction``."""
     pixels = images.permute(0, 2, 3, 1).numpy()
     predict_records(model, Records(listed=list(zip(ids, pixels))), out, samples=samples,
                     run=RunSettings(batch_size=256, progress=False))

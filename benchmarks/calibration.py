@@ -18,9 +18,9 @@ from pathlib import Path
 from benchmarks._harness import Result
 from benchmarks._shared import TINY_TRAINING, add_demo_options, demo_inputs, train_timed
 from galaxymorph.data.datamodule import GalaxyDataModule
-from galaxymorph.evaluate import evaluate
+from galaxymorph.evaluation import evaluate
 from galaxymorph.models import load_model, save_model
-from galaxymorph.predict import predict
+from galaxymorph.prediction import predict
 from galaxymorph.training import TrainConfig
 from galaxymorph.training.finish import finish_run
 

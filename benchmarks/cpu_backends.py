@@ -72,26 +72,26 @@ from galaxymorph.data.inputs import (
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.engine import GalaxyInputs, RunSettings, run_over_galaxies
-from galaxymorph.evaluate import evaluate_arrays
+from galaxymorph.evaluation import evaluate_arrays
 from galaxymorph.models import GalaxyModel, load_model
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.models.onnx import export_onnx, onnx_graph, quiet_exporter
-from galaxymorph.predict import (
+from galaxymorph.prediction import (
     predict,
     predict_records,
     read_concentrations,
     read_predictions,
 )
-from galaxymorph.predict.backends import (
+from galaxymorph.prediction.backends import (
     encoder_backend,
     installed,
     onnxruntime_encoder,
     openvino_encoder,
     openvino_model,
 )
-from galaxymorph.predict.layout import output_format
-from galaxymorph.predict.parts import PartWriter
-from galaxymorph.predict.predictor import MCDropoutPredictor, posterior
+from galaxymorph.prediction.layout import output_format
+from galaxymorph.prediction.parts import PartWriter
+from galaxymorph.prediction.predictor import MCDropoutPredictor, posterior
 from galaxymorph.schema import get_schema
 from galaxymorph.stats import expected_fractions
 from galaxymorph.training import TrainConfig, train

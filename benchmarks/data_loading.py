@@ -84,8 +84,12 @@ def time_pixel_formats(paths: list[str], stored: int) -> tuple[float, float]:
     arrays = [np.asarray(Image.open(p).convert("RGB").resize((stored, stored))) for p in paths]
     npy, png = [], []
     for a in arrays:
-        buf = io.BytesIO(); np.save(buf, a); npy.append(buf.getvalue())
-        buf = io.BytesIO(); Image.fromarray(a).save(buf, format="PNG"); png.append(buf.getvalue())
+        buf = io.BytesIO()
+        np.save(buf, a)
+        npy.append(buf.getvalue())
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        png.append(buf.getvalue())
     start = time.perf_counter()
     for b in npy:
         np.load(io.BytesIO(b))

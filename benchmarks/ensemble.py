@@ -18,8 +18,8 @@ import dataclasses
 from benchmarks._harness import Result
 from benchmarks._shared import TINY_TRAINING, add_demo_options, demo_inputs
 from galaxymorph.demo import DemoSettings
-from galaxymorph.evaluate import evaluate
-from galaxymorph.predict import predict
+from galaxymorph.evaluation import evaluate
+from galaxymorph.prediction import predict
 from galaxymorph.training import TrainConfig, train
 
 TINY = {"models": 2}

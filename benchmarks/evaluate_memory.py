@@ -26,20 +26,20 @@ TINY = {"rows": 2000}
 
 CHILD = """
 import json, resource, sys, time
-import galaxymorph.evaluate, galaxymorph.report
+import galaxymorph.evaluation, galaxymorph.report
 def rss_mb():
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) / 1024
 base = rss_mb()
 preds, catalogue, out, task = sys.argv[1:5]
 start = time.perf_counter()
 if task == 'evaluate':
-    galaxymorph.evaluate.evaluate(preds, catalogue, out=out)
+    galaxymorph.evaluation.evaluate(preds, catalogue, out=out)
 else:
     galaxymorph.report.build_report(preds, out + '/report.html', evaluation=out)
 seconds = time.perf_counter() - start
 print(json.dumps({'task': task, 'seconds': seconds, 'base_mb': base,
                   'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  'module': galaxymorph.evaluate.__file__}))
+                  'module': galaxymorph.evaluation.__file__}))
 """
 
 

@@ -26,9 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmarks._harness import Result
 from benchmarks._shared import Throughput
-
 from galaxymorph.models import GalaxyModel
-from galaxymorph.predict.predictor import posterior_samples
+from galaxymorph.prediction.predictor import posterior_samples
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.training.galaxy_module import GalaxyLightningModule

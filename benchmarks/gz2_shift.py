@@ -31,8 +31,8 @@ and 90% posterior-predictive intervals with and without the post-hoc calibration
         [--threads 2] [--workers 1] [--arms standard,size-crop,...] [--seeds 0,1] [--images 1.0,2.0,...]
         [--catalogue-galaxies N] [--galaxies N]
 
-Each transformed test set is predicted by ``galaxymorph.predict`` and scored by
-``galaxymorph.evaluate``. Re-running resumes the runs and reuses the transformed images and
+Each transformed test set is predicted by ``galaxymorph.prediction`` and scored by
+``galaxymorph.evaluation``. Re-running resumes the runs and reuses the transformed images and
 predictions.
 """
 
@@ -64,8 +64,8 @@ from benchmarks._shared import (
 from galaxymorph.data.normalise import Photometry, SizeCrop
 from galaxymorph.data.shards import assign_splits
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.evaluate import evaluate
-from galaxymorph.predict import OODWarning, predict, read_predictions
+from galaxymorph.evaluation import evaluate
+from galaxymorph.prediction import OODWarning, predict, read_predictions
 
 RECIPES = ("standard", "size-crop", "size-crop+photometry", "wide-zoom")
 FACTORS = (0.2, 0.33, 0.5, 0.71, 1.0, 1.41, 2.0, 3.0, 5.0)

@@ -242,7 +242,7 @@ def measure(args: argparse.Namespace, result: Result) -> None:
                 versions.update(answer.pop("versions"))
                 losses.update({name: [torch.tensor(r["loss"]), torch.tensor(r["grad"])] for name, r in answer.items()})
             conc, counts = inputs["concentrations"].double(), inputs["counts"].double()
-            exact = loss_and_gradient(lambda c, n: exact_nll(c, n, inputs["questions"]), conc, counts)
+            exact = loss_and_gradient(lambda c, n, questions=inputs["questions"]: exact_nll(c, n, questions), conc, counts)
             seconds: dict[str, list[float]] = {name: [] for name in names}
             order = list(names)
             for r in range(args.rounds):  # interleaved, rotating who goes first

@@ -26,9 +26,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from benchmarks._harness import Result
-from galaxymorph.predict import META_KEY
+from galaxymorph.prediction import META_KEY
 from galaxymorph.representations import NeighbourIndex
-
 
 TINY = {"n": 2000, "dim": 8, "queries": 20, "ef": [16]}
 

@@ -23,7 +23,7 @@ from benchmarks._harness import Result
 from benchmarks._shared import TINY_ARCH
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel
-from galaxymorph.predict import predict_records
+from galaxymorph.prediction import predict_records
 
 TINY = {"arch": TINY_ARCH, "size": 16, "batch": 4, "repeats": 1, "pipeline_galaxies": 8}
 

@@ -34,7 +34,7 @@ from galaxymorph.data.inputs import GalaxyStream, Records, collate_galaxies
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel
-from galaxymorph.predict import predict, read_predictions
+from galaxymorph.prediction import predict, read_predictions
 from galaxymorph.simulate import simulate_catalogue
 
 WORKERS = 2

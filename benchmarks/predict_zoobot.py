@@ -31,7 +31,8 @@ What each side does per galaxy:
 
 Each run is a fresh process (ours forked from a server that imported galaxymorph and ran
 nothing); only the predict call is timed (model construction and imports excluded on both
-sides). Torch threads are set to --threads on both sides (zoobot's ``OMP_NUM_THREADS`` too). The sides alternate (ours, zoobot, ours, ...) so the shared machine's
+sides). Torch threads are set to --threads on both sides (zoobot's ``OMP_NUM_THREADS`` too).
+The sides alternate (ours, zoobot, ours, ...) so the shared machine's
 load hits both alike. Then ours is run once more, killed (SIGKILL by default) after about half
 of its parts were written, resumed, and compared with the first uninterrupted output
 (and with --repeats 2 or more, two uninterrupted outputs with each other): every column,
@@ -74,9 +75,9 @@ from benchmarks._shared import (
 )
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.models import GalaxyModel, load_model, save_model
-from galaxymorph.predict import parts_dir, predict_records, read_concentrations
-from galaxymorph.predict.layout import read_metadata
-from galaxymorph.predict.parts import PART
+from galaxymorph.prediction import parts_dir, predict_records, read_concentrations
+from galaxymorph.prediction.layout import read_metadata
+from galaxymorph.prediction.parts import PART
 from galaxymorph.schema import get_schema
 
 TINY = {"galaxies": 16, "arch": TINY_ARCH, "size": 16, "batch_size": 4, "workers": 0}

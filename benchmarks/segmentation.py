@@ -48,13 +48,13 @@ from galaxymorph.data.labelled import split_train_val
 from galaxymorph.data.masks import load_masks
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.evaluate.masks import evaluate_masks
+from galaxymorph.evaluation.masks import evaluate_masks
 from galaxymorph.losses import mask_nll
 from galaxymorph.models import GalaxyModel, load_encoder, save_model
 from galaxymorph.models.finetune_model import FinetunedModel
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.models.segmentation import DECODER_CHANNELS, SegmentationModel
-from galaxymorph.predict import predict
+from galaxymorph.prediction import predict
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.simulate.catalogue import MASK_COLUMNS, VOLUNTEERS_COLUMN
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
@@ -199,7 +199,7 @@ def speeds(args: argparse.Namespace) -> list[dict]:
         torch.manual_seed(0)
         models = {
             "segmentation": (SegmentationModel.create(load_encoder(args.work / "scratch"), list(MASK_COLUMNS)),
-                             lambda out: mask_nll(out, target)),
+                             lambda out, target=target: mask_nll(out, target)),
             "classification": (FinetunedModel.create(load_encoder(args.work / "scratch"), "classification",
                                                      classes=["a", "b"]), lambda out: out.logsumexp(dim=1).mean()),
         }
@@ -248,7 +248,7 @@ def decoders(parts: dict[str, pd.DataFrame], starts: dict[str, Path], curves: li
                 model.head.decoder = _smp_decoder(model, widths)
             shares = torch.rand(args.batch_size, len(MASK_COLUMNS), size, size)
             target = (shares, torch.full((args.batch_size,), 15.0))
-            figures = throughput(model, lambda out: mask_nll(out, target), size, args)
+            figures = throughput(model, lambda out, target=target: mask_nll(out, target), size, args)
             row.update({f"{key}_{size}px": value for key, value in figures.items()})
         if widths is None:
             row.update({k: v for k, v in ours.items() if k.endswith(("dice", "coverage_90")) and "majority" not in k})

@@ -4,7 +4,7 @@ fractions on a fixed test split, beside the per-column-mean baseline, plus calib
 Split: 80/10/10 by a hash of (seed 0, GalaxyID), the same as every training benchmark.
 Targets: the original Kaggle cumulative fractions of the test galaxies; the model is
 trained on vote counts derived from them (``galaxymorph.data.kaggle_gz2``, 40 volunteers).
-The test split is predicted by ``galaxymorph.predict`` and scored by ``galaxymorph.evaluate``,
+The test split is predicted by ``galaxymorph.prediction`` and scored by ``galaxymorph.evaluation``,
 the commands users run, from a single view and averaged over the 8 rotation/flip views.
 Baseline: every test galaxy predicted as the train split's per-column mean.
 Calibration: share of observed test vote counts inside the 50% / 90% central

@@ -5,8 +5,8 @@ seen (14 epochs of the 7,731 training galaxies), efficientnet_b0 at 64 px as in
 ``train_gz2``. Each arm is today's recipe with a few settings changed (``ARMS``); every
 arm trains the same epochs on the same split and seed, one after another in one run, so
 the figures compare side by side. The RMSE does not depend on the machine's speed or
-load; the minutes do. The test split is predicted by ``galaxymorph.predict`` (single
-view) and scored by ``galaxymorph.evaluate``.
+load; the minutes do. The test split is predicted by ``galaxymorph.prediction`` (single
+view) and scored by ``galaxymorph.evaluation``.
 
     python -m benchmarks train_per_epoch --epochs 14 --arms today ema lr3e-3 [--threads 2]
 

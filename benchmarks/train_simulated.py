@@ -2,7 +2,7 @@
 vote fractions against the TRUE answer probabilities on the held-out test split, beside the
 noise floor (the observed vote fractions' own error against the truth). Goal: model / floor <= 1.5.
 
-The test split is predicted by ``galaxymorph.predict`` and scored by ``galaxymorph.evaluate``.
+The test split is predicted by ``galaxymorph.prediction`` and scored by ``galaxymorph.evaluation``.
 
     python -m benchmarks train_simulated --n 20000 --minutes 35 [--sim-size 96] [--size 64]
         [--arch efficientnet_b0] [--epochs 20] [--threads 2] [--workers 1] [--shift 0.03]

@@ -2,7 +2,7 @@
 and wall-clock budget, trained one after the other in one run; both scored the same way
 (Kaggle RMSE of the test split, our code).
 
-Ours: ``train_gz2``'s training and scoring (``galaxymorph.predict`` and ``evaluate`` on the
+Ours: ``train_gz2``'s training and scoring (``galaxymorph.prediction`` and ``evaluate`` on the
 test split), or with ``--ours-from RESULT`` the figures of an earlier ``train_gz2`` result
 file, which the tables then mark as not side by side. Zoobot runs in its own environment
 (``benchmarks._shared.zoobot_python``: zoobot and its own dependencies, torch, timm and

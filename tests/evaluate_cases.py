@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from galaxymorph import get_schema
 from galaxymorph.calibration import scale_concentrations
 from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns, to_kaggle
-from galaxymorph.predict.layout import arrow_schema, posterior_table
+from galaxymorph.prediction.layout import arrow_schema, posterior_table
 from galaxymorph.schema import Question, Schema
 
 TWO = Schema("two", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 import galaxymorph.training.finetune_run as finetune_run
 from galaxymorph.accelerators import check_accelerator, pin_memory
 from galaxymorph.cli import app
-from galaxymorph.predict import predict_records
+from galaxymorph.prediction import predict_records
 from galaxymorph.representations import embed, read_embeddings
-from galaxymorph.training import FinetuneConfig, TrainConfig, ConfigError, train
+from galaxymorph.training import ConfigError, FinetuneConfig, TrainConfig, train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: 'gpu' is not refused here")
 

@@ -28,7 +28,7 @@ from galaxymorph.acquisition import (
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel, save_model
-from galaxymorph.predict import predict
+from galaxymorph.prediction import predict
 from galaxymorph.representations import embed
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.stats import probability_asked

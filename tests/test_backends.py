@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.models import GalaxyModel, save_model
-from galaxymorph.predict import predict, read_concentrations, read_predictions
+from galaxymorph.prediction import predict, read_concentrations, read_predictions
 from galaxymorph.schema import Question, Schema
 
 TINY = Schema("tiny", [Question("shape", ("round", "disk")), Question("bar", ("yes", "no"), after=("shape_disk",))])
@@ -134,7 +134,7 @@ def test_a_resume_at_another_precision_is_refused_and_the_precision_recorded(inp
 
 
 def test_a_backend_that_is_not_installed_is_refused_with_the_extra_to_install(inputs, tmp_path, monkeypatch):
-    from galaxymorph.predict import backends
+    from galaxymorph.prediction import backends
 
     run, catalogue = inputs
     monkeypatch.setattr(backends, "installed", lambda backend: backend == "eager")

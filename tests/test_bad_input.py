@@ -25,9 +25,9 @@ from typer.testing import CliRunner
 from galaxymorph.cli import app
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.evaluate import evaluate
+from galaxymorph.evaluation import evaluate
 from galaxymorph.models import GalaxyModel, save_model
-from galaxymorph.predict import predict
+from galaxymorph.prediction import predict
 from galaxymorph.representations import embed
 from galaxymorph.simulate import simulate_catalogue
 
@@ -346,7 +346,8 @@ CASES = [
     ("predict --checkpoint {w}/run --shards {w}/one_shards --split val --out {t}/p.parquet",
      "--shards {w}/one_shards --split val holds no galaxies"),
     (SHARD + " {w}/sim/semicolon.csv", "semicolon.csv: its columns are separated by ';', not commas"),
-    (SHARD + " {w}/ragged.csv", "ragged.csv: cannot read it as a CSV table (Error tokenizing data. C error: Expected 2 fields in line 3, saw 4)"),
+    (SHARD + " {w}/ragged.csv",
+     "ragged.csv: cannot read it as a CSV table (Error tokenizing data. C error: Expected 2 fields in line 3, saw 4)"),
     (SHARD + " {w}/sim/no_smooth_columns.csv", "(and 2 more, all listed in {t}/s/catalogue.problems.csv)"),
     # Every bad row at once, in raise mode: cheap checks (a truncated PNG, a folder), then the decoding.
     (SHARD + " {w}/sim/three_bad_rows.csv", "row 2 id_str=sim-000002: " + VOTE + " = inf is infinite (3 problem(s) in 3 of 12 rows"),
@@ -356,10 +357,12 @@ CASES = [
     # Numbers and names refused at the edge, before any work or output.
     (SHARD + " {w}/sim/catalogue.parquet --crop 0", "source_crop=0.0 must lie in (0, 1]"),
     (SHARD + " {w}/sim/catalogue.parquet --size 0", "Invalid value for '--size': Input should be greater than or equal to 1"),
-    (TRAIN.replace("{w}/shards", "{w}/one_shards"), "the val split has no galaxies: shard a catalogue with more galaxies, or with a larger --val-fraction"),
+    (TRAIN.replace("{w}/shards", "{w}/one_shards"),
+     "the val split has no galaxies: shard a catalogue with more galaxies, or with a larger --val-fraction"),
     ("train --config {w}/workers.yaml", "workers=-3 must be >= 0"),
     (PREDICT + " --samples -2", "Invalid value for '--samples': Input should be greater than or equal to 1"),
-    ("report --predictions {w}/preds.parquet --out {t}/r.html --gallery -4", "Invalid value for '--gallery': Input should be greater than or equal to 0"),
+    ("report --predictions {w}/preds.parquet --out {t}/r.html --gallery -4",
+     "Invalid value for '--gallery': Input should be greater than or equal to 0"),
     ("similar --embeddings {w}/emb.parquet --query sim-000000 --grid {t}/p.parquet",
      "--grid {t}/p.parquet: the output is a PNG picture; name it .png"),
     ("similar --embeddings {w}/emb.parquet --query sim-000000 --grid {w}/photo.png",

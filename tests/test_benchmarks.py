@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks import _harness, _render
-from galaxymorph.predict.backends import installed
+from galaxymorph.prediction.backends import installed
 
 # The arms each benchmark measures at --tiny, and the zoobot arms it skips there (no zoobot environment).
 ARMS = {

@@ -91,7 +91,7 @@ def _train_as_lightning_does(settings, resume=False):
 @pytest.mark.parametrize("command, library, stop, resumes", [
     ("train", "galaxymorph.training.train", _train_as_lightning_does, True),
     ("shard", "galaxymorph.data.shards.write_shards", lambda *a, **k: _ctrl_c(), True),
-    ("evaluate", "galaxymorph.evaluate.evaluate", lambda *a, **k: _ctrl_c(), False),
+    ("evaluate", "galaxymorph.evaluation.evaluate", lambda *a, **k: _ctrl_c(), False),
 ])
 def test_ctrl_c_says_it_stopped_and_how_to_resume_with_exit_code_130(monkeypatch, tmp_path, command, library, stop,
                                                                        resumes):

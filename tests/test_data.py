@@ -165,7 +165,8 @@ def test_train_transform_rotates_about_the_centre():
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     blob = (255 * torch.exp(-((yy - 31.5) ** 2 + (xx - 31.5) ** 2) / 40)).to(torch.uint8)
     out = train_transform(prep)(blob.expand(8, 3, 64, 64).contiguous())[:, 0]
-    reference = eval_transform(Preprocessing(stored_size=64, image_size=32, train_zoom=(1.0, 1.0)))(blob.expand(1, 3, 64, 64).contiguous())[:, 0]
+    transform = eval_transform(Preprocessing(stored_size=64, image_size=32, train_zoom=(1.0, 1.0)))
+    reference = transform(blob.expand(1, 3, 64, 64).contiguous())[:, 0]
     assert (out - reference).abs().max() < 0.05
 
 

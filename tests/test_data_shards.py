@@ -302,7 +302,8 @@ def test_a_url_without_shards_names_the_manifest_it_could_not_read(served_shards
 def test_sigkilled_sharding_resumes_without_duplicates(tmp_path):
     make_catalogue(tmp_path, n=300, size=16).to_csv(tmp_path / "cat.csv", index=False)
     out = tmp_path / "shards"
-    call = f"write_shards({str(tmp_path / 'cat.csv')!r}, 'gz2', {str(out)!r}, Preprocessing(stored_size=16, image_size=8), shard_size=3, workers=1, progress=False)"
+    call = (f"write_shards({str(tmp_path / 'cat.csv')!r}, 'gz2', {str(out)!r}, Preprocessing(stored_size=16, image_size=8), "
+            "shard_size=3, workers=1, progress=False)")
     code = f"from galaxymorph.data.shards import write_shards\nfrom galaxymorph.data.transforms import Preprocessing\n{call}"
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 120
@@ -311,7 +312,8 @@ def test_sigkilled_sharding_resumes_without_duplicates(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(list(out.glob("*.tar")))
-    manifest = write_shards(tmp_path / "cat.csv", "gz2", out, Preprocessing(stored_size=16, image_size=8), shard_size=3, workers=1, progress=False)
+    manifest = write_shards(tmp_path / "cat.csv", "gz2", out, Preprocessing(stored_size=16, image_size=8), shard_size=3,
+                            workers=1, progress=False)
     dm = GalaxyDataModule(out, batch_size=50)
     seen = {}
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):

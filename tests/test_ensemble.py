@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel, save_model
-from galaxymorph.predict import predict, read_concentrations, read_predictions
+from galaxymorph.prediction import predict, read_concentrations, read_predictions
 from galaxymorph.simulate import simulate_catalogue
 
 PREP = Preprocessing(stored_size=20, image_size=16, channels=3)

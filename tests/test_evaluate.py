@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from galaxymorph import get_schema
-from galaxymorph.evaluate import evaluate, evaluate_arrays
+from galaxymorph.evaluation import evaluate, evaluate_arrays
 from galaxymorph.likelihood import predictive_pit
 from galaxymorph.schema import Question, Schema
 
@@ -70,7 +70,7 @@ def test_evaluate_files_writes_json_and_plots(tmp_path):
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from galaxymorph.predict.layout import arrow_schema, posterior_table
+    from galaxymorph.prediction.layout import arrow_schema, posterior_table
 
     conc, counts, p = _calibrated(50)
     ids = [f"g{i}" for i in range(50)]
@@ -118,7 +118,7 @@ def test_concentrations_read_in_batches_equal_the_whole_frames(tmp_path):
     import pyarrow.parquet as pq
     from evaluate_cases import write_case
 
-    from galaxymorph.predict import read_concentrations, read_predictions
+    from galaxymorph.prediction import read_concentrations, read_predictions
 
     predictions, _ = write_case(tmp_path, "two")
     whole = read_concentrations(read_predictions(predictions)[0], TWO)
@@ -137,7 +137,7 @@ def _write_predictions(path, ids, fractions, schema) -> np.ndarray:
     """A predictions file whose expected fractions are ``fractions``; returns its concentrations (G, A, 1)."""
     import pyarrow.parquet as pq
 
-    from galaxymorph.predict.layout import arrow_schema, posterior_table
+    from galaxymorph.prediction.layout import arrow_schema, posterior_table
 
     conc = (1e-3 + 1e6 * np.asarray(fractions))[..., None]
     pq.write_table(posterior_table(ids, conc, [None] * len(ids), schema, arrow_schema(schema, 1, {})), path)

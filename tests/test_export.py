@@ -11,12 +11,11 @@ import timm
 import torch
 from typer.testing import CliRunner
 
+from benchmarks.zoobot_parity import put_in_hub_cache
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import FinetunedModel, GalaxyModel, export_encoder, load_encoder, load_model, save_model
 from galaxymorph.outputs import OutputInUse
-
-from benchmarks.zoobot_parity import put_in_hub_cache
 
 PREP = Preprocessing(stored_size=24, image_size=20, source_crop=0.8, channels=3).to_dict()
 

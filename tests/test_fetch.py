@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fake_zenodo import FakeZenodo
 from PIL import Image
 from typer.testing import CliRunner
 
-from fake_zenodo import FakeZenodo
 from galaxymorph.archive import FetchError, Offline, Retry, fetch, gz_decals_catalogue
 from galaxymorph.archive.zenodo import parse_record
 from galaxymorph.cli import app

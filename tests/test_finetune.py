@@ -22,7 +22,7 @@ from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.losses import DirichletMultinomialLoss
 from galaxymorph.models import GalaxyModel, load_encoder, load_model, save_model
 from galaxymorph.models.finetune_model import FinetunedModel
-from galaxymorph.predict.layout import (
+from galaxymorph.prediction.layout import (
     outputs_layout,
     outputs_table,
     summarise_samples,

@@ -21,14 +21,12 @@ from support import TOY_ARCH as INIT_ARCH
 from support import assert_encoder_parameters_equal, timm_folder, train_from
 from typer.testing import CliRunner
 
+from benchmarks.zoobot_parity import put_in_hub_cache
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import eval_transform, preset_preprocessing
 from galaxymorph.models import load_encoder, load_model
 from galaxymorph.models.loading import read_timm_weights
 from galaxymorph.representations import read_embeddings
-
-from benchmarks.zoobot_parity import put_in_hub_cache
-
 
 
 def _saved_mean(folder: Path) -> list[float]:

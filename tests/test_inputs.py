@@ -23,7 +23,7 @@ from galaxymorph.data.inputs import (
     loader_slots,
     shard_share,
 )
-from galaxymorph.predict import predict
+from galaxymorph.prediction import predict
 
 
 class CountingSkip(frozenset):

@@ -148,12 +148,12 @@ def test_unfitted_or_impossible_settings_are_refused_with_what_to_do(tmp_path):
 @pytest.mark.slow
 def test_the_size_crop_and_photometry_go_through_shard_train_predict_embed_and_finetune(tmp_path):
     """One path: the shards measure and fit, the model keeps the settings, every command reads as the shards did."""
+    from galaxymorph.data.shards import write_shards
     from galaxymorph.models import load_model
-    from galaxymorph.predict import predict
+    from galaxymorph.prediction import predict
     from galaxymorph.representations.embed import embed, read_embeddings
     from galaxymorph.simulate import simulate_catalogue
     from galaxymorph.training import FinetuneConfig, TrainConfig, finetune, train
-    from galaxymorph.data.shards import write_shards
 
     catalogue = simulate_catalogue(40, 64, tmp_path / "sim", seed=3, workers=1, progress=False)
     catalogue_file = tmp_path / "sim" / "catalogue.parquet"

@@ -3,7 +3,8 @@
 The fixture trains ``test_resnet`` for 3 epochs on 1,500 GZ2 galaxies (32 px), whose
 305 validation galaxies become the reference. Measured on 200 held-out galaxies
 (BENCHMARKS.md, "Out of distribution"): untouched 4.5% flagged (~5% by design), zoomed
-in 2x 90%, zoomed out 2x 86%, channels rotated 80%, sqrt stretch 100%, greyscale 100%; channels reversed (BGR) only ~50%, since red and blue galaxies both
+in 2x 90%, zoomed out 2x 86%, channels rotated 80%, sqrt stretch 100%, greyscale 100%; channels reversed (BGR)
+only ~50%, since red and blue galaxies both
 exist, so it is not asserted here.
 """
 
@@ -24,7 +25,7 @@ from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import Ensemble, GalaxyModel, load_model, save_model
 from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.ood import OOD_FILE, OODReference, image_statistics
-from galaxymorph.predict import OOD_SCORE, OODWarning, predict
+from galaxymorph.prediction import OOD_SCORE, OODWarning, predict
 from galaxymorph.report import build_report
 from galaxymorph.training import TrainConfig, train
 

@@ -97,7 +97,7 @@ def test_a_report_replaces_only_an_earlier_report(tmp_path):
 
     from support import TinyModel, pixel_records
 
-    from galaxymorph.predict import predict_records
+    from galaxymorph.prediction import predict_records
 
     predict_records(TinyModel(), functools.partial(pixel_records, 3), tmp_path / "p.parquet", progress=False)
     notes = tmp_path / "notes.html"
@@ -152,7 +152,7 @@ def test_a_rebuild_and_a_merge_delete_only_files_of_their_own_naming(tmp_path):
 
     from support import TinyModel, pixel_records
 
-    from galaxymorph.predict import parts_dir, predict_records
+    from galaxymorph.prediction import parts_dir, predict_records
 
     make_catalogue(tmp_path, n=10).to_csv(tmp_path / "cat.csv", index=False)
     prep = Preprocessing(stored_size=16, image_size=8)

@@ -16,7 +16,7 @@ from support import TINY, TinyModel, pixel_records
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import GalaxyModel
 from galaxymorph.models.head import galaxy_keys, keyed_dropout, subkeys
-from galaxymorph.predict import (
+from galaxymorph.prediction import (
     errors_path,
     parts_dir,
     predict,
@@ -163,7 +163,7 @@ def test_sigkill_half_way_then_rerun_gives_every_id_once(tmp_path):
     out = tmp_path / "preds.parquet"
     script = (
         "import functools, sys; sys.path.insert(0, sys.argv[1]);"
-        "from support import TinyModel, slow_records; from galaxymorph.predict import predict_records;"
+        "from support import TinyModel, slow_records; from galaxymorph.prediction import predict_records;"
         "predict_records(TinyModel(), functools.partial(slow_records, 3000, 0.002), sys.argv[2],"
         " batch_size=50, rows_per_part=200, progress=False)"
     )
@@ -314,7 +314,7 @@ def test_a_second_job_on_the_same_output_stops_without_touching_the_first_ones_p
     out = tmp_path / "preds.parquet"
     unfinished = parts_dir(out) / "rank0000-aaaa-00000.parquet.tmp"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, pathlib; from galaxymorph.predict.parts import resumable_output;\n"
+        [sys.executable, "-c", "import sys, time, pathlib; from galaxymorph.prediction.parts import resumable_output;\n"
          "with resumable_output(pathlib.Path(sys.argv[1]), {}):\n    print('locked', flush=True); time.sleep(60)", str(out)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -344,7 +344,7 @@ def test_two_nodes_merge_only_after_both_wrote_every_galaxy(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    slow = ("import time, galaxymorph.predict.parts as p; write = p.PartWriter.write_table;"
+    slow = ("import time, galaxymorph.prediction.parts as p; write = p.PartWriter.write_table;"
             "p.PartWriter.write_table = lambda self, t: (time.sleep(1.0), write(self, t));"
             "from galaxymorph.cli import app; app()")
     args = ["predict", "--checkpoint", str(tmp_path / "run"), "--out", str(out), "--catalog",
@@ -386,7 +386,7 @@ def test_predicting_from_shards_made_with_other_pixels_than_the_model_is_refused
 
 
 def test_only_the_jobs_first_process_cleans_up_what_an_interrupted_run_left(tmp_path, monkeypatch):
-    from galaxymorph.predict.parts import resumable_output
+    from galaxymorph.prediction.parts import resumable_output
 
     out = tmp_path / "preds.parquet"
     parts_dir(out).mkdir()

@@ -14,8 +14,8 @@ from galaxymorph.data.inputs import (
     Records,
     collate_galaxies,
 )
-from galaxymorph.predict import predict_records
 from galaxymorph.engine.progress import stream_batches
+from galaxymorph.prediction import predict_records
 from galaxymorph.representations import embed
 
 

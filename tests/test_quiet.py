@@ -53,6 +53,6 @@ def test_only_the_named_warnings_are_silenced():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with quiet_lightning("expected .* resuming"):
-            warnings.warn("expected when resuming")
-            warnings.warn("votes are negative in row 3")
+            warnings.warn("expected when resuming", stacklevel=1)
+            warnings.warn("votes are negative in row 3", stacklevel=1)
     assert [str(w.message) for w in caught] == ["votes are negative in row 3"]

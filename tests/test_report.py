@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from galaxymorph.evaluate import evaluate
-from galaxymorph.predict.layout import arrow_schema, posterior_table
+from galaxymorph.evaluation import evaluate
+from galaxymorph.prediction.layout import arrow_schema, posterior_table
 from galaxymorph.report import build_report
 from galaxymorph.schema import Question, Schema
 
@@ -199,7 +199,7 @@ def test_a_report_made_in_another_folder_finds_the_images_of_a_catalogue_with_re
     from galaxymorph.data.images import MissingImagesWarning
     from galaxymorph.data.transforms import Preprocessing
     from galaxymorph.models import GalaxyModel, save_model
-    from galaxymorph.predict import predict
+    from galaxymorph.prediction import predict
 
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     (work / "sim" / "images").mkdir(parents=True)

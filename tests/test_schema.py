@@ -92,7 +92,8 @@ def test_file_round_trip(tmp_path, suffix):
     else:
         lines = [f'name = "{data["name"]}"']
         for q in data["questions"]:
-            lines += ["[[questions]]", f'name = "{q["name"]}"', f"answers = {json.dumps(q['answers'])}", f"after = {json.dumps(q['after'])}"]
+            lines += ["[[questions]]", f'name = "{q["name"]}"', f"answers = {json.dumps(q['answers'])}",
+                      f"after = {json.dumps(q['after'])}"]
             lines.append(f'text = {json.dumps(q["text"])}')
         path.write_text("\n".join(lines))
     loaded = get_schema(str(path))

@@ -19,7 +19,7 @@ from galaxymorph.cli import app
 from galaxymorph.data.images import load_image
 from galaxymorph.data.masks import frame_masks, load_masks, read_mask
 from galaxymorph.data.transforms import Preprocessing, eval_transform, train_transform, with_masks
-from galaxymorph.evaluate.masks import evaluate_masks
+from galaxymorph.evaluation.masks import evaluate_masks
 from galaxymorph.losses import mask_nll
 from galaxymorph.mask_stats import measure_shapes, pixel_intervals, pixel_posteriors, summarise_samples
 from galaxymorph.models import GalaxyModel, create_encoder, load_encoder, load_model, save_model
@@ -27,8 +27,8 @@ from galaxymorph.models.finetune_model import PretrainedEncoder
 from galaxymorph.models.galaxy_model import CONFIG_VERSION
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.models.segmentation import SegmentationModel
-from galaxymorph.predict import predict
-from galaxymorph.predict.masks import mask_layout, mask_table, measurements_path, read_masks
+from galaxymorph.prediction import predict
+from galaxymorph.prediction.masks import mask_layout, mask_table, measurements_path, read_masks
 from galaxymorph.report import build_report
 from galaxymorph.simulate import parameters_of, simulate, simulate_catalogue, simulate_truth
 from galaxymorph.simulate.masks import draw_masks, drawing_volunteers

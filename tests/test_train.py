@@ -20,7 +20,7 @@ from support import TOY_SIZE as SIZE
 
 from galaxymorph.models import UnknownArchitectureError, load_model
 from galaxymorph.schema import Question, Schema
-from galaxymorph.training import TrainConfig, ConfigError, train
+from galaxymorph.training import ConfigError, TrainConfig, train
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from support import TINY, TinyModel, pixel_records
 from torch import nn
 
 from galaxymorph.data.transforms import dihedral_views
-from galaxymorph.predict import predict_records, read_concentrations, read_predictions
-from galaxymorph.predict.predictor import posterior_samples
+from galaxymorph.prediction import predict_records, read_concentrations, read_predictions
+from galaxymorph.prediction.predictor import posterior_samples
 
 
 class OrientationFreeModel(TinyModel):

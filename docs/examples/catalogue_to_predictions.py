@@ -43,7 +43,7 @@ from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.training import TrainConfig, train
-from galaxymorph.predict import predict, read_predictions
+from galaxymorph.prediction import predict, read_predictions
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.stats import vote_fractions
 

@@ -20,8 +20,8 @@ from rich.console import Console
 
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.evaluate import evaluate
-from galaxymorph.predict import predict
+from galaxymorph.evaluation import evaluate
+from galaxymorph.prediction import predict
 from galaxymorph.report import build_report
 from galaxymorph.schema import get_schema
 from galaxymorph.simulate import simulate_catalogue

@@ -93,7 +93,7 @@ class Schema:
                     )
         if not any(q.is_root for q in self.questions):
             raise SchemaError(f"schema {self.name!r} has no first question (one with no `after`)")
-        self.topological_order  # raises on cycles
+        _ = self.topological_order  # raises on cycles
 
     # ------------------------------------------------------------- structure
     @cached_property

@@ -68,7 +68,7 @@ def mutual_information(
 
     Args:
         concentrations: (galaxies, answers, samples) Dirichlet concentrations, e.g. from
-            :func:`galaxymorph.predict.read_concentrations`.
+            :func:`galaxymorph.prediction.read_concentrations`.
         volunteers: how many new volunteers would see each galaxy.
         questions: names of the questions to score (default all, in schema order).
         draws: vote splits per galaxy and question; more outcomes than this are sampled.

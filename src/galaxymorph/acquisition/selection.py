@@ -147,7 +147,7 @@ def rank_predictions(predictions: str | Path, top: int, volunteers: int = 40, qu
         galaxies chosen by ``strategy`` among those not queued. ``queued``: id_str,
         file_loc, score, error_now, error_after of each queued galaxy.
     """
-    from galaxymorph.predict import read_concentrations, read_predictions
+    from galaxymorph.prediction import read_concentrations, read_predictions
 
     if top < 1:
         raise ValueError(f"--top must be at least 1, got {top}")

@@ -2,7 +2,8 @@
 
 ``GET {server}/api/records/{id}`` answers JSON whose ``files`` list gives each file's
 name (``key``; ``filename`` in the API Zenodo served for a while after its 2023 move
-to InvenioRDM; InvenioRDM's own JSON nests them in ``files.entries``), ``size`` (``filesize``), ``checksum`` (``md5:<hex>``, or the bare hex)
+to InvenioRDM; InvenioRDM's own JSON nests them in ``files.entries``), ``size`` (``filesize``),
+``checksum`` (``md5:<hex>``, or the bare hex)
 and ``links`` (``content`` or ``self``: where its bytes are). Nothing about a record
 is stored in this package, so a new version of a record (a new record number) needs
 no new release of galaxymorph. ``server`` is ``https://zenodo.org`` unless

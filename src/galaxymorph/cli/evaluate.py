@@ -38,8 +38,8 @@ def evaluate(
 
     For a segmentation model's masks: Dice and IoU against the volunteers' majority and the truth, and coverage.
     """
-    from galaxymorph.evaluate import evaluate as run
-    from galaxymorph.predict.masks import is_mask_store
+    from galaxymorph.evaluation import evaluate as run
+    from galaxymorph.prediction.masks import is_mask_store
 
     if is_mask_store(predictions):
         _evaluate_masks(predictions, catalogue, out, mask_cols.split(",") if mask_cols else None, volunteers_col)
@@ -75,7 +75,7 @@ def report(
 
 def _evaluate_masks(predictions: Path, catalogue: Path, out: Path | None, mask_cols: list[str] | None,
                     volunteers_col: str | None) -> None:
-    from galaxymorph.evaluate.masks import evaluate_masks
+    from galaxymorph.evaluation.masks import evaluate_masks
 
     result = evaluate_masks(predictions, catalogue, out=out, mask_cols=mask_cols, volunteers_col=volunteers_col)
     lines = [f"{result['galaxies']} galaxies"]

@@ -15,7 +15,7 @@ CATALOGUE_HELP = ("A catalogue (id_str, file_loc) naming the images of galaxies 
 
 def warn_unreadable(out: Path) -> None:
     """predict and embed: one line on stderr for the images of ``out`` that could not be read, if any."""
-    from galaxymorph.predict.parts import unreadable_summary
+    from galaxymorph.prediction.parts import unreadable_summary
 
     if summary := unreadable_summary(out):
         _warning_line(summary)

@@ -39,9 +39,9 @@ def predict(
     Re-run the same command after an interruption: finished galaxies are skipped.
     Unreadable images are listed in OUT's .errors.csv and the rest goes on.
     """
-    from galaxymorph.predict.masks import is_mask_store, measurements_path
-    from galaxymorph.predict import predict as run
-    from galaxymorph.predict.predictor import OODWarning
+    from galaxymorph.prediction import predict as run
+    from galaxymorph.prediction.masks import is_mask_store, measurements_path
+    from galaxymorph.prediction.predictor import OODWarning
 
     with warnings_as_lines(OODWarning):
         counts = run(checkpoint, out, images_dir=images, catalogue=catalogue, shards=shards, split=split,

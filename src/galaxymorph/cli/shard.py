@@ -20,7 +20,8 @@ def shard(
     schema: str = typer.Option(..., help="Decision tree naming the vote columns (see `galaxymorph schemas`)."),
     out: Path = typer.Option(..., help="Output directory for shards + manifest.json (re-run to resume)."),
     size: int = typer.Option(128, min=1, help="Side in px of the stored pixels."),
-    crop: float = typer.Option(1.0, min=0, max=1, help="Fraction (source_crop, in (0, 1]) of the original frame kept (central) before resizing."),
+    crop: float = typer.Option(1.0, min=0, max=1, help="Fraction (source_crop, in (0, 1]) of the original frame "
+                               "kept (central) before resizing."),
     channels: int = typer.Option(3, help="1 (luminance) or 3."),
     val_fraction: float = typer.Option(0.1, min=0, max=1, help="Share of galaxies in the validation split."),
     test_fraction: float = typer.Option(0.1, min=0, max=1, help="Share of galaxies in the test split."),

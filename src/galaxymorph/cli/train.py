@@ -9,10 +9,12 @@ from rich.console import Console
 
 
 def train(
-    shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (https://..., gs://..., or a pipe: command with {name}; see docs/training.md)."),
+    shards: str = typer.Option(None, help="Shard folder from `galaxymorph shard`, or its URL (https://..., gs://..., "
+                                "or a pipe: command with {name}; see docs/training.md)."),
     out: Path = typer.Option(None, help="Run folder: best/ model, checkpoints/, metrics.csv."),
     arch: str = typer.Option(None, help="Any timm architecture. (default efficientnet_b0)"),
-    init: str = typer.Option(None, help="Start the encoder from a galaxymorph RUN/, a Hugging Face style timm folder or hf_hub:ORG/NAME (same --arch); the head is new."),
+    init: str = typer.Option(None, help="Start the encoder from a galaxymorph RUN/, a Hugging Face style timm folder "
+                              "or hf_hub:ORG/NAME (same --arch); the head is new."),
     size: int = typer.Option(None, help="Model input px. (default the shards' image size)"),
     channels: int = typer.Option(None, help="1 or 3. (default the shards' channels)"),
     epochs: int = typer.Option(None, help="(default 10)"),

@@ -12,8 +12,8 @@ rows (they stay listed in the report and in a warning, never dropped silently).
 from __future__ import annotations
 
 import difflib
-import warnings
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 

@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader
 
 from galaxymorph.accelerators import check_accelerator, pin_memory
 from galaxymorph.data.inputs import GalaxyStream, Record, Records, collate_galaxies
+from galaxymorph.engine.progress import PendingProgressBar
 from galaxymorph.engine.settings import RunSettings
 from galaxymorph.engine.trainer import build_trainer
-from galaxymorph.engine.progress import PendingProgressBar
 from galaxymorph.quiet import quiet_lightning
 
 __all__ = ["GalaxyInputs", "run_over_galaxies", "share_threads"]

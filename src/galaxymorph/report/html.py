@@ -24,8 +24,8 @@ from galaxymorph.acquisition import acquisition_scores
 from galaxymorph.data.images import load_image, warn_missing_images
 from galaxymorph.data.inputs import image_paths
 from galaxymorph.outputs import check_suffix, claim_file
-from galaxymorph.predict import read_concentrations
-from galaxymorph.predict.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
+from galaxymorph.prediction import read_concentrations
+from galaxymorph.prediction.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
 from galaxymorph.schema import Schema
 
 __all__ = ["TITLE", "build_report", "png_data_uri", "read_evaluation", "resource", "write_page"]
@@ -209,7 +209,7 @@ def build_report(
     A segmentation model's masks get their own report (:func:`galaxymorph.report.masks.build_mask_report`).
     """
     check_suffix(out, (".html", ".htm"), "an HTML page")
-    from galaxymorph.predict.masks import is_mask_store
+    from galaxymorph.prediction.masks import is_mask_store
 
     if is_mask_store(predictions):
         from galaxymorph.report.masks import build_mask_report  # it draws on this module

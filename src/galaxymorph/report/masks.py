@@ -20,7 +20,7 @@ import torch
 from galaxymorph.data.inputs import image_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.mask_stats import pixel_spread
-from galaxymorph.predict.masks import measurements_path, read_mask_metadata, read_masks
+from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
 from galaxymorph.report.html import TITLE, png_data_uri, read_evaluation, resource, write_page
 
 __all__ = ["COLOURS", "build_mask_report", "overlay"]
@@ -113,14 +113,17 @@ _STYLE = (".maskcard { width: 310px; border: 1px solid #ccc; border-radius: 4px;
           ".maskcard img { width: 96px; height: 96px; image-rendering: pixelated; margin: 0 3px 4px 0; }")
 
 
+def _overlap_cell(entry: dict, key: str) -> str:
+    return f"{entry[key]['dice']:.3f} / {entry[key]['iou']:.3f}" if key in entry else "&ndash;"
+
+
 def _metrics_html(result: dict) -> str:
     rows = []
     for name, entry in result["classes"].items():
-        def cell(key: str) -> str:
-            return f"{entry[key]['dice']:.3f} / {entry[key]['iou']:.3f}" if key in entry else "&ndash;"
+        cells = [_overlap_cell(entry, key) for key in
+                 ("model_vs_truth", "volunteer_majority_vs_truth", "model_vs_volunteer_majority")]
         coverage = entry["coverage_90"]
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{cell('model_vs_truth')}</td>"
-                    f"<td>{cell('volunteer_majority_vs_truth')}</td><td>{cell('model_vs_volunteer_majority')}</td>"
+        rows.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) +
                     f"<td>{coverage['drawn_or_predicted']:.3f}</td><td>{coverage['all_pixels']:.3f}</td></tr>")
     head = ["class", "model vs truth (Dice / IoU)", "volunteers' majority vs truth", "model vs volunteers' majority",
             "90% coverage where drawn or predicted", "90% coverage, all pixels"]

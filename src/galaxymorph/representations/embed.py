@@ -7,7 +7,7 @@ features, or their first ``k`` principal components with ``pca=k``). The file's
 preprocessing and, with PCA, the explained variance ratios.
 
 Streaming, resuming and unreadable images work exactly as in
-:mod:`galaxymorph.predict`, whose part files, reader stream and error log are
+:mod:`galaxymorph.prediction`, whose part files, reader stream and error log are
 reused: a re-run skips galaxies already written. With PCA the full features are
 kept in ``<out stem>.features.parquet`` (that is the resumable file) and the
 components are fitted on all of them at the end (scikit-learn ``PCA``, seeded).
@@ -31,10 +31,10 @@ from torch import nn
 from galaxymorph.data.inputs import describe_inputs, prediction_records
 from galaxymorph.engine import RunSettings
 from galaxymorph.files import atomic_path
-from galaxymorph.predict import META_KEY
-from galaxymorph.predict.parts import made_by
-from galaxymorph.predict.predictor import MCDropoutPredictor
-from galaxymorph.predict.writer import claim_output, write_outputs
+from galaxymorph.prediction import META_KEY
+from galaxymorph.prediction.parts import made_by
+from galaxymorph.prediction.predictor import MCDropoutPredictor
+from galaxymorph.prediction.writer import claim_output, write_outputs
 
 __all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]
 
@@ -116,7 +116,7 @@ def embed(checkpoint: str | Path | nn.Module, out: str | Path, images_dir: str |
     a model with ``features`` and ``config["preprocessing"]``, or an encoder alone (a timm
     folder or ``hf_hub:ORG/NAME``, prepared by the ``preprocessing`` preset at ``image_size``:
     :func:`galaxymorph.models.load_encoder`). ``run`` (or its fields as
-    keywords) says where and how, as for :func:`galaxymorph.predict.predict`; ``callbacks``
+    keywords) says where and how, as for :func:`galaxymorph.prediction.predict`; ``callbacks``
     are extra Lightning callbacks.
 
     Example:

@@ -267,7 +267,8 @@ def _point_sources(p: pd.DataFrame, size: int, rngs: list[np.random.Generator]) 
             radius = row.disk_scale * (0.5 + rng.gamma(2.0, 0.7, n_clumps))
             if row.arm_count > 0:
                 arm = rng.integers(0, row.arm_count, n_clumps)
-                theta = np.log(radius / row.disk_scale) / np.tan(np.radians(row.arm_pitch)) + (2 * np.pi * arm - row.arm_phase) / row.arm_count
+                theta = (np.log(radius / row.disk_scale) / np.tan(np.radians(row.arm_pitch))
+                         + (2 * np.pi * arm - row.arm_phase) / row.arm_count)
                 theta = theta + rng.normal(0, 0.12, n_clumps)
             else:
                 theta = rng.uniform(0, 2 * np.pi, n_clumps)

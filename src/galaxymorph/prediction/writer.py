@@ -2,7 +2,7 @@
 
 Claim the output, skip the galaxies it already holds (made the same way, or refused),
 run the model over the rest (:func:`galaxymorph.engine.run_over_galaxies`), each process
-writing its own parts, then merge them on rank 0 (:mod:`galaxymorph.predict.parts`).
+writing its own parts, then merge them on rank 0 (:mod:`galaxymorph.prediction.parts`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
 from galaxymorph.data.inputs import Record
 from galaxymorph.engine import GalaxyInputs, RunSettings, run_over_galaxies
-from galaxymorph.predict.layout import CROP_COLUMNS, TableBuilder, with_crop_records, with_ood_scores
-from galaxymorph.predict.parts import (
+from galaxymorph.prediction.layout import CROP_COLUMNS, TableBuilder, with_crop_records, with_ood_scores
+from galaxymorph.prediction.parts import (
     ErrorLog,
     PartWriter,
     check_output_file,
@@ -70,7 +70,7 @@ def write_outputs(module: pl.LightningModule, records: Callable[[], Iterable[Rec
                   rows_per_part: int = 50_000, callbacks: list[Callback] | None = None) -> dict[str, int]:
     """Run ``module`` over every record not yet in ``out`` and merge; returns counts (rows, new, errors, parts).
 
-    ``made_by`` decides what may be resumed (:func:`galaxymorph.predict.parts.made_by`);
+    ``made_by`` decides what may be resumed (:func:`galaxymorph.prediction.parts.made_by`);
     ``to_table`` turns a batch's outputs into rows of ``layout``. Processes other than
     rank 0 return zeros (rank 0 merges).
     """

@@ -2,7 +2,7 @@
 
 The file is read twice, ``batch_rows`` rows at a time: first only the ids, to find the
 catalogue rows that were predicted and the constant baseline's means over them, then
-the concentrations, batch by batch (:class:`~galaxymorph.evaluate.metrics.MetricSums`).
+the concentrations, batch by batch (:class:`~galaxymorph.evaluation.metrics.MetricSums`).
 The catalogue's votes are held as arrays. ``evaluation.json`` records the predictions
 file it was made from (``made_from``), so that a report never shows it beside others.
 """
@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from galaxymorph.data.catalogue import check_votes, read_table, unique_ids
-from galaxymorph.evaluate.metrics import BATCH_ROWS, LEVELS, MetricSums, check_min_votes
-from galaxymorph.evaluate.references import Baselines, References, take_rows
+from galaxymorph.evaluation.metrics import BATCH_ROWS, LEVELS, MetricSums, check_min_votes
+from galaxymorph.evaluation.references import Baselines, References, take_rows
 from galaxymorph.kaggle import KAGGLE_PREFIX, kaggle_columns
 from galaxymorph.outputs import claim_folder
-from galaxymorph.predict.layout import predictions_identity, read_concentrations, read_metadata
+from galaxymorph.prediction.layout import predictions_identity, read_concentrations, read_metadata
 from galaxymorph.report.plots import PLOT_FILES, plot_evaluation
 from galaxymorph.schema import Schema
 
@@ -54,7 +54,7 @@ def evaluate(
     ``made_from``: the predictions file's sha256, rows, path and ``made_by``, and the catalogue)
     and the plots there (scatter plots of at most ``PLOT_GALAXIES`` galaxies drawn at random).
     A file that records calibration scales is also evaluated without them (see
-    :func:`~galaxymorph.evaluate.evaluate_arrays`).
+    :func:`~galaxymorph.evaluation.evaluate_arrays`).
     """
     check_min_votes(min_votes)
     schema, meta = read_metadata(predictions)

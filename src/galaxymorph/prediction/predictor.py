@@ -27,15 +27,15 @@ from galaxymorph.engine import RunSettings, share_threads
 from galaxymorph.models import load_model
 from galaxymorph.models.head import galaxy_keys, subkeys
 from galaxymorph.models.loading import Checkpoints
-from galaxymorph.predict.backends import (
+from galaxymorph.prediction.backends import (
     Encode,
     check_backend,
     encoder_backend,
     numerics,
 )
-from galaxymorph.predict.layout import ood_flagged, output_format
-from galaxymorph.predict.parts import made_by
-from galaxymorph.predict.writer import claim_output, write_outputs
+from galaxymorph.prediction.layout import ood_flagged, output_format
+from galaxymorph.prediction.parts import made_by
+from galaxymorph.prediction.writer import claim_output, write_outputs
 
 __all__ = ["MCDropoutPredictor", "OODWarning", "posterior", "posterior_samples", "predict", "predict_records"]
 
@@ -85,7 +85,7 @@ def posterior(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = 
               keys: torch.Tensor | None = None, encode: Encode | None = None) -> tuple[torch.Tensor, Any]:
     """:func:`posterior_samples` and the encoder features of the images as given (the unrotated view).
 
-    ``encode`` runs the encoder instead of ``model.features`` (a backend, :mod:`galaxymorph.predict.backends`).
+    ``encode`` runs the encoder instead of ``model.features`` (a backend, :mod:`galaxymorph.prediction.backends`).
     """
     views = dihedral_views(images) if tta else images[None]  # the first view is the image itself
     features = (encode or model.features)(views.flatten(0, 1))
@@ -101,7 +101,7 @@ class MCDropoutPredictor(pl.LightningModule):
     A step returns the head's samples (B, outputs, samples) and each galaxy's ood score
     (None for a model without an OOD reference). With ``tta`` the encoder sees the 8
     rotation/flip views at once and the samples are 8 x ``samples``. ``backend`` says what
-    runs the encoder (:mod:`galaxymorph.predict.backends`), built in each process as it starts.
+    runs the encoder (:mod:`galaxymorph.prediction.backends`), built in each process as it starts.
     """
 
     def __init__(self, model: nn.Module, samples: int, tta: bool = False, backend: str = "eager"):
@@ -152,7 +152,7 @@ def predict_records(model: nn.Module, records: Callable[[], Iterable[Record]], o
     where and how: with several processes each predicts its share of the pending records
     (:class:`galaxymorph.data.inputs.Records`) into its own parts. ``tta`` adds the 8
     rotation/flip views as samples (8 x ``samples`` per galaxy); ``callbacks`` are extra
-    Lightning callbacks. ``backend`` runs the encoder (:mod:`galaxymorph.predict.backends`:
+    Lightning callbacks. ``backend`` runs the encoder (:mod:`galaxymorph.prediction.backends`:
     eager, onnx, openvino, or auto for the fastest installed).
     """
     run = RunSettings.of(run, **run_options)
@@ -165,7 +165,7 @@ def predict_records(model: nn.Module, records: Callable[[], Iterable[Record]], o
         if backend not in ("eager", "auto"):
             raise ValueError(f"--backend {backend} runs a classification model's encoder; predict a segmentation "
                              "model with --backend eager")
-        from galaxymorph.predict.masks import write_masks  # built on this module's predictor
+        from galaxymorph.prediction.masks import write_masks  # built on this module's predictor
 
         return write_masks(model, records, out, samples, tta, run, meta, rows_per_part, callbacks)
     if scales := _applied_calibration(model):  # for evaluate's "before"; made_by's fingerprint covers them already
@@ -200,7 +200,7 @@ def predict(checkpoint: Checkpoints, out: str | Path, images_dir: str | Path | N
     A list of checkpoints (the same outputs, e.g. other seeds) predicts as one ensemble:
     ``samples`` from each model, stacked into one posterior. ``run`` (or its fields as
     keywords) says where and how (:class:`galaxymorph.engine.RunSettings`); ``backend`` what
-    runs the encoder (:mod:`galaxymorph.predict.backends`; ``auto``: the fastest installed).
+    runs the encoder (:mod:`galaxymorph.prediction.backends`; ``auto``: the fastest installed).
 
     Example:
         >>> predict("runs/demo", "preds.parquet", catalogue="galaxies.csv", samples=5, batch_size=128)  # doctest: +SKIP

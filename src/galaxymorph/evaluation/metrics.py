@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from galaxymorph.calibration import scale_concentrations
-from galaxymorph.evaluate.references import Baselines, References
+from galaxymorph.evaluation.references import Baselines, References
 from galaxymorph.kaggle import to_kaggle
 from galaxymorph.likelihood import mixture_nll, predictive_pit
 from galaxymorph.schema import Schema

@@ -18,7 +18,7 @@
 
 The file's metadata key ``galaxymorph`` holds JSON with the schema, the number of
 samples and the preprocessing, so :func:`read_predictions` needs nothing else,
-``made_by`` (see :mod:`galaxymorph.predict.parts`) and, from a calibrated model,
+``made_by`` (see :mod:`galaxymorph.prediction.parts`) and, from a calibrated model,
 ``calibration``: the scale per question its concentrations carry (see
 :mod:`galaxymorph.calibration`), so that evaluate can report them before and after.
 
@@ -233,7 +233,7 @@ def predictions_identity(path: str | Path) -> dict[str, Any]:
     """What an output made from a predictions file records of it, so it is never shown beside other predictions.
 
     ``sha256`` (of the file's bytes) identifies the rows; ``path``, ``rows`` and ``made_by``
-    (the model and settings, see :mod:`galaxymorph.predict.parts`) say which file that was.
+    (the model and settings, see :mod:`galaxymorph.prediction.parts`) say which file that was.
     """
     file = pq.ParquetFile(path)
     meta = json.loads((file.schema_arrow.metadata or {}).get(META_KEY, b"{}"))

@@ -33,7 +33,7 @@ from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import Checkpoints
 from galaxymorph.outputs import check_suffix, claim_file, claim_table
-from galaxymorph.predict.layout import META_KEY
+from galaxymorph.prediction.layout import META_KEY
 
 __all__ = ["ErrorLog", "PartWriter", "check_output_file", "completed_ids", "errors_path", "resumable_output",
            "made_by", "merge_parts", "parts_dir", "unreadable_summary"]

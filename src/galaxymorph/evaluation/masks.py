@@ -36,8 +36,8 @@ from galaxymorph.data.masks import TRUE_MASK, frame_masks, read_mask_table
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.mask_stats import THRESHOLD, dice_iou, overlap, predictive_pit
 from galaxymorph.outputs import claim_folder
-from galaxymorph.predict.layout import predictions_identity
-from galaxymorph.predict.masks import mask_arrays, mask_columns, read_mask_metadata
+from galaxymorph.prediction.layout import predictions_identity
+from galaxymorph.prediction.masks import mask_arrays, mask_columns, read_mask_metadata
 
 __all__ = ["evaluate_masks"]
 
@@ -87,7 +87,7 @@ def evaluate_masks(predictions: str | Path, catalogue: str | Path | pd.DataFrame
                    mask_cols: Sequence[str] | None = None, volunteers_col: str | None = None, seed: int = 0,
                    batch_rows: int = 256) -> dict[str, Any]:
     """Metrics of a mask store against a catalogue's masks (see the module docstring); with ``out``, ``evaluation.json``
-    (which records the predictions it was made from, as :func:`galaxymorph.evaluate.evaluate` does).
+    (which records the predictions it was made from, as :func:`galaxymorph.evaluation.evaluate` does).
 
     ``mask_cols`` and ``volunteers_col`` default to the columns the model learned from
     (recorded in the predictions); the truth is read from ``true_<mask column>`` where

@@ -42,9 +42,9 @@ from galaxymorph.mask_stats import MEASUREMENTS, measure_shapes, pixel_intervals
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.outputs import claim_file
-from galaxymorph.predict.layout import META_KEY
-from galaxymorph.predict.predictor import MCDropoutPredictor
-from galaxymorph.predict.writer import write_outputs
+from galaxymorph.prediction.layout import META_KEY
+from galaxymorph.prediction.predictor import MCDropoutPredictor
+from galaxymorph.prediction.writer import write_outputs
 
 __all__ = ["MASK_STORE", "MaskPredictor", "is_mask_store", "mask_arrays", "mask_columns", "mask_layout",
            "measurements_path", "read_mask_metadata", "read_masks", "write_masks"]

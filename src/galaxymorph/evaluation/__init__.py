@@ -17,10 +17,10 @@ One module per job: ``references`` (what predictions are compared with, and the
 constant baseline), ``metrics`` (the sums every metric is a ratio of, added up batch
 by batch; :func:`evaluate_arrays`) and ``files`` (:func:`evaluate`: a predictions file
 against a catalogue, read in batches, and ``evaluation.json`` with the plots). A
-segmentation model's masks are evaluated by ``masks`` (:func:`galaxymorph.evaluate.masks.evaluate_masks`).
+segmentation model's masks are evaluated by ``masks`` (:func:`galaxymorph.evaluation.masks.evaluate_masks`).
 """
 
-from galaxymorph.evaluate.files import PLOT_GALAXIES, TRUTH_PREFIX, evaluate
-from galaxymorph.evaluate.metrics import BATCH_ROWS, LEVELS, evaluate_arrays
+from galaxymorph.evaluation.files import PLOT_GALAXIES, TRUTH_PREFIX, evaluate
+from galaxymorph.evaluation.metrics import BATCH_ROWS, LEVELS, evaluate_arrays
 
 __all__ = ["BATCH_ROWS", "LEVELS", "PLOT_GALAXIES", "TRUTH_PREFIX", "evaluate", "evaluate_arrays"]
