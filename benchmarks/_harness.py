@@ -22,7 +22,6 @@ import pkgutil
 import platform
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -228,25 +227,4 @@ def run(name: str, argv: list[str]) -> tuple[Path, dict[str, Any]]:
     result = Result(name, argv, settings, args.tiny)
     module.measure(args, result)
     path = result.save(args.results or (args.work if args.tiny else RESULTS / name))
-    from benchmarks._render import blocks_markdown
-
-    print(f"\n{blocks_markdown(result.data['blocks'])}\n\nresult: {path}", flush=True)
     return path, result.data
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    commands = {"render": "write BENCHMARKS.md from the template and the result files (--check: only compare)",
-                "readme": "write the README's demo numbers from a demo run"}
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m benchmarks NAME [--tiny] [options]   (NAME --help for its options)\n"
-              f"benchmarks: {', '.join(names())}\n" + "\n".join(f"{c}: {h}" for c, h in commands.items()))
-        return
-    if argv[0] in commands:
-        from benchmarks import _render
-
-        getattr(_render, f"{argv[0]}_main")(argv[1:])
-        return
-    if argv[0] not in names():
-        raise SystemExit(f"no benchmark {argv[0]!r}; one of: {', '.join(names())}")
-    run(argv[0], argv[1:])

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import PACKAGE, RESULTS, ROOT, portable
+from benchmarks._harness import PACKAGE, RESULTS, ROOT, machine, portable
 
 TEMPLATE = PACKAGE / "BENCHMARKS.template.md"
 OUTPUT = ROOT / "BENCHMARKS.md"
@@ -139,8 +139,6 @@ START, END = "<!-- demo numbers: start -->", "<!-- demo numbers: end -->"
 
 def demo_section(run: Path, wall: float | None, where: str = "") -> str:
     """The README's demo numbers from a demo run's own files: settings, machine, time per step, errors."""
-    from benchmarks._harness import machine
-
     summary = json.loads((run / "demo_summary.json").read_text())
     evaluation = json.loads((run / "evaluation" / "evaluation.json").read_text())
     s, seconds = summary["settings"], summary["seconds"]

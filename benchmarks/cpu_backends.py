@@ -90,8 +90,8 @@ from galaxymorph.prediction.backends import (
     openvino_model,
 )
 from galaxymorph.prediction.layout import output_format
+from galaxymorph.prediction.mc_dropout import MCDropoutPredictor, posterior
 from galaxymorph.prediction.parts import PartWriter
-from galaxymorph.prediction.predictor import MCDropoutPredictor, posterior
 from galaxymorph.schema import get_schema
 from galaxymorph.stats import expected_fractions
 from galaxymorph.training import TrainConfig, train

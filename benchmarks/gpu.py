@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks._harness import Result
 from benchmarks._shared import Throughput
 from galaxymorph.models import GalaxyModel
-from galaxymorph.prediction.predictor import posterior_samples
+from galaxymorph.prediction.mc_dropout import posterior_samples
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import Schema, get_schema
 from galaxymorph.training.galaxy_module import GalaxyLightningModule

@@ -10,7 +10,7 @@ from torch import nn
 
 from galaxymorph.data.transforms import dihedral_views
 from galaxymorph.prediction import predict_records, read_concentrations, read_predictions
-from galaxymorph.prediction.predictor import posterior_samples
+from galaxymorph.prediction.mc_dropout import posterior_samples
 
 
 class OrientationFreeModel(TinyModel):

@@ -43,7 +43,7 @@ from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.outputs import claim_file
 from galaxymorph.prediction.layout import META_KEY
-from galaxymorph.prediction.predictor import MCDropoutPredictor
+from galaxymorph.prediction.mc_dropout import MCDropoutPredictor
 from galaxymorph.prediction.writer import write_outputs
 
 __all__ = ["MASK_STORE", "MaskPredictor", "is_mask_store", "mask_arrays", "mask_columns", "mask_layout",

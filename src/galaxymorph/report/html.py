@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +16,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from galaxymorph.acquisition import acquisition_scores
 from galaxymorph.data.images import load_image, warn_missing_images
 from galaxymorph.data.inputs import image_paths
-from galaxymorph.outputs import check_suffix, claim_file
+from galaxymorph.outputs import check_suffix
 from galaxymorph.prediction import read_concentrations
-from galaxymorph.prediction.layout import OOD_SCORE, ood_flagged, predictions_identity, read_metadata
+from galaxymorph.prediction.layout import OOD_SCORE, ood_flagged, read_metadata
+from galaxymorph.prediction.masks import is_mask_store
+from galaxymorph.report.masks import build_mask_report
+from galaxymorph.report.page import png_data_uri, read_evaluation, resource, write_page
 from galaxymorph.schema import Schema
 
-__all__ = ["TITLE", "build_report", "png_data_uri", "read_evaluation", "resource", "write_page"]
-
-
-def resource(name: str) -> str:
-    """A file of this package's report folder (the template, the style, the script) as text."""
-    return (resources.files("galaxymorph.report") / name).read_text()
-
-
-def png_data_uri(pixels: np.ndarray) -> str:
-    """uint8 pixels (H, W, 1 or 3) as an inline PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+__all__ = ["build_report"]
 
 
 def _thumbnail(path: str | None, size: int) -> str | None:
@@ -108,34 +96,6 @@ def _metrics_html(evaluation: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def read_evaluation(evaluation: str | Path, predictions: str | Path) -> dict[str, Any]:
-    """The ``evaluation.json`` in ``evaluation``, refused unless it was made from ``predictions``."""
-    directory = Path(evaluation)
-    result = json.loads((directory / "evaluation.json").read_text())
-    _check_made_from(directory, result, predictions)
-    return result
-
-
-def _check_made_from(evaluation: Path, result: dict[str, Any], predictions: str | Path) -> None:
-    """Refuse an evaluation of other predictions than the report's (its metrics beside another gallery)."""
-    these = predictions_identity(predictions)
-    made_from = result.get("made_from", {}).get("predictions")
-    if made_from is not None and made_from["sha256"] == these["sha256"]:
-        return
-    catalogue = result.get("made_from", {}).get("catalogue") or "CATALOGUE"
-    fix = (f"evaluate these predictions (galaxymorph evaluate --predictions {predictions} --catalog {catalogue} "
-           "--out NEW_FOLDER) and pass --evaluation NEW_FOLDER")
-    if made_from is None:
-        raise ValueError(f"--evaluation {evaluation}: its evaluation.json does not record which predictions it was "
-                         f"made from (written before evaluations recorded it); {fix}")
-
-    def named(identity: dict[str, Any]) -> str:
-        return f"{identity['path']} ({identity['rows']} rows, sha256 {identity['sha256'][:12]})"
-
-    raise ValueError(f"--evaluation {evaluation} was made from {named(made_from)}, not from --predictions "
-                     f"{named(these)}; {fix}, or report the predictions it was made from")
-
-
 def _plots_html(directory: Path, names: list[str]) -> str:
     figures = []
     for name in names:
@@ -185,9 +145,6 @@ def _ood_summary(flagged: int, galaxies: int) -> str:
             "for galaxies like the training ones).")
 
 
-TITLE = "<title>galaxymorph report: "  # in every report's first lines: a file holding it may be rewritten
-
-
 def build_report(
     predictions: str | Path,
     out: str | Path,
@@ -209,11 +166,7 @@ def build_report(
     A segmentation model's masks get their own report (:func:`galaxymorph.report.masks.build_mask_report`).
     """
     check_suffix(out, (".html", ".htm"), "an HTML page")
-    from galaxymorph.prediction.masks import is_mask_store
-
     if is_mask_store(predictions):
-        from galaxymorph.report.masks import build_mask_report  # it draws on this module
-
         return build_mask_report(predictions, out, evaluation, catalogue, gallery, seed)
     schema, meta = read_metadata(predictions)
     rows = pq.ParquetFile(predictions).metadata.num_rows
@@ -242,12 +195,3 @@ def build_report(
                        ("__SCRIPT__", resource("gallery.js")), ("__DATA__", data)):
         page = page.replace(key, value, 1)
     return write_page(out, page)
-
-
-def write_page(out: str | Path, page: str) -> Path:
-    """Write a report's HTML to ``out``, refusing a file that is not a galaxymorph report (:data:`TITLE` at its top)."""
-    out = Path(out)
-    claim_file(out, is_own=out.is_file() and TITLE in out.read_text(encoding="utf-8", errors="replace")[:500])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    return out

@@ -21,7 +21,7 @@ from galaxymorph.data.inputs import image_paths
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.mask_stats import pixel_spread
 from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
-from galaxymorph.report.html import TITLE, png_data_uri, read_evaluation, resource, write_page
+from galaxymorph.report.page import TITLE, png_data_uri, read_evaluation, resource, write_page
 
 __all__ = ["COLOURS", "build_mask_report", "overlay"]
 

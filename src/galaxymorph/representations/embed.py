@@ -32,8 +32,8 @@ from galaxymorph.data.inputs import describe_inputs, prediction_records
 from galaxymorph.engine import RunSettings
 from galaxymorph.files import atomic_path
 from galaxymorph.prediction import META_KEY
+from galaxymorph.prediction.mc_dropout import MCDropoutPredictor
 from galaxymorph.prediction.parts import made_by
-from galaxymorph.prediction.predictor import MCDropoutPredictor
 from galaxymorph.prediction.writer import claim_output, write_outputs
 
 __all__ = ["EMBEDDING", "embed", "embedding_layout", "read_embeddings", "features_path"]

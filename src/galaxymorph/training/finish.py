@@ -1,7 +1,7 @@
 """Finish a run on its validation split: calibration scales and the OOD reference, saved with ``RUN/best``.
 
 One pass over every validation galaxy, run as ``galaxymorph predict`` runs a model
-(:class:`galaxymorph.prediction.predictor.MCDropoutPredictor` in the one loop,
+(:class:`galaxymorph.prediction.mc_dropout.MCDropoutPredictor` in the one loop,
 :func:`galaxymorph.engine.run_over_galaxies`: the evaluation transform, the encoder
 once, ``samples`` MC-dropout passes of the head with each galaxy's masks from its
 ``id_str``), in one process on the device and in the precision the run trained with:
@@ -30,7 +30,7 @@ from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.engine import RunSettings, run_over_galaxies
 from galaxymorph.models import GalaxyModel, load_model, save_model
 from galaxymorph.models.ood import OODReference, image_statistics
-from galaxymorph.prediction.predictor import MCDropoutPredictor
+from galaxymorph.prediction.mc_dropout import MCDropoutPredictor
 
 __all__ = ["finish_run"]
 
