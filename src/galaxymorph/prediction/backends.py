@@ -8,9 +8,11 @@ rounding (within 1e-4: ``tests/test_backends.py``, BENCHMARKS.md), so an output 
 one may be resumed by another and none of them is recorded in ``made_by``; what does
 change the numbers (``--precision bf16-mixed``) is recorded (:func:`numerics`).
 
-``auto`` takes the fastest one installed for the device: on CPU OpenVINO, then
-onnxruntime (both several times eager PyTorch's galaxies/s on the encoders measured in
-BENCHMARKS.md), else eager; on a GPU eager (the exported ones run on CPU only).
+``auto`` takes, on CPU, OpenVINO, then onnxruntime, else eager; on a GPU eager (the
+exported ones run on CPU only). On the CPU measured in BENCHMARKS.md (an AVX-512 Xeon, 1
+thread) OpenVINO ran the encoders at 0.94-2.42x eager's images/s and onnxruntime at
+0.80-2.10x, both slower only on convnext_nano at 64 px; converting costs seconds when
+predict starts, so eager, the default, stays faster for a few hundred galaxies.
 """
 
 from __future__ import annotations
