@@ -80,3 +80,20 @@ def test_embed_bar_has_the_total(untrained_run, twelve_galaxies, tmp_path):
     recorder = RecordTotals()
     embed(untrained_run, tmp_path / "e.parquet", catalogue=twelve_galaxies, batch_size=5, callbacks=[recorder])
     assert recorder.totals == [(3, 3)] * 3  # 12 galaxies in batches of 5
+
+
+def test_the_pass_that_finishes_a_shard_run_has_a_total(toy_shards, tmp_path):
+    """Before, its stream of validation shards had no length, so the bar showed batches done and no ETA."""
+    from support import toy_config
+
+    from galaxymorph.data.datamodule import GalaxyDataModule
+    from galaxymorph.engine import RunSettings
+    from galaxymorph.training import train
+    from galaxymorph.training.finish import finish_run
+
+    best = train(toy_config(tmp_path / "run", shards=str(toy_shards), epochs=1, ood_reference=0))
+    recorder = RecordTotals()
+    finish_run(best, GalaxyDataModule(toy_shards, batch_size=4, num_workers=2), ood_galaxies=0,
+               run=RunSettings(accelerator="cpu", progress=True), callbacks=[recorder])
+    batches = stream_batches(Records.from_shards(toy_shards, "val"), set(), 4, 2)
+    assert batches > 1 and recorder.totals == [(batches, batches)] * batches

@@ -56,6 +56,13 @@ class _LoaderInputs(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.loader
 
+    def progress_bar(self) -> RichProgressBar:
+        """A stream of shard records (no length) counts its batches from them, so the bar has a total and an ETA."""
+        records = getattr(self.loader.dataset, "records", None)
+        if isinstance(records, Records):
+            return PendingProgressBar(records, frozenset(), self.loader.batch_size, self.loader.num_workers)
+        return RichProgressBar()
+
 
 def share_threads(trainer: pl.Trainer) -> None:
     """Several processes on one machine share its cores instead of each taking them all."""
@@ -73,7 +80,7 @@ def run_over_galaxies(module: pl.LightningModule, inputs: GalaxyInputs | DataLoa
     """
     check_accelerator(run.accelerator, run.devices)
     datamodule = inputs if isinstance(inputs, GalaxyInputs) else _LoaderInputs(inputs)
-    progress = [datamodule.progress_bar() if isinstance(datamodule, GalaxyInputs) else RichProgressBar()]
+    progress = [datamodule.progress_bar()]
     # a stream has no sampler to take batch indices from; the writers need none
     with quiet_lightning("Couldn't infer the batch indices"):
         trainer = build_trainer(run, "predict", [*(callbacks or []), *(progress if run.progress else [])])
