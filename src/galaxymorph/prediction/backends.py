@@ -10,8 +10,8 @@ change the numbers (``--precision bf16-mixed``) is recorded (:func:`numerics`).
 
 ``auto`` takes, on CPU, OpenVINO, then onnxruntime, else eager; on a GPU eager (the
 exported ones run on CPU only). On the CPU measured in BENCHMARKS.md (an AVX-512 Xeon, 1
-thread) OpenVINO ran the encoders at 0.94-2.42x eager's images/s and onnxruntime at
-0.80-2.10x, both slower only on convnext_nano at 64 px; converting costs seconds when
+thread) OpenVINO ran the encoders at 0.94-2.87x eager's images/s and onnxruntime at
+0.80-2.16x, both slower only on convnext_nano at 64 px; converting costs seconds when
 predict starts, so eager, the default, stays faster for a few hundred galaxies.
 """
 
