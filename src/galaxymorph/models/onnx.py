@@ -15,7 +15,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,6 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from galaxymorph.files import atomic_path
 from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.loading import Checkpoints, load_model
 from galaxymorph.outputs import claim_file
@@ -145,7 +145,6 @@ def export_onnx(source: Checkpoints, path: str | Path) -> Path:
                 "task": config.get("task", "tree"), "outputs": answers, "calibration": config.get("calibration")}
     graph = onnx_graph(model, _head_and_features(model), ["outputs", "features"], metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(graph)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(graph)
     return path
