@@ -42,10 +42,7 @@ class GalaxyInputs(pl.LightningDataModule):
                           collate_fn=collate_galaxies, pin_memory=pin_memory(self.run.accelerator))
 
     def progress_bar(self) -> RichProgressBar:
-        """With a total and an ETA when the records can count what is pending; else batches done."""
-        if isinstance(self.records, Records):
-            return PendingProgressBar(self.records, self.skip, self.run.batch_size, self.run.workers)
-        return RichProgressBar()
+        return _progress_bar(self.records, self.skip, self.run.batch_size, self.run.workers)
 
 
 class _LoaderInputs(pl.LightningDataModule):
@@ -57,11 +54,16 @@ class _LoaderInputs(pl.LightningDataModule):
         return self.loader
 
     def progress_bar(self) -> RichProgressBar:
-        """A stream of shard records (no length) counts its batches from them, so the bar has a total and an ETA."""
-        records = getattr(self.loader.dataset, "records", None)
-        if isinstance(records, Records):
-            return PendingProgressBar(records, frozenset(), self.loader.batch_size, self.loader.num_workers)
-        return RichProgressBar()
+        # a stream of shard records has no length: it counts its batches from them (a map-style loader has one)
+        return _progress_bar(getattr(self.loader.dataset, "records", None), frozenset(), self.loader.batch_size,
+                             self.loader.num_workers)
+
+
+def _progress_bar(records: Any, skip: frozenset[str], batch_size: int, workers: int) -> RichProgressBar:
+    """With a total and an ETA when the records can count what is pending; else Lightning's own."""
+    if isinstance(records, Records):
+        return PendingProgressBar(records, skip, batch_size, workers)
+    return RichProgressBar()
 
 
 def share_threads(trainer: pl.Trainer) -> None:
