@@ -8,13 +8,17 @@ the work root's ``shared/`` folder (``args.shared``); a benchmark's own files in
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
 import venv
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
@@ -376,3 +380,56 @@ def zoobot_skip_reason(args: argparse.Namespace) -> str | None:
     """Why the zoobot arm does not run here (None: it does): ``--tiny`` never builds its environment."""
     return "--tiny: zoobot's environment is not built (it needs the network and minutes)" if args.tiny else None
 
+
+
+def put_in_hub_cache(folder: Path, repo_id: str, cache: Path) -> Path:
+    """``folder``'s files as revision ``main`` of ``repo_id`` in Hugging Face cache ``cache``, laid out by huggingface_hub.
+
+    The blobs, the snapshot's links to them and ``refs/main`` are made by the same huggingface_hub
+    functions ``hf_hub_download`` uses, so the cache reads as if the files were downloaded.
+    Returns the snapshot folder.
+    """
+    from huggingface_hub.file_download import (
+        _cache_commit_hash_for_specific_revision,
+        _create_symlink,
+        _get_pointer_path,
+        repo_folder_name,
+    )
+
+    storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    commit = hashlib.sha1(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
+    for path in files:
+        blob = storage / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, blob)
+        pointer = Path(_get_pointer_path(str(storage), commit, path.name))
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        _create_symlink(str(blob), str(pointer), new_blob=True)
+    _cache_commit_hash_for_specific_revision(str(storage), "main", commit)
+    return storage / "snapshots" / commit
+
+
+@contextlib.contextmanager
+def offline_hub(cache: Path) -> Iterator[dict[str, str]]:
+    """Hub names resolve only from ``cache``, here and in child processes (given the environment yielded)."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE
+    constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = str(cache), True
+    try:
+        yield {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    finally:
+        constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = saved
+
+
+def run_zoobot_child(python: Path, script: str, job: dict[str, Any], work: Path, env: dict[str, str],
+                     name: str = "zoobot") -> None:
+    """Run ``script`` in zoobot's environment with ``job`` as its JSON argument; its output goes to ``NAME.log``."""
+    (work / f"{name}_child.py").write_text(script)
+    (work / f"{name}_job.json").write_text(json.dumps(job))
+    with open(work / f"{name}.log", "w") as log:
+        done = subprocess.run([str(python), str(work / f"{name}_child.py"), str(work / f"{name}_job.json")],
+                              stdout=log, stderr=subprocess.STDOUT, env=env)
+    if done.returncode:
+        raise SystemExit(f"zoobot's side failed (exit {done.returncode}); its output: {work / f'{name}.log'}")

@@ -1,4 +1,4 @@
-"""Benchmark: fine-tuning a GZ2-pretrained encoder vs training from scratch, with 50, 200, 1000 labels.
+"""Benchmark: fine-tuning a GZ2-pretrained encoder with 50, 200, 1000 labels, beside scratch, a probe and zoobot 2.9.
 
 Task "ringed" on real Galaxy Zoo 2 images (``--gz2``): a galaxy is
 ringed when ``Class8.1`` (the share of all volunteers who marked a ring) is above
@@ -14,15 +14,28 @@ Protocol (one split, seeded):
   3. Pretraining: ``--pretrain-galaxies`` other (non-ringed) galaxies, trained on the
      whole ``gz2`` tree with ``galaxymorph.training.train_run`` EXCEPT the "odd feature"
      question (its votes are NaN, so ring votes never reach the encoder).
-  4. Arms, same architecture, same labels, same epoch budget and early stopping:
-     ``scratch`` (random init, everything trained at ``--lr``), ``head`` (pretrained,
-     frozen encoder, head only) and ``finetune`` (pretrained, head for
-     ``--head-epochs`` then the whole encoder with layer-wise lr decay).
-  5. Accuracy (argmax) and ROC AUC of P(ringed) on the test set.
+  4. Arms, same architecture, same labels. galaxymorph's, with the same epoch budget and
+     early stopping: ``scratch`` (random init, everything trained at ``--lr``), ``head``
+     (pretrained, frozen encoder, head only) and ``finetune`` (pretrained, head for
+     ``--head-epochs`` then the whole encoder with layer-wise lr decay). ``probe``: zoobot's
+     linear sanity check, an unpenalised logistic regression (200 iterations) on the frozen
+     encoder's features of the training galaxies. ``zoobot``: zoobot 2.9's
+     ``FinetuneableZoobotClassifier`` and ``get_trainer`` with their documented defaults
+     (head only, AdamW lr 1e-4, weight decay 0.05, dropout 0.5, up to 100 epochs, patience
+     10), its default train and minimal test views (galaxy-datasets 0.0.25) at the same
+     ``--image-size``, normalised with the exported encoder's mean and std, on the same
+     training and validation galaxies, cut to the same central ``--source-crop`` of the frame
+     (lossless PNGs). Both start from the pretrained encoder: zoobot loads it by ``hf_hub:``
+     name from ``galaxymorph export``'s folder in an offline Hugging Face cache.
+  5. Accuracy (argmax), ROC AUC and the expected calibration error (10 equal-width bins of
+     P(ringed)) on the test set.
 
 Runs are resumable: the pretrained model and every finished (arm, n, seed) in the work
 folder (``results.jsonl``) are reused; the result file marks reused ones as from an earlier
 run, so a table with any of them is not side by side.
+
+zoobot runs in its own environment (``benchmarks/_work/shared/zoobot-venv``, built on first use;
+``--tiny`` skips it).
 
 Usage (full, ~1-2 h on 2 free cores):
     python -m benchmarks finetune
@@ -34,26 +47,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from benchmarks._harness import Result
-from benchmarks._shared import TINY_ARCH, add_gz2_option, gz2_folder
+from benchmarks._shared import (
+    TINY_ARCH,
+    add_gz2_option,
+    gz2_folder,
+    offline_hub,
+    put_in_hub_cache,
+    run_zoobot_child,
+    zoobot_python,
+    zoobot_skip_reason,
+)
 from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.labelled import LabelledImages, load_labelled, split_train_val
 from galaxymorph.data.transforms import Preprocessing, eval_transform
-from galaxymorph.models import create_encoder, load_encoder
+from galaxymorph.models import create_encoder, export_encoder, load_encoder
 from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
 from galaxymorph.schema import get_schema
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
 from galaxymorph.training.finetune_run import build_model, fit
 
+ARMS = ("scratch", "head", "finetune", "probe", "zoobot")
+HUB_NAME = "local/galaxymorph-gz2-pretrained"  # the exported encoder's repository id in the benchmark's own hub cache
 HIDDEN_QUESTION = "odd-feature"  # its votes (ring, lens, ...) are hidden from pretraining
 PRESETS = {"quick": dict(arch="resnet10t", image_size=48, sizes=[50, 200], pretrain_galaxies=1000, pretrain_epochs=3,
                          epochs=8, head_epochs=2, test_per_class=75, patience=3)}
@@ -70,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-per-class", type=int, default=150)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--arms", nargs="+", default=["scratch", "head", "finetune"])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--pool-others", type=int, default=1000, help="non-ringed galaxies kept for labelling")
     parser.add_argument("--pretrain-galaxies", type=int, default=6000)
     parser.add_argument("--pretrain-epochs", type=int, default=15)
@@ -147,48 +175,166 @@ def scratch_encoder(pretrained: PretrainedEncoder) -> PretrainedEncoder:
 
 
 @torch.no_grad()
-def ring_probability(model: FinetunedModel, images: torch.Tensor, batch: int = 128) -> np.ndarray:
+def encoder_features(model: FinetunedModel, images: torch.Tensor, batch: int = 128) -> torch.Tensor:
     model.eval()
     transform = eval_transform(Preprocessing.from_dict(model.config["preprocessing"]))
-    probs = [model.sample(model.features(transform(images[i:i + batch])), 1)[:, 1, 0] for i in range(0, len(images), batch)]
-    return torch.cat(probs).numpy()
+    return torch.cat([model.features(transform(images[i:i + batch])) for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def ring_probability(model: FinetunedModel, images: torch.Tensor) -> np.ndarray:
+    return model.sample(encoder_features(model, images), 1)[:, 1, 0].numpy()
+
+
+def probe_probability(model: FinetunedModel, train_set: LabelledImages, test: LabelledImages) -> np.ndarray:
+    """zoobot's linear sanity check: unpenalised logistic regression on the frozen encoder's features."""
+    probe = LogisticRegression(C=np.inf, max_iter=200)  # zoobot: penalty=None, spelled so since scikit-learn 1.8
+    probe.fit(encoder_features(model, train_set.images).numpy(), train_set.targets.numpy())
+    return probe.predict_proba(encoder_features(model, test.images).numpy())[:, 1]
+
+
+def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of P(ringed): per equal-width bin, |mean P - share ringed|, weighted by its galaxies."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
+                     for b in np.unique(which)))
+
+
+def scores(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    return {"accuracy": float(((p > 0.5) == y).mean()), "auc": float(roc_auc_score(y, p)),
+            "ece": calibration_error(p, y)}
+
+
+ZOOBOT_CHILD = r'''
+"""Runs in the zoobot environment: zoobot 2.9's documented fine-tuning on one labelled set, P(class) of the test set."""
+import json, sys
+import lightning as L
+import pandas as pd
+from galaxy_datasets.pytorch.galaxy_datamodule import CatalogDataModule
+from galaxy_datasets.transforms import default_view_config, get_galaxy_transform, minimal_view_config
+from zoobot.pytorch.predictions import predict_on_catalog
+from zoobot.pytorch.training import finetune
+
+job = json.load(open(sys.argv[1]))
+L.seed_everything(job["seed"])
+model = finetune.FinetuneableZoobotClassifier(name=job["name"], num_classes=2, seed=job["seed"], prog_bar=False)
+normalize = {"mean": list(model.encoder.pretrained_cfg["mean"]), "std": list(model.encoder.pretrained_cfg["std"])}
+
+
+def view(config):
+    config.output_size, config.normalize = job["size"], normalize
+    return get_galaxy_transform(config)
+
+
+def read(part):
+    return pd.read_csv(job[part], dtype={"id_str": str})
+
+
+datamodule = CatalogDataModule(label_cols=["label"], train_catalog=read("train"), val_catalog=read("val"),
+                               batch_size=job["batch_size"], num_workers=job["workers"], seed=job["seed"],
+                               train_transform=view(default_view_config()), test_transform=view(minimal_view_config()))
+trainer = finetune.get_trainer(job["out"], accelerator="cpu", devices=1, enable_progress_bar=False)
+trainer.fit(model, datamodule)
+best = finetune.FinetuneableZoobotClassifier.load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
+predict_on_catalog.predict(read("test"), best, job["predictions"], ["no", "yes"], view(minimal_view_config()),
+                           datamodule_kwargs={"batch_size": job["batch_size"], "num_workers": 0},
+                           trainer_kwargs={"accelerator": "cpu", "devices": 1, "logger": False,
+                                           "enable_progress_bar": False})
+'''
+
+
+@dataclass
+class ZoobotSide:
+    """What the zoobot arm needs: its environment, the offline hub cache with the exported encoder, the images."""
+
+    python: Path
+    cache: Path
+    images: pd.Series  # PNG path by id_str: the central --source-crop of each GZ2 image, as galaxymorph sees it
+
+
+def zoobot_side(parts: dict[str, pd.DataFrame], run: Path, args: argparse.Namespace) -> ZoobotSide:
+    """Export the pretrained encoder into a hub cache of the benchmark's own, and cut the galaxies' images."""
+    for folder in ("exported", "hf_cache"):
+        shutil.rmtree(args.work / folder, ignore_errors=True)  # this benchmark's own
+    put_in_hub_cache(export_encoder(run, args.work / "exported"), HUB_NAME, args.work / "hf_cache")
+    folder = args.work / f"zoobot_images_crop{args.source_crop}"
+    folder.mkdir(exist_ok=True)
+    frame = pd.concat([parts["pool"], parts["test"]])
+    paths = pd.Series([str(folder / f"{i}.png") for i in frame["id_str"]], index=frame["id_str"])
+    for source, target in zip(frame["file_loc"], paths):
+        if not Path(target).is_file():
+            with Image.open(source) as image:
+                margin = (1 - args.source_crop) / 2
+                w, h = image.size
+                image.crop((round(w * margin), round(h * margin), round(w * (1 - margin)), round(h * (1 - margin)))
+                           ).save(target)
+    return ZoobotSide(zoobot_python(args), args.work / "hf_cache", paths)
+
+
+def zoobot_probability(zoobot: ZoobotSide, sets: dict[str, LabelledImages], name: str,
+                       args: argparse.Namespace) -> np.ndarray:
+    work = args.work / "zoobot" / name
+    shutil.rmtree(work, ignore_errors=True)  # this benchmark's own
+    work.mkdir(parents=True)
+    job = {"name": f"hf_hub:{HUB_NAME}", "size": args.image_size, "seed": int(name.rsplit("s", 1)[1]),
+           "batch_size": args.batch_size, "workers": args.workers, "out": str(work),
+           "predictions": str(work / "test_predictions.csv")}
+    for part, data in sets.items():
+        frame = pd.DataFrame({"id_str": data.ids, "file_loc": zoobot.images.loc[data.ids].to_numpy(),
+                              "label": data.targets.numpy()})
+        frame.to_csv(work / f"{part}.csv", index=False)
+        job[part] = str(work / f"{part}.csv")
+    with offline_hub(zoobot.cache) as env:
+        run_zoobot_child(zoobot.python, ZOOBOT_CHILD, job, work, {**env, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    predictions = pd.read_csv(job["predictions"], dtype={"id_str": str}).set_index("id_str")
+    return predictions.loc[sets["test"].ids, "yes"].to_numpy()
 
 
 def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledImages, best: Path,
-            args: argparse.Namespace) -> dict:
+            zoobot: ZoobotSide | None, args: argparse.Namespace) -> dict:
     labelled = labelled_subset(pool, n, seed)
     train_set, val_set = split_train_val(labelled, 0.2, seed)
-    pretrained = load_encoder(best)
-    common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(args.work / "runs" / f"{arm}-n{n}-s{seed}"),
-                  label_col="ringed", batch_size=args.batch_size, patience=args.patience, seed=seed, progress=False)
-    if arm == "scratch":
-        pretrained = scratch_encoder(pretrained)
-        config = FinetuneConfig(**common, unfreeze="all", epochs=args.epochs, lr=args.lr, layer_decay=1.0)
-    elif arm == "head":
-        config = FinetuneConfig(**common, unfreeze=0, epochs=args.epochs, lr=args.lr)
-    else:
-        config = FinetuneConfig(**common, unfreeze="all", head_epochs=args.head_epochs, head_lr=args.lr,
-                                epochs=args.epochs - args.head_epochs, lr=args.finetune_lr, layer_decay=args.layer_decay)
-    model = build_model(pretrained, config, pool.classes)
     start = time.time()
-    fit(model, train_set, val_set, config)
+    if arm == "zoobot":
+        p = zoobot_probability(zoobot, {"train": train_set, "val": val_set, "test": test}, f"n{n}-s{seed}", args)
+    else:
+        pretrained = load_encoder(best)
+        common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(args.work / "runs" / f"{arm}-n{n}-s{seed}"),
+                      label_col="ringed", batch_size=args.batch_size, patience=args.patience, seed=seed, progress=False)
+        if arm == "scratch":
+            pretrained = scratch_encoder(pretrained)
+            config = FinetuneConfig(**common, unfreeze="all", epochs=args.epochs, lr=args.lr, layer_decay=1.0)
+        elif arm in ("head", "probe"):
+            config = FinetuneConfig(**common, unfreeze=0, epochs=args.epochs, lr=args.lr)
+        else:
+            config = FinetuneConfig(**common, unfreeze="all", head_epochs=args.head_epochs, head_lr=args.lr,
+                                    epochs=args.epochs - args.head_epochs, lr=args.finetune_lr,
+                                    layer_decay=args.layer_decay)
+        model = build_model(pretrained, config, pool.classes)
+        if arm == "probe":
+            p = probe_probability(model, train_set, test)
+        else:
+            fit(model, train_set, val_set, config)
+            p = ring_probability(model, test.images)
     seconds = time.time() - start
-    p = ring_probability(model, test.images)
-    y = test.targets.numpy()
-    return {"arm": arm, "n": n, "seed": seed, "rings": int(labelled.targets.sum()), "accuracy": float(((p > 0.5) == y).mean()),
-            "auc": float(roc_auc_score(y, p)), "seconds": round(seconds, 1)}
+    return {"arm": arm, "n": n, "seed": seed, "rings": int(labelled.targets.sum()), **scores(p, test.targets.numpy()),
+            "seconds": round(seconds, 1)}
+
+
+def mean_std(values: pd.Series) -> str:
+    return f"{values.mean():.3f}" + (f" ± {values.std():.3f}" if len(values) > 1 else "")
 
 
 def table(results: list[dict]) -> list[list[str]]:
     frame = pd.DataFrame(results)
+    frame["ece"] = frame.get("ece", np.nan)  # results of earlier runs have no ECE
     rows = []
     for n, group in frame.groupby("n"):
         scratch = group[group["arm"] == "scratch"]["auc"].mean()
         for arm, runs in group.groupby("arm", sort=False):
             delta = f"{runs['auc'].mean() - scratch:+.3f}" if arm != "scratch" and np.isfinite(scratch) else "-"
-            spread = f" ± {runs['auc'].std():.3f}" if len(runs) > 1 else ""
-            rows.append([str(n), arm, f"{runs['rings'].mean():.0f}", f"{runs['accuracy'].mean():.3f}",
-                         f"{runs['auc'].mean():.3f}{spread}", delta, f"{runs['seconds'].mean():.0f}"])
+            rows.append([str(n), arm, f"{runs['rings'].mean():.0f}", mean_std(runs["accuracy"]), mean_std(runs["auc"]),
+                         mean_std(runs["ece"]), delta, f"{runs['seconds'].mean():.0f}"])
     return rows
 
 
@@ -208,6 +354,14 @@ def measure(args: argparse.Namespace, result: Result) -> None:
     start = time.time()
     best = pretrain(parts["pretrain"], args)
     result.figures["pretrain_s"] = time.time() - start
+    zoobot = None
+    if "zoobot" in args.arms:
+        reason = zoobot_skip_reason(args)
+        if reason:
+            result.skip("zoobot", reason)
+            args.arms = [arm for arm in args.arms if arm != "zoobot"]
+        else:
+            zoobot = zoobot_side(parts, best.parent, args)
     prep = preprocessing(args)
     pool, test = (load_labelled(parts[name], "classification", prep, "ringed", classes=["no", "yes"],
                                 workers=args.workers, progress=False) for name in ("pool", "test"))
@@ -221,7 +375,7 @@ def measure(args: argparse.Namespace, result: Result) -> None:
                     result.borrow(arm_name(r), r, {"from": "results.jsonl of the work folder, an earlier run",
                                                    "commit": r.get("commit"), "date": r.get("date")})
                 else:
-                    r = run_arm(arm, n, seed, pool, test, best, args)
+                    r = run_arm(arm, n, seed, pool, test, best, zoobot, args)
                     result.arm(arm_name(r), **r)
                     print(json.dumps(r), flush=True)
                     with results_file.open("a") as f:
@@ -229,5 +383,6 @@ def measure(args: argparse.Namespace, result: Result) -> None:
                 wanted.append(r)
     result.note(f"test {len(parts['test'])}, labelled pool {len(parts['pool'])}, pretraining {len(parts['pretrain'])} "
                 f"galaxies; pretrained encoder in {result.figures['pretrain_s']:.0f} s")
-    result.table(["labels", "arm", "rings in labels", "accuracy", "ROC AUC", "AUC - scratch", "train s"], table(wanted),
+    result.table(["labels", "arm", "rings in labels", "accuracy", "ROC AUC", "ECE", "AUC - scratch", "train s"],
+                 table(wanted),
                  arms=[arm_name(r) for r in wanted])

@@ -37,14 +37,9 @@ stand-in at 32 px, and skips zoobot's side.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +48,15 @@ import torch
 from PIL import Image
 
 from benchmarks._harness import ROOT, Result
-from benchmarks._shared import add_gz2_option, gz2_jpeg_catalogue, zoobot_python, zoobot_skip_reason
+from benchmarks._shared import (
+    add_gz2_option,
+    gz2_jpeg_catalogue,
+    offline_hub,
+    put_in_hub_cache,
+    run_zoobot_child,
+    zoobot_python,
+    zoobot_skip_reason,
+)
 
 TINY = {"arch": "test_convnext", "size": 32, "galaxies": 4}
 REFERENCE = ROOT / "tests" / "data" / "zoobot_view"
@@ -108,34 +111,6 @@ if job.get("reference_images"):
 '''
 
 
-def put_in_hub_cache(folder: Path, repo_id: str, cache: Path) -> Path:
-    """``folder``'s files as revision ``main`` of ``repo_id`` in Hugging Face cache ``cache``, laid out by huggingface_hub.
-
-    The blobs, the snapshot's links to them and ``refs/main`` are made by the same huggingface_hub
-    functions ``hf_hub_download`` uses, so the cache reads as if the files were downloaded.
-    Returns the snapshot folder.
-    """
-    from huggingface_hub.file_download import (
-        _cache_commit_hash_for_specific_revision,
-        _create_symlink,
-        _get_pointer_path,
-        repo_folder_name,
-    )
-
-    storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    commit = hashlib.sha1(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
-    for path in files:
-        blob = storage / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, blob)
-        pointer = Path(_get_pointer_path(str(storage), commit, path.name))
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        _create_symlink(str(blob), str(pointer), new_blob=True)
-    _cache_commit_hash_for_specific_revision(str(storage), "main", commit)
-    return storage / "snapshots" / commit
-
-
 def encoder_folders(work: Path, arch: str, size: int) -> dict[str, Path]:
     """The two timm folders of the module docstring, by hub repository id."""
     from galaxymorph.data.transforms import preset_preprocessing
@@ -164,19 +139,6 @@ def simulated_galaxies(folder: Path, n: int, size: int) -> list[Path]:
     return paths
 
 
-@contextlib.contextmanager
-def offline_hub(cache: Path) -> Iterator[dict[str, str]]:
-    """Hub names resolve only from ``cache``, here and in child processes (given the environment yielded)."""
-    from huggingface_hub import constants
-
-    saved = constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE
-    constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = str(cache), True
-    try:
-        yield {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    finally:
-        constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = saved
-
-
 def galaxymorph_features(name: str, options: dict[str, Any], catalogue: Path, out: Path) -> np.ndarray:
     """``galaxymorph.representations.embed`` (what ``galaxymorph embed`` runs) of the catalogue, by hub name."""
     from galaxymorph.representations import embed, read_embeddings
@@ -186,12 +148,6 @@ def galaxymorph_features(name: str, options: dict[str, Any], catalogue: Path, ou
     frame, vectors, _ = read_embeddings(out)
     order = pd.read_csv(catalogue, dtype={"id_str": str})["id_str"]
     return vectors[pd.Index(frame["id_str"]).get_indexer(order)]
-
-
-def run_zoobot(python: Path, job: dict[str, Any], env: dict[str, str], work: Path) -> None:
-    (work / "zoobot_child.py").write_text(ZOOBOT_CHILD)
-    (work / "zoobot_job.json").write_text(json.dumps(job))
-    subprocess.run([str(python), str(work / "zoobot_child.py"), str(work / "zoobot_job.json")], check=True, env=env)
 
 
 def compare(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
@@ -243,7 +199,7 @@ def measure(args: argparse.Namespace, result: Result) -> None:
                        out_reference=str(REFERENCE / "zoobot_views.npz"))
         python = zoobot_python(args)
         with offline_hub(cache) as env:
-            run_zoobot(python, job, env, work)
+            run_zoobot_child(python, ZOOBOT_CHILD, job, work, env)
         for (repo_id, features), encoder_job in zip(ours.items(), job["encoders"]):
             result.arm(repo_id, **compare(features, np.load(encoder_job["out_features"])))
     result.note(f"{args.arch}, {result.figures['galaxies']} GZ2 images at {args.size} px; zoobot 2.9: "

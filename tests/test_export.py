@@ -11,7 +11,7 @@ import timm
 import torch
 from typer.testing import CliRunner
 
-from benchmarks.zoobot_parity import put_in_hub_cache
+from benchmarks._shared import put_in_hub_cache
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.models import FinetunedModel, GalaxyModel, export_encoder, load_encoder, load_model, save_model

@@ -2,7 +2,7 @@
 
 The cache holds folders written by timm's own ``save_for_hf``, one as ``model.safetensors`` and
 one as ``pytorch_model.bin`` (Zoobot's format), put there by the same huggingface_hub
-functions ``hf_hub_download`` uses (``benchmarks/zoobot_parity.py::put_in_hub_cache``).
+functions ``hf_hub_download`` uses (``benchmarks/_shared.py::put_in_hub_cache``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from support import TOY_ARCH as INIT_ARCH
 from support import assert_encoder_parameters_equal, timm_folder, train_from
 from typer.testing import CliRunner
 
-from benchmarks.zoobot_parity import put_in_hub_cache
+from benchmarks._shared import put_in_hub_cache
 from galaxymorph.cli import app
 from galaxymorph.data.transforms import eval_transform, preset_preprocessing
 from galaxymorph.models import load_encoder, load_model
