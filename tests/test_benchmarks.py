@@ -7,6 +7,7 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,7 +25,7 @@ ARMS = {
     "demo": {"current"},
     "ensemble": {"one model", "ensemble of 2"},
     "evaluate_memory": {"src, evaluate", "src, report"},
-    "finetune": {f"{arm}, n=8, seed=0" for arm in ("scratch", "head", "finetune")},
+    "finetune": {f"{arm}, n=8, seed=0" for arm in ("scratch", "head", "finetune", "probe")},
     "gpu": {"galaxymorph, test_efficientnet", "galaxymorph, test_convnext"},
     "gz2_shift": {"standard", "size-crop", "size-crop+photometry", "wide-zoom"},
     "loss": {"ours, gz_decals_dr5", "ours, gz2"},
@@ -43,8 +44,8 @@ ARMS = {
     "train_zoobot": {"galaxymorph, single view", "galaxymorph, 8-view TTA"},
     "zoobot_parity": {"local/published", "local/exported"},
 }
-SKIPPED_AT_TINY = {"loss": {"pyro loop", "zoobot 2.9"}, "predict_zoobot": {"zoobot 2.9"}, "train_zoobot": {"zoobot 2.9"},
-                   "zoobot_parity": {"zoobot 2.9"}}
+SKIPPED_AT_TINY = {"finetune": {"zoobot"}, "loss": {"pyro loop", "zoobot 2.9"}, "predict_zoobot": {"zoobot 2.9"},
+                   "train_zoobot": {"zoobot 2.9"}, "zoobot_parity": {"zoobot 2.9"}}
 if not installed("onnx"):  # the onnx extra (in the test extra): without it its arms are skipped
     ARMS["cpu_backends"] -= {f"test_resnet 16 px, 1 thread, {b}" for b in ("onnx", "int8-onnx")}
     SKIPPED_AT_TINY["cpu_backends"] = {"every onnx arm", "every int8-onnx arm"}
@@ -193,3 +194,13 @@ def test_the_readme_demo_numbers_come_from_the_demo_run_files(tmp_path):
     assert "**4 min 43 s** in all (simulate 10 s, train 200 s)" in section
     assert "| bar, MAE against truth | 0.100 | 0.200 | 0.050 |" in section
     assert "**40% closer to the truth than a constant**" in section and "**91.4%**" in section
+
+
+def test_the_fine_tuning_calibration_error_weights_each_bin_by_its_galaxies():
+    from benchmarks.finetune import calibration_error
+
+    assert calibration_error(np.full(4, 0.5), np.array([0, 1, 0, 1])) == 0.0  # one bin, P = the share ringed
+    assert calibration_error(np.array([0.05, 0.15, 0.85, 0.95]), np.array([0, 0, 1, 1])) == pytest.approx(0.1)
+    # three galaxies at 0.9 of which one ringed (gap 0.567), one at 0.1 not ringed (gap 0.1)
+    assert calibration_error(np.array([0.9, 0.9, 0.9, 0.1]), np.array([1, 0, 0, 0])) == pytest.approx(
+        0.75 * (0.9 - 1 / 3) + 0.25 * 0.1)
