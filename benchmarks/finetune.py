@@ -210,6 +210,7 @@ ZOOBOT_CHILD = r'''
 import json, sys
 import lightning as L
 import pandas as pd
+from lightning.pytorch.loggers import CSVLogger
 from galaxy_datasets.pytorch.galaxy_datamodule import CatalogDataModule
 from galaxy_datasets.transforms import default_view_config, get_galaxy_transform, minimal_view_config
 from zoobot.pytorch.predictions import predict_on_catalog
@@ -233,7 +234,8 @@ def read(part):
 datamodule = CatalogDataModule(label_cols=["label"], train_catalog=read("train"), val_catalog=read("val"),
                                batch_size=job["batch_size"], num_workers=job["workers"], seed=job["seed"],
                                train_transform=view(default_view_config()), test_transform=view(minimal_view_config()))
-trainer = finetune.get_trainer(job["out"], accelerator="cpu", devices=1, enable_progress_bar=False)
+trainer = finetune.get_trainer(job["out"], accelerator="cpu", devices=1, enable_progress_bar=False,
+                               logger=CSVLogger(job["out"]))  # not lightning_logs/ in the caller's folder
 trainer.fit(model, datamodule)
 best = finetune.FinetuneableZoobotClassifier.load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
 predict_on_catalog.predict(read("test"), best, job["predictions"], ["no", "yes"], view(minimal_view_config()),
