@@ -31,8 +31,10 @@ Protocol (one split, seeded):
      P(ringed)) on the test set.
 
 Runs are resumable: the pretrained model and every finished (arm, n, seed) in the work
-folder (``results.jsonl``) are reused; the result file marks reused ones as from an earlier
-run, so a table with any of them is not side by side.
+folder (``results.jsonl``) are reused when their settings are this run's (a pretrained model
+with others is refused); the result file marks reused ones as from an earlier run, so a
+table with any of them is not side by side. ``--pretrain-image-size`` pretrains at another
+size than the arms fine-tune at.
 
 zoobot runs in its own environment (``benchmarks/_work/shared/zoobot-venv``, built on first use;
 ``--tiny`` skips it).
@@ -46,11 +48,13 @@ Quick version (what ran on the shared machine, minutes):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,15 +78,20 @@ from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.labelled import LabelledImages, load_labelled, split_train_val
 from galaxymorph.data.transforms import Preprocessing, eval_transform
+from galaxymorph.engine.settings import ConfigError
 from galaxymorph.models import create_encoder, export_encoder, load_encoder
 from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
 from galaxymorph.schema import get_schema
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
+from galaxymorph.training.config import TRAIN_CONFIG_FILE, claim_run
 from galaxymorph.training.finetune_run import build_model, fit
 
 ARMS = ("scratch", "head", "finetune", "probe", "zoobot")
 HUB_NAME = "local/galaxymorph-gz2-pretrained"  # the exported encoder's repository id in the benchmark's own hub cache
 HIDDEN_QUESTION = "odd-feature"  # its votes (ring, lens, ...) are hidden from pretraining
+RESULT_SETTINGS = ("arch", "image_size", "source_crop", "threshold", "test_per_class", "pool_others",
+                   "pretrain_galaxies", "pretrain_epochs", "epochs", "head_epochs", "lr", "finetune_lr",
+                   "layer_decay", "batch_size", "patience")
 PRESETS = {"quick": dict(arch="resnet10t", image_size=48, sizes=[50, 200], pretrain_galaxies=1000, pretrain_epochs=3,
                          epochs=8, head_epochs=2, test_per_class=75, patience=3)}
 TINY = dict(arch=TINY_ARCH, image_size=16, sizes=[8], pool_others=10, pretrain_galaxies=20, pretrain_epochs=1,
@@ -93,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_gz2_option(parser)
     parser.add_argument("--arch", default="efficientnet_b0")
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--pretrain-image-size", type=int, help="pretraining's input size (default --image-size)")
     parser.add_argument("--source-crop", type=float, default=0.5, help="central fraction of the 424 px frame kept")
     parser.add_argument("--threshold", type=float, default=0.1)
     parser.add_argument("--test-per-class", type=int, default=150)
@@ -112,10 +122,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2)
 
 
-def preprocessing(args: argparse.Namespace) -> dict:
+def preprocessing(args: argparse.Namespace, image_size: int) -> dict:
     # stored a third larger than the model input: the zoom-crop augmentation keeps ~75% of it
-    stored = round(args.image_size / 0.75)
-    return Preprocessing(stored_size=stored, source_crop=args.source_crop, image_size=args.image_size).to_dict()
+    stored = round(image_size / 0.75)
+    return Preprocessing(stored_size=stored, source_crop=args.source_crop, image_size=image_size).to_dict()
+
+
+def pretrain_image_size(args: argparse.Namespace) -> int:
+    return args.pretrain_image_size or args.image_size
+
+
+def result_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings an (arm, n, seed) result depends on: a result is reused only where they are the same."""
+    return {name: getattr(args, name) for name in RESULT_SETTINGS} | {"pretrain_image_size": pretrain_image_size(args)}
 
 
 def split(catalogue: pd.DataFrame, args: argparse.Namespace) -> dict[str, pd.DataFrame]:
@@ -140,19 +159,28 @@ def pretrain(frame: pd.DataFrame, args: argparse.Namespace) -> Path:
     ids = "\n".join(frame["id_str"])
     if galaxies.is_file() and galaxies.read_text() != ids:
         raise SystemExit(f"{run} was pretrained on other galaxies (other split settings); use a new --work-root")
-    if (run / "best" / "config.json").is_file() and not (run / "checkpoints" / "last.ckpt").is_file():
-        return run / "best"
+    prep = preprocessing(args, pretrain_image_size(args))
+    config = TrainConfig(shards="(in-memory catalogue)", out=str(run), arch=args.arch, epochs=args.pretrain_epochs,
+                         batch_size=args.batch_size, lr=args.lr, patience=args.patience, workers=0, progress=False)
+    best = run / "best"
+    if (best / "config.json").is_file() and not (run / "checkpoints" / "last.ckpt").is_file():
+        try:  # finished: reused only when pretrained with these settings
+            claim_run(config, TRAIN_CONFIG_FILE)
+        except ConfigError as error:
+            raise SystemExit(f"{error} (here: a new --work-root)") from None
+        if json.loads((best / "config.json").read_text())["preprocessing"] != prep:
+            raise SystemExit(f"{run} was pretrained with other preprocessing (--pretrain-image-size, --source-crop); "
+                             "use a new --work-root")
+        return best
     galaxies.write_text(ids)
     schema = get_schema("gz2")
     frame = frame.copy()
     hidden = list(schema.questions[schema.question_names.index(HIDDEN_QUESTION)].columns)
     frame[hidden] = np.nan
     datamodule = GalaxyDataModule(
-        frame, schema=schema, preprocessing=Preprocessing.from_dict(preprocessing(args)), batch_size=args.batch_size,
+        frame, schema=schema, preprocessing=Preprocessing.from_dict(prep), batch_size=args.batch_size,
         num_workers=0, val_fraction=0.1, test_fraction=0.0, in_memory=True,
     )
-    config = TrainConfig(shards="(in-memory catalogue)", out=str(run), arch=args.arch, epochs=args.pretrain_epochs,
-                         batch_size=args.batch_size, lr=args.lr, patience=args.patience, workers=0, progress=False)
     best = train(config, datamodule=datamodule)
     (run / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: later runs reuse best/
     return best
@@ -292,6 +320,12 @@ def zoobot_probability(zoobot: ZoobotSide, sets: dict[str, LabelledImages], name
     return predictions.loc[sets["test"].ids, "yes"].to_numpy()
 
 
+def arm_folder(args: argparse.Namespace) -> Path:
+    """The arms' run folders, one per settings: a run started with others is never resumed."""
+    digest = hashlib.sha256(json.dumps(result_settings(args), sort_keys=True).encode()).hexdigest()[:10]
+    return args.work / "runs" / digest
+
+
 def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledImages, best: Path,
             zoobot: ZoobotSide | None, args: argparse.Namespace) -> dict:
     labelled = labelled_subset(pool, n, seed)
@@ -301,7 +335,7 @@ def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledIma
         p = zoobot_probability(zoobot, {"train": train_set, "val": val_set, "test": test}, f"n{n}-s{seed}", args)
     else:
         pretrained = load_encoder(best)
-        common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(args.work / "runs" / f"{arm}-n{n}-s{seed}"),
+        common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(arm_folder(args) / f"{arm}-n{n}-s{seed}"),
                       label_col="ringed", batch_size=args.batch_size, patience=args.patience, seed=seed, progress=False)
         if arm == "scratch":
             pretrained = scratch_encoder(pretrained)
@@ -364,10 +398,11 @@ def measure(args: argparse.Namespace, result: Result) -> None:
             args.arms = [arm for arm in args.arms if arm != "zoobot"]
         else:
             zoobot = zoobot_side(parts, best.parent, args)
-    prep = preprocessing(args)
+    prep = preprocessing(args, args.image_size)
     pool, test = (load_labelled(parts[name], "classification", prep, "ringed", classes=["no", "yes"],
                                 workers=args.workers, progress=False) for name in ("pool", "test"))
-    done = {(r["arm"], r["n"], r["seed"]): r for r in earlier}
+    settings = result_settings(args)
+    done = {(r["arm"], r["n"], r["seed"]): r for r in earlier if r.get("settings") == settings}
     wanted = []
     for n in args.sizes:
         for seed in args.seeds:
@@ -381,7 +416,8 @@ def measure(args: argparse.Namespace, result: Result) -> None:
                     result.arm(arm_name(r), **r)
                     print(json.dumps(r), flush=True)
                     with results_file.open("a") as f:
-                        f.write(json.dumps({**r, "commit": result.data["commit"], "date": result.data["date"]}) + "\n")
+                        f.write(json.dumps({**r, "commit": result.data["commit"], "date": result.data["date"],
+                                            "settings": settings}) + "\n")
                 wanted.append(r)
     result.note(f"test {len(parts['test'])}, labelled pool {len(parts['pool'])}, pretraining {len(parts['pretrain'])} "
                 f"galaxies; pretrained encoder in {result.figures['pretrain_s']:.0f} s")

@@ -204,3 +204,16 @@ def test_the_fine_tuning_calibration_error_weights_each_bin_by_its_galaxies():
     # three galaxies at 0.9 of which one ringed (gap 0.567), one at 0.1 not ringed (gap 0.1)
     assert calibration_error(np.array([0.9, 0.9, 0.9, 0.1]), np.array([1, 0, 0, 0])) == pytest.approx(
         0.75 * (0.9 - 1 / 3) + 0.25 * 0.1)
+
+
+@pytest.mark.slow
+def test_the_fine_tuning_benchmark_reuses_results_and_its_encoder_only_with_the_same_settings(tmp_path, one_thread):
+    tiny("finetune", tmp_path, "--arms", "head")
+    _, again = tiny("finetune", tmp_path, "--arms", "head")
+    assert set(again["borrowed"]) == {"head, n=8, seed=0"} and not again["arms"]
+    _, other_budget = tiny("finetune", tmp_path, "--arms", "head", "--epochs", "3")
+    assert set(other_budget["arms"]) == {"head, n=8, seed=0"} and not other_budget["borrowed"]
+    with pytest.raises(SystemExit, match="epochs=1, not 2"):
+        tiny("finetune", tmp_path, "--arms", "head", "--pretrain-epochs", "2")
+    with pytest.raises(SystemExit, match="--pretrain-image-size"):
+        tiny("finetune", tmp_path, "--arms", "head", "--pretrain-image-size", "24")
