@@ -75,12 +75,15 @@ def provenance(path: Path, result: dict[str, Any]) -> str:
 def side_by_side(block: dict[str, Any], result: dict[str, Any]) -> str:
     """Whether a table's arms ran side by side, in words (empty for a table of one arm or none)."""
     if block.get("borrowed"):
-        def where(arm: str) -> str:
+        by_source: dict[str, list[str]] = {}
+        for arm in block["borrowed"]:
             source = result["borrowed"][arm]
             known = [(source.get("commit") or "")[:7], (source.get("date") or "")[:10], source.get("cpu")]
-            return f"{arm} from `{source['from']}`" + (f" ({', '.join(k for k in known if k)})" if any(known) else "")
-
-        return f" **Not side by side**: {'; '.join(where(arm) for arm in block['borrowed'])}."
+            where = f"`{source['from']}`" + (f" ({', '.join(k for k in known if k)})" if any(known) else "")
+            by_source.setdefault(where, []).append(arm)
+        parts = [f"{', '.join(arms)} from {where}" if len(arms) <= 3 else f"{len(arms)} of its arms from {where}"
+                 for where, arms in by_source.items()]
+        return f" **Not side by side**: {'; '.join(parts)}."
     return " Its arms ran side by side in this one run." if block.get("side_by_side") else ""
 
 

@@ -136,6 +136,21 @@ def test_a_comparison_with_an_arm_of_another_run_is_never_called_side_by_side(tm
         result.table(["size"], [["64"]], arms=["64 px"])
 
 
+
+def test_arms_borrowed_from_one_earlier_run_are_named_by_that_run_once():
+    result = _harness.Result("finetune", [], {}, tiny=True)
+    earlier = {"from": "results.jsonl", "commit": "09980f6" + "0" * 33, "date": "2026-12-03T23:00"}
+    arms = [f"head, n={n}" for n in (50, 200, 1000, 5000)]
+    for arm in arms:
+        result.borrow(arm, {"auc": 0.8}, earlier)
+    result.borrow("zoobot, n=50", {"auc": 0.7}, {"from": "zoobot.json"})
+    result.arm("head, n=9", auc=0.9)
+    result.table(["arm", "auc"], [[arm, "0.8"] for arm in arms] + [["zoobot, n=50", "0.7"], ["head, n=9", "0.9"]],
+                 arms=[*arms, "zoobot, n=50", "head, n=9"])
+    caption = _render.side_by_side(result.data["blocks"][-1], result.data)
+    assert caption == (" **Not side by side**: 4 of its arms from `results.jsonl` (09980f6, 2026-12-03); "
+                       "zoobot, n=50 from `zoobot.json`.")
+
 def test_zoobot_beside_ours_from_an_earlier_result_file_says_it_is_not_side_by_side(work_root, one_thread):
     ours, _ = tiny("train_gz2", work_root)  # the run is reused when this process ran train_gz2 already
     _, result = tiny("train_zoobot", work_root, "--ours-from", str(ours))
