@@ -75,14 +75,18 @@ def provenance(path: Path, result: dict[str, Any]) -> str:
 def side_by_side(block: dict[str, Any], result: dict[str, Any]) -> str:
     """Whether a table's arms ran side by side, in words (empty for a table of one arm or none)."""
     if block.get("borrowed"):
-        by_source: dict[str, list[str]] = {}
+        by_source: dict[tuple, list[str]] = {}  # one earlier run: the same file, commit, date and CPU
         for arm in block["borrowed"]:
             source = result["borrowed"][arm]
-            known = [(source.get("commit") or "")[:7], (source.get("date") or "")[:10], source.get("cpu")]
-            where = f"`{source['from']}`" + (f" ({', '.join(k for k in known if k)})" if any(known) else "")
-            by_source.setdefault(where, []).append(arm)
-        parts = [f"{', '.join(arms)} from {where}" if len(arms) <= 3 else f"{len(arms)} of its arms from {where}"
-                 for where, arms in by_source.items()]
+            by_source.setdefault((source["from"], source.get("commit"), source.get("date"), source.get("cpu")),
+                                 []).append(arm)
+
+        def where(source: tuple) -> str:
+            known = [(source[1] or "")[:7], (source[2] or "")[:10], source[3]]
+            return f"`{source[0]}`" + (f" ({', '.join(k for k in known if k)})" if any(known) else "")
+
+        parts = [f"{', '.join(arms)} from {where(source)}" if len(arms) <= 3
+                 else f"{len(arms)} of its arms from {where(source)}" for source, arms in by_source.items()]
         return f" **Not side by side**: {'; '.join(parts)}."
     return " Its arms ran side by side in this one run." if block.get("side_by_side") else ""
 

@@ -381,7 +381,6 @@ def zoobot_skip_reason(args: argparse.Namespace) -> str | None:
     return "--tiny: zoobot's environment is not built (it needs the network and minutes)" if args.tiny else None
 
 
-
 def put_in_hub_cache(folder: Path, repo_id: str, cache: Path) -> Path:
     """``folder``'s files as revision ``main`` of ``repo_id`` in Hugging Face cache ``cache``, laid out by huggingface_hub.
 
@@ -423,13 +422,12 @@ def offline_hub(cache: Path) -> Iterator[dict[str, str]]:
         constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = saved
 
 
-def run_zoobot_child(python: Path, script: str, job: dict[str, Any], work: Path, env: dict[str, str],
-                     name: str = "zoobot") -> None:
-    """Run ``script`` in zoobot's environment with ``job`` as its JSON argument; its output goes to ``NAME.log``."""
-    (work / f"{name}_child.py").write_text(script)
-    (work / f"{name}_job.json").write_text(json.dumps(job))
-    with open(work / f"{name}.log", "w") as log:
-        done = subprocess.run([str(python), str(work / f"{name}_child.py"), str(work / f"{name}_job.json")],
+def run_zoobot_child(python: Path, script: str, job: dict[str, Any], work: Path, env: dict[str, str]) -> None:
+    """Run ``script`` in zoobot's environment with ``job`` as its JSON argument; its output goes to ``zoobot.log``."""
+    (work / "zoobot_child.py").write_text(script)
+    (work / "zoobot_job.json").write_text(json.dumps(job))
+    with open(work / "zoobot.log", "w") as log:
+        done = subprocess.run([str(python), str(work / "zoobot_child.py"), str(work / "zoobot_job.json")],
                               stdout=log, stderr=subprocess.STDOUT, env=env)
     if done.returncode:
-        raise SystemExit(f"zoobot's side failed (exit {done.returncode}); its output: {work / f'{name}.log'}")
+        raise SystemExit(f"zoobot's side failed (exit {done.returncode}); its output: {work / 'zoobot.log'}")

@@ -155,24 +155,26 @@ def split(catalogue: pd.DataFrame, args: argparse.Namespace) -> dict[str, pd.Dat
 def pretrain(frame: pd.DataFrame, args: argparse.Namespace) -> Path:
     """The gz2 tree without the odd-feature question, with the training owner's resumable ``train``."""
     run = args.work / "pretrain"
-    galaxies = args.work / "pretrain_galaxies.txt"  # beside the run: train refuses a folder holding files it did not write
-    ids = "\n".join(frame["id_str"])
-    if galaxies.is_file() and galaxies.read_text() != ids:
-        raise SystemExit(f"{run} was pretrained on other galaxies (other split settings); use a new --work-root")
-    prep = preprocessing(args, pretrain_image_size(args))
+    prep = Preprocessing.from_dict(preprocessing(args, pretrain_image_size(args))).to_dict()
+    job = {"galaxies": list(frame["id_str"]), "preprocessing": prep}
+    marker = args.work / "pretrain_job.json"  # beside the run: train refuses a folder holding files it did not write
+    if marker.is_file() and json.loads(marker.read_text()) != job:
+        raise SystemExit(f"{run} was pretrained on other galaxies or with other preprocessing (split settings, "
+                         "--pretrain-image-size, --source-crop); use a new --work-root")
     config = TrainConfig(shards="(in-memory catalogue)", out=str(run), arch=args.arch, epochs=args.pretrain_epochs,
                          batch_size=args.batch_size, lr=args.lr, patience=args.patience, workers=0, progress=False)
+    try:  # a started or finished pretraining is resumed or reused only with these settings
+        claim_run(config, TRAIN_CONFIG_FILE)
+    except ConfigError as error:
+        raise SystemExit(f"{error} (here: a new --work-root)") from None
     best = run / "best"
     if (best / "config.json").is_file() and not (run / "checkpoints" / "last.ckpt").is_file():
-        try:  # finished: reused only when pretrained with these settings
-            claim_run(config, TRAIN_CONFIG_FILE)
-        except ConfigError as error:
-            raise SystemExit(f"{error} (here: a new --work-root)") from None
-        if json.loads((best / "config.json").read_text())["preprocessing"] != prep:
+        trained = json.loads((best / "config.json").read_text())["preprocessing"]
+        if Preprocessing.from_dict(trained).to_dict() != prep:  # also for folders from before the marker
             raise SystemExit(f"{run} was pretrained with other preprocessing (--pretrain-image-size, --source-crop); "
                              "use a new --work-root")
         return best
-    galaxies.write_text(ids)
+    marker.write_text(json.dumps(job))
     schema = get_schema("gz2")
     frame = frame.copy()
     hidden = list(schema.questions[schema.question_names.index(HIDDEN_QUESTION)].columns)
@@ -194,6 +196,14 @@ def labelled_subset(pool: LabelledImages, n: int, seed: int) -> LabelledImages:
     others = np.flatnonzero(targets == 0)[rng.permutation((targets == 0).sum())]
     k = min(n // 2, len(rings))
     return pool.subset(np.sort(np.concatenate([rings[:k], others[: n - k]])))
+
+
+def fine_tuning_encoder(best: Path, args: argparse.Namespace) -> PretrainedEncoder:
+    """The pretrained encoder, fed images as the arms fine-tune on them (``--image-size``, maybe not pretraining's)."""
+    pretrained = load_encoder(best)
+    prep = preprocessing(args, args.image_size)
+    return PretrainedEncoder(pretrained.encoder, {**pretrained.config, "preprocessing": prep,
+                                                  "image_size": args.image_size})
 
 
 def scratch_encoder(pretrained: PretrainedEncoder) -> PretrainedEncoder:
@@ -301,12 +311,12 @@ def zoobot_side(parts: dict[str, pd.DataFrame], run: Path, args: argparse.Namesp
     return ZoobotSide(zoobot_python(args), args.work / "hf_cache", paths)
 
 
-def zoobot_probability(zoobot: ZoobotSide, sets: dict[str, LabelledImages], name: str,
+def zoobot_probability(zoobot: ZoobotSide, sets: dict[str, LabelledImages], n: int, seed: int,
                        args: argparse.Namespace) -> np.ndarray:
-    work = args.work / "zoobot" / name
+    work = args.work / "zoobot" / f"n{n}-s{seed}"
     shutil.rmtree(work, ignore_errors=True)  # this benchmark's own
     work.mkdir(parents=True)
-    job = {"name": f"hf_hub:{HUB_NAME}", "size": args.image_size, "seed": int(name.rsplit("s", 1)[1]),
+    job = {"name": f"hf_hub:{HUB_NAME}", "size": args.image_size, "seed": seed,
            "batch_size": args.batch_size, "workers": args.workers, "out": str(work),
            "predictions": str(work / "test_predictions.csv")}
     for part, data in sets.items():
@@ -332,9 +342,9 @@ def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledIma
     train_set, val_set = split_train_val(labelled, 0.2, seed)
     start = time.time()
     if arm == "zoobot":
-        p = zoobot_probability(zoobot, {"train": train_set, "val": val_set, "test": test}, f"n{n}-s{seed}", args)
+        p = zoobot_probability(zoobot, {"train": train_set, "val": val_set, "test": test}, n, seed, args)
     else:
-        pretrained = load_encoder(best)
+        pretrained = fine_tuning_encoder(best, args)
         common = dict(checkpoint=str(best), catalogue="(in memory)", out=str(arm_folder(args) / f"{arm}-n{n}-s{seed}"),
                       label_col="ringed", batch_size=args.batch_size, patience=args.patience, seed=seed, progress=False)
         if arm == "scratch":
@@ -363,7 +373,6 @@ def mean_std(values: pd.Series) -> str:
 
 def table(results: list[dict]) -> list[list[str]]:
     frame = pd.DataFrame(results)
-    frame["ece"] = frame.get("ece", np.nan)  # results of earlier runs have no ECE
     rows = []
     for n, group in frame.groupby("n"):
         scratch = group[group["arm"] == "scratch"]["auc"].mean()
@@ -396,6 +405,8 @@ def measure(args: argparse.Namespace, result: Result) -> None:
         if reason:
             result.skip("zoobot", reason)
             args.arms = [arm for arm in args.arms if arm != "zoobot"]
+            if not args.arms:
+                raise SystemExit(f"no arm left to run: zoobot is skipped ({reason}); add another --arms")
         else:
             zoobot = zoobot_side(parts, best.parent, args)
     prep = preprocessing(args, args.image_size)

@@ -136,7 +136,6 @@ def test_a_comparison_with_an_arm_of_another_run_is_never_called_side_by_side(tm
         result.table(["size"], [["64"]], arms=["64 px"])
 
 
-
 def test_arms_borrowed_from_one_earlier_run_are_named_by_that_run_once():
     result = _harness.Result("finetune", [], {}, tiny=True)
     earlier = {"from": "results.jsonl", "commit": "09980f6" + "0" * 33, "date": "2026-12-03T23:00"}
@@ -232,3 +231,17 @@ def test_the_fine_tuning_benchmark_reuses_results_and_its_encoder_only_with_the_
         tiny("finetune", tmp_path, "--arms", "head", "--pretrain-epochs", "2")
     with pytest.raises(SystemExit, match="--pretrain-image-size"):
         tiny("finetune", tmp_path, "--arms", "head", "--pretrain-image-size", "24")
+    (tmp_path / "finetune" / "pretrain" / "best" / "config.json").unlink()  # as if interrupted: resumed, not reused
+    with pytest.raises(SystemExit, match="other preprocessing"):
+        tiny("finetune", tmp_path, "--arms", "head", "--pretrain-image-size", "24")
+    with pytest.raises(SystemExit, match="no arm left to run: zoobot is skipped"):
+        tiny("finetune", tmp_path, "--arms", "zoobot")
+
+
+@pytest.mark.slow
+def test_the_fine_tuning_benchmark_fine_tunes_at_its_image_size_an_encoder_pretrained_at_another(tmp_path, one_thread):
+    tiny("finetune", tmp_path, "--arms", "scratch", "head", "--pretrain-image-size", "24")
+    pretrained = json.loads((tmp_path / "finetune" / "pretrain" / "best" / "config.json").read_text())
+    arms = [json.loads(p.read_text()) for p in (tmp_path / "finetune" / "runs").glob("*/*/best/config.json")]
+    assert pretrained["image_size"] == 24
+    assert len(arms) == 2 and all(arm["image_size"] == arm["preprocessing"]["image_size"] == 16 for arm in arms)
