@@ -112,10 +112,10 @@ def _handler(zenodo: FakeZenodo) -> type[http.server.BaseHTTPRequestHandler]:
             piece = body[start:]
             if kind in ("close", "hold"):
                 piece = piece[: int(arg)]
+            with zenodo._lock:  # counted before it is written: the client may finish reading before this thread resumes
+                zenodo.sent[key] += len(piece)
             self.wfile.write(piece)
             self.wfile.flush()
-            with zenodo._lock:
-                zenodo.sent[key] += len(piece)
             if kind == "hold":
                 zenodo._held.wait(timeout=20)
             if kind in ("close", "hold"):
