@@ -186,9 +186,16 @@ class Result:
         """Write the result file (never over another); returns its path."""
         self.data["machine"]["load_average_end"] = list(os.getloadavg())
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = self.data["date"][:19].replace(":", "")
-        path = folder / f"{stamp}_{(self.data['commit'] or 'nogit')[:7]}.json"
-        with open(path, "x") as file:  # "x": a second run in the same second must not overwrite the first
+        stem = f"{self.data['date'][:19].replace(':', '')}_{(self.data['commit'] or 'nogit')[:7]}"
+        path, n = folder / f"{stem}.json", 1
+        while True:  # "x" and the next free name: a second run in the same second must not overwrite the first
+            try:
+                file = open(path, "x")
+                break
+            except FileExistsError:
+                n += 1
+                path = folder / f"{stem}_{n}.json"
+        with file:
             json.dump(self.data, file, indent=1, allow_nan=True, default=_json)
             file.write("\n")
         return path

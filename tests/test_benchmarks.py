@@ -118,6 +118,13 @@ def test_a_result_file_holds_the_command_commit_machine_and_figures(tmp_path):
     assert saved["arms"]["32 px"] == {"galaxies_per_cpu_s": 2.0} and saved["blocks"][0]["table"]["rows"][1][2] == "4.00x"
 
 
+def test_a_result_saved_in_the_same_second_as_another_is_kept_beside_it(tmp_path):
+    result = _harness.Result("simulate", [], {}, tiny=True)
+    paths = [result.save(tmp_path) for _ in range(3)]  # one Result: the same date, so the same second
+    assert len(set(paths)) == 3 and paths[1].name == paths[0].name.replace(".json", "_2.json")
+    assert all(json.loads(p.read_text())["date"] == result.data["date"] for p in paths)
+
+
 def test_a_comparison_with_an_arm_of_another_run_is_never_called_side_by_side(tmp_path):
     first, _ = saved_result(tmp_path)
     result = _harness.Result("simulate", ["--sizes", "16"], {}, tiny=True)
