@@ -1,11 +1,11 @@
-"""Post-hoc calibration: a scale per question that keeps the fractions and fixes the spread."""
+"""Post-hoc calibration: a scale per question that keeps the fractions and fixes the spread; a classifier's temperature."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from galaxymorph.calibration import fit_scales, scale_concentrations
+from galaxymorph.calibration import fit_scales, fit_temperature, scale_concentrations
 from galaxymorph.schema import Question, Schema
 from galaxymorph.stats import expected_fractions
 
@@ -66,3 +66,32 @@ def test_a_finished_run_is_calibrated_on_its_validation_split_and_predicts_calib
     torch.testing.assert_close(model.sample(features, 1)[..., 0], expected)
     unscaled = train(toy_config(tmp_path / "plain", epochs=1, calibrate=False), datamodule=ToyDataModule(n=24))
     assert json.loads((unscaled / "config.json").read_text())["calibration"] is None
+
+
+def _labels(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return np.array([rng.choice(len(row), p=row) for row in p])
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_logits_three_times_too_large_get_a_temperature_near_three():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1.5, (4000, 3))
+    labels = _labels(logits, rng)
+    too_sharp = _softmax(3 * logits)
+    assert fit_temperature(too_sharp, labels) == pytest.approx(3.0, rel=0.1)
+    same_samples = np.repeat(too_sharp[..., None], 4, axis=2)  # (galaxies, classes, samples) that agree
+    assert fit_temperature(same_samples, labels) == pytest.approx(fit_temperature(too_sharp, labels), rel=1e-4)
+    assert fit_temperature(_softmax(logits / 2), labels) == pytest.approx(0.5, rel=0.1)
+    assert fit_temperature(_softmax(logits), labels) == pytest.approx(1.0, rel=0.1)  # calibrated: left alone
+
+
+def test_a_few_validation_galaxies_all_classified_right_do_not_sharpen_the_model_without_bound():
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.85, 0.15], [0.1, 0.9]])
+    temperature = fit_temperature(probabilities, np.array([0, 1, 0, 1]))
+    assert 0.3 < temperature < 1.0  # sharper, as the likelihood asks, but held by the prior (its bound is 0.05)

@@ -117,6 +117,27 @@ def test_classification_fine_tune_beats_chance_and_round_trips(run_dir, toy_cata
     assert (best / "training.yaml").is_file() and (tmp_path / "ft" / "finetune_config.yaml").is_file()
 
 
+def test_a_fine_tuned_classifier_is_calibrated_on_its_validation_labels_and_predicts_so(run_dir, toy_catalogue,
+                                                                                       tmp_path):
+    config = FinetuneConfig(str(run_dir), str(toy_catalogue), str(tmp_path / "ft"), label_col="ring",
+                            epochs=2, lr=3e-2, batch_size=16, patience=5, progress=False)
+    best = finetune(config)
+    calibrated = load_model(best)
+    temperature = calibrated.config["temperature"]
+    assert isinstance(temperature, float) and temperature > 0 and temperature != 1.0
+    features = torch.randn(5, calibrated.config["n_features"])
+    with torch.no_grad():
+        logits = calibrated.head(features)
+        assert torch.allclose(calibrated.sample(features, 1)[..., 0], (logits / temperature).softmax(dim=1))
+    weights = _weights(best)
+    finetune(dataclasses.replace(config, calibrate=False))  # the finished run again: nothing trains, T goes
+    plain = load_model(best)
+    assert plain.config["temperature"] is None
+    assert all(torch.equal(weights[k], w) for k, w in _weights(best).items())
+    with torch.no_grad():
+        assert torch.allclose(plain.sample(features, 1)[..., 0], plain.head(features).softmax(dim=1))
+
+
 def test_hugging_face_style_timm_folders_load(tmp_path):
     source = timm_folder(tmp_path / "st")
     timm_folder(tmp_path / "bin", safe_serialization=False)

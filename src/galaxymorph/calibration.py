@@ -1,4 +1,4 @@
-"""Post-hoc calibration of the posteriors: one scale per question on the Dirichlet concentrations.
+"""Post-hoc calibration: a scale per question on Dirichlet concentrations, a temperature on a classifier's logits.
 
 Dropout in the head alone gives MC samples that agree too well, so the predictive
 intervals hold fewer held-out votes than they promise (GZ2: 84-86% in the 90%
@@ -8,6 +8,14 @@ predictive distribution of the votes. ``s`` is fitted by the likelihood the mode
 trained on: the Dirichlet-Multinomial NLL of held-out votes under the mixture of MC
 samples, each question on its own (the questions' NLLs are separate terms), by a
 log-spaced grid search refined once around its best point.
+
+A fine-tuned classifier gets the same treatment through its one parameter of spread, a
+temperature ``T`` on its logits (Guo et al. 2017): ``softmax(logits / T)`` keeps every
+class ranking and softens (``T > 1``) or sharpens (``T < 1``) the probabilities. ``T``
+is fitted by the likelihood of the validation labels under the mixture of MC samples,
+with a log-normal prior on ``T``: a few hundred labels leave few validation galaxies,
+and when the model already classifies all of them right the likelihood alone would
+sharpen it without bound.
 """
 
 from __future__ import annotations
@@ -15,13 +23,15 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+from scipy import optimize, special
 
 from galaxymorph.likelihood import mixture_nll
 from galaxymorph.schema import Schema
 
-__all__ = ["fit_scales", "scale_concentrations"]
+__all__ = ["fit_scales", "fit_temperature", "scale_concentrations"]
 
 GRID = np.geomspace(0.05, 20.0, 61)  # wide enough for posteriors 20x too narrow or too wide
+TEMPERATURE_PRIOR_WIDTH = 1.0  # of log T: T within a factor e of 1 is unremarkable, a factor e^3 needs strong evidence
 
 
 def scale_concentrations(concentrations: np.ndarray, schema: Schema, scales: Mapping[str, float]) -> np.ndarray:
@@ -55,3 +65,25 @@ def fit_scales(concentrations: np.ndarray, counts: np.ndarray, schema: Schema) -
     fine = best_of(np.clip(coarse[None, :] * np.geomspace(1 / step, step, 11)[:, None], GRID[0], GRID[-1]))
     answered = [np.nansum(counts[:, s]) > 0 for s in schema.slices]
     return {name: float(s) if ok else 1.0 for name, s, ok in zip(schema.question_names, fine, answered)}
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature of a classifier's logits that best explains ``labels`` (galaxies,) as class indices.
+
+    ``probabilities``: (galaxies, classes[, samples]) softmax outputs at ``T = 1``, as
+    ``predict`` samples them (their logarithms are the logits up to a constant per
+    sample, which the softmax ignores). Example: a model whose logits are three times
+    too large comes back with ``T`` near 3.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    log_p = np.log(np.clip(p[..., None] if p.ndim == 2 else p, 1e-300, None))
+    chosen = np.asarray(labels, dtype=np.int64)
+    samples = log_p.shape[2]
+
+    def neg_log_posterior(log_t: float) -> float:
+        tempered = special.log_softmax(log_p / np.exp(log_t), axis=1)[np.arange(len(chosen)), chosen]  # (galaxies, S)
+        nll = -(special.logsumexp(tempered, axis=1) - np.log(samples)).sum()
+        return float(nll + log_t ** 2 / (2 * TEMPERATURE_PRIOR_WIDTH ** 2))
+
+    best = optimize.minimize_scalar(neg_log_posterior, bounds=(np.log(GRID[0]), np.log(GRID[-1])), method="bounded")
+    return float(np.exp(best.x))

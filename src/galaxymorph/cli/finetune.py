@@ -55,6 +55,8 @@ def finetune(
     dropout: float = typer.Option(None, help="Head dropout, also used for MC-dropout predictions. (default 0.2)"),
     patience: int = typer.Option(None, help="Epochs without validation-loss improvement before stopping. (default 5)"),
     val_fraction: float = typer.Option(None, help="Share of the labelled galaxies kept for validation. (default 0.2)"),
+    calibrate: bool = typer.Option(None, "--calibrate/--no-calibrate", help="classification: fit a temperature on "
+                                   "the validation labels so the probabilities are calibrated. (default --calibrate)"),
     seed: int = typer.Option(None, help="(default 0)"),
     preprocessing: str = typer.Option(None, help="timm folders and hub names: galaxymorph | zoobot (images prepared as "
                                        "zoobot 2.9 does, fed without mean/std). (default zoobot for Zoobot's encoders, "
@@ -80,7 +82,7 @@ def finetune(
         class_weights=_class_weights(class_weights), label_smoothing=label_smoothing, regression_loss=loss,
         bounded=bounded, unfreeze=_unfreeze(unfreeze) if unfreeze is not None else None, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, layer_decay=layer_decay, dropout=dropout,
-        patience=patience, val_fraction=val_fraction, seed=seed, preprocessing=preprocessing, image_size=image_size,
+        patience=patience, val_fraction=val_fraction, calibrate=calibrate, seed=seed, preprocessing=preprocessing, image_size=image_size,
         source_crop=source_crop,
         channels=channels, workers=workers, accelerator=accelerator, devices=devices, precision=precision,
     )

@@ -30,7 +30,7 @@ from galaxymorph.data.stream import EpochShuffle, single_last_batch
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.schema import Schema
 
-__all__ = ["LabelledImages", "read_labels", "decode_images", "load_labelled", "split_train_val"]
+__all__ = ["LabelledImages", "read_labels", "decode_images", "load_labelled", "split_train_val", "galaxy_loader"]
 
 _SHOWN = 5
 
@@ -193,9 +193,14 @@ class _Rows(Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        row = {"image": self.data.images[i], "target": self.data.targets[i]}
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = {"image": self.data.images[i], "target": self.data.targets[i], "id_str": self.data.ids[i]}
         return row if self.data.volunteers is None else {**row, "volunteers": self.data.volunteers[i]}
+
+
+def galaxy_loader(data: LabelledImages, batch_size: int, pin_memory: bool = False) -> DataLoader:
+    """The galaxies in order, as stored: ``{"image" (uint8), "target", "id_str"}`` batches, as predict reads them."""
+    return DataLoader(_Rows(data), batch_size=batch_size, pin_memory=pin_memory)
 
 
 class LabelledDataModule(AugmentingDataModule):
@@ -213,4 +218,4 @@ class LabelledDataModule(AugmentingDataModule):
                           drop_last=single_last_batch(galaxies, self.batch_size), pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_Rows(self.val_set), batch_size=max(self.batch_size, 64), pin_memory=self.pin_memory)
+        return galaxy_loader(self.val_set, max(self.batch_size, 64), self.pin_memory)

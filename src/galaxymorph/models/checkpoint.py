@@ -31,7 +31,8 @@ FILES_KEY = "files"  # in config.json: the sha256 of each tensor file saved with
 _DEFAULTS: dict[str, dict[str, Any]] = {
     GalaxyModel.MODEL_TYPE: {"image_size": None, "preprocessing": None, "input_mean": 0.5, "input_std": 0.5,
                              "pretrained_from": None, "calibration": None, "ood": None, FILES_KEY: {}},
-    FinetunedModel.MODEL_TYPE: {"channels_last": True, "encoder_args": {}, "ood": None, FILES_KEY: {}},
+    FinetunedModel.MODEL_TYPE: {"channels_last": True, "encoder_args": {}, "ood": None, "temperature": None,
+                                FILES_KEY: {}},
     SegmentationModel.MODEL_TYPE: {"channels_last": True, "encoder_args": {}, "ood": None, FILES_KEY: {}},
 }
 
@@ -84,7 +85,7 @@ def upgrade_config(config: dict[str, Any], source: str = CONFIG_FILE) -> dict[st
     """A model config of any version in this version's form, with every key, so the code reads them directly.
 
     Version 1 named no ``model_type`` (a fine-tuned model's config has a ``task``), and its
-    older saves lack keys added since (``pretrained_from``, ``calibration``, ``ood``, ``files``),
+    older saves lack keys added since (``pretrained_from``, ``calibration``, ``ood``, ``temperature``, ``files``),
     filled with what their absence meant. A newer version is refused, naming ``source``.
     """
     version = config.get("version", 1)
@@ -124,11 +125,12 @@ def fingerprint(model: nn.Module) -> str:
 
 
 def _hashed_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``config`` as version 1 held it: no ``model_type``, and no ``calibration`` or ``ood`` when there
-    are none (version 1 left them out), so that upgrading a config changes no model's fingerprint."""
+    """``config`` as version 1 held it: no ``model_type``, and no ``calibration``, ``ood`` or ``temperature``
+    when there are none (version 1 left them out), so that upgrading a config changes no model's fingerprint."""
     if config is None:
         return None
-    kept = {k: v for k, v in config.items() if k != "model_type" and not (k in ("calibration", "ood") and v is None)}
+    unset = ("calibration", "ood", "temperature")
+    kept = {k: v for k, v in config.items() if k != "model_type" and not (k in unset and v is None)}
     return {**kept, "version": 1}
 
 

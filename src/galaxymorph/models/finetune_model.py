@@ -8,7 +8,8 @@ The fine-tuned model exposes the same API as ``GalaxyModel``:
 concentrations), ``sample(features, n) -> (B, K, n)`` with MC dropout and
 ``config`` (plain data). ``config["task"]`` says what ``sample`` returns:
 
-- ``"classification"``: class probabilities (softmax), K = ``len(config["classes"])``;
+- ``"classification"``: class probabilities (softmax), K = ``len(config["classes"])``, of the logits
+  divided by ``config["temperature"]`` once it is calibrated;
 - ``"regression"``: predicted values, K = 1 (``config["target"]``), in [0, 1] if ``config["bounded"]``;
 - ``"tree"``: Dirichlet concentrations over ``config["schema"]`` answers, exactly like ``GalaxyModel``.
 """
@@ -115,6 +116,7 @@ class FinetunedModel(Finetunable):
         n_features, dropout = int(config["n_features"]), float(config["dropout"])
         if task == "classification":
             self.head: nn.Module = ClassifierHead(n_features, len(config["classes"]), dropout)
+            self.head.temperature = float(config.get("temperature") or 1.0)
         elif task == "regression":
             self.head = RegressionHead(n_features, dropout, bounded=bool(config["bounded"]))
         else:
@@ -157,6 +159,7 @@ class FinetunedModel(Finetunable):
                 raise ValueError("classification needs the class names")
             config["classes"] = [str(c) for c in classes]
             config["outputs"] = config["classes"]
+            config["temperature"] = None  # set_temperature
         elif task == "regression":
             config["bounded"] = bounded
             config["outputs"] = [target or "value"]
@@ -167,6 +170,17 @@ class FinetunedModel(Finetunable):
             config["answers"] = list(schema.answers)
             config["outputs"] = config["answers"]
         return cls(pretrained.encoder, config)
+
+    def set_temperature(self, temperature: float | None) -> None:
+        """Divide a classifier's logits by ``temperature`` in every sample (``galaxymorph.calibration``).
+
+        Fitted on the validation labels after fine-tuning; ``None`` removes it. Kept in the
+        config (plain data), so a saved model predicts calibrated.
+        """
+        if self.task != "classification":
+            raise ValueError(f"a temperature calibrates a classifier's probabilities, not a {self.task} model's")
+        self._config["temperature"] = None if temperature is None else float(temperature)
+        self.head.temperature = float(temperature or 1.0)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "FinetunedModel":

@@ -54,20 +54,25 @@ def _bounded(logits: Tensor) -> Tensor:
 
 
 class ClassifierHead(nn.Module):
-    """Features to class logits: dropout then one linear layer; ``sample`` gives softmax probabilities."""
+    """Features to class logits: dropout then one linear layer; ``sample`` gives softmax probabilities.
+
+    ``temperature`` divides the logits of every sample (``galaxymorph.calibration.fit_temperature``);
+    training's loss sees them undivided.
+    """
 
     def __init__(self, in_features: int, n_classes: int, dropout: float = 0.2) -> None:
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"a classifier needs >= 2 classes, got {n_classes}")
         self.dropout = dropout
+        self.temperature = 1.0
         self.linear = nn.Linear(in_features, n_classes)
 
     def forward(self, features: Tensor, mc_dropout: bool = False) -> Tensor:
         return self.linear(F.dropout(features, self.dropout, training=self.training or mc_dropout))
 
     def sample(self, features: Tensor, n: int, keys: Tensor | None = None) -> Tensor:
-        return mc_samples(self, features, n, keys).softmax(dim=1)
+        return (mc_samples(self, features, n, keys) / self.temperature).softmax(dim=1)
 
 
 class RegressionHead(nn.Module):

@@ -113,6 +113,7 @@ class FinetuneConfig(FitSettings):
     head_lr: float | None = None  # learning rate of the head-only stage (default: lr)
     layer_decay: float = 0.75
     val_fraction: float = 0.2
+    calibrate: bool = True  # classification: fit a temperature on the validation labels after training
     # Only for timm folders and hub names, which carry no galaxymorph preprocessing:
     preprocessing: str | None = None  # galaxymorph | zoobot (default zoobot for hf_hub:mwalmsley/zoobot-encoder-*)
     image_size: int = 64
@@ -121,7 +122,7 @@ class FinetuneConfig(FitSettings):
     epochs: int = dataclasses.field(default=20, kw_only=True)
     batch_size: int = dataclasses.field(default=32, kw_only=True)
 
-    MAY_CHANGE: ClassVar[frozenset[str]] = RunSettings.MAY_CHANGE | {"out"}
+    MAY_CHANGE: ClassVar[frozenset[str]] = RunSettings.MAY_CHANGE | {"calibrate", "out"}
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [

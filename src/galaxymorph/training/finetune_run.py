@@ -15,7 +15,8 @@ Stages: with ``head_epochs`` > 0 the head is first trained alone on the frozen
 encoder; then the last ``unfreeze`` encoder blocks (or ``"all"``) are trained
 too, with layer-wise learning-rate decay, starting from the best head. Each
 stage stops early when the validation loss stops improving; ``best/`` is the
-best model over both stages.
+best model over both stages. A classifier's ``best/`` then gets the temperature
+that calibrates its probabilities on the validation labels (``calibrate``).
 """
 
 from __future__ import annotations
@@ -31,26 +32,29 @@ from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_file
 
 from galaxymorph.accelerators import pin_memory
+from galaxymorph.calibration import fit_temperature
 from galaxymorph.data.labelled import (
     LabelledDataModule,
     LabelledImages,
+    galaxy_loader,
     load_labelled,
     split_train_val,
 )
 from galaxymorph.data.masks import MaskedDataModule, load_masks
 from galaxymorph.data.transforms import Preprocessing
-from galaxymorph.engine import ConfigError, build_trainer
-from galaxymorph.models import load_encoder
+from galaxymorph.engine import ConfigError, RunSettings, build_trainer, run_over_galaxies
+from galaxymorph.models import load_encoder, save_model
 from galaxymorph.models.checkpoint import WEIGHTS_FILE
 from galaxymorph.models.finetune_model import Finetunable, FinetunedModel, PretrainedEncoder
 from galaxymorph.models.segmentation import SegmentationModel
+from galaxymorph.prediction.mc_dropout import MCDropoutPredictor
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import get_schema
 from galaxymorph.training.callbacks import MONITOR, ExportBest
 from galaxymorph.training.config import FINETUNE_CONFIG_FILE, FinetuneConfig, claim_run, save_settings
 from galaxymorph.training.finetune_module import FinetuneModule, task_loss
 
-__all__ = ["finetune", "fit", "build_model", "class_weights"]
+__all__ = ["finetune", "fit", "build_model", "class_weights", "calibrate_classifier"]
 
 def class_weights(setting: str | list[float] | None, targets: torch.Tensor, n_classes: int) -> torch.Tensor | None:
     """``"balanced"``: n / (classes * count) per class, as scikit-learn; a list is taken as given."""
@@ -145,7 +149,20 @@ def fit(model: Finetunable, train_set: LabelledImages, val_set: LabelledImages, 
         if not (run / "best" / WEIGHTS_FILE).is_file():
             raise ValueError(f"no finite validation loss in the {name} stage; try a lower --lr or check the labels")
         model.load_state_dict(load_file(str(run / "best" / WEIGHTS_FILE)))  # next stage starts from the best
+    if model.task == "classification":  # also without calibrate: an earlier attempt's temperature goes
+        model.set_temperature(calibrate_classifier(model, val_set, config) if config.calibrate else None)
+        save_model(model.cpu(), run / "best")
     return run / "best"
+
+
+def calibrate_classifier(model: FinetunedModel, val_set: LabelledImages, run: RunSettings, samples: int = 5) -> float:
+    """The temperature that calibrates ``model``'s probabilities on ``val_set``, sampled as ``predict`` samples them."""
+    model.set_temperature(None)
+    one_device = RunSettings.of(run, devices=1, num_nodes=1)
+    _, outputs = run_over_galaxies(MCDropoutPredictor(model, samples), galaxy_loader(val_set, 64), one_device,
+                                   return_predictions=True)
+    probabilities = torch.cat([batch_samples for batch_samples, _ in outputs])
+    return fit_temperature(probabilities.double().numpy(), val_set.targets.numpy())
 
 
 def finetune(config: FinetuneConfig, data: LabelledImages | None = None) -> Path:
