@@ -27,8 +27,9 @@ Protocol (one split, seeded):
      training and validation galaxies, cut to the same central ``--source-crop`` of the frame
      (lossless PNGs). Both start from the pretrained encoder: zoobot loads it by ``hf_hub:``
      name from ``galaxymorph export``'s folder in an offline Hugging Face cache.
-  5. Accuracy (argmax), ROC AUC and the expected calibration error (10 equal-width bins of
-     P(ringed)) on the test set. galaxymorph's trained arms are calibrated as ``finetune``
+  5. Accuracy (P > 1/2), ROC AUC and the expected calibration error (10 equal-width bins of
+     P(ringed)) on the test set; galaxymorph's P(ringed) as ``predict`` gives it (the mean of 5
+     MC-dropout samples). galaxymorph's trained arms are calibrated as ``finetune``
      calibrates (a temperature fitted on their validation labels; ``--no-calibrate``: not),
      and their ECE before it is reported beside (a temperature changes neither accuracy nor
      ROC AUC of two classes).
@@ -84,6 +85,8 @@ from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.engine.settings import ConfigError
 from galaxymorph.models import create_encoder, export_encoder, load_encoder
 from galaxymorph.models.finetune_model import FinetunedModel, PretrainedEncoder
+from galaxymorph.models.head import galaxy_keys
+from galaxymorph.prediction.mc_dropout import DEFAULT_SAMPLES
 from galaxymorph.schema import get_schema
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
 from galaxymorph.training.config import TRAIN_CONFIG_FILE, claim_run
@@ -225,8 +228,10 @@ def encoder_features(model: FinetunedModel, images: torch.Tensor, batch: int = 1
 
 
 @torch.no_grad()
-def ring_probability(model: FinetunedModel, images: torch.Tensor) -> np.ndarray:
-    return model.sample(encoder_features(model, images), 1)[:, 1, 0].numpy()
+def ring_probability(model: FinetunedModel, test: LabelledImages) -> np.ndarray:
+    """P(ringed) as ``predict`` gives it: the mean of its MC-dropout samples, each galaxy's from its id."""
+    samples = model.sample(encoder_features(model, test.images), DEFAULT_SAMPLES, galaxy_keys(test.ids))
+    return samples[:, 1].mean(dim=-1).numpy()
 
 
 def probe_probability(model: FinetunedModel, train_set: LabelledImages, test: LabelledImages) -> np.ndarray:
@@ -249,7 +254,7 @@ def before_calibration(model: FinetunedModel, test: LabelledImages) -> dict[str,
     if temperature is None:
         return {}
     model.set_temperature(None)
-    ece = calibration_error(ring_probability(model, test.images), test.targets.numpy())
+    ece = calibration_error(ring_probability(model, test), test.targets.numpy())
     model.set_temperature(temperature)
     return {"temperature": temperature, "ece_uncalibrated": ece}
 
@@ -347,8 +352,12 @@ def zoobot_probability(zoobot: ZoobotSide, sets: dict[str, LabelledImages], n: i
 
 
 def arm_folder(args: argparse.Namespace) -> Path:
-    """The arms' run folders, one per settings: a run started with others is never resumed."""
-    digest = hashlib.sha256(json.dumps(result_settings(args), sort_keys=True).encode()).hexdigest()[:10]
+    """The arms' run folders, one per training settings: a run started with others is never resumed.
+
+    ``calibrate`` is not one: a finished run calibrated otherwise is only calibrated again.
+    """
+    training = {k: v for k, v in result_settings(args).items() if k != "calibrate"}
+    digest = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:10]
     return args.work / "runs" / digest
 
 
@@ -379,7 +388,7 @@ def run_arm(arm: str, n: int, seed: int, pool: LabelledImages, test: LabelledIma
             p = probe_probability(model, train_set, test)
         else:
             fit(model, train_set, val_set, config)
-            p = ring_probability(model, test.images)
+            p = ring_probability(model, test)
             before = before_calibration(model, test)
     seconds = time.time() - start
     return {"arm": arm, "n": n, "seed": seed, "rings": int(labelled.targets.sum()), **scores(p, test.targets.numpy()),

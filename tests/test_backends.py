@@ -141,3 +141,25 @@ def test_a_backend_that_is_not_installed_is_refused_with_the_extra_to_install(in
     with pytest.raises(ValueError, match=r"--backend openvino needs openvino: pip install 'galaxymorph\[openvino\]'"):
         predict(run, tmp_path / "p.parquet", catalogue=catalogue, backend="openvino", progress=False)
     assert backends.encoder_backend(GalaxyModel(TINY, arch="test_resnet"), "auto")[0] == "eager"
+
+
+@pytest.mark.slow
+def test_export_onnx_of_a_calibrated_classifier_gives_its_tempered_probabilities_and_says_so(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from galaxymorph.models import load_encoder
+    from galaxymorph.models.finetune_model import FinetunedModel
+    from galaxymorph.models.onnx import export_onnx, read_onnx_metadata
+
+    classifier = FinetunedModel.create(load_encoder(_run(tmp_path, 16)), "classification", classes=["no", "yes"])
+    classifier.set_temperature(2.5)
+    with torch.no_grad():  # random features vary little: a steeper head makes the temperature visible
+        classifier.head.linear.weight.mul_(100.0)
+    path = export_onnx(save_model(classifier, tmp_path / "ft" / "best"), tmp_path / "model.onnx")
+    assert read_onnx_metadata(path)["temperature"] == 2.5
+    images = torch.rand(3, 3, 16, 16)
+    probabilities, _ = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"images": images.numpy()})
+    classifier.eval()
+    with torch.no_grad():
+        logits = classifier.head(classifier.features(images))
+    np.testing.assert_allclose(probabilities, (logits / 2.5).softmax(dim=1).numpy(), rtol=PARITY, atol=1e-6)

@@ -1,4 +1,4 @@
-"""Post-hoc calibration: a scale per question that keeps the fractions and fixes the spread; a classifier's temperature."""
+"""Post-hoc calibration: a scale per question that keeps the fractions and fixes the spread; a temperature."""
 
 from __future__ import annotations
 

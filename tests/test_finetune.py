@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from support import TIMM_ARCH as ARCH
 from support import timm_folder
 from timm.models import group_parameters
@@ -21,6 +22,7 @@ from galaxymorph.data.labelled import decode_images, read_labels
 from galaxymorph.data.transforms import Preprocessing, eval_transform
 from galaxymorph.losses import DirichletMultinomialLoss
 from galaxymorph.models import GalaxyModel, load_encoder, load_model, save_model
+from galaxymorph.models.checkpoint import fingerprint
 from galaxymorph.models.finetune_model import FinetunedModel
 from galaxymorph.prediction.layout import (
     outputs_layout,
@@ -129,13 +131,27 @@ def test_a_fine_tuned_classifier_is_calibrated_on_its_validation_labels_and_pred
     with torch.no_grad():
         logits = calibrated.head(features)
         assert torch.allclose(calibrated.sample(features, 1)[..., 0], (logits / temperature).softmax(dim=1))
-    weights = _weights(best)
-    finetune(dataclasses.replace(config, calibrate=False))  # the finished run again: nothing trains, T goes
+    weights, made_by = _weights(best), fingerprint(calibrated)
+    finetune(config)  # the finished run again: nothing trains, and the model is the one predictions recorded
+    assert fingerprint(load_model(best)) == made_by
+
+    finetune(dataclasses.replace(config, calibrate=False))  # nothing trains; the temperature goes
     plain = load_model(best)
     assert plain.config["temperature"] is None
     assert all(torch.equal(weights[k], w) for k, w in _weights(best).items())
     with torch.no_grad():
         assert torch.allclose(plain.sample(features, 1)[..., 0], plain.head(features).softmax(dim=1))
+    finetune(config)  # calibrated again: the same fit on the same model
+    assert load_model(best).config["temperature"] == temperature
+
+
+def test_the_cli_fine_tunes_a_classifier_without_calibration_when_asked(run_dir, toy_catalogue, tmp_path):
+    args = ["finetune", "--checkpoint", str(run_dir / "best"), "--catalog", str(toy_catalogue), "--label-col", "ring",
+            "--out", str(tmp_path / "ft"), "--epochs", "1", "--no-calibrate"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "ft").config["temperature"] is None
+    assert yaml.safe_load((tmp_path / "ft" / "finetune_config.yaml").read_text())["calibrate"] is False
 
 
 def test_hugging_face_style_timm_folders_load(tmp_path):

@@ -31,7 +31,7 @@ from galaxymorph.schema import Schema
 __all__ = ["fit_scales", "fit_temperature", "scale_concentrations"]
 
 GRID = np.geomspace(0.05, 20.0, 61)  # wide enough for posteriors 20x too narrow or too wide
-TEMPERATURE_PRIOR_WIDTH = 1.0  # of log T: T within a factor e of 1 is unremarkable, a factor e^3 needs strong evidence
+TEMPERATURE_PRIOR_WIDTH = 0.5  # of log T: T within a factor 1.65 of 1 is unremarkable, a factor 4.5 needs strong evidence
 
 
 def scale_concentrations(concentrations: np.ndarray, schema: Schema, scales: Mapping[str, float]) -> np.ndarray:
@@ -76,7 +76,8 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     too large comes back with ``T`` near 3.
     """
     p = np.asarray(probabilities, dtype=np.float64)
-    log_p = np.log(np.clip(p[..., None] if p.ndim == 2 else p, 1e-300, None))
+    floor = np.finfo(np.float32).tiny  # a probability predict's float32 rounded to 0 was at most about this
+    log_p = np.log(np.clip(p[..., None] if p.ndim == 2 else p, floor, None))
     chosen = np.asarray(labels, dtype=np.int64)
     samples = log_p.shape[2]
 

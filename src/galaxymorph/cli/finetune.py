@@ -82,7 +82,8 @@ def finetune(
         class_weights=_class_weights(class_weights), label_smoothing=label_smoothing, regression_loss=loss,
         bounded=bounded, unfreeze=_unfreeze(unfreeze) if unfreeze is not None else None, head_epochs=head_epochs,
         epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, layer_decay=layer_decay, dropout=dropout,
-        patience=patience, val_fraction=val_fraction, calibrate=calibrate, seed=seed, preprocessing=preprocessing, image_size=image_size,
+        patience=patience, val_fraction=val_fraction, calibrate=calibrate, seed=seed, preprocessing=preprocessing,
+        image_size=image_size,
         source_crop=source_crop,
         channels=channels, workers=workers, accelerator=accelerator, devices=devices, precision=precision,
     )

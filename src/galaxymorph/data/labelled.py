@@ -204,7 +204,7 @@ def galaxy_loader(data: LabelledImages, batch_size: int, pin_memory: bool = Fals
 
 
 class LabelledDataModule(AugmentingDataModule):
-    """Fine-tuning batches ``{"image", "target"}`` from decoded images, augmented on the device as training's are."""
+    """Fine-tuning batches ``{"image", "target", "id_str"}`` of decoded images, augmented on the device."""
 
     def __init__(self, train_set: LabelledImages, val_set: LabelledImages, preprocessing: Preprocessing,
                  batch_size: int, seed: int = 0, pin_memory: bool = False) -> None:

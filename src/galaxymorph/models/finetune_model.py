@@ -116,7 +116,6 @@ class FinetunedModel(Finetunable):
         n_features, dropout = int(config["n_features"]), float(config["dropout"])
         if task == "classification":
             self.head: nn.Module = ClassifierHead(n_features, len(config["classes"]), dropout)
-            self.head.temperature = float(config.get("temperature") or 1.0)
         elif task == "regression":
             self.head = RegressionHead(n_features, dropout, bounded=bool(config["bounded"]))
         else:
@@ -126,6 +125,8 @@ class FinetunedModel(Finetunable):
             self.encoder.to(memory_format=torch.channels_last)
         self._set_input_normalisation(config["input_mean"], config["input_std"])
         self._config = copy.deepcopy(config)
+        if task == "classification":
+            self.set_temperature(config.get("temperature"))  # configs from before calibration have none
 
     @classmethod
     def create(

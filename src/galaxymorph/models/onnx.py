@@ -142,7 +142,8 @@ def export_onnx(source: Checkpoints, path: str | Path) -> Path:
     config = model.config
     answers = config.get("answers") or config.get("classes") or [config.get("target")]
     metadata = {"exported_from": str(source), "preprocessing": config["preprocessing"],
-                "task": config.get("task", "tree"), "outputs": answers, "calibration": config.get("calibration")}
+                "task": config.get("task", "tree"), "outputs": answers, "calibration": config.get("calibration"),
+                "temperature": config.get("temperature")}
     graph = onnx_graph(model, _head_and_features(model), ["outputs", "features"], metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

@@ -47,6 +47,9 @@ def posterior(model: nn.Module, images: torch.Tensor, samples: int, tta: bool = 
     return per_view.unflatten(0, views.shape[:2]).permute(1, 2, 0, 3).flatten(2), unrotated
 
 
+DEFAULT_SAMPLES = 5  # predict's --samples: also what a run's validation pass calibrates on
+
+
 class MCDropoutPredictor(pl.LightningModule):
     """The encoder once, then ``samples`` head passes, each galaxy's masks from its ``id_str``.
 

@@ -28,6 +28,9 @@ class FitSettings(RunSettings):
     grad_clip: float | None = 1.0  # largest gradient norm (None: no clipping)
     patience: int = 5  # epochs without val-loss improvement before stopping
     seed: int = 0
+    # after training, fit the posterior's spread on the validation split: one concentration scale per
+    # question (train), a classifier's temperature (finetune)
+    calibrate: bool = True
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
@@ -61,7 +64,6 @@ class TrainConfig(FitSettings):
     threads: int | None = None  # torch intra-op threads per process; None: torch's default
     max_time: str | None = None  # HH:MM:SS
     checkpoint_minutes: float = 10.0
-    calibrate: bool = True  # fit one concentration scale per question on the validation votes after training
     ood_reference: int = 4000  # validation galaxies kept for predict's ood_score (0: none, no ood_score column)
     workers: int = dataclasses.field(default=2, kw_only=True)
 
@@ -113,7 +115,6 @@ class FinetuneConfig(FitSettings):
     head_lr: float | None = None  # learning rate of the head-only stage (default: lr)
     layer_decay: float = 0.75
     val_fraction: float = 0.2
-    calibrate: bool = True  # classification: fit a temperature on the validation labels after training
     # Only for timm folders and hub names, which carry no galaxymorph preprocessing:
     preprocessing: str | None = None  # galaxymorph | zoobot (default zoobot for hf_hub:mwalmsley/zoobot-encoder-*)
     image_size: int = 64

@@ -21,6 +21,7 @@ that calibrates its probabilities on the validation labels (``calibrate``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import load_file
 
 from galaxymorph.accelerators import pin_memory
@@ -44,10 +46,10 @@ from galaxymorph.data.masks import MaskedDataModule, load_masks
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.engine import ConfigError, RunSettings, build_trainer, run_over_galaxies
 from galaxymorph.models import load_encoder, save_model
-from galaxymorph.models.checkpoint import WEIGHTS_FILE
+from galaxymorph.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from galaxymorph.models.finetune_model import Finetunable, FinetunedModel, PretrainedEncoder
 from galaxymorph.models.segmentation import SegmentationModel
-from galaxymorph.prediction.mc_dropout import MCDropoutPredictor
+from galaxymorph.prediction.mc_dropout import DEFAULT_SAMPLES, MCDropoutPredictor
 from galaxymorph.quiet import quiet_lightning
 from galaxymorph.schema import get_schema
 from galaxymorph.training.callbacks import MONITOR, ExportBest
@@ -119,7 +121,8 @@ def _stage(model: Finetunable, unfreeze: int | str, epochs: int, module_args: di
 def fit(model: Finetunable, train_set: LabelledImages, val_set: LabelledImages, config: FinetuneConfig) -> Path:
     """Train ``model`` in place (head stage, then unfrozen stage) and return ``out/best``.
 
-    ``model`` ends holding the best weights (those in ``out/best``). Each stage starts
+    ``model`` ends holding the best weights (those in ``out/best``); a classifier also its
+    temperature, fitted on ``val_set`` after training (``config.calibrate``) and saved with them. Each stage starts
     from a seed of its own, so it trains the same numbers whether the run got there in
     one go or resumed; a stage killed mid-way continues from its last epoch, random
     state included.
@@ -141,26 +144,46 @@ def fit(model: Finetunable, train_set: LabelledImages, val_set: LabelledImages, 
     stages: list[tuple[int | str, int, str]] = [(config.unfreeze, config.epochs, "finetune")]
     if config.unfreeze != 0 and config.head_epochs > 0:
         stages.insert(0, (0, config.head_epochs, "head"))
+    trained = False
     for index, (unfreeze, epochs, name) in enumerate(stages):
         lr = config.head_lr if name == "head" and config.head_lr is not None else config.lr
         if not (run / "checkpoints" / f"{name}.done").is_file():
             L.seed_everything(config.seed + index, workers=True, verbose=False)
             _stage(model, unfreeze, epochs, {**module_args, "lr": lr}, train_set, val_set, config, export, name)
+            trained = True
         if not (run / "best" / WEIGHTS_FILE).is_file():
             raise ValueError(f"no finite validation loss in the {name} stage; try a lower --lr or check the labels")
         model.load_state_dict(load_file(str(run / "best" / WEIGHTS_FILE)))  # next stage starts from the best
-    if model.task == "classification":  # also without calibrate: an earlier attempt's temperature goes
-        model.set_temperature(calibrate_classifier(model, val_set, config) if config.calibrate else None)
-        save_model(model.cpu(), run / "best")
+    if isinstance(model, FinetunedModel) and model.task == "classification" and rank_zero_only.rank == 0:
+        _save_calibrated(model, val_set, config, refit=trained)
     return run / "best"
 
 
-def calibrate_classifier(model: FinetunedModel, val_set: LabelledImages, run: RunSettings, samples: int = 5) -> float:
-    """The temperature that calibrates ``model``'s probabilities on ``val_set``, sampled as ``predict`` samples them."""
+def _save_calibrated(model: FinetunedModel, val_set: LabelledImages, config: FinetuneConfig, refit: bool) -> None:
+    """``best/`` with the temperature ``config.calibrate`` asks for: fitted after training, none without calibrate
+    (an earlier attempt's goes), or, when this call trained nothing, the one already saved: the same model keeps
+    its fingerprint, so predictions made with it still resume."""
+    best = Path(config.out) / "best"
+    saved = json.loads((best / CONFIG_FILE).read_text()).get("temperature")
+    if not config.calibrate:
+        model.set_temperature(None)
+    elif saved is not None and not refit:
+        model.set_temperature(saved)
+    else:
+        model.set_temperature(calibrate_classifier(model, val_set, config))
+    save_model(model.cpu(), best)
+
+
+def calibrate_classifier(model: FinetunedModel, val_set: LabelledImages, config: FinetuneConfig,
+                         samples: int = DEFAULT_SAMPLES) -> float:
+    """The temperature that calibrates ``model``'s probabilities on ``val_set``, sampled as ``predict`` samples them.
+
+    It is fitted on the raw probabilities: ``model`` is left without a temperature.
+    """
     model.set_temperature(None)
-    one_device = RunSettings.of(run, devices=1, num_nodes=1)
-    _, outputs = run_over_galaxies(MCDropoutPredictor(model, samples), galaxy_loader(val_set, 64), one_device,
-                                   return_predictions=True)
+    one_device = RunSettings.of(config.run(), devices=1, num_nodes=1)
+    loader = galaxy_loader(val_set, max(config.batch_size, 64), pin_memory(config.accelerator))
+    _, outputs = run_over_galaxies(MCDropoutPredictor(model, samples), loader, one_device, return_predictions=True)
     probabilities = torch.cat([batch_samples for batch_samples, _ in outputs])
     return fit_temperature(probabilities.double().numpy(), val_set.targets.numpy())
 

@@ -30,7 +30,7 @@ from galaxymorph.data.datamodule import GalaxyDataModule
 from galaxymorph.engine import RunSettings, run_over_galaxies
 from galaxymorph.models import GalaxyModel, load_model, save_model
 from galaxymorph.models.ood import OODReference, image_statistics
-from galaxymorph.prediction.mc_dropout import MCDropoutPredictor
+from galaxymorph.prediction.mc_dropout import DEFAULT_SAMPLES, MCDropoutPredictor
 
 __all__ = ["finish_run"]
 
@@ -71,7 +71,7 @@ def _validation_loader(datamodule: L.LightningDataModule) -> tuple[DataLoader, L
 
 
 def finish_run(best: Path, datamodule: L.LightningDataModule, calibrate: bool = True, ood_galaxies: int = 4000,
-               samples: int = 5, run: RunSettings | None = None,
+               samples: int = DEFAULT_SAMPLES, run: RunSettings | None = None,
                callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Fit what is asked on ``datamodule``'s validation galaxies, save it with the model in ``best``; returns it.
 
