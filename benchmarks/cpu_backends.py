@@ -12,7 +12,8 @@ Side by side in one process, alternating, because these machines are shared:
    eager PyTorch; ``torch.compile`` (inductor, frozen weights); onnxruntime and OpenVINO as
    ``predict --backend`` builds them; int8 (onnxruntime's static QDQ quantization, per-channel weights,
    calibrated on other galaxies than those timed) run by onnxruntime and by OpenVINO; bf16 autocast only
-   where the CPU has bf16 instructions (avx512_bf16 or AMX). Each backend's vote fractions (5 keyed
+   where the CPU has bf16 instructions (avx512_bf16 or AMX), and there OpenVINO in bf16 too (its own default
+   on such CPUs, which ``predict --backend openvino`` turns off to keep float32's numbers). Each backend's vote fractions (5 keyed
    MC-dropout samples, as predict computes them) are compared with eager's on the timed galaxies.
    Weights are random, with batch-norm statistics from real galaxies so that features do not fade.
 2. **Pipeline.** ``predict_records`` (what ``predict`` runs after loading the model) over the same
@@ -97,13 +98,15 @@ from galaxymorph.stats import expected_fractions
 from galaxymorph.training import TrainConfig, train
 
 SAMPLES = 5
-BACKENDS = ("eager", "compile", "onnx", "openvino", "int8-onnx", "int8-openvino", "bf16")
+BACKENDS = ("eager", "compile", "onnx", "openvino", "int8-onnx", "int8-openvino", "bf16", "openvino-bf16")
+BF16 = ("bf16", "openvino-bf16")  # run only where the CPU has bf16 instructions
 TINY = {"archs": [TINY_ARCH], "sizes": [16], "threads": [1], "batch": 8, "galaxies": 16, "rounds": 1,
         "round_seconds": 0.0, "backends": ["eager", "onnx", "int8-onnx"], "pipeline_arch": TINY_ARCH,
         "pipeline_backends": ["eager"], "samples": [2], "workers": 2, "pipeline_rounds": 1}
 Encode = Callable[[torch.Tensor], torch.Tensor]
 # the one-off steps (Conversions) each backend needs before its first batch
 STEPS = {"eager": (), "bf16": (), "compile": ("compile",), "onnx": ("onnx",), "openvino": ("openvino",),
+         "openvino-bf16": ("openvino",),
          "int8-onnx": ("onnx", "int8-onnx"), "int8-openvino": ("onnx", "int8-onnx", "int8-openvino")}
 
 
@@ -113,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[64, 224])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
-                        help="default: every one installed (bf16 only with bf16 instructions)")
+                        help="default: every one installed (bf16 and openvino-bf16 only with bf16 instructions)")
     parser.add_argument("--batch", type=int, default=64, help="images per encoder call (and per predict batch)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (the median is kept)")
     parser.add_argument("--round-seconds", type=float, default=1.0, help="each backend's time per round, at least")
@@ -150,9 +153,9 @@ def gemm_gflops(threads: int, n: int = 2048, seconds: float = 1.0) -> float:
 
 def runnable(backend: str, flags: list[str]) -> str | None:
     """Why ``backend`` cannot run here (None: it can)."""
-    if backend == "bf16" and not {"avx512_bf16", "amx_bf16"} & set(flags):
-        return "no bf16 instructions (avx512_bf16, amx_bf16) on this CPU: autocast would emulate them"
-    package = backend.removeprefix("int8-")
+    if backend in BF16 and not {"avx512_bf16", "amx_bf16"} & set(flags):
+        return "no bf16 instructions (avx512_bf16, amx_bf16) on this CPU: bf16 would be emulated"
+    package = backend.removeprefix("int8-").removesuffix("-bf16")
     if package in ("onnx", "openvino") and not installed(package):
         return f"{package} is not installed (pip install 'galaxymorph[{package}]')"
     return None
@@ -226,8 +229,9 @@ class Conversions:
             return self._once("compile", lambda: compiled(model, self.batch))
         if backend == "onnx":
             return onnxruntime_encoder(self.graph(), threads)
-        if backend == "openvino":
-            return openvino_encoder(self._once("openvino", lambda: openvino_model(model)), threads)
+        if backend in ("openvino", "openvino-bf16"):
+            return openvino_encoder(self._once("openvino", lambda: openvino_model(model)), threads,
+                                    "bf16" if backend in BF16 else "f32")
         int8 = self._once("int8-onnx", lambda: int8_graph(self.graph(), self.calibration))
         if backend == "int8-onnx":
             return onnxruntime_encoder(int8, threads)
@@ -600,7 +604,7 @@ def measure(args: argparse.Namespace, result: Result) -> None:
     threads_before = torch.get_num_threads()
     try:
         flags = result.data["machine"]["flags"]
-        wanted = args.backends or [b for b in BACKENDS if b != "bf16" or not runnable(b, flags)]
+        wanted = args.backends or [b for b in BACKENDS if b not in BF16 or not runnable(b, flags)]
         backends = []
         for backend in wanted:
             reason = runnable(backend, flags)
