@@ -33,6 +33,7 @@ Side by side in one process, alternating, because these machines are shared:
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import itertools
 import math
@@ -526,6 +527,7 @@ def measure_accuracy(args: argparse.Namespace, result: Result) -> None:
     for seed in args.accuracy_seeds:
         run = args.work / f"accuracy_{args.accuracy_arch}_{args.accuracy_minutes:g}min_seed{seed}"
         if not (run / "best" / "config.json").is_file():
+            gc.collect()  # the last seed's OpenVINO models: destroyed by a forked loader worker's collector, they hang it
             train(TrainConfig(shards=str(shards), out=str(run), arch=args.accuracy_arch, size=64, seed=seed,
                               epochs=args.accuracy_epochs, patience=args.accuracy_epochs, threads=1, workers=1,
                               max_time=hhmmss(args.accuracy_minutes), progress=False))
