@@ -133,6 +133,33 @@ def test_a_resume_at_another_precision_is_refused_and_the_precision_recorded(inp
         predict(run, bf16, catalogue=catalogue, samples=2, progress=False, accelerator="cpu")
 
 
+def test_openvino_runs_bf16_where_the_cpu_has_it_recorded_apart_from_eagers_bf16(inputs, tmp_path, monkeypatch):
+    """bf16 was refused by every exported backend; OpenVINO's own bf16 (BENCHMARKS: 1.7-4.6x eager on an AVX-512 BF16
+    CPU, its accuracy within the seeds' spread) is its own numbers, never mixed with eager's autocast or float32."""
+    pytest.importorskip("openvino")
+    from galaxymorph.prediction import backends
+
+    run, catalogue = inputs
+    monkeypatch.setattr(backends, "openvino_has_bf16", lambda: False)
+    with pytest.raises(ValueError, match="--backend openvino --precision bf16-mixed needs a CPU with bf16 instructions"):
+        predict(run, tmp_path / "refused.parquet", catalogue=catalogue, backend="openvino", precision="bf16-mixed",
+                progress=False, accelerator="cpu")
+    assert not (tmp_path / "refused.parquet").exists()
+    with pytest.raises(ValueError, match="--backend onnx computes in float32, not --precision bf16-mixed"):
+        backends.check_backend("onnx", "cpu", "bf16-mixed")
+    monkeypatch.setattr(backends, "openvino_has_bf16", lambda: True)  # a CPU without bf16 still runs the hint: in f32
+    out = tmp_path / "openvino_bf16.parquet"
+    predict(run, out, catalogue=catalogue, samples=2, backend="openvino", precision="bf16-mixed", progress=False,
+            accelerator="cpu")
+    made_by = read_predictions(out)[2]["made_by"]
+    assert (made_by["precision"], made_by["backend"]) == ("bf16-mixed", "openvino")
+    for other in ({"backend": "eager", "precision": "bf16-mixed"}, {"backend": "openvino"}):
+        with pytest.raises(ValueError, match="holds rows made with"):
+            predict(run, out, catalogue=catalogue, samples=2, progress=False, accelerator="cpu", **other)
+    assert backends.numerics("bf16-mixed", "auto") == {"precision": "bf16-mixed"}  # auto runs eager at bf16
+    assert backends.numerics("32-true", "openvino") == {}
+
+
 def test_a_backend_that_is_not_installed_is_refused_with_the_extra_to_install(inputs, tmp_path, monkeypatch):
     from galaxymorph.prediction import backends
 

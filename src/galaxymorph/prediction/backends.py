@@ -6,13 +6,17 @@ keyed dropout masks, the OOD score and the writing stay PyTorch's. Every backend
 computes in float32 and gives the same vote fractions as eager PyTorch to float
 rounding (within 1e-4: ``tests/test_backends.py``, BENCHMARKS.md), so an output made by
 one may be resumed by another and none of them is recorded in ``made_by``; what does
-change the numbers (``--precision bf16-mixed``) is recorded (:func:`numerics`).
+change the numbers (``--precision bf16-mixed``) is recorded (:func:`numerics`), with the
+backend: eager autocasts PyTorch, and OpenVINO (on CPUs with bf16 instructions) computes in
+bf16 itself, each with its own numbers. ``auto`` never lowers the precision asked for.
 
 ``auto`` takes, on CPU, OpenVINO, then onnxruntime, else eager; on a GPU eager (the
 exported ones run on CPU only). On the CPU measured in BENCHMARKS.md (an AVX-512 Xeon, 1
 thread) OpenVINO ran the encoders at 0.94-2.87x eager's images/s and onnxruntime at
 0.80-2.16x, both slower only on convnext_nano at 64 px; converting costs seconds when
-predict starts, so eager, the default, stays faster for a few hundred galaxies.
+predict starts, so eager, the default, stays faster for a few hundred galaxies. On an AMD
+EPYC with AVX-512 BF16, OpenVINO's bf16 ran them at 1.7-4.6x eager's float32, its accuracy
+within the seeds' spread: offered when asked for (``--precision bf16-mixed``), never by ``auto``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from galaxymorph.models.ensemble import Ensemble
 from galaxymorph.models.onnx import EXPORTER
 
 __all__ = ["AUTO_ORDER", "BACKENDS", "FLOAT32_PRECISIONS", "Encode", "check_backend", "encoder_backend", "installed",
-           "numerics", "onnxruntime_encoder", "openvino_encoder", "openvino_model"]
+           "numerics", "onnxruntime_encoder", "openvino_encoder", "openvino_has_bf16", "openvino_model"]
 
 Encode = Callable[[torch.Tensor], Any]  # images -> features, as model.features gives them
 
@@ -38,6 +42,7 @@ NEEDS = {"openvino": ("openvino", "openvino"), "onnx": ("onnxruntime", "onnx")}
 BACKENDS = ("auto", "eager", *NEEDS)
 AUTO_ORDER = ("openvino", "onnx")  # fastest first (BENCHMARKS.md: CPU backends)
 FLOAT32_PRECISIONS = ("32-true", "32")
+OPENVINO_PRECISIONS = {"32-true": "f32", "32": "f32", "bf16-mixed": "bf16"}  # --precision -> its inference precision
 
 
 def installed(backend: str) -> bool:
@@ -64,14 +69,24 @@ def _exported(backend: str, device: torch.device | str, precision: str) -> list[
         return []
     if device.type != "cpu":
         raise ValueError(f"--backend {backend} runs on CPU only, not {device.type}; use --backend eager or auto there")
-    if precision not in FLOAT32_PRECISIONS:
+    if precision not in FLOAT32_PRECISIONS and not (backend == "openvino" and precision in OPENVINO_PRECISIONS):
         raise ValueError(f"--backend {backend} computes in float32, not --precision {precision}; use --precision "
-                         "32-true, or --backend eager for reduced precision")
+                         "32-true, or --backend eager for reduced precision (openvino also runs bf16-mixed)")
     if not installed(backend):
         module, extra = NEEDS[backend]
         raise ValueError(f"--backend {backend} needs {module}: pip install 'galaxymorph[{extra}]' "
                          "(or --backend auto, which takes what is installed)")
+    if backend == "openvino" and precision not in FLOAT32_PRECISIONS and not openvino_has_bf16():
+        raise ValueError(f"--backend openvino --precision {precision} needs a CPU with bf16 instructions (AVX-512 "
+                         "BF16 or AMX); this one has none and would compute in float32: use --precision 32-true")
     return [backend]
+
+
+def openvino_has_bf16() -> bool:
+    """Whether OpenVINO computes bf16 natively on this CPU (it ignores a bf16 hint elsewhere)."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def check_backend(backend: str, device: torch.device | str = "cpu", precision: str = "32-true") -> None:
@@ -79,13 +94,17 @@ def check_backend(backend: str, device: torch.device | str = "cpu", precision: s
     _exported(backend, device, precision)
 
 
-def numerics(precision: str) -> dict[str, str]:
-    """What ``made_by`` records of how the numbers were computed: nothing for float32 (any backend), else the precision.
+def numerics(precision: str, backend: str = "eager") -> dict[str, str]:
+    """What ``made_by`` records of how the numbers were computed: nothing for float32 (any backend), else the precision
+    and, for an exported backend, which one.
 
     The float32 backends agree to float rounding, so files made by any of them resume one
-    another; reduced precision gives other numbers and must not be mixed in.
+    another; reduced precision gives other numbers, eager's autocast others than OpenVINO's
+    bf16, and must not be mixed in. (``auto`` runs eager at reduced precision.)
     """
-    return {} if precision in FLOAT32_PRECISIONS else {"precision": precision}
+    if precision in FLOAT32_PRECISIONS:
+        return {}
+    return {"precision": precision, **({"backend": backend} if backend in NEEDS else {})}
 
 
 def onnxruntime_encoder(graph: bytes, threads: int) -> Encode:
@@ -103,7 +122,7 @@ def onnxruntime_encoder(graph: bytes, threads: int) -> Encode:
 def openvino_encoder(converted: Any, threads: int, precision: str = "f32") -> Encode:
     """An OpenVINO model (converted from ``features``, or read from ONNX) compiled for the CPU on ``threads``.
 
-    ``precision`` f32 always: OpenVINO's default is bf16 on CPUs that have it (other numbers).
+    ``precision`` f32 unless bf16 is asked for: OpenVINO's default is bf16 on CPUs that have it (other numbers).
     """
     import openvino
 
@@ -128,17 +147,17 @@ def _numpy(images: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
 
 
-def _onnxruntime(model: nn.Module) -> Encode:
+def _onnxruntime(model: nn.Module, precision: str) -> Encode:
     from galaxymorph.models.onnx import onnx_graph
 
     return onnxruntime_encoder(onnx_graph(model, model.features, ["features"]), torch.get_num_threads())
 
 
-def _openvino(model: nn.Module) -> Encode:
-    return openvino_encoder(openvino_model(model), torch.get_num_threads())  # the threads share_threads gave
+def _openvino(model: nn.Module, precision: str) -> Encode:  # the threads share_threads gave
+    return openvino_encoder(openvino_model(model), torch.get_num_threads(), OPENVINO_PRECISIONS[precision])
 
 
-_BUILDERS: dict[str, Callable[[nn.Module], Encode]] = {"onnx": _onnxruntime, "openvino": _openvino}
+_BUILDERS: dict[str, Callable[[nn.Module, str], Encode]] = {"onnx": _onnxruntime, "openvino": _openvino}
 
 
 def encoder_backend(model: nn.Module, backend: str, device: torch.device | str = "cpu",
@@ -152,7 +171,7 @@ def encoder_backend(model: nn.Module, backend: str, device: torch.device | str =
     """
     for name in _exported(backend, device, precision):
         try:
-            return name, _build(model.eval(), name)
+            return name, _build(model.eval(), name, precision)
         except Exception as err:  # the converters' own errors have no common base class
             reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             if backend != "auto":
@@ -163,8 +182,8 @@ def encoder_backend(model: nn.Module, backend: str, device: torch.device | str =
     return "eager", model.features
 
 
-def _build(model: nn.Module, backend: str) -> Encode:
+def _build(model: nn.Module, backend: str, precision: str) -> Encode:
     if isinstance(model, Ensemble):
-        members = [_build(member, backend) for member in model.models]
+        members = [_build(member, backend, precision) for member in model.models]
         return lambda images: [encode(images) for encode in members]
-    return _BUILDERS[backend](model)
+    return _BUILDERS[backend](model, precision)

@@ -40,10 +40,11 @@ class OODWarning(UserWarning):
 MASKS = "from each id_str"
 
 
-def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool, precision: str) -> dict[str, Any]:
+def _made_by(model: nn.Module, checkpoint: Checkpoints, samples: int, tta: bool, precision: str,
+             backend: str) -> dict[str, Any]:
     """What makes a predictions file's rows (:func:`made_by` with predict's own settings)."""
     masks = {"dropout_masks": MASKS} if samples > 1 else {}  # one sample is the head without dropout
-    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, **masks, **numerics(precision))
+    return made_by(model, checkpoint, "predict", samples=samples, tta=tta, **masks, **numerics(precision, backend))
 
 
 def _applied_calibration(model: nn.Module) -> dict[str, float] | None:
@@ -77,7 +78,7 @@ def predict_records(model: nn.Module, records: Callable[[], Iterable[Record]], o
     module = MCDropoutPredictor(model, samples, tta, backend)
     out = claim_output(out)
     meta = {"preprocessing": model.config["preprocessing"], **(metadata or {})}
-    meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta, run.precision)
+    meta["made_by"] = meta.get("made_by") or _made_by(model, model, samples, tta, run.precision, backend)
     if model.config.get("task") == "segmentation":
         if backend not in ("eager", "auto"):
             raise ValueError(f"--backend {backend} runs a classification model's encoder; predict a segmentation "
@@ -126,4 +127,4 @@ def predict(checkpoint: Checkpoints, out: str | Path, images_dir: str | Path | N
     records = prediction_records(images_dir, catalogue, shards, split, model.config["preprocessing"])
     return predict_records(model, records, out, samples=samples, tta=tta, run=run, backend=backend,
                            metadata={"source": describe_inputs(images_dir, catalogue, shards),
-                                     "made_by": _made_by(model, checkpoint, samples, tta, run.precision)})
+                                     "made_by": _made_by(model, checkpoint, samples, tta, run.precision, backend)})
