@@ -54,7 +54,9 @@ def cpu_description(machine: dict[str, Any]) -> str:
     """The CPU model and the vector extensions that move these timings most."""
     flags = set(machine.get("flags", ()))
     vector = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
-    return f"{machine['cpu']} ({vector})"
+    low_precision = [name for flag, name in (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"), ("amx_bf16", "AMX"))
+                     if flag in flags]  # what int8 and bf16 run on
+    return f"{machine['cpu']} ({', '.join([vector, *low_precision])})"
 
 
 def provenance(path: Path, result: dict[str, Any]) -> str:
