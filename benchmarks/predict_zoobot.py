@@ -144,6 +144,9 @@ if job["one_decode"]:
 json.dump(info, open(job["info"], "w"))
 '''
 
+# sides that lower the precision: name -> (predict --backend, --precision)
+REDUCED_PRECISION = {"openvino-bf16": ("openvino", "bf16-mixed")}
+
 
 def untrained_model(arch: str, prep: Preprocessing, images: torch.Tensor) -> GalaxyModel:
     """A random gz2 model (seed 0) in eval mode whose batch-norm statistics come from ``images`` (model inputs).
@@ -195,9 +198,10 @@ def ours_child(job_file: Path) -> None:
     model = load_model(job["checkpoint"])
     records = prediction_records(None, job["catalogue"], None, None, model.config["preprocessing"])
     start = time.perf_counter()
+    backend, precision = REDUCED_PRECISION.get(job["backend"], (job["backend"], "32-true"))
     counts = predict_records(model, records, job["out"], samples=job["samples"], batch_size=job["batch_size"],
                              workers=job["workers"], accelerator="cpu", rows_per_part=job["rows_per_part"],
-                             progress=False, backend=job["backend"])
+                             progress=False, backend=backend, precision=precision)
     Path(job["info"]).write_text(json.dumps({"seconds": time.perf_counter() - start, **counts}))
 
 
@@ -325,9 +329,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "at least a batch), so the kill finds parts to resume from")
     parser.add_argument("--signal", choices=["KILL", "INT", "TERM"], default="KILL", help="how the resume run is stopped")
     parser.add_argument("--skip-one-decode", action="store_true", help="only zoobot's own way (one call per sample)")
-    parser.add_argument("--backends", nargs="+", default=["eager"], choices=["eager", "onnx", "openvino", "auto"],
+    parser.add_argument("--backends", nargs="+", default=["eager"],
+                        choices=["eager", "onnx", "openvino", "auto", *REDUCED_PRECISION],
                         help="what runs our encoder (predict --backend; an exported one's conversion is inside the "
-                        "time): each is a side of its own, the first is the one resumed")
+                        "time): each is a side of its own, the first is the one resumed; openvino-bf16 is "
+                        "--backend openvino --precision bf16-mixed (CPUs with bf16 instructions)")
 
 
 def our_side(backend: str, backends: list[str]) -> str:
