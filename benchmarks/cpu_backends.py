@@ -538,6 +538,7 @@ def measure_accuracy(args: argparse.Namespace, result: Result) -> None:
         calibration = eval_transform(prep)(torch.stack([item["image"] for item in itertools.islice(val, 2 * args.batch)]))
         conversions = Conversions(model, calibration, args.batch)
         for backend in ("eager", *backends):
+            gc.collect()  # as before training: the test split's loader worker is forked too
             ids, conc = test_split(model, shards, conversions.encoder(backend, 1), args.batch)
             metrics = evaluate_arrays(conc, table.loc[ids, list(schema.answers)].fillna(0).to_numpy(), schema,
                                       levels=(0.5, 0.9), kaggle=truth.loc[ids].to_numpy())["overall"]

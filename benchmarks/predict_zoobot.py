@@ -338,7 +338,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def our_side(backend: str, backends: list[str]) -> str:
     """Our side's name: as it always was with one backend, else naming the backend."""
-    return "galaxymorph predict" if len(backends) == 1 else f"galaxymorph predict --backend {backend}"
+    if len(backends) == 1:
+        return "galaxymorph predict"
+    options, precision = REDUCED_PRECISION.get(backend, (backend, "32-true"))
+    return f"galaxymorph predict --backend {options}" + (f" --precision {precision}" if precision != "32-true" else "")
 
 
 def measure(args: argparse.Namespace, result: Result) -> None:

@@ -141,18 +141,31 @@ def test_openvino_runs_bf16_where_the_cpu_has_it_recorded_apart_from_eagers_bf16
 
     run, catalogue = inputs
     monkeypatch.setattr(backends, "openvino_has_bf16", lambda: False)
-    with pytest.raises(ValueError, match="--backend openvino --precision bf16-mixed needs a CPU with bf16 instructions"):
+    with pytest.raises(ValueError, match="--backend openvino --precision bf16-mixed needs a CPU on which OpenVINO"):
         predict(run, tmp_path / "refused.parquet", catalogue=catalogue, backend="openvino", precision="bf16-mixed",
                 progress=False, accelerator="cpu")
     assert not (tmp_path / "refused.parquet").exists()
     with pytest.raises(ValueError, match="--backend onnx computes in float32, not --precision bf16-mixed"):
         backends.check_backend("onnx", "cpu", "bf16-mixed")
-    monkeypatch.setattr(backends, "openvino_has_bf16", lambda: True)  # a CPU without bf16 still runs the hint: in f32
-    out = tmp_path / "openvino_bf16.parquet"
-    predict(run, out, catalogue=catalogue, samples=2, backend="openvino", precision="bf16-mixed", progress=False,
-            accelerator="cpu")
+    with pytest.raises(ValueError, match="--backend openvino runs --precision 32-true or bf16-mixed, not 16-mixed"):
+        backends.check_backend("openvino", "cpu", "16-mixed")
+    monkeypatch.setattr(backends, "openvino_has_bf16", lambda: True)
+    asked, compile_for = [], backends.openvino_encoder
+
+    def recording(converted, threads, precision="f32"):
+        asked.append(precision)
+        return compile_for(converted, threads, "f32")  # float32 on any CPU, so the head's precision shows alone
+
+    monkeypatch.setattr(backends, "openvino_encoder", recording)
+    options = dict(catalogue=catalogue, samples=2, backend="openvino", progress=False, accelerator="cpu")
+    float32, out = tmp_path / "openvino_f32.parquet", tmp_path / "openvino_bf16.parquet"
+    predict(run, float32, **options)
+    predict(run, out, precision="bf16-mixed", **options)
+    assert asked == ["f32", "bf16"]
+    np.testing.assert_allclose(_fractions(out), _fractions(float32), atol=1e-6)  # the head and OOD score: float32
     made_by = read_predictions(out)[2]["made_by"]
     assert (made_by["precision"], made_by["backend"]) == ("bf16-mixed", "openvino")
+    assert predict(run, out, precision="bf16-mixed", **options)["new"] == 0  # its own settings resume it
     for other in ({"backend": "eager", "precision": "bf16-mixed"}, {"backend": "openvino"}):
         with pytest.raises(ValueError, match="holds rows made with"):
             predict(run, out, catalogue=catalogue, samples=2, progress=False, accelerator="cpu", **other)

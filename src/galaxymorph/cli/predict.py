@@ -31,7 +31,7 @@ def predict(
     accelerator: str = typer.Option("auto", help="auto | cpu | gpu | mps."),
     precision: str = typer.Option("32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed."),
     backend: str = typer.Option("eager", help="What runs the encoder: eager (PyTorch), onnx (onnxruntime), openvino, "
-                                "or auto (the fastest installed; all float32, same vote fractions to 1e-4). "
+                                "or auto (the fastest installed; at 32-true all give the same vote fractions to 1e-4). "
                                 "--precision bf16-mixed runs in eager or openvino (on CPUs with bf16 instructions)."),
 ) -> None:
     """Posterior vote fractions with credible intervals: the encoder once, the head --samples times.

@@ -2,12 +2,13 @@
 
 MC-dropout prediction spends nearly all its model time in one encoder pass per galaxy
 (the head is one linear layer), so that pass is what a backend replaces; the head's
-keyed dropout masks, the OOD score and the writing stay PyTorch's. Every backend here
-computes in float32 and gives the same vote fractions as eager PyTorch to float
-rounding (within 1e-4: ``tests/test_backends.py``, BENCHMARKS.md), so an output made by
-one may be resumed by another and none of them is recorded in ``made_by``; what does
-change the numbers (``--precision bf16-mixed``) is recorded (:func:`numerics`), with the
-backend: eager autocasts PyTorch, and OpenVINO (on CPUs with bf16 instructions) computes in
+keyed dropout masks, the OOD score and the writing stay PyTorch's, in float32 after an
+exported encoder. At ``--precision 32-true`` every backend here computes in float32 and
+gives the same vote fractions as eager PyTorch to float rounding (within 1e-4:
+``tests/test_backends.py``, BENCHMARKS.md), so an output made by one may be resumed by
+another and none of them is recorded in ``made_by``; what does change the numbers
+(``--precision bf16-mixed``) is recorded (:func:`numerics`), with the backend: eager
+autocasts PyTorch, and OpenVINO (on CPUs with bf16 instructions) computes the encoder in
 bf16 itself, each with its own numbers. ``auto`` never lowers the precision asked for.
 
 ``auto`` takes, on CPU, OpenVINO, then onnxruntime, else eager; on a GPU eager (the
@@ -69,16 +70,20 @@ def _exported(backend: str, device: torch.device | str, precision: str) -> list[
         return []
     if device.type != "cpu":
         raise ValueError(f"--backend {backend} runs on CPU only, not {device.type}; use --backend eager or auto there")
-    if precision not in FLOAT32_PRECISIONS and not (backend == "openvino" and precision in OPENVINO_PRECISIONS):
-        raise ValueError(f"--backend {backend} computes in float32, not --precision {precision}; use --precision "
-                         "32-true, or --backend eager for reduced precision (openvino also runs bf16-mixed)")
+    if backend == "openvino" and precision not in OPENVINO_PRECISIONS:
+        raise ValueError(f"--backend openvino runs --precision 32-true or bf16-mixed, not {precision}; use one of "
+                         "them, or --backend eager")
+    if backend == "onnx" and precision not in FLOAT32_PRECISIONS:
+        raise ValueError(f"--backend onnx computes in float32, not --precision {precision}; use --precision "
+                         "32-true, or --backend eager or openvino for reduced precision")
     if not installed(backend):
         module, extra = NEEDS[backend]
         raise ValueError(f"--backend {backend} needs {module}: pip install 'galaxymorph[{extra}]' "
                          "(or --backend auto, which takes what is installed)")
     if backend == "openvino" and precision not in FLOAT32_PRECISIONS and not openvino_has_bf16():
-        raise ValueError(f"--backend openvino --precision {precision} needs a CPU with bf16 instructions (AVX-512 "
-                         "BF16 or AMX); this one has none and would compute in float32: use --precision 32-true")
+        raise ValueError(f"--backend openvino --precision {precision} needs a CPU on which OpenVINO computes bf16 "
+                         "(AVX-512 BF16 or AMX, for instance); on this one it would compute in float32: use "
+                         "--precision 32-true")
     return [backend]
 
 

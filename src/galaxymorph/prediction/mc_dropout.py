@@ -7,6 +7,7 @@ cheap head passes instead of N full forward passes. The Lightning module here is
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import torch
@@ -66,12 +67,14 @@ class MCDropoutPredictor(pl.LightningModule):
         self.model, self.samples, self.tta, self.backend = model, samples, tta, backend
         self._transform: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._encode: Encode | None = None
+        self._exported = False
 
     def on_predict_start(self) -> None:
         share_threads(self.trainer)
         self._transform = eval_transform(Preprocessing.from_dict(self.model.config["preprocessing"]))
         self.model.eval()
-        _, self._encode = encoder_backend(self.model, self.backend, self.device, self.trainer.precision)
+        name, self._encode = encoder_backend(self.model, self.backend, self.device, self.trainer.precision)
+        self._exported = name != "eager"
 
     def on_predict_end(self) -> None:
         self._encode = None  # an exported copy of the weights, not kept beyond the run
@@ -91,6 +94,9 @@ class MCDropoutPredictor(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         if batch["image"] is None:
             return None
-        images, samples, features = self.run(batch)
-        score = getattr(self.model, "ood_score", None)
-        return samples.float(), None if score is None else score(images, features)
+        # an exported encoder computes at its own precision (OpenVINO's bf16); the head and OOD score after it stay
+        # float32 whatever autocast --precision opened, as BENCHMARKS measured them
+        with torch.autocast(self.device.type, enabled=False) if self._exported else contextlib.nullcontext():
+            images, samples, features = self.run(batch)
+            score = getattr(self.model, "ood_score", None)
+            return samples.float(), None if score is None else score(images, features)
