@@ -12,9 +12,9 @@ Side by side in one process, alternating, because these machines are shared:
    eager PyTorch; ``torch.compile`` (inductor, frozen weights); onnxruntime and OpenVINO as
    ``predict --backend`` builds them; int8 (onnxruntime's static QDQ quantization, per-channel weights,
    calibrated on other galaxies than those timed) run by onnxruntime and by OpenVINO; bf16 autocast only
-   where the CPU has bf16 instructions (avx512_bf16 or AMX), and there OpenVINO in bf16 too (its own default
-   on such CPUs, which ``predict --backend openvino`` turns off to keep float32's numbers). Each backend's vote fractions (5 keyed
-   MC-dropout samples, as predict computes them) are compared with eager's on the timed galaxies.
+   where the CPU has bf16 instructions (avx512_bf16 or AMX), and there OpenVINO in bf16 too (``predict --backend
+   openvino --precision bf16-mixed``). Each backend's vote fractions (5 keyed MC-dropout samples, as predict
+   computes them) are compared with eager's on the timed galaxies.
    Weights are random, with batch-norm statistics from real galaxies so that features do not fade.
 2. **Pipeline.** ``predict_records`` (what ``predict`` runs after loading the model) over the same
    galaxies from a JPEG catalogue and from shards, 2 loader workers, 1 torch thread, for eager and the

@@ -22,6 +22,7 @@ within the seeds' spread: offered when asked for (``--precision bf16-mixed``), n
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 from typing import Any, Callable
@@ -87,6 +88,7 @@ def _exported(backend: str, device: torch.device | str, precision: str) -> list[
     return [backend]
 
 
+@functools.cache  # asked when predict checks its settings and again when it builds the encoder; the CPU stays
 def openvino_has_bf16() -> bool:
     """Whether OpenVINO computes bf16 natively on this CPU (it ignores a bf16 hint elsewhere)."""
     import openvino
