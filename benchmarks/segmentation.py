@@ -19,7 +19,14 @@ who each miss, shift, grow, shrink or partly draw them):
    volunteer drew or the model expects more than 5%).
 4. Speed: training and prediction images/s of the segmentation model beside the
    classification model of the same encoder (random images, the same batches, one run).
-5. ``--decoders``: this package's U-Net decoder against segmentation_models_pytorch's
+5. Real galaxies (``--gz2``; no true masks exist for them): GZ2's face-on disks (at least
+   half their volunteers saw one) cut to the simulated galaxies' scale (the crop whose
+   median measured radius, :func:`galaxymorph.data.extent.measure_extent`, matches theirs),
+   predicted by the pretrained arm's model of the largest n. Reported: the rank correlation
+   of the predicted bar's length (and its expected area, which needs no threshold) with the
+   volunteers' bar vote fraction, the same for the spiral arms, and a grid of the 25 most
+   barred and 25 most spiral galaxies with their masks (``--plots``).
+6. ``--decoders``: this package's U-Net decoder against segmentation_models_pytorch's
    ``UnetDecoder`` with the same widths and with smp's default widths: parameters and
    training and prediction images/s at ``--speed-sizes``; with ``--train-decoders`` also
    Dice and coverage of smp's with the same widths, trained as the pretrained arm on the
@@ -40,21 +47,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from scipy.stats import spearmanr
 
 from benchmarks._harness import Result
+from benchmarks._shared import add_gz2_option, gz2_folder
+from galaxymorph.data.extent import measure_extent
 from galaxymorph.data.labelled import split_train_val
 from galaxymorph.data.masks import load_masks
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluation.masks import evaluate_masks
+from galaxymorph.files import atomic_path
 from galaxymorph.losses import mask_nll
 from galaxymorph.models import GalaxyModel, load_encoder, save_model
 from galaxymorph.models.finetune_model import FinetunedModel
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.models.segmentation import DECODER_CHANNELS, SegmentationModel
 from galaxymorph.prediction import predict
+from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
+from galaxymorph.report.masks import images_as_seen, overlay
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.simulate.catalogue import MASK_COLUMNS, VOLUNTEERS_COLUMN
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
@@ -63,6 +79,9 @@ from galaxymorph.training.finetune_run import build_model, finetune, fit
 PRETRAIN_BATCH = 32
 PRESETS = {"small": dict(galaxies=1200, size=48, sizes=[50, 200], test=150, pretrain_epochs=3, images=1600,
                          batch_size=16, speed_sizes=[64, 128], speed_steps=3)}
+FACE_ON = 0.5  # a real galaxy is scored when at least this share of its volunteers saw a face-on disk (Class2.2)
+SCALE_GALAXIES = 200  # galaxies measured on each side to cut the real images at the simulated ones' scale
+SHOWN_PER_CLASS = 25  # the grid: the most barred and the most spiral real galaxies
 TINY = dict(galaxies=48, size=32, arch="test_resnet", sizes=[8], test=12, pretrain_epochs=1, images=8, samples=2,
             speed_sizes=[32], speed_steps=2, batch_size=8)
 
@@ -81,6 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=5, help="MC-dropout samples per galaxy")
     p.add_argument("--speed-sizes", type=int, nargs="+", default=[64, 128], help="px of the speed comparison")
     p.add_argument("--speed-steps", type=int, default=5)
+    add_gz2_option(p)
+    p.add_argument("--plots", type=Path, help="folder for segmentation_gz2.png (default: the work folder; the user "
+                   "guide's is in docs)")
     p.add_argument("--decoders", action="store_true", help="also: this package's decoder against smp's UnetDecoder")
     p.add_argument("--train-decoders", action="store_true", help="with --decoders: train smp's too (one more run)")
 
@@ -210,6 +232,110 @@ def speeds(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _median_radius(paths: pd.Series) -> float:
+    """The median measured radius of the galaxies in ``paths``, as a share of their frame's side (NaN: none measured)."""
+    shares = []
+    for path in paths:
+        with Image.open(path) as image:
+            extent = measure_extent(image.convert("RGB"))
+            if extent.status == "measured":
+                shares.append(extent.radius / image.width)
+    return float(np.median(shares)) if shares else float("nan")
+
+
+def real_cutouts(simulated: pd.Series, args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
+    """GZ2's face-on disks cut about their centre to the simulated galaxies' scale, with their vote fractions.
+
+    The crop (a share of the GZ2 frame) puts the real galaxies' median measured radius where
+    the simulated ones' is in their frames; the cut-outs are written once, as PNGs.
+    """
+    folder = gz2_folder(args)
+    labels = pd.read_csv(folder / "labels.csv")
+    disks = labels[labels["Class2.2"] >= FACE_ON]
+    disks = pd.DataFrame({"id_str": disks["GalaxyID"].astype(str).to_numpy(),
+                          "bar": (disks["Class3.1"] / disks["Class2.2"]).to_numpy(),
+                          "spiral": (disks["Class4.1"] / disks["Class2.2"]).to_numpy(),
+                          "source": [str(folder / "images" / f"{g}.jpg") for g in disks["GalaxyID"]]})
+    ratio = _median_radius(disks["source"][:SCALE_GALAXIES]) / _median_radius(simulated[:SCALE_GALAXIES])
+    crop = float(np.clip(np.nan_to_num(ratio, nan=1.0), 0.05, 1.0))
+    out = args.work / f"gz2_face_on_crop{crop:.3f}"
+    out.mkdir(exist_ok=True)
+    for id_str, source in zip(disks["id_str"], disks["source"]):
+        target = out / f"{id_str}.png"
+        if not target.is_file():
+            with Image.open(source) as image, atomic_path(target) as tmp:
+                side = round(crop * image.width)
+                lo = (image.width - side) // 2
+                image.crop((lo, lo, lo + side, lo + side)).save(tmp, format="PNG")
+    disks["file_loc"] = [str(out / f"{i}.png") for i in disks["id_str"]]
+    return disks.drop(columns="source"), crop
+
+
+def _agreement(frame: pd.DataFrame, name: str) -> dict[str, float]:
+    """How one class's predicted masks follow its vote fraction, over galaxies with no true mask but with those votes."""
+    frame = frame.dropna(subset=[name])  # 4,000 of the Kaggle galaxies have no bar or spiral votes
+    votes, length, expected = frame[name], frame[f"{name}_length"], frame[f"{name}_expected_area"]
+    many, few = votes > 0.5, votes < 0.2
+    return {"galaxies": len(frame), "rank_correlation_length": float(spearmanr(length, votes).statistic),
+            "rank_correlation_expected_area": float(spearmanr(expected, votes).statistic),
+            "with_mask_votes_over_half": float((frame.loc[many, f"{name}_pixels"] > 0).mean()),
+            "with_mask_votes_under_fifth": float((frame.loc[few, f"{name}_pixels"] > 0).mean()),
+            "median_length_votes_over_half": float(length[many].median()),
+            "galaxies_votes_over_half": int(many.sum()), "galaxies_votes_under_fifth": int(few.sum())}
+
+
+def real_galaxies(model: Path, simulated: pd.Series, args: argparse.Namespace, result: Result) -> None:
+    """Masks of real GZ2 galaxies from the model trained on simulated ones, against their volunteers' votes."""
+    disks, crop = real_cutouts(simulated, args)
+    catalogue = args.work / f"gz2_face_on_crop{crop:.3f}.csv"
+    disks[["id_str", "file_loc"]].to_csv(catalogue, index=False)
+    predictions = args.work / f"gz2_face_on_crop{crop:.3f}_predictions.parquet"
+    predict(model, predictions, catalogue=catalogue, samples=args.samples, progress=False)
+    ids, masks = read_masks(predictions)
+    meta = read_mask_metadata(predictions)
+    classes = list(meta["classes"])
+    expected = pd.DataFrame(masks["mean"].mean(axis=(2, 3)), columns=[f"{c}_expected_area" for c in classes])
+    expected["id_str"] = ids
+    frame = pd.read_parquet(measurements_path(predictions)).merge(expected, on="id_str").merge(
+        disks.drop(columns="file_loc"), on="id_str")
+    rows = {name: _agreement(frame, name) for name in classes}
+    result.figures["real_gz2"] = {"crop": crop, "face_on": FACE_ON, **rows}
+    result.table(["class", "galaxies", "rank corr., length", "rank corr., expected area", "with a mask: votes > 0.5",
+                  "votes < 0.2", "median length, votes > 0.5"],
+                 [[name, r["galaxies"], _cell(r["rank_correlation_length"]), _cell(r["rank_correlation_expected_area"]),
+                   f"{r['with_mask_votes_over_half']:.0%} of {r['galaxies_votes_over_half']}",
+                   f"{r['with_mask_votes_under_fifth']:.0%} of {r['galaxies_votes_under_fifth']}",
+                   _cell(r["median_length_votes_over_half"])] for name, r in rows.items()],
+                 title=f"Real GZ2 face-on disks (no true masks): predicted masks against the volunteers' votes for "
+                       f"the class (central {crop:.2f} of each frame)")
+    plots = args.plots or args.work
+    plots.mkdir(parents=True, exist_ok=True)
+    grid = plots / "segmentation_gz2.png"
+    plot_grid(frame, masks["mean"][[ids.index(i) for i in frame["id_str"]]],
+              Preprocessing.from_dict(meta["preprocessing"]), grid)
+    result.figures["plots"] = [grid]
+
+
+def plot_grid(frame: pd.DataFrame, means: np.ndarray, prep: Preprocessing, path: Path) -> None:
+    """The most barred, then the most spiral galaxies (by votes), each with its posterior mean masks over it."""
+    barred = frame.nlargest(SHOWN_PER_CLASS, "bar").index
+    spiral = frame.drop(barred).nlargest(SHOWN_PER_CLASS, "spiral").index
+    chosen = [*barred, *spiral]
+    seen = images_as_seen([frame.loc[i, "file_loc"] for i in chosen], prep)
+    columns = 10
+    figure = Figure(figsize=(columns * 1.3, -(-len(chosen) // columns) * 1.45))
+    axes = figure.subplots(-(-len(chosen) // columns), columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i, image in zip(axes, chosen, seen):
+        ax.imshow(overlay(image, means[frame.index.get_loc(i)]))
+        ax.set_title(f"bar {frame.loc[i, 'bar']:.2f} spiral {frame.loc[i, 'spiral']:.2f}", fontsize=6)
+    figure.suptitle("Real GZ2 galaxies (first rows: most barred by votes; then most spiral): spiral arms cyan, "
+                    "bar red, opacity = expected share of volunteers", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def _smp_decoder(model: SegmentationModel, widths: tuple[int, ...]) -> torch.nn.Module:
     """smp's UnetDecoder in place of this package's, fed as smp feeds it (a stride-1 stand-in first)."""
     from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
@@ -293,6 +419,11 @@ def measure(args: argparse.Namespace, result: Result) -> None:
                  [[row["arm"], row["masks"], *(_cell(row[c]) for c in dice)] for row in curves],
                  arms=[f"{row['arm']}, n={row['masks']}" for row in curves],
                  title="Dice against the truth (the volunteers' majority beside it) and 90% coverage")
+    if args.tiny or (args.gz2 / "labels.csv").is_file():
+        model = args.work / f"pretrained_{max(args.sizes)}" / "best"
+        real_galaxies(model, parts["pool"]["file_loc"], args, result)
+    else:
+        result.skip("real GZ2 galaxies", f"no labels.csv in --gz2 {args.gz2}")
     speed = speeds(args)
     for row in speed:
         for model in ("segmentation", "classification"):

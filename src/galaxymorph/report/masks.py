@@ -23,7 +23,7 @@ from galaxymorph.mask_stats import pixel_spread
 from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
 from galaxymorph.report.page import TITLE, png_data_uri, read_evaluation, resource, write_page
 
-__all__ = ["COLOURS", "build_mask_report", "overlay"]
+__all__ = ["COLOURS", "build_mask_report", "overlay", "images_as_seen"]
 
 COLOURS = ((0.0, 0.85, 1.0), (1.0, 0.25, 0.2), (1.0, 0.85, 0.0), (0.6, 1.0, 0.3))  # cyan, red, yellow, green, ...
 SHOWN = ("area", "length", "angle")
@@ -44,7 +44,7 @@ def _zoomed(pixels: np.ndarray) -> str:
     return png_data_uri(np.kron(pixels, np.ones((ZOOM, ZOOM, 1), dtype=np.uint8)))
 
 
-def _seen(paths: list[str | None], prep: Preprocessing) -> list[np.ndarray | None]:
+def images_as_seen(paths: list[str | None], prep: Preprocessing) -> list[np.ndarray | None]:
     """Each image as the model saw it, (S, S, C) float in [0, 1], or None where it cannot be read."""
     transform = eval_transform(prep)
     seen: list[np.ndarray | None] = []
@@ -89,7 +89,7 @@ def build_mask_report(predictions: str | Path, out: str | Path, evaluation: str 
     frame = frame.sort_values(f"{classes[0]}_area", ascending=False, kind="stable").reset_index(drop=True)
     ids, masks = read_masks(predictions, frame["id_str"].tolist())
     frame = frame.set_index("id_str").loc[ids].reset_index()
-    seen = _seen(image_paths(frame, catalogue), prep)
+    seen = images_as_seen(image_paths(frame, catalogue), prep)
     spread = pixel_spread(masks["mean"], masks["concentration"])
     cards = [_card(i, image, masks["mean"][n], spread[n], frame.iloc[n], classes)
              for n, (i, image) in enumerate(zip(ids, seen))]
