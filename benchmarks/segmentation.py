@@ -19,13 +19,15 @@ who each miss, shift, grow, shrink or partly draw them):
    volunteer drew or the model expects more than 5%).
 4. Speed: training and prediction images/s of the segmentation model beside the
    classification model of the same encoder (random images, the same batches, one run).
-5. Real galaxies (``--gz2``; no true masks exist for them): GZ2's face-on disks (at least
-   half their volunteers saw one) cut to the simulated galaxies' scale (the crop whose
+5. Real galaxies (the Kaggle GZ2 folder, ``--gz2``, when it is there; no true masks exist
+   for them): GZ2's face-on disks (at least half their volunteers saw one) with bar and
+   spiral votes, cut to the simulated galaxies' scale (the crop whose
    median measured radius, :func:`galaxymorph.data.extent.measure_extent`, matches theirs),
-   predicted by the pretrained arm's model of the largest n. Reported: the rank correlation
-   of the predicted bar's length (and its expected area, which needs no threshold) with the
-   volunteers' bar vote fraction, the same for the spiral arms, and a grid of the 25 most
-   barred and 25 most spiral galaxies with their masks (``--plots``).
+   predicted by the pretrained arm's model of the largest n. Reported per class (bar, arms):
+   the rank correlation of the mask's expected area (no threshold) and of its length with
+   the volunteers' vote fraction, the share of galaxies with a mask drawn among those most
+   volunteers gave the class and those fewer than a fifth did, and a grid of the 25 most
+   barred and 25 most spiral galaxies with their masks (in ``--plots``).
 6. ``--decoders``: this package's U-Net decoder against segmentation_models_pytorch's
    ``UnetDecoder`` with the same widths and with smp's default widths: parameters and
    training and prediction images/s at ``--speed-sizes``; with ``--train-decoders`` also
@@ -64,13 +66,14 @@ from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluation.masks import evaluate_masks
 from galaxymorph.files import atomic_path
 from galaxymorph.losses import mask_nll
+from galaxymorph.mask_stats import THRESHOLD
 from galaxymorph.models import GalaxyModel, load_encoder, save_model
 from galaxymorph.models.finetune_model import FinetunedModel
 from galaxymorph.models.head import galaxy_keys
 from galaxymorph.models.segmentation import DECODER_CHANNELS, SegmentationModel
 from galaxymorph.prediction import predict
 from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
-from galaxymorph.report.masks import images_as_seen, overlay
+from galaxymorph.report.masks import COLOUR_NAMES, images_as_seen, overlay
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.simulate.catalogue import MASK_COLUMNS, VOLUNTEERS_COLUMN
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
@@ -233,7 +236,7 @@ def speeds(args: argparse.Namespace) -> list[dict]:
 
 
 def _median_radius(paths: pd.Series) -> float:
-    """The median measured radius of the galaxies in ``paths``, as a share of their frame's side (NaN: none measured)."""
+    """The median measured radius of the galaxies in ``paths``, a share of their frame's side (NaN: none measured)."""
     shares = []
     for path in paths:
         with Image.open(path) as image:
@@ -243,21 +246,26 @@ def _median_radius(paths: pd.Series) -> float:
     return float(np.median(shares)) if shares else float("nan")
 
 
-def real_cutouts(simulated: pd.Series, args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
-    """GZ2's face-on disks cut about their centre to the simulated galaxies' scale, with their vote fractions.
+def real_cutouts(simulated: pd.Series, args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, float]]:
+    """GZ2's face-on disks with bar and spiral votes, cut about their centre to the simulated galaxies' scale.
 
-    The crop (a share of the GZ2 frame) puts the real galaxies' median measured radius where
-    the simulated ones' is in their frames; the cut-outs are written once, as PNGs.
+    One crop for all (a share of the GZ2 frame): the one that puts the real galaxies' median
+    measured radius where the simulated ones' is in their frames, as a user would cut their
+    images to a model's scale. (The size crop, ``SizeCrop``, would do it per galaxy, but the
+    model was not trained with it.) The cut-outs are written once, as PNGs.
     """
     folder = gz2_folder(args)
     labels = pd.read_csv(folder / "labels.csv")
-    disks = labels[labels["Class2.2"] >= FACE_ON]
+    # 4,000 of the Kaggle galaxies were given without questions 3 and 4 (NaN, not zero votes)
+    disks = labels[(labels["Class2.2"] >= FACE_ON) & labels[["Class3.1", "Class4.1"]].notna().all(axis=1)]
     disks = pd.DataFrame({"id_str": disks["GalaxyID"].astype(str).to_numpy(),
                           "bar": (disks["Class3.1"] / disks["Class2.2"]).to_numpy(),
                           "spiral": (disks["Class4.1"] / disks["Class2.2"]).to_numpy(),
                           "source": [str(folder / "images" / f"{g}.jpg") for g in disks["GalaxyID"]]})
     ratio = _median_radius(disks["source"][:SCALE_GALAXIES]) / _median_radius(simulated[:SCALE_GALAXIES])
     crop = float(np.clip(np.nan_to_num(ratio, nan=1.0), 0.05, 1.0))
+    if crop != ratio:
+        print(f"real galaxies: the measured scale ratio {ratio:.3f} is cut to {crop:.3f}", flush=True)
     out = args.work / f"gz2_face_on_crop{crop:.3f}"
     out.mkdir(exist_ok=True)
     for id_str, source in zip(disks["id_str"], disks["source"]):
@@ -268,70 +276,80 @@ def real_cutouts(simulated: pd.Series, args: argparse.Namespace) -> tuple[pd.Dat
                 lo = (image.width - side) // 2
                 image.crop((lo, lo, lo + side, lo + side)).save(tmp, format="PNG")
     disks["file_loc"] = [str(out / f"{i}.png") for i in disks["id_str"]]
-    return disks.drop(columns="source"), crop
+    return disks.drop(columns="source"), {"crop": crop, "measured_ratio": ratio}
 
 
 def _agreement(frame: pd.DataFrame, name: str) -> dict[str, float]:
-    """How one class's predicted masks follow its vote fraction, over galaxies with no true mask but with those votes."""
-    frame = frame.dropna(subset=[name])  # 4,000 of the Kaggle galaxies have no bar or spiral votes
-    votes, length, expected = frame[name], frame[f"{name}_length"], frame[f"{name}_expected_area"]
-    many, few = votes > 0.5, votes < 0.2
-    return {"galaxies": len(frame), "rank_correlation_length": float(spearmanr(length, votes).statistic),
-            "rank_correlation_expected_area": float(spearmanr(expected, votes).statistic),
-            "with_mask_votes_over_half": float((frame.loc[many, f"{name}_pixels"] > 0).mean()),
-            "with_mask_votes_under_fifth": float((frame.loc[few, f"{name}_pixels"] > 0).mean()),
-            "median_length_votes_over_half": float(length[many].median()),
+    """How one class's predicted masks follow its vote fraction, over galaxies with no true mask."""
+    votes, many, few = frame[name], frame[name] > 0.5, frame[name] < 0.2
+    drawn = frame[f"{name}_drawn"]
+    return {"galaxies": len(frame),
+            "rank_correlation_expected_area": float(spearmanr(frame[f"{name}_expected_area"], votes).statistic),
+            "rank_correlation_length": float(spearmanr(frame[f"{name}_length"], votes).statistic),
+            "drawn_votes_over_half": float(drawn[many].mean()), "drawn_votes_under_fifth": float(drawn[few].mean()),
             "galaxies_votes_over_half": int(many.sum()), "galaxies_votes_under_fifth": int(few.sum())}
+
+
+def real_masks(model: Path, disks: pd.DataFrame, stem: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict]:
+    """Predict the real galaxies; per galaxy its measurements, votes, expected area and whether a mask is drawn.
+
+    Drawn: the posterior mean mask (expected share above :data:`THRESHOLD`) has a pixel,
+    as the grid shows it. Also returns the mask store's metadata and the mean masks by id.
+    """
+    catalogue = args.work / f"{stem}.csv"
+    disks[["id_str", "file_loc"]].to_csv(catalogue, index=False)
+    predictions = args.work / f"{stem}_predictions.parquet"
+    predict(model, predictions, catalogue=catalogue, samples=args.samples, progress=False)
+    ids, masks = read_masks(predictions)
+    meta = read_mask_metadata(predictions)
+    means = dict(zip(ids, masks["mean"]))
+    per_galaxy = pd.DataFrame({"id_str": ids})
+    for k, name in enumerate(meta["classes"]):
+        per_galaxy[f"{name}_expected_area"] = masks["mean"][:, k].mean(axis=(1, 2))
+        per_galaxy[f"{name}_drawn"] = (masks["mean"][:, k] > THRESHOLD).any(axis=(1, 2))
+    frame = pd.read_parquet(measurements_path(predictions)).merge(per_galaxy, on="id_str").merge(
+        disks.drop(columns="file_loc"), on="id_str")
+    return frame, {**meta, "means": means}
 
 
 def real_galaxies(model: Path, simulated: pd.Series, args: argparse.Namespace, result: Result) -> None:
     """Masks of real GZ2 galaxies from the model trained on simulated ones, against their volunteers' votes."""
-    disks, crop = real_cutouts(simulated, args)
-    catalogue = args.work / f"gz2_face_on_crop{crop:.3f}.csv"
-    disks[["id_str", "file_loc"]].to_csv(catalogue, index=False)
-    predictions = args.work / f"gz2_face_on_crop{crop:.3f}_predictions.parquet"
-    predict(model, predictions, catalogue=catalogue, samples=args.samples, progress=False)
-    ids, masks = read_masks(predictions)
-    meta = read_mask_metadata(predictions)
-    classes = list(meta["classes"])
-    expected = pd.DataFrame(masks["mean"].mean(axis=(2, 3)), columns=[f"{c}_expected_area" for c in classes])
-    expected["id_str"] = ids
-    frame = pd.read_parquet(measurements_path(predictions)).merge(expected, on="id_str").merge(
-        disks.drop(columns="file_loc"), on="id_str")
-    rows = {name: _agreement(frame, name) for name in classes}
-    result.figures["real_gz2"] = {"crop": crop, "face_on": FACE_ON, **rows}
-    result.table(["class", "galaxies", "rank corr., length", "rank corr., expected area", "with a mask: votes > 0.5",
-                  "votes < 0.2", "median length, votes > 0.5"],
-                 [[name, r["galaxies"], _cell(r["rank_correlation_length"]), _cell(r["rank_correlation_expected_area"]),
-                   f"{r['with_mask_votes_over_half']:.0%} of {r['galaxies_votes_over_half']}",
-                   f"{r['with_mask_votes_under_fifth']:.0%} of {r['galaxies_votes_under_fifth']}",
-                   _cell(r["median_length_votes_over_half"])] for name, r in rows.items()],
+    disks, scale = real_cutouts(simulated, args)
+    frame, store = real_masks(model, disks, f"gz2_face_on_{len(disks)}_crop{scale['crop']:.3f}", args)
+    rows = {name: _agreement(frame, name) for name in store["classes"]}
+    result.figures["real_gz2"] = {**scale, "face_on": FACE_ON, **rows}
+    result.table(["class", "galaxies", "rank corr., expected area", "rank corr., length",
+                  "mask drawn: votes > 0.5", "votes < 0.2"],
+                 [[name, r["galaxies"], _cell(r["rank_correlation_expected_area"]), _cell(r["rank_correlation_length"]),
+                   f"{r['drawn_votes_over_half']:.1%} of {r['galaxies_votes_over_half']}",
+                   f"{r['drawn_votes_under_fifth']:.1%} of {r['galaxies_votes_under_fifth']}"]
+                  for name, r in rows.items()],
                  title=f"Real GZ2 face-on disks (no true masks): predicted masks against the volunteers' votes for "
-                       f"the class (central {crop:.2f} of each frame)")
+                       f"the class (central {scale['crop']:.2f} of each frame)")
     plots = args.plots or args.work
     plots.mkdir(parents=True, exist_ok=True)
     grid = plots / "segmentation_gz2.png"
-    plot_grid(frame, masks["mean"][[ids.index(i) for i in frame["id_str"]]],
-              Preprocessing.from_dict(meta["preprocessing"]), grid)
+    plot_grid(frame, store, grid)
     result.figures["plots"] = [grid]
 
 
-def plot_grid(frame: pd.DataFrame, means: np.ndarray, prep: Preprocessing, path: Path) -> None:
+def plot_grid(frame: pd.DataFrame, store: dict, path: Path) -> None:
     """The most barred, then the most spiral galaxies (by votes), each with its posterior mean masks over it."""
     barred = frame.nlargest(SHOWN_PER_CLASS, "bar").index
-    spiral = frame.drop(barred).nlargest(SHOWN_PER_CLASS, "spiral").index
-    chosen = [*barred, *spiral]
-    seen = images_as_seen([frame.loc[i, "file_loc"] for i in chosen], prep)
+    chosen = [*barred, *frame.drop(barred).nlargest(SHOWN_PER_CLASS, "spiral").index]
+    seen = images_as_seen([frame.loc[i, "file_loc"] for i in chosen], Preprocessing.from_dict(store["preprocessing"]))
     columns = 10
-    figure = Figure(figsize=(columns * 1.3, -(-len(chosen) // columns) * 1.45))
-    axes = figure.subplots(-(-len(chosen) // columns), columns, squeeze=False).ravel()
+    rows = -(-len(chosen) // columns)
+    figure = Figure(figsize=(columns * 1.3, rows * 1.45))
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes:
         ax.axis("off")
     for ax, i, image in zip(axes, chosen, seen):
-        ax.imshow(overlay(image, means[frame.index.get_loc(i)]))
+        ax.imshow(overlay(image, store["means"][frame.loc[i, "id_str"]]))
         ax.set_title(f"bar {frame.loc[i, 'bar']:.2f} spiral {frame.loc[i, 'spiral']:.2f}", fontsize=6)
-    figure.suptitle("Real GZ2 galaxies (first rows: most barred by votes; then most spiral): spiral arms cyan, "
-                    "bar red, opacity = expected share of volunteers", fontsize=8)
+    colours = ", ".join(f"{name} {COLOUR_NAMES[k % len(COLOUR_NAMES)]}" for k, name in enumerate(store["classes"]))
+    figure.suptitle(f"Real GZ2 galaxies, the most barred by votes first, then the most spiral: {colours}, opacity = "
+                    "the expected share of volunteers marking the pixel", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

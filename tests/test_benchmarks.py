@@ -6,8 +6,10 @@ import importlib.util
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -95,6 +97,21 @@ def test_every_benchmark_runs_at_tiny_size_and_writes_one_result_file(name, work
     assert tables and all(len(row) == len(b["table"]["columns"]) for b in tables for row in b["table"]["rows"])
     assert not any(isinstance(v, float) and math.isinf(v) for arm in result["arms"].values() for v in arm.values())
 
+
+
+@pytest.mark.slow
+def test_the_segmentation_benchmark_scores_real_face_on_disks_against_their_votes_and_draws_them(work_root, one_thread):
+    _, result = tiny("segmentation", work_root)
+    labels = pd.read_csv(work_root / "shared" / "fake_gz2" / "labels.csv")
+    face_on = int((labels["Class2.2"] >= 0.5).sum())  # the stand-in has every question's votes
+    real = result["figures"]["real_gz2"]
+    assert 0.05 <= real["crop"] <= 1.0
+    assert real["bar"]["galaxies"] == real["spiral"]["galaxies"] == face_on > 0
+    for name in ("bar", "spiral"):
+        counted = real[name]["galaxies_votes_over_half"] + real[name]["galaxies_votes_under_fifth"]
+        assert counted <= face_on
+    (grid,) = result["figures"]["plots"]
+    assert Path(grid).name == "segmentation_gz2.png" and Path(grid).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 def saved_result(folder, tiny=True):
     """A result of two arms side by side, saved as a run would save it."""

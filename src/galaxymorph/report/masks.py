@@ -23,9 +23,10 @@ from galaxymorph.mask_stats import pixel_spread
 from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
 from galaxymorph.report.page import TITLE, png_data_uri, read_evaluation, resource, write_page
 
-__all__ = ["COLOURS", "build_mask_report", "overlay", "images_as_seen"]
+__all__ = ["COLOURS", "COLOUR_NAMES", "build_mask_report", "images_as_seen", "overlay"]
 
-COLOURS = ((0.0, 0.85, 1.0), (1.0, 0.25, 0.2), (1.0, 0.85, 0.0), (0.6, 1.0, 0.3))  # cyan, red, yellow, green, ...
+COLOURS = ((0.0, 0.85, 1.0), (1.0, 0.25, 0.2), (1.0, 0.85, 0.0), (0.6, 1.0, 0.3))
+COLOUR_NAMES = ("cyan", "red", "yellow", "green")  # of COLOURS, for legends
 SHOWN = ("area", "length", "angle")
 ZOOM = 3  # screen pixels per model pixel
 WHITE_SPREAD = 0.25  # the posterior standard deviation drawn white
@@ -96,8 +97,7 @@ def build_mask_report(predictions: str | Path, out: str | Path, evaluation: str 
     metrics = ""
     if evaluation is not None:
         metrics = _metrics_html(read_evaluation(evaluation, predictions))
-    colours = ["cyan", "red", "yellow", "green"]
-    legend = ", ".join(f"{html.escape(c)} in {colours[k % 4]}" for k, c in enumerate(classes))
+    legend = ", ".join(f"{html.escape(c)} in {COLOUR_NAMES[k % len(COLOUR_NAMES)]}" for k, c in enumerate(classes))
     subtitle = (f"Masks {html.escape(Path(predictions).name)}: {legend}; {meta['samples']} MC-dropout samples per "
                 f"galaxy, {meta['image_size']} px; {len(cards)} galaxies, largest {html.escape(classes[0])} area "
                 "first. "
