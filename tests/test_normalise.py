@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from galaxymorph.data.extent import measure_extent
+from galaxymorph.data.extent import _petrosian_radius, measure_extent
 from galaxymorph.data.normalise import CropRecord, Photometry, SizeCrop
 from galaxymorph.data.shards import read_manifest, shard_paths
 from galaxymorph.data.transforms import Preprocessing
@@ -88,6 +88,17 @@ def test_a_bright_star_beside_the_galaxy_leaves_the_centre_on_the_galaxy(strengt
         assert math.hypot(beside.x - without.x, beside.y - without.y) < 1.0  # px of 96: on the galaxy, not the star
         assert abs(beside.radius / without.radius - 1) < radius_within
 
+
+
+def test_a_profile_starting_below_the_petrosian_ratio_gives_the_innermost_ring_not_a_radius_of_zero():
+    # as on GZ2 frames zoomed out 3x: the centre masked for a brighter neighbour's core, the rings left there below
+    # the sky, so the Petrosian ratio starts under 0.5; extrapolating from there gave 0, a "measured" zero-width crop
+    size = 64
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    rr = np.hypot(yy, xx)
+    light = np.where(rr < 2, -3.0, 7.0 * np.exp(-(rr - 2) / 3))
+    radius, found = _petrosian_radius(light, np.zeros_like(light, bool), (size - 1) / 2, (size - 1) / 2, 0.5)
+    assert found and radius == pytest.approx(0.5)  # the middle of the innermost ring, in px
 
 def test_a_frame_without_a_central_galaxy_falls_back_to_the_fixed_crop_and_says_so(tmp_path):
     sky = np.random.default_rng(0).normal(20, 3, (SIZE, SIZE, 3)).clip(0, 255).astype(np.uint8)

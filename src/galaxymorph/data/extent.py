@@ -163,7 +163,9 @@ def _petrosian_radius(data: np.ndarray, masked: np.ndarray, cy: float, cx: float
         return edge, False
     i = below[0]
     mid = np.maximum(0.5 * (edges[:-1] + edges[1:]), 0.5)
-    step = (eta[i - 1] - ratio) / max(eta[i - 1] - eta[i], 1e-12)  # between the two rings' middles, in log r
+    # between the two rings' middles, in log r; never beyond them (a centre masked for a brighter neighbour's core can
+    # start the profile below the ratio, and extrapolating from it gave a radius of 0)
+    step = float(np.clip((eta[i - 1] - ratio) / max(eta[i - 1] - eta[i], 1e-12), 0.0, 1.0))
     return float(math.exp(math.log(mid[i - 1]) + step * (math.log(mid[i]) - math.log(mid[i - 1])))), True
 
 
