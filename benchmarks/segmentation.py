@@ -351,7 +351,7 @@ def plot_grid(frame: pd.DataFrame, store: dict, path: Path) -> None:
     figure.suptitle(f"Real GZ2 galaxies, the most barred by votes first, then the most spiral: {colours}, opacity = "
                     "the expected share of volunteers marking the pixel", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=80)
 
 
 def _smp_decoder(model: SegmentationModel, widths: tuple[int, ...]) -> torch.nn.Module:
