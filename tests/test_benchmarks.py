@@ -98,7 +98,6 @@ def test_every_benchmark_runs_at_tiny_size_and_writes_one_result_file(name, work
     assert not any(isinstance(v, float) and math.isinf(v) for arm in result["arms"].values() for v in arm.values())
 
 
-
 @pytest.mark.slow
 def test_the_segmentation_benchmark_scores_real_face_on_disks_against_their_votes_and_draws_them(work_root, one_thread):
     _, result = tiny("segmentation", work_root)
@@ -112,6 +111,7 @@ def test_the_segmentation_benchmark_scores_real_face_on_disks_against_their_vote
         assert counted <= face_on
     (grid,) = result["figures"]["plots"]
     assert Path(grid).name == "segmentation_gz2.png" and Path(grid).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 def saved_result(folder, tiny=True):
     """A result of two arms side by side, saved as a run would save it."""

@@ -89,9 +89,8 @@ def test_a_bright_star_beside_the_galaxy_leaves_the_centre_on_the_galaxy(strengt
         assert abs(beside.radius / without.radius - 1) < radius_within
 
 
-
 def test_a_profile_starting_below_the_petrosian_ratio_gives_the_innermost_ring_not_a_radius_of_zero():
-    # as on GZ2 frames zoomed out 3x: the centre masked for a brighter neighbour's core, the rings left there below
+    # as on GZ2 frames zoomed out 2-5x: the centre masked for a brighter neighbour's core, the rings left there below
     # the sky, so the Petrosian ratio starts under 0.5; extrapolating from there gave 0, a "measured" zero-width crop
     size = 64
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
@@ -99,6 +98,7 @@ def test_a_profile_starting_below_the_petrosian_ratio_gives_the_innermost_ring_n
     light = np.where(rr < 2, -3.0, 7.0 * np.exp(-(rr - 2) / 3))
     radius, found = _petrosian_radius(light, np.zeros_like(light, bool), (size - 1) / 2, (size - 1) / 2, 0.5)
     assert found and radius == pytest.approx(0.5)  # the middle of the innermost ring, in px
+
 
 def test_a_frame_without_a_central_galaxy_falls_back_to_the_fixed_crop_and_says_so(tmp_path):
     sky = np.random.default_rng(0).normal(20, 3, (SIZE, SIZE, 3)).clip(0, 255).astype(np.uint8)
