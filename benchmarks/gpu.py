@@ -3,7 +3,8 @@
 Same accelerator, same random images and vote counts, same precision (bf16 by
 default) for both. Training: Lightning steps of the full model (encoder + Dirichlet
 head + loss), no augmentation on either side, the first ``--warmup`` steps not
-timed. Prediction: ``--samples`` posterior samples per galaxy; galaxymorph runs the
+timed, beside the loader alone (the same batches, collated and moved to the device,
+no model). Prediction: ``--samples`` posterior samples per galaxy; galaxymorph runs the
 encoder once and the head N times (``posterior_samples``), zoobot N full forward
 passes with its test-time dropout. Zoobot is optional: when it is not importable
 the script says so and measures galaxymorph alone. ``--tiny`` runs timm's tiny test versions of
@@ -52,17 +53,34 @@ class RandomGalaxies(Dataset):
         return {"image": self.images[i], "votes": self.votes[i], **dict(zip(self.answers, self.votes[i]))}
 
 
-def train_throughput(module: L.LightningModule, data: RandomGalaxies, args: argparse.Namespace) -> float:
+def _loader(data: RandomGalaxies, args: argparse.Namespace, device: torch.device) -> DataLoader:
+    """What both libraries' training steps are fed: one process collating, pinned for a GPU."""
+    return DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=True, pin_memory=device.type == "cuda")
+
+
+def train_throughput(module: L.LightningModule, data: RandomGalaxies, args: argparse.Namespace,
+                     device: torch.device) -> float:
     """Images per second over ``--steps`` timed Lightning training steps."""
     probe = Throughput(warmup=args.warmup, steps=args.steps)
     with quiet_lightning("You defined a `validation_step` but have no `val_dataloader`"):
         trainer = L.Trainer(accelerator=args.accelerator, devices=1, precision=args.precision, max_epochs=1,
                             callbacks=[probe], logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, num_sanity_val_steps=0)
-        loader = DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=True,
-                            pin_memory=trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
-        trainer.fit(module, train_dataloaders=loader)
+        trainer.fit(module, train_dataloaders=_loader(data, args, device))
     return probe.images_per_second
+
+
+def loader_throughput(data: RandomGalaxies, args: argparse.Namespace, device: torch.device) -> float:
+    """Images per second of that loader alone, batches moved to ``device``: the ceiling of both training figures."""
+    batches = iter(_loader(data, args, device))
+    for _ in range(args.warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        batch = next(batches)
+        batch["image"].to(device, non_blocking=True)
+    _sync(device)
+    return args.steps * args.batch / (time.perf_counter() - start)
 
 
 def predict_throughput(samples_of: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
@@ -96,7 +114,7 @@ def _device(accelerator: str) -> torch.device:
 def ours(arch: str, data: RandomGalaxies, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     torch.manual_seed(0)
     model = GalaxyModel(SCHEMA, arch=arch, image_size=args.size)
-    train = train_throughput(GalaxyLightningModule(model, cosine=False), data, args)
+    train = train_throughput(GalaxyLightningModule(model, cosine=False), data, args, device)
     model = GalaxyModel(SCHEMA, arch=arch, image_size=args.size).to(device).eval()
     predict = predict_throughput(lambda x: posterior_samples(model, x, args.samples), device, data, args)
     return {"train_images_per_s": train, "predict_galaxies_per_s": predict}
@@ -115,7 +133,7 @@ def zoobot(arch: str, data: RandomGalaxies, args: argparse.Namespace, device: to
         return define_model.ZoobotTree(output_dim=schema.n_answers, question_answer_pairs=pairs,
                                        dependencies=dependencies, architecture_name=arch, channels=3)
 
-    train = train_throughput(build(), data, args)
+    train = train_throughput(build(), data, args, device)
     model = build().to(device).eval()
     predict = predict_throughput(lambda x: torch.stack([model(x) for _ in range(args.samples)], dim=-1), device, data,
                                  args)
@@ -149,11 +167,13 @@ def measure(args: argparse.Namespace, result: Result) -> None:
     else:
         sides.append(("zoobot 2.9", zoobot))
     result.figures["device"] = str(device)
+    result.figures["loader_images_per_s"] = loader_throughput(data, args, device)
     for arch in args.archs:
         for name, measure_side in sides:
             result.arm(f"{name}, {arch}", **measure_side(arch, data, args, device))
     result.note(f"device {device} ({result.data['machine']['gpu'] or 'CPU'}), {args.size} px, batch {args.batch}, "
-                f"{args.precision}, {args.samples} posterior samples")
+                f"{args.precision}, {args.samples} posterior samples. The loader that feeds both tools' training "
+                f"steps gives {result.figures['loader_images_per_s']:.1f} images/s alone.")
     result.table(["arch", "library", "train images/s", "predict galaxies/s"],
                  [[name.split(", ")[1], name.split(", ")[0], f"{a['train_images_per_s']:.1f}",
                    f"{a['predict_galaxies_per_s']:.1f}"] for name, a in result.arms.items()],
