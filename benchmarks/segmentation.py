@@ -65,6 +65,7 @@ from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluation.masks import evaluate_masks
 from galaxymorph.files import atomic_path
+from galaxymorph.kaggle import from_kaggle, kaggle_columns
 from galaxymorph.losses import mask_nll
 from galaxymorph.mask_stats import THRESHOLD
 from galaxymorph.models import GalaxyModel, load_encoder, save_model
@@ -258,9 +259,10 @@ def real_cutouts(simulated: pd.Series, args: argparse.Namespace) -> tuple[pd.Dat
     labels = pd.read_csv(folder / "labels.csv")
     # 4,000 of the Kaggle galaxies were given without questions 3 and 4 (NaN, not zero votes)
     disks = labels[(labels["Class2.2"] >= FACE_ON) & labels[["Class3.1", "Class4.1"]].notna().all(axis=1)]
-    disks = pd.DataFrame({"id_str": disks["GalaxyID"].astype(str).to_numpy(),
-                          "bar": (disks["Class3.1"] / disks["Class2.2"]).to_numpy(),
-                          "spiral": (disks["Class4.1"] / disks["Class2.2"]).to_numpy(),
+    columns = kaggle_columns()
+    fractions = pd.DataFrame(from_kaggle(disks[list(columns)].to_numpy()), columns=list(columns.values()))
+    disks = pd.DataFrame({"id_str": disks["GalaxyID"].astype(str).to_numpy(), "bar": fractions["bar_yes"],
+                          "spiral": fractions["has-spiral-arms_yes"],
                           "source": [str(folder / "images" / f"{g}.jpg") for g in disks["GalaxyID"]]})
     ratio = _median_radius(disks["source"][:SCALE_GALAXIES]) / _median_radius(simulated[:SCALE_GALAXIES])
     crop = float(np.clip(np.nan_to_num(ratio, nan=1.0), 0.05, 1.0))
