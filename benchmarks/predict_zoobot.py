@@ -148,6 +148,11 @@ json.dump(info, open(job["info"], "w"))
 REDUCED_PRECISION = {"openvino-bf16": ("openvino", "bf16-mixed")}
 
 
+def backend_and_precision(side: str) -> tuple[str, str]:
+    """What a ``--backends`` side runs: predict's ``--backend`` and ``--precision``."""
+    return REDUCED_PRECISION.get(side, (side, "32-true"))
+
+
 def untrained_model(arch: str, prep: Preprocessing, images: torch.Tensor) -> GalaxyModel:
     """A random gz2 model (seed 0) in eval mode whose batch-norm statistics come from ``images`` (model inputs).
 
@@ -198,7 +203,7 @@ def ours_child(job_file: Path) -> None:
     model = load_model(job["checkpoint"])
     records = prediction_records(None, job["catalogue"], None, None, model.config["preprocessing"])
     start = time.perf_counter()
-    backend, precision = REDUCED_PRECISION.get(job["backend"], (job["backend"], "32-true"))
+    backend, precision = backend_and_precision(job["backend"])
     counts = predict_records(model, records, job["out"], samples=job["samples"], batch_size=job["batch_size"],
                              workers=job["workers"], accelerator="cpu", rows_per_part=job["rows_per_part"],
                              progress=False, backend=backend, precision=precision)
@@ -340,7 +345,7 @@ def our_side(backend: str, backends: list[str]) -> str:
     """Our side's name: as it always was with one backend, else naming the backend."""
     if len(backends) == 1:
         return "galaxymorph predict"
-    options, precision = REDUCED_PRECISION.get(backend, (backend, "32-true"))
+    options, precision = backend_and_precision(backend)
     return f"galaxymorph predict --backend {options}" + (f" --precision {precision}" if precision != "32-true" else "")
 
 
