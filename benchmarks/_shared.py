@@ -33,6 +33,7 @@ from galaxymorph.data.kaggle_gz2 import kaggle_to_catalogue
 from galaxymorph.data.shards import assign_splits, write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluation import evaluate
+from galaxymorph.files import atomic_path
 from galaxymorph.kaggle import kaggle_columns, kaggle_rmse, to_kaggle
 from galaxymorph.models import load_model
 from galaxymorph.prediction import predict
@@ -125,6 +126,23 @@ def gz2_shards(args: argparse.Namespace, prep: Preprocessing | None = None, work
         write_shards(catalogue or gz2_catalogue(args), "gz2", out, prep, val_fraction=0.1, test_fraction=0.1,
                      seed=SPLIT_SEED, workers=workers, shard_size=20 if args.tiny else 500, progress=False)
     return out
+
+
+def central_crops(sources: pd.Series, folder: Path, fraction: float) -> pd.Series:
+    """PNG path by id (``sources``' index): each image's central square of ``fraction`` of its shorter side.
+
+    Whole pixels, written losslessly and once (a file already there is kept), so the images
+    another tool reads hold exactly the pixels of that square.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = pd.Series([str(folder / f"{i}.png") for i in sources.index], index=sources.index)
+    for source, target in zip(sources, paths):
+        if not Path(target).is_file():
+            with Image.open(source) as image, atomic_path(target) as tmp:
+                side = round(fraction * min(image.size))
+                left, top = (image.width - side) // 2, (image.height - side) // 2
+                image.crop((left, top, left + side, top + side)).save(tmp, format="PNG")
+    return paths
 
 
 def kaggle_truth(catalogue: Path) -> pd.DataFrame:

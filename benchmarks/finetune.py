@@ -63,7 +63,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -71,6 +70,7 @@ from benchmarks._harness import Result
 from benchmarks._shared import (
     TINY_ARCH,
     add_gz2_option,
+    central_crops,
     gz2_folder,
     offline_hub,
     put_in_hub_cache,
@@ -318,17 +318,8 @@ def zoobot_side(parts: dict[str, pd.DataFrame], run: Path, args: argparse.Namesp
     for folder in ("exported", "hf_cache"):
         shutil.rmtree(args.work / folder, ignore_errors=True)  # this benchmark's own
     put_in_hub_cache(export_encoder(run, args.work / "exported"), HUB_NAME, args.work / "hf_cache")
-    folder = args.work / f"zoobot_images_crop{args.source_crop}"
-    folder.mkdir(exist_ok=True)
-    frame = pd.concat([parts["pool"], parts["test"]])
-    paths = pd.Series([str(folder / f"{i}.png") for i in frame["id_str"]], index=frame["id_str"])
-    for source, target in zip(frame["file_loc"], paths):
-        if not Path(target).is_file():
-            with Image.open(source) as image:
-                margin = (1 - args.source_crop) / 2
-                w, h = image.size
-                image.crop((round(w * margin), round(h * margin), round(w * (1 - margin)), round(h * (1 - margin)))
-                           ).save(target)
+    frame = pd.concat([parts["pool"], parts["test"]]).set_index("id_str")
+    paths = central_crops(frame["file_loc"], args.work / f"zoobot_images_crop{args.source_crop}", args.source_crop)
     return ZoobotSide(zoobot_python(args), args.work / "hf_cache", paths)
 
 

@@ -57,14 +57,13 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from benchmarks._harness import Result
-from benchmarks._shared import add_gz2_option, gz2_folder
+from benchmarks._shared import add_gz2_option, central_crops, gz2_folder
 from galaxymorph.data.extent import measure_extent
 from galaxymorph.data.labelled import split_train_val
 from galaxymorph.data.masks import load_masks
 from galaxymorph.data.shards import write_shards
 from galaxymorph.data.transforms import Preprocessing
 from galaxymorph.evaluation.masks import evaluate_masks
-from galaxymorph.files import atomic_path
 from galaxymorph.kaggle import from_kaggle, kaggle_columns
 from galaxymorph.losses import mask_nll
 from galaxymorph.mask_stats import THRESHOLD
@@ -74,7 +73,7 @@ from galaxymorph.models.head import galaxy_keys
 from galaxymorph.models.segmentation import DECODER_CHANNELS, SegmentationModel
 from galaxymorph.prediction import predict
 from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
-from galaxymorph.report.masks import COLOUR_NAMES, images_as_seen, overlay
+from galaxymorph.report.masks import colour_legend, images_as_seen, overlay
 from galaxymorph.simulate import simulate_catalogue
 from galaxymorph.simulate.catalogue import MASK_COLUMNS, VOLUNTEERS_COLUMN
 from galaxymorph.training import FinetuneConfig, TrainConfig, train
@@ -268,16 +267,8 @@ def real_cutouts(simulated: pd.Series, args: argparse.Namespace) -> tuple[pd.Dat
     crop = float(np.clip(np.nan_to_num(ratio, nan=1.0), 0.05, 1.0))
     if crop != ratio:
         print(f"real galaxies: the measured scale ratio {ratio:.3f} is cut to {crop:.3f}", flush=True)
-    out = args.work / f"gz2_face_on_crop{crop:.3f}"
-    out.mkdir(exist_ok=True)
-    for id_str, source in zip(disks["id_str"], disks["source"]):
-        target = out / f"{id_str}.png"
-        if not target.is_file():
-            with Image.open(source) as image, atomic_path(target) as tmp:
-                side = round(crop * image.width)
-                lo = (image.width - side) // 2
-                image.crop((lo, lo, lo + side, lo + side)).save(tmp, format="PNG")
-    disks["file_loc"] = [str(out / f"{i}.png") for i in disks["id_str"]]
+    cutouts = central_crops(disks.set_index("id_str")["source"], args.work / f"gz2_face_on_crop{crop:.3f}", crop)
+    disks["file_loc"] = cutouts.to_numpy()
     return disks.drop(columns="source"), {"crop": crop, "measured_ratio": ratio}
 
 
@@ -349,8 +340,8 @@ def plot_grid(frame: pd.DataFrame, store: dict, path: Path) -> None:
     for ax, i, image in zip(axes, chosen, seen):
         ax.imshow(overlay(image, store["means"][frame.loc[i, "id_str"]]))
         ax.set_title(f"bar {frame.loc[i, 'bar']:.2f} spiral {frame.loc[i, 'spiral']:.2f}", fontsize=6)
-    colours = ", ".join(f"{name} {COLOUR_NAMES[k % len(COLOUR_NAMES)]}" for k, name in enumerate(store["classes"]))
-    figure.suptitle(f"Real GZ2 galaxies, the most barred by votes first, then the most spiral: {colours}, opacity = "
+    figure.suptitle(f"Real GZ2 galaxies, the most barred by votes first, then the most spiral: "
+                    f"{colour_legend(store['classes'])}, opacity = "
                     "the expected share of volunteers marking the pixel", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=80)

@@ -10,6 +10,7 @@ ranges. One self-contained HTML file, like the classification report (:mod:`gala
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,10 @@ from galaxymorph.mask_stats import pixel_spread
 from galaxymorph.prediction.masks import measurements_path, read_mask_metadata, read_masks
 from galaxymorph.report.page import TITLE, png_data_uri, read_evaluation, resource, write_page
 
-__all__ = ["COLOURS", "COLOUR_NAMES", "build_mask_report", "images_as_seen", "overlay"]
+__all__ = ["COLOURS", "build_mask_report", "colour_legend", "images_as_seen", "overlay"]
 
 COLOURS = ((0.0, 0.85, 1.0), (1.0, 0.25, 0.2), (1.0, 0.85, 0.0), (0.6, 1.0, 0.3))
-COLOUR_NAMES = ("cyan", "red", "yellow", "green")  # of COLOURS, for legends
+COLOUR_NAMES = ("cyan", "red", "yellow", "green")  # of COLOURS
 SHOWN = ("area", "length", "angle")
 ZOOM = 3  # screen pixels per model pixel
 WHITE_SPREAD = 0.25  # the posterior standard deviation drawn white
@@ -39,6 +40,11 @@ def overlay(image: np.ndarray, shares: np.ndarray, opacity: float = 0.65) -> np.
         alpha = opacity * np.clip(share, 0, 1)[..., None]
         out = out * (1 - alpha) + np.asarray(COLOURS[k % len(COLOURS)]) * alpha
     return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def colour_legend(classes: Sequence[str]) -> str:
+    """Which colour :func:`overlay` draws each class in, e.g. ``bar in cyan, spiral in red``."""
+    return ", ".join(f"{name} in {COLOUR_NAMES[k % len(COLOUR_NAMES)]}" for k, name in enumerate(classes))
 
 
 def _zoomed(pixels: np.ndarray) -> str:
@@ -97,7 +103,7 @@ def build_mask_report(predictions: str | Path, out: str | Path, evaluation: str 
     metrics = ""
     if evaluation is not None:
         metrics = _metrics_html(read_evaluation(evaluation, predictions))
-    legend = ", ".join(f"{html.escape(c)} in {COLOUR_NAMES[k % len(COLOUR_NAMES)]}" for k, c in enumerate(classes))
+    legend = html.escape(colour_legend(classes))
     subtitle = (f"Masks {html.escape(Path(predictions).name)}: {legend}; {meta['samples']} MC-dropout samples per "
                 f"galaxy, {meta['image_size']} px; {len(cards)} galaxies, largest {html.escape(classes[0])} area "
                 "first. "
