@@ -201,16 +201,35 @@ class Result:
         return path
 
 
+def output_folder(text: str) -> Path:
+    """argparse type of a folder a benchmark writes into: refused at once (one line, exit 2) where a file stands."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; name a folder (it is made if missing)")
+    return path
+
+
+def positive_count(text: str) -> int:
+    """argparse type of a number of things (galaxies, epochs, samples, px): a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def parser_for(name: str, module: Any) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks {name}", description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     harness = parser.add_argument_group("harness")
     harness.add_argument("--tiny", action="store_true",
                          help="seconds, not minutes: checks that the benchmark runs (the tests run this); figures mean nothing")
-    harness.add_argument("--work-root", type=Path, help=f"work folders: ROOT/{name} and caches in ROOT/shared "
+    harness.add_argument("--work-root", type=output_folder, help=f"work folders: ROOT/{name} and caches in ROOT/shared "
                          f"(default {WORK_ROOT.name}/ beside this file, {WORK_ROOT.name}/tiny with --tiny; "
                          "$GALAXYMORPH_BENCH_WORK overrides)")
-    harness.add_argument("--results", type=Path, help=f"folder for the result file (default results/{name}/, "
+    harness.add_argument("--results", type=output_folder, help=f"folder for the result file (default results/{name}/, "
                          "the work folder with --tiny)")
     for preset, defaults in getattr(module, "PRESETS", {}).items():
         parser.add_argument(f"--{preset}", action="store_true", help=f"the {preset} version's defaults: {defaults}")

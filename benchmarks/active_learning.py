@@ -58,7 +58,7 @@ from scipy.spatial import cKDTree  # noqa: E402
 from scipy.stats import ks_2samp  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks._harness import Result  # noqa: E402
+from benchmarks._harness import Result, output_folder  # noqa: E402
 from benchmarks._shared import SPLIT_SEED, TINY_ARCH, add_gz2_option, gz2_catalogue  # noqa: E402
 from galaxymorph.acquisition import STRATEGIES, acquisition_scores, choose  # noqa: E402
 from galaxymorph.data.catalogue import resolve_paths  # noqa: E402
@@ -482,7 +482,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pca", type=int, default=16, help="principal components of the encoder features to cluster")
     parser.add_argument("--workers", type=int, default=2, help="loader and simulation processes")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--plots", type=Path, help="folder for active_learning.png and active_learning_chosen.png "
+    parser.add_argument("--plots", type=output_folder, help="folder for active_learning.png and active_learning_chosen.png "
                         "(default: the work folder; the user guide's are in docs)")
 
 

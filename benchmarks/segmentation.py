@@ -56,7 +56,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from scipy.stats import spearmanr
 
-from benchmarks._harness import Result
+from benchmarks._harness import Result, output_folder, positive_count
 from benchmarks._shared import add_gz2_option, central_crops, gz2_folder
 from galaxymorph.data.extent import measure_extent
 from galaxymorph.data.labelled import split_train_val
@@ -90,21 +90,21 @@ TINY = dict(galaxies=48, size=32, arch="test_resnet", sizes=[8], test=12, pretra
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--galaxies", type=int, default=4000, help="simulated galaxies in all")
-    p.add_argument("--size", type=int, default=64, help="simulated px; the model sees the central 3/4")
+    p.add_argument("--galaxies", type=positive_count, default=4000, help="simulated galaxies in all")
+    p.add_argument("--size", type=positive_count, default=64, help="simulated px; the model sees the central 3/4")
     p.add_argument("--arch", default="resnet10t")
-    p.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000], help="training masks per run")
-    p.add_argument("--test", type=int, default=300)
-    p.add_argument("--pretrain-epochs", type=int, default=10)
-    p.add_argument("--images", type=int, default=24000, help="training images each run sees (epochs x its masks)")
+    p.add_argument("--sizes", type=positive_count, nargs="+", default=[50, 200, 1000], help="training masks per run")
+    p.add_argument("--test", type=positive_count, default=300)
+    p.add_argument("--pretrain-epochs", type=positive_count, default=10)
+    p.add_argument("--images", type=positive_count, default=24000, help="training images each run sees (epochs x its masks)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--head-lr", type=float, default=1e-2, help="of the decoder and head while the encoder is frozen")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--samples", type=int, default=5, help="MC-dropout samples per galaxy")
-    p.add_argument("--speed-sizes", type=int, nargs="+", default=[64, 128], help="px of the speed comparison")
-    p.add_argument("--speed-steps", type=int, default=5)
+    p.add_argument("--batch-size", type=positive_count, default=32)
+    p.add_argument("--samples", type=positive_count, default=5, help="MC-dropout samples per galaxy")
+    p.add_argument("--speed-sizes", type=positive_count, nargs="+", default=[64, 128], help="px of the speed comparison")
+    p.add_argument("--speed-steps", type=positive_count, default=5)
     add_gz2_option(p)
-    p.add_argument("--plots", type=Path, help="folder for segmentation_gz2.png (default: the work folder; the user "
+    p.add_argument("--plots", type=output_folder, help="folder for segmentation_gz2.png (default: the work folder; the user "
                    "guide's is in docs)")
     p.add_argument("--decoders", action="store_true", help="also: this package's decoder against smp's UnetDecoder")
     p.add_argument("--train-decoders", action="store_true", help="with --decoders: train smp's too (one more run)")

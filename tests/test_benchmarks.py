@@ -113,6 +113,27 @@ def test_the_segmentation_benchmark_scores_real_face_on_disks_against_their_vote
     assert Path(grid).name == "segmentation_gz2.png" and Path(grid).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("name, argv, option", [
+    ("segmentation", ["--plots", "{file}"], "--plots"),
+    ("active_learning", ["--plots", "{file}"], "--plots"),
+    ("finetune", ["--results", "{file}"], "--results"),
+    ("simulate", ["--work-root", "{file}"], "--work-root"),
+    ("segmentation", ["--sizes", "50", "0"], "--sizes"),
+    ("segmentation", ["--samples", "five"], "--samples"),
+])
+def test_a_file_where_a_folder_is_written_or_a_count_below_one_is_refused_before_anything_runs(
+        name, argv, option, tmp_path, capsys):
+    file = tmp_path / "a_file"
+    file.write_text("kept")
+    parser = _harness.parser_for(name, importlib.import_module(f"benchmarks.{name}"))
+    with pytest.raises(SystemExit) as refused:
+        parser.parse_args([arg.format(file=file) for arg in argv])
+    assert refused.value.code == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert f"argument {option}:" in line and ("not a folder" in line or "at least 1" in line)
+    assert file.read_text() == "kept"
+
+
 def saved_result(folder, tiny=True):
     """A result of two arms side by side, saved as a run would save it."""
     result = _harness.Result("simulate", ["--sizes", "16", "32"], {"sizes": [16, 32]}, tiny=tiny)
